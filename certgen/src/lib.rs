@@ -1,0 +1,1 @@
+//! certgen: the Tasker CA and leaf certificates. Filled by the API issue.

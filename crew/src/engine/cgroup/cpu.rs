@@ -1,0 +1,70 @@
+//! The cpu controller: a CPU limit in cores as a CFS quota per period.
+
+use std::path::Path;
+
+use super::flat_keyed;
+use super::fs::{read_file, write_file};
+use crate::engine::error::EngineError;
+
+/// The CFS period; 100 ms is the kernel's and systemd's default.
+const PERIOD_USEC: u64 = 100_000;
+/// The kernel refuses quotas under 1 ms.
+const MIN_QUOTA_USEC: u64 = 1_000;
+
+pub(crate) fn quota_usec(cores: f64) -> u64 {
+    ((cores * PERIOD_USEC as f64).round() as u64).max(MIN_QUOTA_USEC)
+}
+
+pub(crate) fn apply(dir: &Path, v2: bool, cores: f64) -> Result<(), EngineError> {
+    let quota = quota_usec(cores);
+    if v2 {
+        write_file(&dir.join("cpu.max"), &format!("{quota} {PERIOD_USEC}"))
+    } else {
+        write_file(&dir.join("cpu.cfs_period_us"), &PERIOD_USEC.to_string())?;
+        write_file(&dir.join("cpu.cfs_quota_us"), &quota.to_string())
+    }
+}
+
+/// `usage_usec` from a cgroup2 directory's `cpu.stat`.
+pub(crate) fn usage_usec(dir: &Path) -> Option<u64> {
+    flat_keyed(&read_file(&dir.join("cpu.stat")).ok()?, "usage_usec")
+}
+
+/// From a v1 cpuacct directory (nanoseconds there).
+pub(crate) fn usage_usec_v1(dir: &Path) -> Option<u64> {
+    let ns: u64 = read_file(&dir.join("cpuacct.usage")).ok()?.trim().parse().ok()?;
+    Some(ns / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_quota_and_period() {
+        let tmp = tempfile::tempdir().unwrap();
+        for f in ["cpu.max", "cpu.cfs_period_us", "cpu.cfs_quota_us"] {
+            std::fs::write(tmp.path().join(f), "").unwrap();
+        }
+        apply(tmp.path(), true, 0.25).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("cpu.max")).unwrap(),
+            "25000 100000"
+        );
+        apply(tmp.path(), false, 1.5).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("cpu.cfs_quota_us")).unwrap(),
+            "150000"
+        );
+        assert_eq!(quota_usec(0.001), MIN_QUOTA_USEC);
+    }
+
+    #[test]
+    fn reads_usage() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("cpu.stat"), "usage_usec 1234\nuser_usec 1000\n").unwrap();
+        std::fs::write(tmp.path().join("cpuacct.usage"), "5000000\n").unwrap();
+        assert_eq!(usage_usec(tmp.path()), Some(1234));
+        assert_eq!(usage_usec_v1(tmp.path()), Some(5000));
+    }
+}

@@ -1,0 +1,103 @@
+//! The memory controller: a hard limit that swap cannot extend, and the
+//! kernel's own counters for usage, peak and OOM kills.
+
+use std::path::Path;
+
+use super::flat_keyed;
+use super::fs::{read_file, write_file};
+use crate::engine::error::EngineError;
+
+pub(crate) fn apply(dir: &Path, v2: bool, bytes: u64) -> Result<(), EngineError> {
+    if v2 {
+        write_file(&dir.join("memory.max"), &bytes.to_string())?;
+        // Without swap accounting the file is absent, and swap cannot be
+        // used to escape the limit anyway.
+        let swap = dir.join("memory.swap.max");
+        if swap.exists() {
+            write_file(&swap, "0")?;
+        }
+    } else {
+        write_file(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+        // memsw is memory + swap: equal to the limit means no swap.
+        let memsw = dir.join("memory.memsw.limit_in_bytes");
+        if memsw.exists() {
+            write_file(&memsw, &bytes.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn current(dir: &Path, v2: bool) -> Option<u64> {
+    let file = if v2 {
+        "memory.current"
+    } else {
+        "memory.usage_in_bytes"
+    };
+    read_file(&dir.join(file)).ok()?.trim().parse().ok()
+}
+
+/// `memory.peak` needs Linux 5.19 on v2; v1 always has it.
+pub(crate) fn peak(dir: &Path, v2: bool) -> Option<u64> {
+    let file = if v2 {
+        "memory.peak"
+    } else {
+        "memory.max_usage_in_bytes"
+    };
+    read_file(&dir.join(file)).ok()?.trim().parse().ok()
+}
+
+/// The kernel's count of OOM kills in this cgroup: `oom_kill` in
+/// `memory.events` (v2) or `memory.oom_control` (v1, Linux 4.13+).
+pub(crate) fn oom_kills(dir: &Path, v2: bool) -> Option<u64> {
+    let file = if v2 { "memory.events" } else { "memory.oom_control" };
+    flat_keyed(&read_file(&dir.join(file)).ok()?, "oom_kill")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_limit_disables_swap_when_accounted() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("memory.max"), "max").unwrap();
+        std::fs::write(tmp.path().join("memory.swap.max"), "max").unwrap();
+        apply(tmp.path(), true, 64 << 20).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("memory.max")).unwrap(),
+            "67108864"
+        );
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("memory.swap.max")).unwrap(),
+            "0"
+        );
+    }
+
+    #[test]
+    fn v1_limit_without_memsw() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("memory.limit_in_bytes"), "").unwrap();
+        apply(tmp.path(), false, 1 << 20).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("memory.limit_in_bytes")).unwrap(),
+            "1048576"
+        );
+    }
+
+    #[test]
+    fn reads_oom_kill_counters() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            tmp.path().join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
+        assert_eq!(oom_kills(tmp.path(), true), Some(1));
+        assert_eq!(oom_kills(tmp.path(), false), Some(2));
+    }
+}

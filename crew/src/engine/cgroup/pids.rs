@@ -1,0 +1,24 @@
+//! The pids controller: a cap on processes plus threads.
+
+use std::path::Path;
+
+use super::fs::write_file;
+use crate::engine::error::EngineError;
+
+pub(crate) fn apply(dir: &Path, max: u64) -> Result<(), EngineError> {
+    write_file(&dir.join("pids.max"), &max.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn writes_pids_max() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("pids.max"), "max").unwrap();
+        super::apply(tmp.path(), 64).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("pids.max")).unwrap(),
+            "64"
+        );
+    }
+}

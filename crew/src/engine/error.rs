@@ -1,0 +1,75 @@
+//! Engine errors. Every I/O error carries the path and the operation that
+//! failed, so that a message in a log or a status line can be acted on
+//! without reading the code.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::job::JobRef;
+
+/// What went wrong in the engine. The API edge maps these to gRPC codes in
+/// exactly one place; the `Display` text is written for the person who made
+/// the request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    // Bad requests: the caller can fix them.
+    #[error("invalid job spec: {0}")]
+    InvalidSpec(String),
+    #[error("no such job: {0}")]
+    NotFound(JobRef),
+    #[error("job {job} is {state}: {what}")]
+    WrongState {
+        job: String,
+        state: &'static str,
+        what: &'static str,
+    },
+    #[error("job {0} has no stdin open (it was closed, or the job ended)")]
+    StdinClosed(String),
+    #[error("job {0} is not a tty job")]
+    NotTty(String),
+    #[error("{0}")]
+    Unsupported(String),
+
+    // The host: the operator can fix them.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cgroups: {0}")]
+    Cgroup(String),
+    #[error("shim: {0}")]
+    Shim(String),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+impl EngineError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Adds the path and operation to an `io::Result` in one word at the call
+/// site: `fs::read(&p).ctx("read", &p)?`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T, EngineError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T, EngineError> {
+        self.map_err(|e| EngineError::io(op, path, e))
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T, EngineError> {
+        self.map_err(|e| EngineError::io(op, path, io::Error::from(e)))
+    }
+}

@@ -1,0 +1,409 @@
+//! What a job is: its spec, its identity, and its state. The state is an enum
+//! whose variants hold only what is valid then, so that "ended without an end
+//! time" or "running without a pid" cannot be written down.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// A job's unique id: 128 random bits as 32 lowercase hex digits. Never reused,
+/// never guessable; the short `job-N` handle is for people.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(String);
+
+impl JobId {
+    pub(crate) fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        fill_random(&mut bytes);
+        let mut s = String::with_capacity(32);
+        for b in bytes {
+            use fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+        }
+        Self(s)
+    }
+
+    /// Accepts exactly the form `random()` makes, so an id can always be used
+    /// as a file name.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn fill_random(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
+        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else {
+            assert_eq!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::EINTR),
+                "getrandom failed"
+            );
+        }
+    }
+}
+
+/// How a caller names a job: the id, the `job-N` handle, or the name.
+pub type JobRef = String;
+
+/// Everything needed to start a job. The engine trusts `run_as` (the API edge
+/// resolved it from the caller's identity) and validates the rest.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    /// The program and its arguments; never passed through a shell.
+    pub argv: Vec<String>,
+    /// Variables added to (or replacing) the defaults of [`default_env`].
+    pub env: Vec<(String, String)>,
+    /// Working directory; default: the user's home if it exists, else `/`.
+    pub cwd: Option<PathBuf>,
+    pub run_as: RunAs,
+    pub limits: Limits,
+    /// Run under a pseudo-terminal of this size.
+    pub tty: Option<WinSize>,
+    pub network: Network,
+    /// Stop the job (and mark it timed out) after this long.
+    pub timeout: Option<Duration>,
+    pub name: Option<String>,
+    /// Who started it, as the API edge names callers (the certificate CN).
+    pub owner: String,
+}
+
+/// The Linux identity a job runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups, the primary group included.
+    pub groups: Vec<u32>,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// CPU limit in cores (0.25 = a quarter of one core).
+    pub cpu: Option<f64>,
+    /// Hard memory limit in bytes; swap is not allowed to extend it.
+    pub memory: Option<u64>,
+    /// Per-device bandwidth limits.
+    pub io: Vec<IoLimit>,
+    /// Maximum number of processes and threads; `None` takes the engine default.
+    pub pids: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoLimit {
+    pub device: DeviceNumber,
+    pub read_bps: Option<u64>,
+    pub write_bps: Option<u64>,
+}
+
+/// A block device as the kernel numbers it (`major:minor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeviceNumber {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl fmt::Display for DeviceNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WinSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// A network namespace of its own with only `lo`, up.
+    #[default]
+    Isolated,
+    /// The host's network.
+    Host,
+}
+
+/// The environment every job starts from: a clean PATH and the user's
+/// identity, never anything of the crew's own environment.
+pub fn default_env(run_as: &RunAs, tty: bool) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PATH".to_owned(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        ),
+        ("HOME".to_owned(), run_as.home.display().to_string()),
+        ("USER".to_owned(), run_as.user.clone()),
+        ("LOGNAME".to_owned(), run_as.user.clone()),
+        ("SHELL".to_owned(), run_as.shell.display().to_string()),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+    ];
+    if tty {
+        env.push(("TERM".to_owned(), "xterm-256color".to_owned()));
+    }
+    env
+}
+
+/// How the command itself ended, as `waitpid` reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Termination {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Termination {
+    pub(crate) fn from_wait_status(status: i32) -> Self {
+        if libc::WIFSIGNALED(status) {
+            Self::Signaled(libc::WTERMSIG(status))
+        } else {
+            Self::Exited(libc::WEXITSTATUS(status))
+        }
+    }
+
+    /// The shell convention: the code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Exited(c) => c,
+            Self::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+impl fmt::Display for Termination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Exited(c) => write!(f, "exit {c}"),
+            Self::Signaled(s) => match nix::sys::signal::Signal::try_from(s) {
+                Ok(sig) => write!(f, "signal {s} ({})", sig.as_str()),
+                Err(_) => write!(f, "signal {s}"),
+            },
+        }
+    }
+}
+
+/// Why a job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command ended on its own: an exit code, or a signal it did not get
+    /// from a stop.
+    Finished(Termination),
+    /// The kernel's OOM killer acted in the job's cgroup and the command did
+    /// not succeed.
+    OomKilled(Termination),
+    TimedOut(Termination),
+    StoppedBy {
+        who: String,
+        termination: Termination,
+    },
+    /// The command never ran: no such program, bad cwd, ...
+    StartFailed(String),
+    /// The engine lost track of the job (its shim died).
+    Lost(String),
+}
+
+impl Outcome {
+    pub fn phase(&self) -> Phase {
+        match self {
+            Self::Finished(Termination::Exited(0)) => Phase::Completed,
+            Self::TimedOut(_) | Self::StoppedBy { .. } => Phase::Stopped,
+            _ => Phase::Failed,
+        }
+    }
+
+    pub fn termination(&self) -> Option<Termination> {
+        match self {
+            Self::Finished(t) | Self::OomKilled(t) | Self::TimedOut(t) => Some(*t),
+            Self::StoppedBy { termination, .. } => Some(*termination),
+            Self::StartFailed(_) | Self::Lost(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Finished(t) => write!(f, "{t}"),
+            Self::OomKilled(t) => write!(f, "oom_killed ({t})"),
+            Self::TimedOut(t) => write!(f, "timed_out ({t})"),
+            Self::StoppedBy { who, termination } => write!(f, "stopped_by {who} ({termination})"),
+            Self::StartFailed(why) => write!(f, "start_failed: {why}"),
+            Self::Lost(why) => write!(f, "lost: {why}"),
+        }
+    }
+}
+
+/// The coarse state people filter on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Starting,
+    Running,
+    Completed,
+    Failed,
+    Stopped,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Resource totals of an ended job, where the kernel gives them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub peak_memory_bytes: Option<u64>,
+    pub cpu_usec: Option<u64>,
+    /// OOM kills the kernel counted in the job's cgroup.
+    pub oom_kills: u64,
+}
+
+/// Live usage of a running job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu_usec: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobState {
+    Starting,
+    Running {
+        started_at: SystemTime,
+        /// The command's pid as the host sees it.
+        pid: u32,
+    },
+    Ended(Ended),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ended {
+    /// `None` when the command never ran.
+    pub started_at: Option<SystemTime>,
+    pub ended_at: SystemTime,
+    pub outcome: Outcome,
+    pub totals: Totals,
+    /// Set when some output could not be stored (disk full, ...).
+    pub output_error: Option<String>,
+}
+
+impl JobState {
+    pub fn phase(&self) -> Phase {
+        match self {
+            Self::Starting => Phase::Starting,
+            Self::Running { .. } => Phase::Running,
+            Self::Ended(e) => e.outcome.phase(),
+        }
+    }
+
+    pub fn is_ended(&self) -> bool {
+        matches!(self, Self::Ended(_))
+    }
+}
+
+/// A snapshot of a job, as handed to callers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobInfo {
+    pub id: JobId,
+    /// `job-N`, unique per crew run.
+    pub handle: String,
+    pub name: Option<String>,
+    pub owner: String,
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub run_as: RunAs,
+    pub limits: Limits,
+    pub tty: Option<WinSize>,
+    pub network: Network,
+    pub timeout: Option<Duration>,
+    pub created_at: SystemTime,
+    pub state: JobState,
+    pub archived: bool,
+}
+
+impl JobInfo {
+    /// Does `reference` name this job: its id (or a unique prefix, decided by
+    /// the caller), its handle, or its name?
+    pub fn matches_exactly(&self, reference: &str) -> bool {
+        self.id.as_str() == reference || self.handle == reference || self.name.as_deref() == Some(reference)
+    }
+}
+
+/// What subscribers hear about.
+#[derive(Clone, Debug)]
+pub enum JobEvent {
+    Created(Box<JobInfo>),
+    StateChanged(Box<JobInfo>),
+    Archived(Box<JobInfo>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_hex_and_parse_back() {
+        let a = JobId::random();
+        let b = JobId::random();
+        assert_ne!(a, b);
+        assert_eq!(JobId::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(JobId::parse("../etc"), None);
+        assert_eq!(JobId::parse(&a.as_str().to_uppercase()), None);
+    }
+
+    #[test]
+    fn phases_follow_the_outcome() {
+        let t = Termination::Exited(0);
+        assert_eq!(Outcome::Finished(t).phase(), Phase::Completed);
+        assert_eq!(Outcome::Finished(Termination::Exited(1)).phase(), Phase::Failed);
+        assert_eq!(Outcome::Finished(Termination::Signaled(9)).phase(), Phase::Failed);
+        assert_eq!(
+            Outcome::OomKilled(Termination::Signaled(9)).phase(),
+            Phase::Failed
+        );
+        assert_eq!(Outcome::TimedOut(t).phase(), Phase::Stopped);
+        let stopped = Outcome::StoppedBy {
+            who: "alice".into(),
+            termination: Termination::Signaled(15),
+        };
+        assert_eq!(stopped.phase(), Phase::Stopped);
+        assert_eq!(stopped.to_string(), "stopped_by alice (signal 15 (SIGTERM))");
+        assert_eq!(Outcome::StartFailed("x".into()).phase(), Phase::Failed);
+    }
+
+    #[test]
+    fn termination_decodes_wait_status() {
+        assert_eq!(Termination::from_wait_status(3 << 8), Termination::Exited(3));
+        assert_eq!(Termination::from_wait_status(9), Termination::Signaled(9));
+        assert_eq!(Termination::Signaled(9).code(), 137);
+    }
+}

@@ -1,0 +1,717 @@
+//! The crew's job engine: jobs in cgroups (v2, or v1 controllers on hybrid
+//! hosts) and namespaces, output on disk for any number of readers. A
+//! library with no gRPC in it; the API edge wraps [`EngineHandle`].
+//!
+//! Layout:
+//! - `job.rs`: what a job is (spec, state, outcome).
+//! - `registry.rs`: the job table and the shared part of one job.
+//! - `cgroup/`: detection, the crew's subtree, one job's cgroup; one file per
+//!   controller.
+//! - `spawn.rs`: starting a job's shim; `supervisor.rs`: the task that
+//!   follows one job from its shim's messages to its final state.
+//! - `shim/`: the `tasker-shim` process (runs outside the crew): the job's
+//!   PID 1, output writer and stdin owner.
+//! - `namespaces.rs`: what the job's PID 1 sets up inside its namespaces.
+//! - `output.rs`: readers of a job's output.
+//! - `user.rs`: Linux users from the passwd database.
+//!
+//! Process tree of a running job (host view):
+//!
+//! ```text
+//! crew ── tasker-shim (cgroup <parent>/shims; owns output file + stdin)
+//!            └── tasker-init  (PID 1 of the job's PID namespace; new mount
+//!                 │            and network namespaces)
+//!                 └── command (cgroup <parent>/<job id>, cloned into it)
+//! ```
+//!
+//! The shim and init are not in the job's cgroup, so limits, the OOM killer
+//! and `cgroup.kill` act on the job alone, and the shim lives to record the
+//! job's end. Because the shim, not the crew, owns the output file and
+//! stdin, a later version can let jobs outlive a crew restart by
+//! reconnecting to shims instead of killing them.
+
+mod cgroup;
+mod error;
+mod job;
+mod namespaces;
+mod output;
+mod registry;
+pub mod shim;
+mod spawn;
+mod supervisor;
+pub mod user;
+
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, oneshot};
+use tokio_util::task::TaskTracker;
+
+pub use self::cgroup::{CgroupMode, Hierarchy};
+use self::cgroup::{CgroupTree, TreeOptions};
+pub use self::error::EngineError;
+use self::error::IoContext;
+pub use self::job::{
+    DeviceNumber, Ended, IoLimit, JobEvent, JobId, JobInfo, JobSpec, JobState, Limits, Network, Outcome,
+    Phase, RunAs, Termination, Totals, Usage, WinSize, default_env,
+};
+pub use self::output::{DEFAULT_CHUNK, OutputEvent, OutputReader, ReadFrom};
+use self::registry::{Control, JobEntry, Registry, StdinOp, StopReason, locked};
+use self::shim::wire::Spawn;
+use self::spawn::{SpawnShim, spawn_shim};
+use self::supervisor::Supervisor;
+
+/// How the engine is set up.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Where job output lives (`<state_dir>/jobs/<id>/output`).
+    pub state_dir: PathBuf,
+    /// The `tasker-shim` binary.
+    pub shim_path: PathBuf,
+    /// The crew's cgroup parent, relative to each hierarchy's root.
+    pub cgroup_parent: PathBuf,
+    /// Bytes of output kept per job.
+    pub output_limit: u64,
+    /// Grace period of a stop that names none, and of a timeout's stop.
+    pub default_grace: Duration,
+    /// pids.max of a job that asks for none.
+    pub default_pids: u64,
+    /// Kill jobs by freezing their cgroup even where `cgroup.kill` exists
+    /// (the path older kernels take; for tests).
+    pub force_freeze_kill: bool,
+}
+
+/// 64 MiB, as SPEC §3 says.
+pub const DEFAULT_OUTPUT_LIMIT: u64 = 64 << 20;
+/// Enough for any sane job, small enough to stop a fork bomb early.
+pub const DEFAULT_PIDS: u64 = 4096;
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// argv plus environment, in bytes (the kernel's own limit is 2 MiB on a
+/// default 8 MiB stack).
+pub const MAX_ARGV_ENV: usize = 1 << 20;
+
+impl EngineConfig {
+    /// Defaults for a crew named `crew_name`: cgroups under
+    /// `tasker/<crew_name>`, the shim next to the running program.
+    pub fn new(state_dir: impl Into<PathBuf>, crew_name: &str) -> Self {
+        let shim_path = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("tasker-shim")))
+            .unwrap_or_else(|| PathBuf::from("/usr/local/bin/tasker-shim"));
+        Self {
+            state_dir: state_dir.into(),
+            shim_path,
+            cgroup_parent: Path::new("tasker").join(crew_name),
+            output_limit: DEFAULT_OUTPUT_LIMIT,
+            default_grace: DEFAULT_GRACE,
+            default_pids: DEFAULT_PIDS,
+            force_freeze_kill: false,
+        }
+    }
+}
+
+/// The engine's owner. Dropping it without [`Engine::shutdown`] kills every
+/// job it runs (nothing may run untracked).
+#[derive(Debug)]
+pub struct Engine {
+    handle: EngineHandle,
+}
+
+/// A cheap, cloneable handle to the engine: what the API edge holds.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: EngineConfig,
+    jobs_dir: PathBuf,
+    tree: CgroupTree,
+    registry: Mutex<Registry>,
+    events: broadcast::Sender<JobEvent>,
+    tracker: TaskTracker,
+    shutting_down: AtomicBool,
+    shut_down: AtomicBool,
+    online_cpus: usize,
+}
+
+impl Engine {
+    /// Checks the host, prepares the state directory and the cgroup subtree,
+    /// and kills and removes whatever a previous run left in it.
+    pub async fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(EngineError::Unsupported(
+                "the crew must run as root (it creates cgroups and namespaces)".into(),
+            ));
+        }
+        let shim = &config.shim_path;
+        let meta = std::fs::metadata(shim).ctx("find the shim", shim)?;
+        if !meta.is_file() {
+            return Err(EngineError::Unsupported(format!(
+                "the shim {} is not a file",
+                shim.display()
+            )));
+        }
+        let jobs_dir = config.state_dir.join("jobs");
+        let cfg = config.clone();
+        let jobs = jobs_dir.clone();
+        let (tree, leftovers) = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&cfg.state_dir)
+                .ctx("create state directory", &cfg.state_dir)?;
+            // Output of a previous run's jobs: nothing tracks those jobs any
+            // more (their cgroups are killed below).
+            if jobs.exists() {
+                std::fs::remove_dir_all(&jobs).ctx("clear old jobs", &jobs)?;
+            }
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&jobs)
+                .ctx("create jobs directory", &jobs)?;
+            output::probe_hole_punching(&jobs)?;
+            let hier = Hierarchy::detect_host()?;
+            CgroupTree::init(
+                hier,
+                TreeOptions {
+                    parent: cfg.cgroup_parent.clone(),
+                    default_pids: cfg.default_pids,
+                    force_freeze_kill: cfg.force_freeze_kill,
+                },
+            )
+        })
+        .await
+        .map_err(|e| EngineError::Cgroup(format!("setup task failed: {e}")))??;
+        if leftovers > 0 {
+            tracing::warn!(leftovers, "killed and removed cgroups left by a previous run");
+        }
+        tracing::info!(cgroups = %tree.hierarchy(), "job engine ready");
+        let online_cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        Ok(Self {
+            handle: EngineHandle {
+                inner: Arc::new(Inner {
+                    config,
+                    jobs_dir,
+                    tree,
+                    registry: Mutex::new(Registry::default()),
+                    events: broadcast::channel(1024).0,
+                    tracker: TaskTracker::new(),
+                    shutting_down: AtomicBool::new(false),
+                    shut_down: AtomicBool::new(false),
+                    online_cpus,
+                }),
+            },
+        })
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// Refuses new jobs, stops every running job with `grace`, waits for
+    /// them all to end and removes the crew's cgroup subtree.
+    pub async fn shutdown(self, grace: Duration) {
+        let inner = &self.handle.inner;
+        inner.shutting_down.store(true, Ordering::SeqCst);
+        let running: Vec<Arc<JobEntry>> = locked(&inner.registry)
+            .all()
+            .filter(|e| !e.info().state.is_ended())
+            .cloned()
+            .collect();
+        for entry in running {
+            let _ = entry
+                .control()
+                .send(Control::Stop {
+                    grace,
+                    reason: StopReason::By("crew shutdown".into()),
+                })
+                .await;
+        }
+        inner.tracker.close();
+        inner.tracker.wait().await;
+        let tree = inner.tree.clone();
+        let _ = tokio::task::spawn_blocking(move || tree.destroy()).await;
+        inner.shut_down.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let inner = &self.handle.inner;
+        if inner.shut_down.load(Ordering::SeqCst) {
+            return;
+        }
+        // Not shut down (a panic, a test that forgot): take everything down
+        // now, jobs and shims, so that nothing runs untracked.
+        inner.shutting_down.store(true, Ordering::SeqCst);
+        inner.tree.destroy();
+    }
+}
+
+impl EngineHandle {
+    pub fn cgroup_mode(&self) -> CgroupMode {
+        self.inner.tree.hierarchy().mode()
+    }
+
+    /// The mode and where each controller lives, for logs and `Info`.
+    pub fn cgroup_description(&self) -> String {
+        self.inner.tree.hierarchy().describe()
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Starts a job. Returns once the command is running (its `execve`
+    /// succeeded) or has failed to start; the latter is a job too, ended with
+    /// [`Outcome::StartFailed`].
+    pub async fn start(&self, spec: JobSpec) -> Result<JobInfo, EngineError> {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::SeqCst) {
+            return Err(EngineError::ShuttingDown);
+        }
+        validate(&spec, inner.online_cpus)?;
+        let tty = spec.tty.is_some();
+        let mut env = default_env(&spec.run_as, tty);
+        for (k, v) in &spec.env {
+            match env.iter_mut().find(|(key, _)| key == k) {
+                Some(slot) => slot.1.clone_from(v),
+                None => env.push((k.clone(), v.clone())),
+            }
+        }
+        let cwd = spec.cwd.clone().unwrap_or_else(|| {
+            if spec.run_as.home.is_dir() {
+                spec.run_as.home.clone()
+            } else {
+                PathBuf::from("/")
+            }
+        });
+
+        let number = locked(&inner.registry).allocate_number();
+        let id = JobId::random();
+        let handle = format!("job-{number}");
+        let dir = inner.jobs_dir.join(id.as_str());
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .ctx("create job directory", &dir)?;
+        let output_path = dir.join("output");
+        let prepared = (|| -> Result<_, EngineError> {
+            let output = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&output_path)
+                .ctx("create", &output_path)?;
+            let cgroup = inner.tree.create_job(id.as_str(), &spec.limits)?;
+            Ok((output, cgroup))
+        })();
+        let (output, cgroup) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let cgroup = Arc::new(cgroup);
+        let limit = inner.config.output_limit;
+        let spawn = Spawn {
+            argv: spec.argv.iter().map(|a| a.clone().into_bytes()).collect(),
+            env: env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()).collect(),
+            cwd: cwd.as_os_str().as_encoded_bytes().to_vec(),
+            uid: spec.run_as.uid,
+            gid: spec.run_as.gid,
+            groups: spec.run_as.groups.clone(),
+            tty: spec.tty.map(|w| (w.rows, w.cols)),
+            host_network: spec.network == Network::Host,
+            output_limit: limit,
+            drop_unit: drop_unit(limit),
+            v1_procs: cgroup.open_v1_procs().map(|v| v.len() as u32)?,
+            clone_into_cgroup: true,
+        };
+        let shims_procs = inner.tree.shims_dir().join("cgroup.procs");
+        let label = format!("{handle} {id}");
+        let link = spawn_shim(SpawnShim {
+            shim_path: &inner.config.shim_path,
+            label: &label,
+            spawn,
+            output: output.into(),
+            cgroup: &cgroup,
+            shims_cgroup_procs: &shims_procs,
+        });
+        let link = match link {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = cgroup.remove();
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+
+        let info = JobInfo {
+            id: id.clone(),
+            handle,
+            name: spec.name.clone(),
+            owner: spec.owner.clone(),
+            argv: spec.argv.clone(),
+            cwd,
+            run_as: spec.run_as.clone(),
+            limits: spec.limits.clone(),
+            tty: spec.tty,
+            network: spec.network,
+            timeout: spec.timeout,
+            created_at: SystemTime::now(),
+            state: JobState::Starting,
+            archived: false,
+        };
+        let (entry, channels) = JobEntry::new(
+            info.clone(),
+            output_path,
+            inner.events.clone(),
+            Arc::clone(&cgroup),
+        );
+        let mut changes = entry.subscribe_changes();
+        locked(&inner.registry).insert(Arc::clone(&entry));
+        let _ = inner.events.send(JobEvent::Created(Box::new(info)));
+        inner.tracker.spawn(
+            Supervisor {
+                entry: Arc::clone(&entry),
+                link,
+                cgroup,
+                channels,
+                timeout: spec.timeout,
+                default_grace: inner.config.default_grace,
+            }
+            .run(),
+        );
+        loop {
+            let info = entry.info();
+            if info.state != JobState::Starting {
+                return Ok(info);
+            }
+            if changes.changed().await.is_err() {
+                return Ok(entry.info());
+            }
+        }
+    }
+
+    fn entry(&self, id: &JobId) -> Result<Arc<JobEntry>, EngineError> {
+        locked(&self.inner.registry)
+            .get(id)
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))
+    }
+
+    pub fn get(&self, id: &JobId) -> Option<JobInfo> {
+        self.entry(id).ok().map(|e| e.info())
+    }
+
+    /// Every job, in creation order; archived ones only if asked.
+    pub fn list(&self, include_archived: bool) -> Vec<JobInfo> {
+        locked(&self.inner.registry)
+            .all()
+            .map(|e| e.info())
+            .filter(|i| include_archived || !i.archived)
+            .collect()
+    }
+
+    /// The jobs `reference` names: by id, `job-N` handle or name, else by an
+    /// id prefix of at least 4 characters. More than one is ambiguous; the
+    /// caller decides what to do with that.
+    pub fn find(&self, reference: &str) -> Vec<JobInfo> {
+        locked(&self.inner.registry)
+            .find(reference)
+            .into_iter()
+            .map(|e| e.info())
+            .collect()
+    }
+
+    /// Stops a job: SIGTERM to every process, SIGKILL to all after `grace`.
+    /// Returns the final state. Stopping an ended job returns its state.
+    pub async fn stop(&self, id: &JobId, grace: Option<Duration>, who: &str) -> Result<JobInfo, EngineError> {
+        let entry = self.entry(id)?;
+        let mut changes = entry.subscribe_changes();
+        if let Some(info) = entry.ended_info() {
+            return Ok(info);
+        }
+        let grace = grace.unwrap_or(self.inner.config.default_grace);
+        // A closed channel means the supervisor is finishing: wait for it.
+        let _ = entry
+            .control()
+            .send(Control::Stop {
+                grace,
+                reason: StopReason::By(who.to_owned()),
+            })
+            .await;
+        loop {
+            if let Some(info) = entry.ended_info() {
+                return Ok(info);
+            }
+            if changes.changed().await.is_err() {
+                return Ok(entry.info());
+            }
+        }
+    }
+
+    /// Hides an ended job from the default list and from watchers.
+    pub fn archive(&self, id: &JobId) -> Result<JobInfo, EngineError> {
+        self.entry(id)?.archive()
+    }
+
+    /// Writes bytes to the job's stdin (a pipe job's pipe, or a tty job's
+    /// terminal). Returns once the job's shim has them; waits while the job
+    /// is not reading and the buffers are full.
+    pub async fn write_stdin(&self, id: &JobId, bytes: Bytes) -> Result<(), EngineError> {
+        let entry = self.entry(id)?;
+        let (tx, rx) = oneshot::channel();
+        let handle = || entry.info().handle;
+        entry
+            .stdin()
+            .send(StdinOp::Data(bytes, tx))
+            .await
+            .map_err(|_| EngineError::StdinClosed(handle()))?;
+        rx.await.map_err(|_| EngineError::StdinClosed(handle()))?
+    }
+
+    /// Closes a pipe job's stdin: the job reads EOF.
+    pub async fn close_stdin(&self, id: &JobId) -> Result<(), EngineError> {
+        let entry = self.entry(id)?;
+        let info = entry.info();
+        if info.tty.is_some() {
+            return Err(EngineError::Unsupported(format!(
+                "{} is a tty job: there is no pipe to close; send the terminal's EOF character \
+                 (Ctrl-D) instead",
+                info.handle
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        entry
+            .stdin()
+            .send(StdinOp::Close(tx))
+            .await
+            .map_err(|_| EngineError::StdinClosed(info.handle.clone()))?;
+        rx.await.map_err(|_| EngineError::StdinClosed(info.handle))?
+    }
+
+    /// Resizes a tty job's terminal (the job gets SIGWINCH).
+    pub async fn resize(&self, id: &JobId, size: WinSize) -> Result<(), EngineError> {
+        let entry = self.entry(id)?;
+        let info = entry.info();
+        if info.tty.is_none() {
+            return Err(EngineError::NotTty(info.handle));
+        }
+        if size.rows == 0 || size.cols == 0 {
+            return Err(EngineError::InvalidSpec(
+                "a terminal needs at least 1 row and 1 column".into(),
+            ));
+        }
+        // An ended job has nothing to resize; that is not worth an error.
+        let _ = entry.control().send(Control::Resize(size)).await;
+        Ok(())
+    }
+
+    /// A reader of the job's output, from `from`, following it live.
+    pub fn reader(&self, id: &JobId, from: ReadFrom) -> Result<OutputReader, EngineError> {
+        OutputReader::open(self.entry(id)?, from)
+    }
+
+    /// Live cpu and memory usage of a running job.
+    pub fn usage(&self, id: &JobId) -> Option<Usage> {
+        self.entry(id).ok()?.cgroup().map(|c| c.usage())
+    }
+
+    /// Job events from now on. A subscriber that falls more than 1024
+    /// events behind gets `Lagged` and should re-read the list.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.inner.events.subscribe()
+    }
+}
+
+/// Output is dropped in whole units: 1/16 of the limit, between 4 KiB and
+/// 1 MiB, a multiple of the page size.
+pub(crate) fn drop_unit(limit: u64) -> u64 {
+    ((limit / 16) & !4095).clamp(4096, 1 << 20)
+}
+
+fn validate(spec: &JobSpec, online_cpus: usize) -> Result<(), EngineError> {
+    let bad = |m: String| Err(EngineError::InvalidSpec(m));
+    match spec.argv.first() {
+        None => return bad("argv is empty: give the program to run".into()),
+        Some(p) if p.is_empty() => return bad("the program name is empty".into()),
+        _ => {}
+    }
+    if let Some(i) = spec.argv.iter().position(|a| a.contains('\0')) {
+        return bad(format!("argument {i} contains a NUL byte"));
+    }
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains(['=', '\0']) {
+            return bad(format!("environment variable name {k:?} is not valid"));
+        }
+        if v.contains('\0') {
+            return bad(format!("environment variable {k} contains a NUL byte"));
+        }
+    }
+    let size: usize = spec.argv.iter().map(|a| a.len() + 1).sum::<usize>()
+        + spec.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+    if size > MAX_ARGV_ENV {
+        return bad(format!(
+            "argv and environment take {size} bytes; the limit is {MAX_ARGV_ENV}"
+        ));
+    }
+    if let Some(cwd) = &spec.cwd
+        && (!cwd.is_absolute() || cwd.as_os_str().as_encoded_bytes().contains(&0))
+    {
+        return bad(format!("cwd {} must be an absolute path", cwd.display()));
+    }
+    let l = &spec.limits;
+    if let Some(cpu) = l.cpu
+        && !(cpu.is_finite() && cpu >= 0.01 && cpu <= online_cpus as f64)
+    {
+        return bad(format!(
+            "cpu limit {cpu} is out of range: give 0.01 to {online_cpus} cores (this host has {online_cpus})"
+        ));
+    }
+    if let Some(m) = l.memory {
+        if m < 1 << 20 {
+            return bad(format!(
+                "memory limit {m} bytes is too small: the minimum is 1 MiB"
+            ));
+        }
+        if m > 1 << 53 {
+            return bad(format!("memory limit {m} bytes is larger than any machine"));
+        }
+    }
+    if let Some(p) = l.pids
+        && !(1..=4_194_304).contains(&p)
+    {
+        return bad(format!("pids limit {p} is out of range: give 1 to 4194304"));
+    }
+    for (i, io) in l.io.iter().enumerate() {
+        if io.read_bps.is_none() && io.write_bps.is_none() {
+            return bad(format!(
+                "io limit for device {} sets neither read nor write",
+                io.device
+            ));
+        }
+        if io.read_bps == Some(0) || io.write_bps == Some(0) {
+            return bad(format!(
+                "io limit for device {} must be at least 1 byte/s",
+                io.device
+            ));
+        }
+        if l.io[..i].iter().any(|o| o.device == io.device) {
+            return bad(format!("device {} has two io limits", io.device));
+        }
+    }
+    if let Some(w) = spec.tty
+        && (w.rows == 0 || w.cols == 0)
+    {
+        return bad("a terminal needs at least 1 row and 1 column".into());
+    }
+    if spec.timeout == Some(Duration::ZERO) {
+        return bad("timeout must be positive".into());
+    }
+    if let Some(name) = &spec.name {
+        let valid_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if name.is_empty() || name.len() > 64 || !valid_chars {
+            return bad(format!(
+                "name {name:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-'"
+            ));
+        }
+        if name
+            .strip_prefix("job-")
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return bad(format!("name {name:?} would be confused with a job handle"));
+        }
+    }
+    if spec.owner.is_empty() {
+        return bad("a job needs an owner".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            argv: vec!["/bin/true".into()],
+            env: vec![],
+            cwd: None,
+            run_as: user::lookup("root").unwrap(),
+            limits: Limits::default(),
+            tty: None,
+            network: Network::Isolated,
+            timeout: None,
+            name: None,
+            owner: "alice".into(),
+        }
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        type Mutation = Box<dyn Fn(&mut JobSpec)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (Box::new(|s| s.argv.clear()), "argv is empty"),
+            (
+                Box::new(|s| s.argv = vec![String::new()]),
+                "program name is empty",
+            ),
+            (
+                Box::new(|s| s.argv.push("a\0b".into())),
+                "argument 1 contains a NUL",
+            ),
+            (Box::new(|s| s.argv.push("x".repeat(2 << 20))), "the limit is"),
+            (Box::new(|s| s.env.push(("A=B".into(), "x".into()))), "not valid"),
+            (Box::new(|s| s.cwd = Some("rel".into())), "absolute"),
+            (Box::new(|s| s.limits.cpu = Some(0.0)), "cpu limit"),
+            (Box::new(|s| s.limits.cpu = Some(f64::NAN)), "cpu limit"),
+            (Box::new(|s| s.limits.cpu = Some(1e9)), "cpu limit"),
+            (Box::new(|s| s.limits.memory = Some(0)), "too small"),
+            (Box::new(|s| s.limits.memory = Some(u64::MAX)), "larger than any"),
+            (Box::new(|s| s.limits.pids = Some(0)), "pids limit"),
+            (Box::new(|s| s.limits.pids = Some(u64::MAX)), "pids limit"),
+            (
+                Box::new(|s| {
+                    s.limits.io = vec![IoLimit {
+                        device: DeviceNumber { major: 7, minor: 0 },
+                        read_bps: Some(0),
+                        write_bps: None,
+                    }]
+                }),
+                "at least 1 byte/s",
+            ),
+            (
+                Box::new(|s| s.tty = Some(WinSize { rows: 0, cols: 80 })),
+                "at least 1 row",
+            ),
+            (Box::new(|s| s.timeout = Some(Duration::ZERO)), "timeout"),
+            (Box::new(|s| s.name = Some("a b".into())), "not valid"),
+            (Box::new(|s| s.name = Some("job-3".into())), "confused"),
+            (Box::new(|s| s.owner.clear()), "owner"),
+        ];
+        for (mutate, expected) in cases {
+            let mut s = spec();
+            mutate(&mut s);
+            let err = validate(&s, 2).expect_err(expected).to_string();
+            assert!(err.contains(expected), "{err:?} does not mention {expected:?}");
+        }
+        validate(&spec(), 2).unwrap();
+    }
+
+    #[test]
+    fn drop_units_are_pages_between_4k_and_1m() {
+        assert_eq!(drop_unit(64 << 20), 1 << 20);
+        assert_eq!(drop_unit(256 << 10), 16 << 10);
+        assert_eq!(drop_unit(1000), 4096);
+    }
+}

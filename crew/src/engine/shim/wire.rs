@@ -1,0 +1,389 @@
+//! The messages between the crew and a job's shim, one per `SOCK_SEQPACKET`
+//! datagram. The encoding is a tag byte followed by fixed-width
+//! little-endian integers and length-prefixed byte strings: both ends are the
+//! same build, but a decoder must still never panic on what it is handed.
+
+use std::time::Duration;
+
+/// The first message, with the file descriptors listed in [`SpawnFds`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spawn {
+    pub argv: Vec<Vec<u8>>,
+    /// `KEY=value` entries.
+    pub env: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// `Some((rows, cols))` for a tty job.
+    pub tty: Option<(u16, u16)>,
+    pub host_network: bool,
+    /// Bytes of output kept on disk; older bytes are dropped.
+    pub output_limit: u64,
+    /// Output is dropped in units of this many bytes (a multiple of 4 KiB).
+    pub drop_unit: u64,
+    /// How many v1 `cgroup.procs` fds follow the fixed ones.
+    pub v1_procs: u32,
+    /// Whether the cgroup2 directory fd is usable with `CLONE_INTO_CGROUP`.
+    pub clone_into_cgroup: bool,
+}
+
+/// The order of the fds that travel with [`Spawn`]:
+/// output file, eventfd, cgroup2 directory, cgroup2 `cgroup.procs`, then
+/// `v1_procs` v1 `cgroup.procs` files.
+pub const SPAWN_FIXED_FDS: usize = 4;
+
+/// Crew to shim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToShim {
+    Spawn(Spawn),
+    Stdin(Vec<u8>),
+    CloseStdin,
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    /// SIGTERM to every process of the job.
+    Terminate,
+    /// SIGKILL to every process of the job.
+    Kill,
+}
+
+/// Shim to crew.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FromShim {
+    /// The command is running (its `execve` succeeded). `pid` is its pid on
+    /// the host, 0 if it could not be learnt.
+    Started { pid: u32 },
+    /// The command never ran.
+    StartFailed { reason: String },
+    /// The job's stdin can take no more bytes (the job closed it).
+    StdinClosed { reason: String },
+    /// A diagnostic for the crew's log.
+    Log { message: String },
+    /// Every process of the job is gone and all output is on disk. `status`
+    /// is the command's wait status, absent if it never ran.
+    Exited {
+        status: Option<i32>,
+        output_end: u64,
+        output_error: Option<String>,
+    },
+}
+
+/// The largest message the crew sends; `Spawn` is bounded by the engine's
+/// argv + env limit well below this.
+pub const MAX_MESSAGE: usize = 4 << 20;
+
+/// Stdin travels in chunks of at most this many bytes.
+pub const STDIN_CHUNK: usize = 64 << 10;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed shim message: {0}")]
+pub struct DecodeError(&'static str);
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn new(tag: u8) -> Self {
+        Self(vec![tag])
+    }
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn u16(&mut self, v: u16) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v);
+        self
+    }
+    fn list(&mut self, v: &[Vec<u8>]) -> &mut Self {
+        self.u32(v.len() as u32);
+        for item in v {
+            self.bytes(item);
+        }
+        self
+    }
+    fn opt_bytes(&mut self, v: Option<&[u8]>) -> &mut Self {
+        match v {
+            Some(b) => self.u8(1).bytes(b),
+            None => self.u8(0),
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn string(&mut self) -> Result<String, DecodeError> {
+        Ok(String::from_utf8_lossy(&self.bytes()?).into_owned())
+    }
+    fn list(&mut self) -> Result<Vec<Vec<u8>>, DecodeError> {
+        let n = self.u32()? as usize;
+        // Each item needs at least its 4-byte length: refuse counts the
+        // message cannot hold before allocating for them.
+        if n > self.0.len() / 4 {
+            return Err(DecodeError("list longer than the message"));
+        }
+        (0..n).map(|_| self.bytes()).collect()
+    }
+    fn opt_string(&mut self) -> Result<Option<String>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.string()?)),
+            _ => Err(DecodeError("bad option tag")),
+        }
+    }
+    fn done(&self) -> Result<(), DecodeError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError("trailing bytes"))
+        }
+    }
+}
+
+impl ToShim {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Spawn(s) => {
+                let mut w = Writer::new(1);
+                let flags = u8::from(s.tty.is_some())
+                    | u8::from(s.host_network) << 1
+                    | u8::from(s.clone_into_cgroup) << 2;
+                let (rows, cols) = s.tty.unwrap_or((0, 0));
+                w.u8(flags).u16(rows).u16(cols).u32(s.uid).u32(s.gid);
+                w.u32(s.groups.len() as u32);
+                for g in &s.groups {
+                    w.u32(*g);
+                }
+                w.u64(s.output_limit).u64(s.drop_unit).u32(s.v1_procs);
+                w.bytes(&s.cwd).list(&s.argv).list(&s.env);
+                w.0
+            }
+            Self::Stdin(b) => {
+                let mut w = Writer::new(2);
+                w.0.extend_from_slice(b);
+                w.0
+            }
+            Self::CloseStdin => vec![3],
+            Self::Resize { rows, cols } => Writer::new(4).u16(*rows).u16(*cols).0.clone(),
+            Self::Terminate => vec![5],
+            Self::Kill => vec![6],
+        }
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let (&tag, rest) = buf.split_first().ok_or(DecodeError("empty"))?;
+        let mut r = Reader(rest);
+        let msg = match tag {
+            1 => {
+                let flags = r.u8()?;
+                let (rows, cols) = (r.u16()?, r.u16()?);
+                let (uid, gid) = (r.u32()?, r.u32()?);
+                let n = r.u32()? as usize;
+                if n > r.0.len() / 4 {
+                    return Err(DecodeError("too many groups"));
+                }
+                let groups = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+                let (output_limit, drop_unit, v1_procs) = (r.u64()?, r.u64()?, r.u32()?);
+                let cwd = r.bytes()?;
+                let argv = r.list()?;
+                let env = r.list()?;
+                Self::Spawn(Spawn {
+                    argv,
+                    env,
+                    cwd,
+                    uid,
+                    gid,
+                    groups,
+                    tty: (flags & 1 != 0).then_some((rows, cols)),
+                    host_network: flags & 2 != 0,
+                    output_limit,
+                    drop_unit,
+                    v1_procs,
+                    clone_into_cgroup: flags & 4 != 0,
+                })
+            }
+            2 => return Ok(Self::Stdin(rest.to_vec())),
+            3 => Self::CloseStdin,
+            4 => Self::Resize {
+                rows: r.u16()?,
+                cols: r.u16()?,
+            },
+            5 => Self::Terminate,
+            6 => Self::Kill,
+            _ => return Err(DecodeError("unknown tag")),
+        };
+        r.done()?;
+        Ok(msg)
+    }
+}
+
+impl FromShim {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Started { pid } => Writer::new(101).u32(*pid).0.clone(),
+            Self::StartFailed { reason } => Writer::new(102).bytes(reason.as_bytes()).0.clone(),
+            Self::StdinClosed { reason } => Writer::new(103).bytes(reason.as_bytes()).0.clone(),
+            Self::Log { message } => Writer::new(104).bytes(message.as_bytes()).0.clone(),
+            Self::Exited {
+                status,
+                output_end,
+                output_error,
+            } => {
+                let mut w = Writer::new(105);
+                match status {
+                    Some(s) => w.u8(1).u32(*s as u32),
+                    None => w.u8(0),
+                };
+                w.u64(*output_end)
+                    .opt_bytes(output_error.as_deref().map(str::as_bytes));
+                w.0
+            }
+        }
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let (&tag, rest) = buf.split_first().ok_or(DecodeError("empty"))?;
+        let mut r = Reader(rest);
+        let msg = match tag {
+            101 => Self::Started { pid: r.u32()? },
+            102 => Self::StartFailed { reason: r.string()? },
+            103 => Self::StdinClosed { reason: r.string()? },
+            104 => Self::Log { message: r.string()? },
+            105 => {
+                let status = match r.u8()? {
+                    0 => None,
+                    1 => Some(r.u32()? as i32),
+                    _ => return Err(DecodeError("bad option tag")),
+                };
+                Self::Exited {
+                    status,
+                    output_end: r.u64()?,
+                    output_error: r.opt_string()?,
+                }
+            }
+            _ => return Err(DecodeError("unknown tag")),
+        };
+        r.done()?;
+        Ok(msg)
+    }
+}
+
+/// How long the shim waits for the crew's first message before giving up.
+pub const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawn() -> Spawn {
+        Spawn {
+            argv: vec![b"/bin/echo".to_vec(), b"hi there".to_vec()],
+            env: vec![b"PATH=/bin".to_vec()],
+            cwd: b"/tmp".to_vec(),
+            uid: 1000,
+            gid: 1000,
+            groups: vec![1000, 27],
+            tty: Some((24, 80)),
+            host_network: true,
+            output_limit: 64 << 20,
+            drop_unit: 1 << 20,
+            v1_procs: 3,
+            clone_into_cgroup: true,
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let to = [
+            ToShim::Spawn(spawn()),
+            ToShim::Spawn(Spawn { tty: None, ..spawn() }),
+            ToShim::Stdin(b"\0\xffbytes".to_vec()),
+            ToShim::CloseStdin,
+            ToShim::Resize { rows: 50, cols: 200 },
+            ToShim::Terminate,
+            ToShim::Kill,
+        ];
+        for m in to {
+            assert_eq!(ToShim::decode(&m.encode()), Ok(m.clone()));
+        }
+        let from = [
+            FromShim::Started { pid: 42 },
+            FromShim::StartFailed {
+                reason: "no such file: /x".into(),
+            },
+            FromShim::StdinClosed {
+                reason: "EPIPE".into(),
+            },
+            FromShim::Log {
+                message: "hello".into(),
+            },
+            FromShim::Exited {
+                status: Some(9),
+                output_end: 123,
+                output_error: None,
+            },
+            FromShim::Exited {
+                status: None,
+                output_end: 0,
+                output_error: Some("disk full".into()),
+            },
+        ];
+        for m in from {
+            assert_eq!(FromShim::decode(&m.encode()), Ok(m.clone()));
+        }
+    }
+
+    #[test]
+    fn truncated_or_garbage_input_is_an_error_not_a_panic() {
+        let full = ToShim::Spawn(spawn()).encode();
+        for n in 0..full.len() {
+            assert!(
+                ToShim::decode(&full[..n]).is_err(),
+                "prefix of {n} bytes accepted"
+            );
+        }
+        assert!(ToShim::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(FromShim::decode(&[200]).is_err());
+        let mut trailing = FromShim::Started { pid: 1 }.encode();
+        trailing.push(0);
+        assert!(FromShim::decode(&trailing).is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! Starting a job's shim from the crew, and the crew's end of the link.
+//!
+//! The crew is multi-threaded, so it never forks without exec: the shim is
+//! started with `posix_spawn` (what `std::process::Command` uses when it can)
+//! with a clean environment, fd 0 = the crew's `SOCK_SEQPACKET` socket and
+//! fds 1, 2 = `/dev/null`, in a process group of its own (a Ctrl-C meant for
+//! a crew in a terminal must not reach the jobs). Everything else travels in
+//! the first message as `SCM_RIGHTS`. Before sending it, the crew moves the
+//! shim into its `shims` cgroup, so the job's init, forked later, lands there
+//! too.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd as _, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, setsockopt, socketpair, sockopt,
+};
+use tokio::io::unix::AsyncFd;
+
+use super::cgroup::JobCgroup;
+use super::error::{EngineError, IoContext};
+use super::shim::wire::{self, Spawn, ToShim};
+
+/// The crew's end of one shim.
+#[derive(Debug)]
+pub(crate) struct ShimLink {
+    pub ctl: AsyncFd<OwnedFd>,
+    pub events: AsyncFd<OwnedFd>,
+    pub child: Child,
+}
+
+pub(crate) struct SpawnShim<'a> {
+    pub shim_path: &'a Path,
+    /// Shown in `ps` on the host, after the program name.
+    pub label: &'a str,
+    pub spawn: Spawn,
+    pub output: OwnedFd,
+    pub cgroup: &'a JobCgroup,
+    pub shims_cgroup_procs: &'a Path,
+}
+
+pub(crate) fn spawn_shim(req: SpawnShim<'_>) -> Result<ShimLink, EngineError> {
+    let shim_err = |what: &str, e: nix::errno::Errno| EngineError::Shim(format!("{what}: {}", e.desc()));
+    let (crew_end, shim_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .map_err(|e| shim_err("socketpair", e))?;
+    let message = ToShim::Spawn(req.spawn).encode();
+    if message.len() > wire::MAX_MESSAGE {
+        return Err(EngineError::InvalidSpec(
+            "argv and environment are too large".into(),
+        ));
+    }
+    // A datagram must fit the send buffer whole; as root the crew may raise
+    // it past the system default for a large argv.
+    if message.len() > 100 << 10 {
+        setsockopt(&crew_end, sockopt::SndBufForce, &(message.len() + (64 << 10)))
+            .map_err(|e| shim_err("SO_SNDBUFFORCE", e))?;
+    }
+    let eventfd: OwnedFd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+        .map_err(|e| shim_err("eventfd", e))?
+        .into();
+
+    let mut fds: Vec<OwnedFd> = vec![
+        req.output,
+        eventfd.try_clone().ctx("dup", Path::new("eventfd"))?,
+        req.cgroup.open_unified()?,
+        req.cgroup.open_unified_procs()?,
+    ];
+    fds.extend(req.cgroup.open_v1_procs()?);
+    let child = Command::new(req.shim_path)
+        .arg0("tasker-shim")
+        .arg(req.label)
+        .env_clear()
+        .stdin(Stdio::from(shim_end))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ctx("start shim", req.shim_path)?;
+    // Into the shims cgroup, before it gets the spawn message and forks the
+    // job's init, so init lands there too.
+    if let Err(e) = std::fs::write(req.shims_cgroup_procs, child.id().to_string()) {
+        tracing::warn!(error = %e, "could not move a shim into the shims cgroup");
+    }
+
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let iov = [IoSlice::new(&message)];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    if let Err(e) = sendmsg::<()>(crew_end.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(shim_err("send spawn message", e));
+    }
+    drop(fds);
+
+    let ctl = register(crew_end).ctx("register", Path::new("shim socket"))?;
+    let events = register(eventfd).ctx("register", Path::new("eventfd"))?;
+    Ok(ShimLink { ctl, events, child })
+}
+
+fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd stays open for exactly as long as the AsyncFd that
+    // owns it, which is what registration requires.
+    unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)
+}
+
+/// Sends one message without blocking. `Ok(false)`: the socket is full, try
+/// again when it is writable.
+pub(crate) fn try_send(link: &ShimLink, msg: &[u8]) -> std::io::Result<bool> {
+    match nix::sys::socket::send(
+        link.ctl.get_ref().as_raw_fd(),
+        msg,
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EAGAIN) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Receives one message without blocking: `Ok(None)` when there is none,
+/// `Ok(Some(empty))` at EOF (the shim is gone).
+pub(crate) fn try_recv(link: &ShimLink, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    match nix::sys::socket::recv(link.ctl.get_ref().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+        Ok(n) => Ok(Some(n)),
+        Err(nix::errno::Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Drains the eventfd; returns whether it had been rung.
+pub(crate) fn drain_eventfd(link: &ShimLink) -> bool {
+    let mut buf = [0u8; 8];
+    matches!(nix::unistd::read(link.events.get_ref().as_fd(), &mut buf), Ok(8))
+}

@@ -1,0 +1,3 @@
+//! The job engine against the real kernel.
+
+mod basics;

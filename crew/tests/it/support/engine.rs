@@ -1,0 +1,244 @@
+//! An engine of its own for each test: a temp state directory and a cgroup
+//! parent `tasker/test-<pid>-<n>` that no other test or crew uses.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crew::engine::{
+    Engine, EngineConfig, EngineHandle, JobId, JobInfo, JobSpec, Limits, Network, OutputEvent, ReadFrom,
+    RunAs,
+};
+
+use super::wait::bounded;
+
+/// Why the real-kernel tests cannot run here, if they cannot.
+pub fn skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root (cgroups and namespaces)".into());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if !mounts.lines().any(|l| l.contains(" - cgroup2 ")) {
+        return Some("no cgroup2 hierarchy is mounted".into());
+    }
+    None
+}
+
+/// Returns `None` (after printing SKIPPED) when the test cannot run here.
+macro_rules! engine_or_skip {
+    () => {
+        engine_or_skip!(|_c| {})
+    };
+    ($configure:expr) => {
+        match $crate::support::skip_reason() {
+            Some(why) => {
+                eprintln!("SKIPPED {}: {why}", module_path!());
+                return;
+            }
+            None => $crate::support::TestEngine::start($configure).await,
+        }
+    };
+}
+pub(crate) use engine_or_skip;
+
+/// Sizes and counts for heavy tests, scaled by `TASKER_TEST_SCALE`.
+pub fn scaled(n: u64) -> u64 {
+    let scale: f64 = std::env::var("TASKER_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as u64).max(1)
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub struct TestEngine {
+    engine: Option<Engine>,
+    pub handle: EngineHandle,
+    pub parent: PathBuf,
+    pub state: tempfile::TempDir,
+}
+
+impl TestEngine {
+    pub async fn start(configure: impl FnOnce(&mut EngineConfig)) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let parent = PathBuf::from(format!("tasker/test-{}-{n}", std::process::id()));
+        let state = tempfile::Builder::new()
+            .prefix("tasker-test-")
+            .tempdir()
+            .expect("temp state dir");
+        let mut config = EngineConfig::new(state.path(), "unused");
+        config.shim_path = env!("CARGO_BIN_EXE_tasker-shim").into();
+        config.cgroup_parent = parent.clone();
+        configure(&mut config);
+        let engine = Engine::new(config).await.expect("engine starts");
+        Self {
+            handle: engine.handle(),
+            engine: Some(engine),
+            parent,
+            state,
+        }
+    }
+
+    /// The cgroup2 directory of the parent.
+    pub fn unified_parent(&self) -> PathBuf {
+        unified_root().join(&self.parent)
+    }
+
+    /// Asserts that nothing of any job is left: no job cgroup (only the
+    /// helpers' cgroup, empty), no zombie child of this process.
+    pub async fn assert_clean(&self) {
+        let parent = self.unified_parent();
+        super::wait_for("job cgroups to be removed", Duration::from_secs(10), || {
+            subdirs(&parent) == vec!["shims".to_owned()]
+        })
+        .await;
+        let shims = parent.join("shims/cgroup.procs");
+        super::wait_for("every shim to exit", Duration::from_secs(10), || {
+            std::fs::read_to_string(&shims)
+                .unwrap_or_default()
+                .trim()
+                .is_empty()
+        })
+        .await;
+        assert_eq!(zombie_children(), Vec::<i32>::new(), "zombies left");
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(engine) = self.engine.take() {
+            bounded(
+                "engine shutdown",
+                Duration::from_secs(30),
+                engine.shutdown(Duration::from_secs(1)),
+            )
+            .await;
+        }
+        assert!(
+            !self.unified_parent().exists(),
+            "cgroup parent left after shutdown"
+        );
+    }
+}
+
+pub fn unified_root() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for p in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        if mounts
+            .lines()
+            .any(|l| l.contains(&format!(" {p} ")) && l.contains(" - cgroup2 "))
+        {
+            return PathBuf::from(p);
+        }
+    }
+    PathBuf::from("/sys/fs/cgroup")
+}
+
+pub fn subdirs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Children of this process that are zombies.
+pub fn zombie_children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
+            continue;
+        };
+        let mut f = after.split_whitespace();
+        let (state, ppid) = (f.next(), f.next());
+        if state == Some("Z") && ppid == Some(me.as_str()) {
+            zombies.push(entry.file_name().to_string_lossy().parse().unwrap_or(0));
+        }
+    }
+    zombies
+}
+
+/// Open fds of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// A user that need not exist: the engine takes numeric ids.
+pub fn test_user() -> RunAs {
+    RunAs {
+        user: "tasker-test".into(),
+        uid: 4242,
+        gid: 4343,
+        groups: vec![4343, 4444, 4545],
+        home: "/nonexistent".into(),
+        shell: "/bin/sh".into(),
+    }
+}
+
+pub fn root_user() -> RunAs {
+    crew::engine::user::lookup("root").expect("root exists")
+}
+
+pub fn spec(argv: &[&str]) -> JobSpec {
+    JobSpec {
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        env: vec![],
+        cwd: None,
+        run_as: test_user(),
+        limits: Limits::default(),
+        tty: None,
+        network: Network::Isolated,
+        timeout: None,
+        name: None,
+        owner: "tester".into(),
+    }
+}
+
+pub fn sh(script: &str) -> JobSpec {
+    spec(&["/bin/sh", "-c", script])
+}
+
+/// Everything a reader yields from `from` to the end: the bytes (dropped
+/// ranges skipped), how many bytes were reported dropped, the final info.
+pub async fn read_all(handle: &EngineHandle, id: &JobId, from: ReadFrom) -> (Vec<u8>, u64, JobInfo) {
+    let mut reader = handle.reader(id, from).expect("reader");
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    let mut expected = reader.offset();
+    loop {
+        let event = bounded("output event", Duration::from_secs(120), reader.next())
+            .await
+            .expect("read output");
+        match event {
+            Some(OutputEvent::Data { offset, bytes }) => {
+                assert_eq!(offset, expected, "gap or overlap in output");
+                expected += bytes.len() as u64;
+                out.extend_from_slice(&bytes);
+            }
+            Some(OutputEvent::Dropped { offset, len }) => {
+                assert_eq!(offset, expected, "gap or overlap around a drop");
+                expected += len;
+                dropped += len;
+            }
+            Some(OutputEvent::End(info)) => return (out, dropped, *info),
+            None => panic!("reader ended without End"),
+        }
+    }
+}
+
+/// Starts a job and reads its output to the end.
+pub async fn run(handle: &EngineHandle, spec: JobSpec) -> (String, JobInfo) {
+    let info = handle.start(spec).await.expect("start");
+    let (out, dropped, end) = read_all(handle, &info.id, ReadFrom::Start).await;
+    assert_eq!(dropped, 0);
+    (String::from_utf8_lossy(&out).into_owned(), end)
+}
