@@ -225,13 +225,14 @@ impl Engine {
             .cloned()
             .collect();
         for entry in running {
-            let _ = entry
-                .control()
-                .send(Control::Stop {
-                    grace,
-                    reason: StopReason::By("crew shutdown".into()),
-                })
-                .await;
+            if let Some(control) = entry.control() {
+                let _ = control
+                    .send(Control::Stop {
+                        grace,
+                        reason: StopReason::By("crew shutdown".into()),
+                    })
+                    .await;
+            }
         }
         inner.tracker.close();
         inner.tracker.wait().await;
@@ -440,14 +441,15 @@ impl EngineHandle {
             return Ok(info);
         }
         let grace = grace.unwrap_or(self.inner.config.default_grace);
-        // A closed channel means the supervisor is finishing: wait for it.
-        let _ = entry
-            .control()
-            .send(Control::Stop {
-                grace,
-                reason: StopReason::By(who.to_owned()),
-            })
-            .await;
+        // No channel, or a closed one, means the job is ending anyway.
+        if let Some(control) = entry.control() {
+            let _ = control
+                .send(Control::Stop {
+                    grace,
+                    reason: StopReason::By(who.to_owned()),
+                })
+                .await;
+        }
         loop {
             if let Some(info) = entry.ended_info() {
                 return Ok(info);
@@ -470,8 +472,8 @@ impl EngineHandle {
         let entry = self.entry(id)?;
         let (tx, rx) = oneshot::channel();
         let handle = || entry.info().handle;
-        entry
-            .stdin()
+        let stdin = entry.stdin().ok_or_else(|| EngineError::StdinClosed(handle()))?;
+        stdin
             .send(StdinOp::Data(bytes, tx))
             .await
             .map_err(|_| EngineError::StdinClosed(handle()))?;
@@ -490,8 +492,10 @@ impl EngineHandle {
             )));
         }
         let (tx, rx) = oneshot::channel();
-        entry
+        let stdin = entry
             .stdin()
+            .ok_or_else(|| EngineError::StdinClosed(info.handle.clone()))?;
+        stdin
             .send(StdinOp::Close(tx))
             .await
             .map_err(|_| EngineError::StdinClosed(info.handle.clone()))?;
@@ -511,7 +515,9 @@ impl EngineHandle {
             ));
         }
         // An ended job has nothing to resize; that is not worth an error.
-        let _ = entry.control().send(Control::Resize(size)).await;
+        if let Some(control) = entry.control() {
+            let _ = control.send(Control::Resize(size)).await;
+        }
         Ok(())
     }
 

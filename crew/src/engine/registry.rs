@@ -47,10 +47,17 @@ pub(crate) struct JobEntry {
     /// Bumped on new output and on every state change; followers wait on it.
     changes: watch::Sender<u64>,
     events: broadcast::Sender<JobEvent>,
+    /// Present while the job runs: the ways to reach its supervisor and the
+    /// cgroup for live usage. Dropped when it ends, so an ended job costs
+    /// only its record.
+    live: Mutex<Option<Live>>,
+}
+
+#[derive(Debug)]
+struct Live {
     control: mpsc::Sender<Control>,
     stdin: mpsc::Sender<StdinOp>,
-    /// Present while the job runs, for live usage.
-    cgroup: Mutex<Option<Arc<JobCgroup>>>,
+    cgroup: Arc<JobCgroup>,
 }
 
 /// The receiving ends the supervisor task takes.
@@ -81,9 +88,11 @@ impl JobEntry {
             info: Mutex::new(info),
             changes: watch::Sender::new(0),
             events,
-            control: control_tx,
-            stdin: stdin_tx,
-            cgroup: Mutex::new(Some(cgroup)),
+            live: Mutex::new(Some(Live {
+                control: control_tx,
+                stdin: stdin_tx,
+                cgroup,
+            })),
         });
         let channels = JobChannels {
             control: control_rx,
@@ -122,7 +131,7 @@ impl JobEntry {
             info.clone()
         };
         if snapshot.state.is_ended() {
-            *lock(&self.cgroup) = None;
+            *lock(&self.live) = None;
         }
         // No subscriber is not an error.
         let _ = self.events.send(JobEvent::StateChanged(Box::new(snapshot)));
@@ -150,15 +159,17 @@ impl JobEntry {
     }
 
     pub(crate) fn cgroup(&self) -> Option<Arc<JobCgroup>> {
-        lock(&self.cgroup).clone()
+        lock(&self.live).as_ref().map(|l| Arc::clone(&l.cgroup))
     }
 
-    pub(crate) fn control(&self) -> &mpsc::Sender<Control> {
-        &self.control
+    /// The supervisor's control channel; `None` once the job ended.
+    pub(crate) fn control(&self) -> Option<mpsc::Sender<Control>> {
+        lock(&self.live).as_ref().map(|l| l.control.clone())
     }
 
-    pub(crate) fn stdin(&self) -> &mpsc::Sender<StdinOp> {
-        &self.stdin
+    /// The supervisor's stdin channel; `None` once the job ended.
+    pub(crate) fn stdin(&self) -> Option<mpsc::Sender<StdinOp>> {
+        lock(&self.live).as_ref().map(|l| l.stdin.clone())
     }
 }
 

@@ -24,22 +24,53 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
-/// Returns `None` (after printing SKIPPED) when the test cannot run here.
+/// An engine for this test, or SKIPPED (printed) and return when the test
+/// cannot run here. `exclusive` runs the test alone: for measurements that
+/// other tests would skew (cpu share, bandwidth, RSS, fd and leak counts).
 macro_rules! engine_or_skip {
     () => {
-        engine_or_skip!(|_c| {})
+        engine_or_skip!(shared, |_c| {})
     };
-    ($configure:expr) => {
+    (exclusive) => {
+        engine_or_skip!(exclusive, |_c| {})
+    };
+    ($mode:ident, $configure:expr) => {
         match $crate::support::skip_reason() {
             Some(why) => {
                 eprintln!("SKIPPED {}: {why}", module_path!());
                 return;
             }
-            None => $crate::support::TestEngine::start($configure).await,
+            None => {
+                let guard = $crate::support::Guard::$mode().await;
+                $crate::support::TestEngine::start(guard, $configure).await
+            }
         }
     };
 }
 pub(crate) use engine_or_skip;
+
+fn test_lock() -> std::sync::Arc<tokio::sync::RwLock<()>> {
+    static LOCK: std::sync::LazyLock<std::sync::Arc<tokio::sync::RwLock<()>>> =
+        std::sync::LazyLock::new(Default::default);
+    std::sync::Arc::clone(&LOCK)
+}
+
+/// Held for a test's whole life: many `shared` tests run at once, an
+/// `exclusive` one runs alone.
+pub enum Guard {
+    Shared(tokio::sync::OwnedRwLockReadGuard<()>),
+    Exclusive(tokio::sync::OwnedRwLockWriteGuard<()>),
+}
+
+impl Guard {
+    pub async fn shared() -> Self {
+        Self::Shared(test_lock().read_owned().await)
+    }
+
+    pub async fn exclusive() -> Self {
+        Self::Exclusive(test_lock().write_owned().await)
+    }
+}
 
 /// Sizes and counts for heavy tests, scaled by `TASKER_TEST_SCALE`.
 pub fn scaled(n: u64) -> u64 {
@@ -54,19 +85,31 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub struct TestEngine {
     engine: Option<Engine>,
+    _guard: Guard,
     pub handle: EngineHandle,
     pub parent: PathBuf,
     pub state: tempfile::TempDir,
 }
 
 impl TestEngine {
-    pub async fn start(configure: impl FnOnce(&mut EngineConfig)) -> Self {
+    pub async fn start(guard: Guard, configure: impl FnOnce(&mut EngineConfig)) -> Self {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let parent = PathBuf::from(format!("tasker/test-{}-{n}", std::process::id()));
         let state = tempfile::Builder::new()
             .prefix("tasker-test-")
             .tempdir()
             .expect("temp state dir");
+        Self::start_at(guard, parent, state, configure).await
+    }
+
+    /// An engine on a given cgroup parent and state directory, as a crew
+    /// restarted on the same host would be.
+    pub async fn start_at(
+        guard: Guard,
+        parent: PathBuf,
+        state: tempfile::TempDir,
+        configure: impl FnOnce(&mut EngineConfig),
+    ) -> Self {
         let mut config = EngineConfig::new(state.path(), "unused");
         config.shim_path = env!("CARGO_BIN_EXE_tasker-shim").into();
         config.cgroup_parent = parent.clone();
@@ -75,6 +118,7 @@ impl TestEngine {
         Self {
             handle: engine.handle(),
             engine: Some(engine),
+            _guard: guard,
             parent,
             state,
         }
@@ -102,6 +146,16 @@ impl TestEngine {
         })
         .await;
         assert_eq!(zombie_children(), Vec::<i32>::new(), "zombies left");
+    }
+
+    /// Drops the engine the way a crew killed with SIGKILL goes: no
+    /// destructor, no cleanup. Returns what a successor needs.
+    pub fn abandon(mut self) -> (PathBuf, tempfile::TempDir) {
+        let engine = self.engine.take().expect("engine");
+        // Simulates a crew killed by SIGKILL: nothing of it may run.
+        #[allow(clippy::mem_forget)]
+        std::mem::forget(engine);
+        (self.parent, self.state)
     }
 
     pub async fn shutdown(mut self) {
@@ -241,4 +295,11 @@ pub async fn run(handle: &EngineHandle, spec: JobSpec) -> (String, JobInfo) {
     let (out, dropped, end) = read_all(handle, &info.id, ReadFrom::Start).await;
     assert_eq!(dropped, 0);
     (String::from_utf8_lossy(&out).into_owned(), end)
+}
+
+pub fn ended(info: &JobInfo) -> &crew::engine::Ended {
+    match &info.state {
+        crew::engine::JobState::Ended(e) => e,
+        other => panic!("job {} has not ended: {other:?}", info.handle),
+    }
 }

@@ -1,0 +1,79 @@
+//! Many quick jobs leave nothing behind: no fd, no zombie, no cgroup, no
+//! growing memory.
+
+use std::time::{Duration, Instant};
+
+use crew::engine::ReadFrom;
+
+use crate::support::*;
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_thousand_start_stop_cycles_leave_no_fd_zombie_or_cgroup() {
+    let t = engine_or_skip!(exclusive);
+    let cycles = scaled(1000);
+    // Warm up whatever is lazily allocated once (runtime, thread pool).
+    for _ in 0..5 {
+        let info = t.handle.start(spec(&["/bin/sleep", "1000"])).await.unwrap();
+        t.handle
+            .stop(&info.id, Some(Duration::ZERO), "warmup")
+            .await
+            .unwrap();
+    }
+    t.assert_clean().await;
+    let (fds, rss) = (fd_count(), rss_kib());
+    let started = Instant::now();
+    for i in 0..cycles {
+        let info = t.handle.start(spec(&["/bin/sleep", "1000"])).await.unwrap();
+        assert!(
+            matches!(info.state, crew::engine::JobState::Running { .. }),
+            "cycle {i}: {:?}",
+            info.state
+        );
+        let end = t
+            .handle
+            .stop(&info.id, Some(Duration::ZERO), "cycle")
+            .await
+            .unwrap();
+        assert!(end.state.is_ended());
+    }
+    let per_cycle = started.elapsed() / cycles as u32;
+    t.assert_clean().await;
+    let (fds_after, rss_after) = (fd_count(), rss_kib());
+    eprintln!("{cycles} cycles, {per_cycle:?} each; fds {fds} -> {fds_after}; rss {rss} -> {rss_after} KiB");
+    assert_eq!(fds_after, fds, "fds leaked");
+    assert!(zombie_children().is_empty());
+    // Each ended job keeps its record (a few hundred bytes); nothing more.
+    let per_job = (rss_after.saturating_sub(rss) * 1024) / cycles;
+    assert!(
+        per_job < 4096,
+        "crew memory grows by {per_job} bytes per ended job"
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn failed_starts_leak_nothing() {
+    let t = engine_or_skip!(exclusive);
+    let info = t.handle.start(spec(&["/bin/nosuch"])).await.unwrap();
+    assert!(info.state.is_ended());
+    let fds = fd_count();
+    for _ in 0..scaled(200) {
+        let info = t.handle.start(spec(&["/bin/nosuch"])).await.unwrap();
+        assert!(info.state.is_ended());
+        // A reader of a failed job ends at once.
+        let (out, _, _) = read_all(&t.handle, &info.id, ReadFrom::Start).await;
+        assert!(out.is_empty());
+    }
+    t.assert_clean().await;
+    assert_eq!(fd_count(), fds, "fds leaked");
+    t.shutdown().await;
+}

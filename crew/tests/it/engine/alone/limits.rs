@@ -1,0 +1,215 @@
+//! Resource limits, proven by their effect, not by reading a file back.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::time::{Duration, Instant};
+
+use crew::engine::{DeviceNumber, IoLimit, Outcome, Termination};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn a_memory_hog_is_oom_killed_and_reported_so() {
+    let t = engine_or_skip!(exclusive);
+    let mut s = spec(&["/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"]);
+    s.limits.memory = Some(64 << 20);
+    let (_, info) = run(&t.handle, s).await;
+    let e = ended(&info);
+    assert_eq!(
+        e.outcome,
+        Outcome::OomKilled(Termination::Signaled(libc::SIGKILL))
+    );
+    assert!(e.totals.oom_kills >= 1, "{:?}", e.totals);
+    assert!(
+        e.totals.peak_memory_bytes.is_some_and(|p| p <= 64 << 20),
+        "{:?}",
+        e.totals
+    );
+
+    // A SIGKILL that is not the OOM killer's is not reported as one.
+    let (_, info) = run(&t.handle, sh("kill -9 $$")).await;
+    assert_eq!(
+        ended(&info).outcome,
+        Outcome::Finished(Termination::Signaled(libc::SIGKILL))
+    );
+    t.assert_clean().await;
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_quarter_core_limit_holds_a_busy_loop_to_a_quarter_core() {
+    let t = engine_or_skip!(exclusive);
+    let mut s = sh("while :; do :; done");
+    s.limits.cpu = Some(0.25);
+    let info = t.handle.start(s).await.unwrap();
+    // Let it settle, then measure over a window of whole CFS periods, from
+    // the job's own cgroup counter.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let u0 = t.handle.usage(&info.id).unwrap().cpu_usec;
+    let w0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let u1 = t.handle.usage(&info.id).unwrap().cpu_usec;
+    let share = (u1 - u0) as f64 / w0.elapsed().as_micros() as f64;
+    t.handle
+        .stop(&info.id, Some(Duration::ZERO), "test")
+        .await
+        .unwrap();
+    eprintln!("cpu share with a 0.25 limit: {share:.3}");
+    assert!(
+        (0.2..=0.3).contains(&share),
+        "cpu share {share:.3} not within 0.2-0.3"
+    );
+    t.assert_clean().await;
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fork_bomb_under_pids_64_is_contained_and_fully_stopped() {
+    let t = engine_or_skip!(exclusive);
+    let mut s = sh("bomb() { bomb | bomb & }; bomb; sleep 1000");
+    s.limits.pids = Some(64);
+    let info = t.handle.start(s).await.unwrap();
+    let dir = t.unified_parent().join(info.id.as_str());
+    let pids_dir = pids_dir(&t, &info.id);
+    // The kernel refused forks: pids.events counts them.
+    wait_for("pids.max to be hit", Duration::from_secs(20), || {
+        let events = std::fs::read_to_string(pids_dir.join("pids.events")).unwrap_or_default();
+        events.lines().any(|l| l.starts_with("max ") && l != "max 0")
+    })
+    .await;
+    let current: u64 = std::fs::read_to_string(pids_dir.join("pids.current"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(current <= 64, "pids.current {current}");
+    let started = Instant::now();
+    let end = bounded(
+        "stop",
+        Duration::from_secs(20),
+        t.handle.stop(&info.id, Some(Duration::from_millis(500)), "op"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(ended(&end).outcome, Outcome::StoppedBy { .. }));
+    assert!(!dir.exists());
+    t.assert_clean().await;
+    t.shutdown().await;
+}
+
+fn pids_dir(t: &TestEngine, id: &crew::engine::JobId) -> std::path::PathBuf {
+    let v1 = std::path::Path::new("/sys/fs/cgroup/pids");
+    if v1.join(&t.parent).exists() {
+        v1.join(&t.parent).join(id.as_str())
+    } else {
+        t.unified_parent().join(id.as_str())
+    }
+}
+
+/// A loop device over a file in a temp dir; detached on drop.
+struct LoopDevice {
+    path: String,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopDevice {
+    fn new(size_mib: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let backing = dir.path().join("disk");
+        std::fs::File::create(&backing)
+            .ok()?
+            .set_len(size_mib << 20)
+            .ok()?;
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&backing)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!("losetup: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        Some(Self {
+            path: String::from_utf8(out.stdout).ok()?.trim().to_owned(),
+            _dir: dir,
+        })
+    }
+
+    fn device(&self) -> DeviceNumber {
+        let rdev = std::fs::metadata(&self.path).unwrap().rdev();
+        DeviceNumber {
+            major: libc::major(rdev),
+            minor: libc::minor(rdev),
+        }
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.path])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn an_io_write_limit_holds_direct_writes_to_the_limit() {
+    let t = engine_or_skip!(exclusive);
+    let Some(dev) = LoopDevice::new(64) else {
+        eprintln!("SKIPPED: no loop device could be set up (losetup failed)");
+        return;
+    };
+    let mib = scaled(8).max(4);
+    let rate = 2u64 << 20;
+    let dd = |count: u64| {
+        let mut s = spec(&[
+            "/bin/dd",
+            "if=/dev/zero",
+            &format!("of={}", dev.path),
+            "bs=1M",
+            &format!("count={count}"),
+            "oflag=direct",
+        ]);
+        s.run_as = root_user();
+        s
+    };
+    // Unlimited first: the device itself is much faster than the limit.
+    let t0 = Instant::now();
+    let (_, free) = run(&t.handle, dd(mib)).await;
+    let unlimited = t0.elapsed();
+    assert_eq!(ended(&free).outcome, Outcome::Finished(Termination::Exited(0)));
+
+    let mut s = dd(mib);
+    s.limits.io = vec![IoLimit {
+        device: dev.device(),
+        read_bps: None,
+        write_bps: Some(rate),
+    }];
+    let t0 = Instant::now();
+    let (out, limited) = run(&t.handle, s).await;
+    let took = t0.elapsed();
+    assert_eq!(
+        ended(&limited).outcome,
+        Outcome::Finished(Termination::Exited(0)),
+        "{out}"
+    );
+    let achieved = (mib << 20) as f64 / took.as_secs_f64();
+    eprintln!(
+        "io: {mib} MiB unlimited {unlimited:?}, limited to {} MiB/s: {took:?} ({:.2} MiB/s)",
+        rate >> 20,
+        achieved / (1 << 20) as f64
+    );
+    // The throttle lets the first bytes through at once (a burst), so the
+    // bound is on the average: within 25% over the limit, and slower than
+    // without it.
+    assert!(
+        achieved <= rate as f64 * 1.25,
+        "{achieved} B/s exceeds the {rate} B/s limit"
+    );
+    assert!(took > unlimited, "the limit had no effect");
+    t.shutdown().await;
+}

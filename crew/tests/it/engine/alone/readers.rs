@@ -1,0 +1,153 @@
+//! Many readers of one output, each at its own pace, and the bound on what
+//! is kept.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use crew::engine::{OutputEvent, ReadFrom};
+use sha2::{Digest as _, Sha256};
+
+use crate::support::*;
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Deterministic binary data (every byte value, no structure to hide a
+/// misplaced chunk).
+fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha(b: &[u8]) -> Vec<u8> {
+    Sha256::digest(b).to_vec()
+}
+
+#[tokio::test]
+async fn three_readers_get_identical_bytes_and_a_stalled_one_costs_nothing() {
+    let size = scaled(100_000_000) as usize;
+    let t = engine_or_skip!(exclusive, |c| c.output_limit = 256 << 20);
+    let data = pattern(size);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(&data).unwrap();
+    file.flush().unwrap();
+    // The job runs as a user that must be able to read the file.
+    std::fs::set_permissions(file.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+
+    let rss_before = rss_kib();
+    // The job waits for a line on stdin, so every reader is in place first.
+    let info = t.handle.start(sh(&format!("read go; cat {path}"))).await.unwrap();
+    let offset = (size / 3) as u64;
+    let readers = [
+        ReadFrom::Start,
+        ReadFrom::Offset(offset),
+        ReadFrom::TailBytes(1 << 20),
+    ]
+    .map(|from| {
+        let h = t.handle.clone();
+        let id = info.id.clone();
+        tokio::spawn(async move {
+            let start = h.reader(&id, from).unwrap().offset();
+            let (out, dropped, _) = read_all(&h, &id, from).await;
+            (start, out, dropped)
+        })
+    });
+    // A reader that reads one chunk and then never again.
+    let mut stalled = t
+        .handle
+        .reader(&info.id, ReadFrom::Start)
+        .unwrap()
+        .with_chunk_size(4096);
+    t.handle
+        .write_stdin(&info.id, bytes::Bytes::from_static(b"go\n"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        stalled.next().await.unwrap(),
+        Some(OutputEvent::Data { offset: 0, .. })
+    ));
+
+    for r in readers {
+        let (start, out, dropped) = bounded("reader", Duration::from_secs(300), r).await.unwrap();
+        assert_eq!(dropped, 0);
+        let start = start as usize;
+        assert_eq!(out.len(), size - start, "reader from {start}");
+        assert!(
+            sha(&out) == sha(&data[start..]),
+            "reader from {start} got different bytes"
+        );
+    }
+    let rss_after = rss_kib();
+    eprintln!("{size} bytes, 3 readers + 1 stalled: rss {rss_before} -> {rss_after} KiB");
+    assert!(
+        rss_after.saturating_sub(rss_before) < 8 << 10,
+        "crew rss grew by {} KiB",
+        rss_after - rss_before
+    );
+    // The stalled reader picks up where it stopped, 4 KiB in.
+    match stalled.next().await.unwrap() {
+        Some(OutputEvent::Data { offset, bytes }) => {
+            assert_eq!(offset, 4096);
+            assert_eq!(&bytes[..], &data[4096..8192]);
+        }
+        other => panic!("{other:?}"),
+    }
+    t.assert_clean().await;
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn past_the_bound_the_oldest_bytes_go_and_readers_are_told() {
+    let limit: u64 = 256 << 10;
+    let t = engine_or_skip!(exclusive, |c| c.output_limit = 256 << 10);
+    let total: u64 = 1 << 20;
+    let info = t
+        .handle
+        .start(sh(&format!("head -c {total} /dev/zero | tr '\\0' a; printf END")))
+        .await
+        .unwrap();
+    // Read only once it ended: a follower that keeps up gets every byte
+    // before it is dropped, which is not what this test is about.
+    wait_for("the job to end", Duration::from_secs(20), || {
+        t.handle.get(&info.id).is_some_and(|i| i.state.is_ended())
+    })
+    .await;
+    let (out, dropped, _) = read_all(&t.handle, &info.id, ReadFrom::Start).await;
+    assert_eq!(
+        dropped + out.len() as u64,
+        total + 3,
+        "every offset accounted for"
+    );
+    assert!(
+        dropped >= total + 3 - limit,
+        "kept more than the limit: dropped {dropped}"
+    );
+    assert!(out.len() as u64 <= limit);
+    assert!(out.ends_with(b"aaaEND"));
+    // The first event of a reader from the start is the drop marker.
+    let id = t.handle.list(true)[0].id.clone();
+    let mut r = t.handle.reader(&id, ReadFrom::Start).unwrap();
+    match r.next().await.unwrap() {
+        Some(OutputEvent::Dropped { offset: 0, len }) => assert_eq!(len, dropped),
+        other => panic!("expected a drop marker first, got {other:?}"),
+    }
+    // Tail by lines never reaches into the dropped part.
+    let (tail, d, _) = read_all(&t.handle, &id, ReadFrom::TailLines(5)).await;
+    assert_eq!(d, 0);
+    assert_eq!(tail.len(), out.len());
+    t.shutdown().await;
+}
