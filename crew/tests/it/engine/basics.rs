@@ -201,3 +201,21 @@ async fn bad_specs_are_refused_before_anything_is_created() {
     t.assert_clean().await;
     t.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_engine_reports_the_cgroup_mode_of_the_host() {
+    let t = engine_or_skip!();
+    let desc = t.handle.cgroup_description();
+    eprintln!("{desc}");
+    let pure_v2 = unified_root() == std::path::Path::new("/sys/fs/cgroup");
+    let want = if pure_v2 {
+        crew::engine::CgroupMode::V2
+    } else {
+        crew::engine::CgroupMode::Hybrid
+    };
+    assert_eq!(t.handle.cgroup_mode(), want, "{desc}");
+    if pure_v2 {
+        assert!(desc.contains("memory=v2") && desc.contains("io=v2"), "{desc}");
+    }
+    t.shutdown().await;
+}
