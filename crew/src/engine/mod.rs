@@ -62,7 +62,7 @@ pub use self::job::{
 pub use self::output::{DEFAULT_CHUNK, OutputEvent, OutputReader, ReadFrom};
 use self::registry::{Control, JobEntry, Registry, StdinOp, StopReason, locked};
 use self::shim::wire::Spawn;
-use self::spawn::{SpawnShim, spawn_shim};
+use self::spawn::{Assignment, IdleShim, assign, spawn_idle};
 use self::supervisor::Supervisor;
 
 /// How the engine is set up.
@@ -83,6 +83,9 @@ pub struct EngineConfig {
     /// Kill jobs by freezing their cgroup even where `cgroup.kill` exists
     /// (the path older kernels take; for tests).
     pub force_freeze_kill: bool,
+    /// Shims kept started and waiting for a job, so that a start need not
+    /// wait for an exec. 0 starts each shim on demand.
+    pub shim_pool: usize,
 }
 
 /// 64 MiB, as SPEC §3 says.
@@ -90,6 +93,8 @@ pub const DEFAULT_OUTPUT_LIMIT: u64 = 64 << 20;
 /// Enough for any sane job, small enough to stop a fork bomb early.
 pub const DEFAULT_PIDS: u64 = 4096;
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// Two ready shims: enough for back-to-back starts, at ~200 KiB each.
+pub const DEFAULT_SHIM_POOL: usize = 2;
 /// argv plus environment, in bytes (the kernel's own limit is 2 MiB on a
 /// default 8 MiB stack).
 pub const MAX_ARGV_ENV: usize = 1 << 20;
@@ -110,6 +115,7 @@ impl EngineConfig {
             default_grace: DEFAULT_GRACE,
             default_pids: DEFAULT_PIDS,
             force_freeze_kill: false,
+            shim_pool: DEFAULT_SHIM_POOL,
         }
     }
 }
@@ -138,6 +144,9 @@ struct Inner {
     shutting_down: AtomicBool,
     shut_down: AtomicBool,
     online_cpus: usize,
+    /// Started shims waiting for a job.
+    pool: Mutex<Vec<IdleShim>>,
+    refilling: AtomicBool,
 }
 
 impl Engine {
@@ -149,6 +158,7 @@ impl Engine {
                 "the crew must run as root (it creates cgroups and namespaces)".into(),
             ));
         }
+        raise_fd_limit();
         let shim = &config.shim_path;
         let meta = std::fs::metadata(shim).ctx("find the shim", shim)?;
         if !meta.is_file() {
@@ -193,7 +203,7 @@ impl Engine {
         }
         tracing::info!(cgroups = %tree.hierarchy(), "job engine ready");
         let online_cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        Ok(Self {
+        let engine = Self {
             handle: EngineHandle {
                 inner: Arc::new(Inner {
                     config,
@@ -205,9 +215,13 @@ impl Engine {
                     shutting_down: AtomicBool::new(false),
                     shut_down: AtomicBool::new(false),
                     online_cpus,
+                    pool: Mutex::new(Vec::new()),
+                    refilling: AtomicBool::new(false),
                 }),
             },
-        })
+        };
+        engine.handle.refill_pool();
+        Ok(engine)
     }
 
     pub fn handle(&self) -> EngineHandle {
@@ -236,6 +250,8 @@ impl Engine {
         }
         inner.tracker.close();
         inner.tracker.wait().await;
+        let idle: Vec<IdleShim> = std::mem::take(&mut *lock_pool(&inner.pool));
+        let _ = tokio::task::spawn_blocking(move || idle.into_iter().for_each(IdleShim::dismiss)).await;
         let tree = inner.tree.clone();
         let _ = tokio::task::spawn_blocking(move || tree.destroy()).await;
         inner.shut_down.store(true, Ordering::SeqCst);
@@ -323,6 +339,7 @@ impl EngineHandle {
         let cgroup = Arc::new(cgroup);
         let limit = inner.config.output_limit;
         let spawn = Spawn {
+            title: format!("{handle} {id}").into_bytes(),
             argv: spec.argv.iter().map(|a| a.clone().into_bytes()).collect(),
             env: env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()).collect(),
             cwd: cwd.as_os_str().as_encoded_bytes().to_vec(),
@@ -336,17 +353,7 @@ impl EngineHandle {
             v1_procs: cgroup.open_v1_procs().map(|v| v.len() as u32)?,
             clone_into_cgroup: true,
         };
-        let shims_procs = inner.tree.shims_dir().join("cgroup.procs");
-        let label = format!("{handle} {id}");
-        let link = spawn_shim(SpawnShim {
-            shim_path: &inner.config.shim_path,
-            label: &label,
-            spawn,
-            output: output.into(),
-            cgroup: &cgroup,
-            shims_cgroup_procs: &shims_procs,
-        });
-        let link = match link {
+        let link = match self.assign_shim(spawn, &output, &cgroup).await {
             Ok(l) => l,
             Err(e) => {
                 let _ = cgroup.remove();
@@ -354,6 +361,7 @@ impl EngineHandle {
                 return Err(e);
             }
         };
+        drop(output);
 
         let info = JobInfo {
             id: id.clone(),
@@ -391,15 +399,89 @@ impl EngineHandle {
             }
             .run(),
         );
-        loop {
+        let info = loop {
             let info = entry.info();
-            if info.state != JobState::Starting {
-                return Ok(info);
+            if info.state != JobState::Starting || changes.changed().await.is_err() {
+                break info;
             }
-            if changes.changed().await.is_err() {
-                return Ok(entry.info());
+        };
+        self.refill_pool();
+        Ok(info)
+    }
+
+    /// Hands the job to a ready shim, or a fresh one when none is ready (or
+    /// the ready one died meanwhile).
+    async fn assign_shim(
+        &self,
+        spawn: Spawn,
+        output: &std::fs::File,
+        cgroup: &cgroup::JobCgroup,
+    ) -> Result<spawn::ShimLink, EngineError> {
+        use std::os::fd::AsFd as _;
+        // Topped up by `start` once the job runs: starting a shim now would
+        // compete with this job's start for the cpu.
+        let ready = lock_pool(&self.inner.pool).pop();
+        let idle = match ready {
+            Some(idle) => idle,
+            None => self.spawn_fresh().await?,
+        };
+        let job = |spawn| Assignment {
+            spawn,
+            output: output.as_fd(),
+            cgroup,
+        };
+        match assign(idle, job(spawn.clone())) {
+            Err(EngineError::Shim(why)) => {
+                tracing::warn!(%why, "a ready shim was unusable; starting a fresh one");
+                assign(self.spawn_fresh().await?, job(spawn))
             }
+            other => other,
         }
+    }
+
+    async fn spawn_fresh(&self) -> Result<IdleShim, EngineError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || spawn_idle(&inner.config.shim_path, &inner.shims_procs()))
+            .await
+            .map_err(|e| EngineError::Shim(format!("shim start task: {e}")))?
+    }
+
+    /// Tops the pool of ready shims up, in the background.
+    fn refill_pool(&self) {
+        let inner = &self.inner;
+        if inner.config.shim_pool == 0 || inner.refilling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(inner);
+        inner.tracker.spawn_blocking(move || {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let short = || {
+                    !inner.shutting_down.load(Ordering::SeqCst)
+                        && lock_pool(&inner.pool).len() < inner.config.shim_pool
+                };
+                while short() {
+                    match spawn_idle(&inner.config.shim_path, &inner.shims_procs()) {
+                        Ok(idle) => lock_pool(&inner.pool).push(idle),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not start a ready shim");
+                            break;
+                        }
+                    }
+                }
+                inner.refilling.store(false, Ordering::SeqCst);
+                // A take between the last check and the reset found the
+                // flag set and left the work to us.
+                if !short() || inner.refilling.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// The pids of the shims started and waiting for a job.
+    pub fn ready_shims(&self) -> Vec<u32> {
+        lock_pool(&self.inner.pool).iter().map(IdleShim::pid).collect()
     }
 
     fn entry(&self, id: &JobId) -> Result<Arc<JobEntry>, EngineError> {
@@ -535,6 +617,29 @@ impl EngineHandle {
     /// events behind gets `Lagged` and should re-read the list.
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.inner.events.subscribe()
+    }
+}
+
+fn lock_pool(pool: &Mutex<Vec<IdleShim>>) -> std::sync::MutexGuard<'_, Vec<IdleShim>> {
+    pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inner {
+    fn shims_procs(&self) -> PathBuf {
+        self.tree.shims_dir().join("cgroup.procs")
+    }
+}
+
+/// Each running job holds two fds in the crew (its shim's socket and
+/// eventfd), and each reader one: raise the soft limit to the hard one.
+/// Jobs get the usual soft limit back (see `shim/child.rs`).
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, "could not raise the fd limit");
     }
 }
 

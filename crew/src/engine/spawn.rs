@@ -5,9 +5,11 @@
 //! with a clean environment, fd 0 = the crew's `SOCK_SEQPACKET` socket and
 //! fds 1, 2 = `/dev/null`, in a process group of its own (a Ctrl-C meant for
 //! a crew in a terminal must not reach the jobs). Everything else travels in
-//! the first message as `SCM_RIGHTS`. Before sending it, the crew moves the
-//! shim into its `shims` cgroup, so the job's init, forked later, lands there
-//! too.
+//! the first message as `SCM_RIGHTS`.
+//!
+//! Starting a process costs about a millisecond, most of a job's start: so
+//! the crew keeps a few shims started and waiting ([`IdleShim`]), and a job
+//! start only hands one its job ([`assign`]).
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd as _, AsRawFd, OwnedFd, RawFd};
@@ -33,18 +35,29 @@ pub(crate) struct ShimLink {
     pub child: Child,
 }
 
-pub(crate) struct SpawnShim<'a> {
-    pub shim_path: &'a Path,
-    /// Shown in `ps` on the host, after the program name.
-    pub label: &'a str,
-    pub spawn: Spawn,
-    pub output: OwnedFd,
-    pub cgroup: &'a JobCgroup,
-    pub shims_cgroup_procs: &'a Path,
+/// A started shim waiting for its job: the crew keeps a few, so a start
+/// does not wait for an exec (about a millisecond).
+#[derive(Debug)]
+pub(crate) struct IdleShim {
+    sock: OwnedFd,
+    child: Child,
 }
 
-pub(crate) fn spawn_shim(req: SpawnShim<'_>) -> Result<ShimLink, EngineError> {
-    let shim_err = |what: &str, e: nix::errno::Errno| EngineError::Shim(format!("{what}: {}", e.desc()));
+impl IdleShim {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Lets the shim go: it sees EOF and exits; this reaps it.
+    pub(crate) fn dismiss(self) {
+        let Self { sock, mut child } = self;
+        drop(sock);
+        let _ = child.wait();
+    }
+}
+
+/// Starts a shim and moves it into the crew's `shims` cgroup.
+pub(crate) fn spawn_idle(shim_path: &Path, shims_cgroup_procs: &Path) -> Result<IdleShim, EngineError> {
     let (crew_end, shim_end) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -52,57 +65,87 @@ pub(crate) fn spawn_shim(req: SpawnShim<'_>) -> Result<ShimLink, EngineError> {
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
     )
     .map_err(|e| shim_err("socketpair", e))?;
-    let message = ToShim::Spawn(req.spawn).encode();
-    if message.len() > wire::MAX_MESSAGE {
-        return Err(EngineError::InvalidSpec(
-            "argv and environment are too large".into(),
-        ));
-    }
-    // A datagram must fit the send buffer whole; as root the crew may raise
-    // it past the system default for a large argv.
-    if message.len() > 100 << 10 {
-        setsockopt(&crew_end, sockopt::SndBufForce, &(message.len() + (64 << 10)))
-            .map_err(|e| shim_err("SO_SNDBUFFORCE", e))?;
-    }
-    let eventfd: OwnedFd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-        .map_err(|e| shim_err("eventfd", e))?
-        .into();
-
-    let mut fds: Vec<OwnedFd> = vec![
-        req.output,
-        eventfd.try_clone().ctx("dup", Path::new("eventfd"))?,
-        req.cgroup.open_unified()?,
-        req.cgroup.open_unified_procs()?,
-    ];
-    fds.extend(req.cgroup.open_v1_procs()?);
-    let child = Command::new(req.shim_path)
+    let child = Command::new(shim_path)
         .arg0("tasker-shim")
-        .arg(req.label)
+        // Room for the title the shim writes there once it has a job.
+        .arg(" ".repeat(wire::TITLE_ROOM))
         .env_clear()
         .stdin(Stdio::from(shim_end))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-        .ctx("start shim", req.shim_path)?;
-    // Into the shims cgroup, before it gets the spawn message and forks the
-    // job's init, so init lands there too.
-    if let Err(e) = std::fs::write(req.shims_cgroup_procs, child.id().to_string()) {
+        .ctx("start shim", shim_path)?;
+    // Into the shims cgroup before it gets a job and forks the job's init,
+    // so init lands there too.
+    if let Err(e) = std::fs::write(shims_cgroup_procs, child.id().to_string()) {
         tracing::warn!(error = %e, "could not move a shim into the shims cgroup");
     }
+    Ok(IdleShim {
+        sock: crew_end,
+        child,
+    })
+}
 
+fn shim_err(what: &str, e: nix::errno::Errno) -> EngineError {
+    EngineError::Shim(format!("{what}: {}", e.desc()))
+}
+
+/// What a shim needs to run a job.
+pub(crate) struct Assignment<'a> {
+    pub spawn: Spawn,
+    pub output: std::os::fd::BorrowedFd<'a>,
+    pub cgroup: &'a JobCgroup,
+}
+
+/// Hands a job to an idle shim. On failure the shim is reaped and the error
+/// says whether a fresh shim might do better (`Shim`) or not.
+pub(crate) fn assign(idle: IdleShim, job: Assignment<'_>) -> Result<ShimLink, EngineError> {
+    let IdleShim { sock, mut child } = idle;
+    let fail = |child: &mut Child, e: EngineError| {
+        let _ = child.kill();
+        let _ = child.wait();
+        e
+    };
+    let message = ToShim::Spawn(job.spawn).encode();
+    if message.len() > wire::MAX_MESSAGE {
+        return Err(fail(
+            &mut child,
+            EngineError::InvalidSpec("argv and environment are too large".into()),
+        ));
+    }
+    // A datagram must fit the send buffer whole; as root the crew may raise
+    // it past the system default for a large argv.
+    if message.len() > 100 << 10
+        && let Err(e) = setsockopt(&sock, sockopt::SndBufForce, &(message.len() + (64 << 10)))
+    {
+        return Err(fail(&mut child, shim_err("SO_SNDBUFFORCE", e)));
+    }
+    let prepared = (|| -> Result<(OwnedFd, Vec<OwnedFd>), EngineError> {
+        let eventfd: OwnedFd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(|e| shim_err("eventfd", e))?
+            .into();
+        let mut fds: Vec<OwnedFd> = vec![
+            job.output.try_clone_to_owned().ctx("dup", Path::new("output"))?,
+            eventfd.try_clone().ctx("dup", Path::new("eventfd"))?,
+            job.cgroup.open_unified()?,
+            job.cgroup.open_unified_procs()?,
+        ];
+        fds.extend(job.cgroup.open_v1_procs()?);
+        Ok((eventfd, fds))
+    })();
+    let (eventfd, fds) = match prepared {
+        Ok(p) => p,
+        Err(e) => return Err(fail(&mut child, e)),
+    };
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let iov = [IoSlice::new(&message)];
     let cmsg = [ControlMessage::ScmRights(&raw)];
-    if let Err(e) = sendmsg::<()>(crew_end.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(shim_err("send spawn message", e));
+    if let Err(e) = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+        return Err(fail(&mut child, shim_err("send the job to its shim", e)));
     }
     drop(fds);
-
-    let ctl = register(crew_end).ctx("register", Path::new("shim socket"))?;
+    let ctl = register(sock).ctx("register", Path::new("shim socket"))?;
     let events = register(eventfd).ctx("register", Path::new("eventfd"))?;
     Ok(ShimLink { ctl, events, child })
 }

@@ -378,7 +378,7 @@ impl CgroupTree {
         let unified_parent = self.hier.unified.join(&self.opts.parent);
         let mut removed = 0;
         for name in subdirs(&unified_parent)? {
-            let cg = self.job_cgroup_named(&name);
+            let cg = self.job_cgroup_named(&name, &Controller::ALL);
             cg.kill()?;
             cg.wait_empty(Duration::from_secs(10))?;
             cg.remove()?;
@@ -408,12 +408,13 @@ impl CgroupTree {
         }
     }
 
-    fn job_cgroup_named(&self, name: &str) -> JobCgroup {
+    /// A job's cgroup, with v1 directories for the `controllers` given.
+    fn job_cgroup_named(&self, name: &str, controllers: &[Controller]) -> JobCgroup {
         let rel = self.opts.parent.join(name);
         let mut v1 = Vec::new();
-        for c in Controller::ALL {
-            if let Backend::V1(root) = self.hier.backend(c) {
-                v1.push((c, root.join(&rel)));
+        for c in controllers {
+            if let Backend::V1(root) = self.hier.backend(*c) {
+                v1.push((*c, root.join(&rel)));
             }
         }
         JobCgroup {
@@ -430,7 +431,7 @@ impl CgroupTree {
         if name == SHIMS || name.contains('/') || name.starts_with('.') {
             return Err(EngineError::Cgroup(format!("bad job cgroup name {name:?}")));
         }
-        let cg = self.job_cgroup_named(name);
+        let cg = self.job_cgroup_named(name, &self.controllers_for(limits));
         let result = cg.create().and_then(|()| self.apply_limits(&cg, limits));
         if let Err(e) = result {
             // Best effort: the directories are empty, so removal cannot block.
@@ -438,6 +439,21 @@ impl CgroupTree {
             return Err(e);
         }
         Ok(cg)
+    }
+
+    /// The controllers a job needs: memory (usage, peak, OOM kills) and pids
+    /// always, cpu and io when it has such limits. On hybrid hosts every v1
+    /// hierarchy joined costs a cgroup migration at start, so a job joins
+    /// only these; its cpu time comes from cgroup2's own `cpu.stat`.
+    fn controllers_for(&self, limits: &Limits) -> Vec<Controller> {
+        let mut wanted = vec![Controller::Memory, Controller::Pids];
+        if limits.cpu.is_some() {
+            wanted.push(Controller::Cpu);
+        }
+        if !limits.io.is_empty() {
+            wanted.push(Controller::Io);
+        }
+        wanted
     }
 
     fn apply_limits(&self, cg: &JobCgroup, limits: &Limits) -> Result<(), EngineError> {
@@ -601,10 +617,13 @@ impl JobCgroup {
         Ok(f.into())
     }
 
-    /// Is any process left in the cgroup?
+    /// Is any process left in the cgroup? (A cgroup that is gone has none.)
     pub fn populated(&self) -> Result<bool, EngineError> {
-        let events = read_file(&self.unified.join("cgroup.events"))?;
-        Ok(flat_keyed(&events, "populated") == Some(1))
+        match std::fs::read_to_string(self.unified.join("cgroup.events")) {
+            Ok(events) => Ok(flat_keyed(&events, "populated") == Some(1)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(EngineError::io("read", self.unified.join("cgroup.events"), e)),
+        }
     }
 
     /// Waits (bounded) until no process is left.
@@ -627,6 +646,10 @@ impl JobCgroup {
     /// SIGKILL to every process in the cgroup: `cgroup.kill` where the kernel
     /// has it (5.14+), else freeze, kill each pid, thaw.
     pub fn kill(&self) -> Result<(), EngineError> {
+        if !self.unified.exists() {
+            // Already removed: nothing is left to kill.
+            return Ok(());
+        }
         let kill_file = self.unified.join("cgroup.kill");
         if !self.force_freeze_kill && kill_file.exists() {
             return write_file(&kill_file, "1");

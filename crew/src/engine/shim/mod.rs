@@ -119,6 +119,7 @@ fn run(ctl: OwnedFd) -> Result<(), String> {
         gone: false,
     };
     let (spawn, fds) = receive_spawn(&crew.sock)?;
+    set_title(&spawn.title);
     let mut fds = fds.into_iter();
     let mut next = || fds.next().ok_or("spawn message carried too few fds");
     let output = File::from(next()?);
@@ -147,11 +148,16 @@ fn run(ctl: OwnedFd) -> Result<(), String> {
     }
 }
 
+/// Waits (as long as it takes: the crew keeps a few shims ready) for the
+/// job. The crew closing its end means it has no job for us.
 fn receive_spawn(sock: &OwnedFd) -> Result<(Spawn, Vec<OwnedFd>), String> {
     let mut pfd = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-    let ms = u16::try_from(wire::SPAWN_TIMEOUT.as_millis()).unwrap_or(u16::MAX);
-    if poll(&mut pfd, PollTimeout::from(ms)).map_err(|e| e.to_string())? == 0 {
-        return Err("no spawn message from the crew".into());
+    loop {
+        match poll(&mut pfd, PollTimeout::NONE) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.to_string()),
+        }
     }
     // The datagram's real size, so the buffer fits it exactly.
     let len = recv(
@@ -185,6 +191,39 @@ fn receive_spawn(sock: &OwnedFd) -> Result<(Spawn, Vec<OwnedFd>), String> {
         ToShim::Spawn(s) if fds.len() == SPAWN_FIXED_FDS + s.v1_procs as usize => Ok((s, fds)),
         ToShim::Spawn(_) => Err("spawn message carried the wrong number of fds".into()),
         _ => Err("the first message was not a spawn".into()),
+    }
+}
+
+/// Writes the job's title over the blank argument the shim was started with,
+/// so `ps` on the host shows `tasker-shim job-3 <id>` (what setproctitle
+/// does; the argument area is the shim's own memory).
+fn set_title(title: &[u8]) {
+    use std::os::unix::fs::FileExt as _;
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some((_, after_comm)) = stat.rsplit_once(')') else {
+        return;
+    };
+    // Fields 48 and 49 (arg_start, arg_end); field 3 follows the comm.
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let (Some(Ok(start)), Some(Ok(end))) = (
+        fields.get(45).map(|f| f.parse::<u64>()),
+        fields.get(46).map(|f| f.parse::<u64>()),
+    ) else {
+        return;
+    };
+    let name = b"tasker-shim\0";
+    let room = (end - start) as usize;
+    if room <= name.len() + 1 {
+        return;
+    }
+    let mut area = vec![b' '; room - name.len()];
+    let n = title.len().min(area.len() - 1);
+    area[..n].copy_from_slice(&title[..n]);
+    *area.last_mut().expect("room checked") = 0;
+    if let Ok(mem) = std::fs::OpenOptions::new().write(true).open("/proc/self/mem") {
+        let _ = mem.write_all_at(&area, start + name.len() as u64);
     }
 }
 

@@ -3,11 +3,11 @@
 //! little-endian integers and length-prefixed byte strings: both ends are the
 //! same build, but a decoder must still never panic on what it is handed.
 
-use std::time::Duration;
-
 /// The first message, with the file descriptors listed in [`SpawnFds`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spawn {
+    /// What `ps` shows after the program name (the job's handle and id).
+    pub title: Vec<u8>,
     pub argv: Vec<Vec<u8>>,
     /// `KEY=value` entries.
     pub env: Vec<Vec<u8>>,
@@ -193,7 +193,7 @@ impl ToShim {
                     w.u32(*g);
                 }
                 w.u64(s.output_limit).u64(s.drop_unit).u32(s.v1_procs);
-                w.bytes(&s.cwd).list(&s.argv).list(&s.env);
+                w.bytes(&s.title).bytes(&s.cwd).list(&s.argv).list(&s.env);
                 w.0
             }
             Self::Stdin(b) => {
@@ -222,10 +222,12 @@ impl ToShim {
                 }
                 let groups = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
                 let (output_limit, drop_unit, v1_procs) = (r.u64()?, r.u64()?, r.u32()?);
+                let title = r.bytes()?;
                 let cwd = r.bytes()?;
                 let argv = r.list()?;
                 let env = r.list()?;
                 Self::Spawn(Spawn {
+                    title,
                     argv,
                     env,
                     cwd,
@@ -306,8 +308,9 @@ impl FromShim {
     }
 }
 
-/// How long the shim waits for the crew's first message before giving up.
-pub const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The bytes a shim is started with after its name, which it overwrites
+/// with its job's title: room for `job-N` and an id.
+pub const TITLE_ROOM: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -315,6 +318,7 @@ mod tests {
 
     fn spawn() -> Spawn {
         Spawn {
+            title: b"job-1 0123".to_vec(),
             argv: vec![b"/bin/echo".to_vec(), b"hi there".to_vec()],
             env: vec![b"PATH=/bin".to_vec()],
             cwd: b"/tmp".to_vec(),

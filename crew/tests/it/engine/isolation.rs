@@ -81,11 +81,12 @@ async fn the_first_thing_a_job_reads_is_its_own_cgroup() {
         let (out, _, _) = read_all(&t.handle, &info.id, crew::engine::ReadFrom::Start).await;
         let out = String::from_utf8(out).unwrap();
         let want = format!("/{}/{}", t.parent.display(), info.id);
-        // The cgroup2 line, and on hybrid hosts every v1 controller we use.
+        // The cgroup2 line, and on hybrid hosts the v1 controllers a job
+        // without cpu or io limits joins: memory and pids.
         let unified = out.lines().find(|l| l.starts_with("0::")).expect("cgroup2 line");
         assert_eq!(unified, format!("0::{want}"), "{out}");
         for line in out.lines().filter(|l| {
-            ["memory", "pids", "cpu", "blkio"].iter().any(|c| {
+            ["memory", "pids"].iter().any(|c| {
                 l.split(':')
                     .nth(1)
                     .is_some_and(|cs| cs.split(',').any(|x| x == *c))

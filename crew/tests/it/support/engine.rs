@@ -137,12 +137,20 @@ impl TestEngine {
             subdirs(&parent) == vec!["shims".to_owned()]
         })
         .await;
+        // Left: only the shims started and waiting for a job, as many as
+        // configured.
         let shims = parent.join("shims/cgroup.procs");
-        super::wait_for("every shim to exit", Duration::from_secs(10), || {
-            std::fs::read_to_string(&shims)
+        let pool = self.handle.config().shim_pool;
+        super::wait_for("every job's shim to exit", Duration::from_secs(10), || {
+            let mut procs: Vec<u32> = std::fs::read_to_string(&shims)
                 .unwrap_or_default()
-                .trim()
-                .is_empty()
+                .split_whitespace()
+                .map(|p| p.parse().unwrap())
+                .collect();
+            let mut ready = self.handle.ready_shims();
+            procs.sort_unstable();
+            ready.sort_unstable();
+            procs == ready && ready.len() == pool
         })
         .await;
         assert_eq!(zombie_children(), Vec::<i32>::new(), "zombies left");
