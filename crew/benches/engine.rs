@@ -31,9 +31,10 @@ fn main() {
         return;
     }
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let wants = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let wants = move |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
+    // On a worker thread, as the crew's request handlers run.
+    let bench = rt.spawn(async move {
         let state = tempfile::Builder::new()
             .prefix("tasker-bench-")
             .tempdir()
@@ -61,6 +62,7 @@ fn main() {
         }
         engine.shutdown(Duration::from_secs(1)).await;
     });
+    rt.block_on(bench).expect("benchmarks");
 }
 
 fn cores() -> usize {

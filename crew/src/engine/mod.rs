@@ -363,6 +363,25 @@ impl EngineHandle {
         };
         drop(output);
 
+        let (link, exec) = link;
+        // The command runs once its exec closed the pipe; otherwise the pipe
+        // says where it failed.
+        let (started_at, start_failed) = match exec.wait().await {
+            Ok(()) => (Some(SystemTime::now()), None),
+            Err(failure) => {
+                let reason = match failure {
+                    Some((stage, errno)) => shim::child::failure_message(
+                        stage,
+                        errno,
+                        &spec.argv[0],
+                        &cwd.display().to_string(),
+                        !spec.argv[0].contains('/'),
+                    ),
+                    None => "the job's shim failed".to_owned(),
+                };
+                (None, Some(reason))
+            }
+        };
         let info = JobInfo {
             id: id.clone(),
             handle,
@@ -388,9 +407,15 @@ impl EngineHandle {
         let mut changes = entry.subscribe_changes();
         locked(&inner.registry).insert(Arc::clone(&entry));
         let _ = inner.events.send(JobEvent::Created(Box::new(info)));
+        if let Some(started_at) = started_at {
+            let pid = cgroup.first_pid().unwrap_or(0);
+            entry.set_state(JobState::Running { started_at, pid });
+        }
         inner.tracker.spawn(
             Supervisor {
                 entry: Arc::clone(&entry),
+                started_at,
+                start_failed,
                 link,
                 cgroup,
                 channels,
@@ -416,7 +441,7 @@ impl EngineHandle {
         spawn: Spawn,
         output: &std::fs::File,
         cgroup: &cgroup::JobCgroup,
-    ) -> Result<spawn::ShimLink, EngineError> {
+    ) -> Result<(spawn::ShimLink, spawn::ExecResult), EngineError> {
         use std::os::fd::AsFd as _;
         // Topped up by `start` once the job runs: starting a shim now would
         // compete with this job's start for the cpu.

@@ -25,6 +25,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::cgroup::JobCgroup;
 use super::error::{EngineError, IoContext};
+use super::shim::child::{Stage, decode_failure};
 use super::shim::wire::{self, Spawn, ToShim};
 
 /// The crew's end of one shim.
@@ -98,9 +99,41 @@ pub(crate) struct Assignment<'a> {
     pub cgroup: &'a JobCgroup,
 }
 
+/// The read end of a job's exec-result pipe: EOF when the command's
+/// `execve` succeeded (the write end is close-on-exec), else 8 bytes of
+/// `(stage, errno)`. The crew reads it itself, one hop shorter than asking
+/// the shim.
+#[derive(Debug)]
+pub(crate) struct ExecResult(AsyncFd<OwnedFd>);
+
+impl ExecResult {
+    /// `Ok(())` once the command runs; `Err(Some(..))` with the stage and
+    /// errno of a failed start, `Err(None)` if the pipe itself failed.
+    pub(crate) async fn wait(self) -> Result<(), Option<(Stage, i32)>> {
+        let mut buf = [0u8; 8];
+        let mut got = 0;
+        loop {
+            let mut guard = self.0.readable().await.map_err(|_| None)?;
+            match nix::unistd::read(self.0.get_ref(), &mut buf[got..]) {
+                Ok(0) if got == 0 => return Ok(()),
+                Ok(0) => return Err(decode_failure(&buf[..got])),
+                Ok(n) => {
+                    got += n;
+                    if got == buf.len() {
+                        return Err(decode_failure(&buf));
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return Err(None),
+            }
+        }
+    }
+}
+
 /// Hands a job to an idle shim. On failure the shim is reaped and the error
 /// says whether a fresh shim might do better (`Shim`) or not.
-pub(crate) fn assign(idle: IdleShim, job: Assignment<'_>) -> Result<ShimLink, EngineError> {
+pub(crate) fn assign(idle: IdleShim, job: Assignment<'_>) -> Result<(ShimLink, ExecResult), EngineError> {
     let IdleShim { sock, mut child } = idle;
     let fail = |child: &mut Child, e: EngineError| {
         let _ = child.kill();
@@ -121,20 +154,23 @@ pub(crate) fn assign(idle: IdleShim, job: Assignment<'_>) -> Result<ShimLink, En
     {
         return Err(fail(&mut child, shim_err("SO_SNDBUFFORCE", e)));
     }
-    let prepared = (|| -> Result<(OwnedFd, Vec<OwnedFd>), EngineError> {
+    let prepared = (|| -> Result<(OwnedFd, OwnedFd, Vec<OwnedFd>), EngineError> {
         let eventfd: OwnedFd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(|e| shim_err("eventfd", e))?
             .into();
+        let (exec_r, exec_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .map_err(|e| shim_err("pipe", e))?;
         let mut fds: Vec<OwnedFd> = vec![
             job.output.try_clone_to_owned().ctx("dup", Path::new("output"))?,
             eventfd.try_clone().ctx("dup", Path::new("eventfd"))?,
+            exec_w,
             job.cgroup.open_unified()?,
             job.cgroup.open_unified_procs()?,
         ];
         fds.extend(job.cgroup.open_v1_procs()?);
-        Ok((eventfd, fds))
+        Ok((eventfd, exec_r, fds))
     })();
-    let (eventfd, fds) = match prepared {
+    let (eventfd, exec_r, fds) = match prepared {
         Ok(p) => p,
         Err(e) => return Err(fail(&mut child, e)),
     };
@@ -144,10 +180,13 @@ pub(crate) fn assign(idle: IdleShim, job: Assignment<'_>) -> Result<ShimLink, En
     if let Err(e) = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
         return Err(fail(&mut child, shim_err("send the job to its shim", e)));
     }
+    // Our copy of the exec pipe's write end goes here: only the shim, init
+    // and the command hold it now.
     drop(fds);
     let ctl = register(sock).ctx("register", Path::new("shim socket"))?;
     let events = register(eventfd).ctx("register", Path::new("eventfd"))?;
-    Ok(ShimLink { ctl, events, child })
+    let exec = register(exec_r).ctx("register", Path::new("exec pipe"))?;
+    Ok((ShimLink { ctl, events, child }, ExecResult(exec)))
 }
 
 fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {

@@ -21,6 +21,11 @@ type Reply = oneshot::Sender<Result<(), EngineError>>;
 
 pub(crate) struct Supervisor {
     pub entry: Arc<JobEntry>,
+    /// When the command started; `None` if it failed to.
+    pub started_at: Option<SystemTime>,
+    /// Why it failed to start, as far as the crew knows (the shim may say
+    /// more).
+    pub start_failed: Option<String>,
     pub link: ShimLink,
     pub cgroup: Arc<JobCgroup>,
     pub channels: JobChannels,
@@ -42,6 +47,8 @@ impl Supervisor {
     pub(crate) async fn run(self) {
         let Self {
             entry,
+            started_at,
+            start_failed,
             link,
             cgroup,
             mut channels,
@@ -49,11 +56,15 @@ impl Supervisor {
             default_grace,
         } = self;
         let job = entry.info().handle;
-        let mut heard = Heard::default();
+        let mut heard = Heard {
+            started_at,
+            start_failed,
+            ..Heard::default()
+        };
         let mut outbox: VecDeque<(Vec<u8>, Option<Reply>)> = VecDeque::new();
         let mut stdin_open = true;
         let mut stop: Option<StopReason> = None;
-        let mut timeout_at: Option<Instant> = None;
+        let timeout_at: Option<Instant> = started_at.and(timeout).map(|t| Instant::now() + t);
         let mut kill_at: Option<Instant> = None;
         let mut killed = false;
         let mut buf = vec![0u8; 64 << 10];
@@ -82,12 +93,7 @@ impl Supervisor {
                                 break;
                             }
                             Ok(Some(n)) => match FromShim::decode(&buf[..n]) {
-                                Ok(msg) => {
-                                    heard.apply(msg, &entry, &job, &mut stdin_open);
-                                    if heard.started_at.is_some() && timeout_at.is_none() {
-                                        timeout_at = timeout.map(|t| Instant::now() + t);
-                                    }
-                                }
+                                Ok(msg) => heard.apply(msg, &job, &mut stdin_open),
                                 Err(e) => tracing::warn!(%job, error = %e, "bad message from shim"),
                             },
                             Ok(None) => {
@@ -194,13 +200,8 @@ impl Supervisor {
 }
 
 impl Heard {
-    fn apply(&mut self, msg: FromShim, entry: &JobEntry, job: &str, stdin_open: &mut bool) {
+    fn apply(&mut self, msg: FromShim, job: &str, stdin_open: &mut bool) {
         match msg {
-            FromShim::Started { pid } => {
-                let now = SystemTime::now();
-                self.started_at = Some(now);
-                entry.set_state(JobState::Running { started_at: now, pid });
-            }
             FromShim::StartFailed { reason } => {
                 tracing::info!(%job, %reason, "job failed to start");
                 self.start_failed = Some(reason);

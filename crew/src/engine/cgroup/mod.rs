@@ -617,6 +617,17 @@ impl JobCgroup {
         Ok(f.into())
     }
 
+    /// The first process in the cgroup: right after the job's exec, its
+    /// command (host pid).
+    pub fn first_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.unified.join("cgroup.procs"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Is any process left in the cgroup? (A cgroup that is gone has none.)
     pub fn populated(&self) -> Result<bool, EngineError> {
         match std::fs::read_to_string(self.unified.join("cgroup.events")) {

@@ -30,6 +30,8 @@ pub(crate) enum Stage {
     NoNewPrivs = 11,
     Cwd = 12,
     Exec = 13,
+    /// The shim could not prepare the job (it says why on its socket).
+    Setup = 14,
 }
 
 impl Stage {
@@ -49,6 +51,7 @@ impl Stage {
             NoNewPrivs,
             Cwd,
             Exec,
+            Setup,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
@@ -69,6 +72,7 @@ impl Stage {
             Self::NoNewPrivs => "setting no_new_privs",
             Self::Cwd => "entering the working directory",
             Self::Exec => "executing the program",
+            Self::Setup => "preparing the job",
         }
     }
 }

@@ -10,8 +10,8 @@
 //! 1. Receive [`wire::Spawn`] and its fds. Make the stdin/output pipes (or a
 //!    pty), then `unshare(CLONE_NEWPID)` and fork: the child is the job's
 //!    PID 1 ([`init`]), which makes the command ([`child`]).
-//! 2. Learn from the error pipe whether the command's `execve` succeeded;
-//!    report `Started` or `StartFailed`.
+//! 2. The command's `execve` closes the exec-result pipe, whose read end the
+//!    crew holds: the crew learns the job started without a word from us.
 //! 3. Loop: move output to the file, stdin to the job, crew requests to init.
 //! 4. When init has exited (so every process of the job is gone) and the
 //!    output is drained, report `Exited` and exit.
@@ -22,7 +22,7 @@
 //! Layout: `wire.rs` (messages), `init.rs` (PID 1), `child.rs` (the steps
 //! before exec), `sink.rs` (the output file).
 
-mod child;
+pub(crate) mod child;
 mod init;
 pub(crate) mod sink;
 pub mod wire;
@@ -42,7 +42,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recv, recvmsg, send};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
-use self::child::{ChildPlan, Stage, decode_failure, exec_candidates, failure_message};
+use self::child::{ChildPlan, Stage, exec_candidates};
 use self::init::InitPlan;
 use self::sink::{Flow, Sink};
 use self::wire::{FromShim, SPAWN_FIXED_FDS, Spawn, ToShim};
@@ -124,17 +124,26 @@ fn run(ctl: OwnedFd) -> Result<(), String> {
     let mut next = || fds.next().ok_or("spawn message carried too few fds");
     let output = File::from(next()?);
     let eventfd = next()?;
+    // The write end of the crew's exec-result pipe: it closes on the
+    // command's exec (success), or carries (stage, errno).
+    let errpipe = next()?;
     let cgroup_dir = next()?;
     let cgroup_procs = next()?;
     let v1_procs: Vec<OwnedFd> = (0..spawn.v1_procs).map(|_| next()).collect::<Result<_, _>>()?;
     let sink = Sink::new(output, eventfd, spawn.output_limit, spawn.drop_unit);
 
-    match start(&spawn, sink, cgroup_dir, cgroup_procs, v1_procs, &mut crew) {
+    let started = start(&spawn, sink, errpipe.as_raw_fd(), cgroup_dir, cgroup_procs, v1_procs);
+    match started {
         Ok(mut job) => {
+            // Only init and the command hold the pipe now: its EOF tells
+            // the crew the exec happened.
+            drop(errpipe);
             job.event_loop(&mut crew);
             Ok(())
         }
         Err(reason) => {
+            child::report_failure(errpipe.as_raw_fd(), Stage::Setup, 0);
+            drop(errpipe);
             crew.send(&FromShim::StartFailed {
                 reason: reason.clone(),
             });
@@ -262,14 +271,13 @@ fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {
 fn start(
     spawn: &Spawn,
     sink: Sink,
+    errpipe: RawFd,
     cgroup_dir: OwnedFd,
     cgroup_procs: OwnedFd,
     v1_procs: Vec<OwnedFd>,
-    crew: &mut Crew,
 ) -> Result<Job, String> {
     let sys = |what: &str, e: nix::errno::Errno| format!("{what}: {}", e.desc());
     let cloexec = OFlag::O_CLOEXEC;
-    let (err_r, err_w) = pipe2(cloexec).map_err(|e| sys("pipe", e))?;
     let (status_r, status_w) = pipe2(cloexec).map_err(|e| sys("pipe", e))?;
     let (ctl_r, ctl_w) = pipe2(cloexec).map_err(|e| sys("pipe", e))?;
 
@@ -303,9 +311,8 @@ fn start(
         }
     };
 
-    let program = String::from_utf8_lossy(&spawn.argv[0]).into_owned();
     let path_var = spawn.env.iter().find_map(|e| e.strip_prefix(b"PATH=".as_slice()));
-    let (candidates, searched) = exec_candidates(&spawn.argv[0], path_var);
+    let (candidates, _) = exec_candidates(&spawn.argv[0], path_var);
     let cap_last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -338,7 +345,7 @@ fn start(
             .iter()
             .map(|e| cstring(e, "the environment"))
             .collect::<Result<_, _>>()?,
-        errpipe: err_w.as_raw_fd(),
+        errpipe,
     };
     let init_plan = InitPlan {
         host_network: spawn.host_network,
@@ -359,7 +366,6 @@ fn start(
 
     unshare(CloneFlags::CLONE_NEWPID).map_err(|e| sys("unshare(CLONE_NEWPID)", e))?;
     let mut shim_only: Vec<RawFd> = vec![
-        err_r.as_raw_fd(),
         status_r.as_raw_fd(),
         ctl_w.as_raw_fd(),
         sigfd.as_raw_fd(),
@@ -374,7 +380,6 @@ fn start(
             drop(init_plan);
             drop((
                 child_side,
-                err_w,
                 status_w,
                 ctl_r,
                 cgroup_dir,
@@ -394,17 +399,6 @@ fn start(
                 status: None,
                 init_exited: false,
             };
-            match read_start_result(&err_r) {
-                None => {
-                    let pid = command_pid(child).unwrap_or(0);
-                    crew.send(&FromShim::Started { pid });
-                }
-                Some((stage, errno)) => {
-                    let cwd = String::from_utf8_lossy(&spawn.cwd);
-                    let reason = failure_message(stage, errno, &program, &cwd, searched);
-                    crew.send(&FromShim::StartFailed { reason });
-                }
-            }
             Ok(job)
         }
     }
@@ -452,36 +446,6 @@ fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<()> {
     // SAFETY: TIOCSWINSZ reads a winsize we own.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     nix::errno::Errno::result(r).map(drop)
-}
-
-/// Blocks until the command has exec'd (EOF) or failed (a message).
-fn read_start_result(err_r: &OwnedFd) -> Option<(Stage, i32)> {
-    let mut msg = [0u8; 8];
-    let mut got = 0;
-    while got < msg.len() {
-        match nix::unistd::read(err_r, &mut msg[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => break,
-        }
-    }
-    if got == 0 {
-        None
-    } else {
-        Some(decode_failure(&msg[..got]).unwrap_or((Stage::Exec, libc::EIO)))
-    }
-}
-
-/// The command's pid on the host: init's only child right after the exec.
-fn command_pid(init: Pid) -> Option<u32> {
-    let path = format!("/proc/{init}/task/{init}/children");
-    std::fs::read_to_string(path)
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 impl Job {

@@ -29,9 +29,9 @@ pub struct Spawn {
 }
 
 /// The order of the fds that travel with [`Spawn`]:
-/// output file, eventfd, cgroup2 directory, cgroup2 `cgroup.procs`, then
-/// `v1_procs` v1 `cgroup.procs` files.
-pub const SPAWN_FIXED_FDS: usize = 4;
+/// output file, eventfd, the exec-result pipe's write end, cgroup2
+/// directory, cgroup2 `cgroup.procs`, then `v1_procs` v1 `cgroup.procs` files.
+pub const SPAWN_FIXED_FDS: usize = 5;
 
 /// Crew to shim.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,10 +52,7 @@ pub enum ToShim {
 /// Shim to crew.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FromShim {
-    /// The command is running (its `execve` succeeded). `pid` is its pid on
-    /// the host, 0 if it could not be learnt.
-    Started { pid: u32 },
-    /// The command never ran.
+    /// The job could not be prepared; the command never ran.
     StartFailed { reason: String },
     /// The job's stdin can take no more bytes (the job closed it).
     StdinClosed { reason: String },
@@ -260,7 +257,6 @@ impl ToShim {
 impl FromShim {
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::Started { pid } => Writer::new(101).u32(*pid).0.clone(),
             Self::StartFailed { reason } => Writer::new(102).bytes(reason.as_bytes()).0.clone(),
             Self::StdinClosed { reason } => Writer::new(103).bytes(reason.as_bytes()).0.clone(),
             Self::Log { message } => Writer::new(104).bytes(message.as_bytes()).0.clone(),
@@ -285,7 +281,6 @@ impl FromShim {
         let (&tag, rest) = buf.split_first().ok_or(DecodeError("empty"))?;
         let mut r = Reader(rest);
         let msg = match tag {
-            101 => Self::Started { pid: r.u32()? },
             102 => Self::StartFailed { reason: r.string()? },
             103 => Self::StdinClosed { reason: r.string()? },
             104 => Self::Log { message: r.string()? },
@@ -349,7 +344,6 @@ mod tests {
             assert_eq!(ToShim::decode(&m.encode()), Ok(m.clone()));
         }
         let from = [
-            FromShim::Started { pid: 42 },
             FromShim::StartFailed {
                 reason: "no such file: /x".into(),
             },
@@ -386,7 +380,7 @@ mod tests {
         }
         assert!(ToShim::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_err());
         assert!(FromShim::decode(&[200]).is_err());
-        let mut trailing = FromShim::Started { pid: 1 }.encode();
+        let mut trailing = FromShim::Log { message: "x".into() }.encode();
         trailing.push(0);
         assert!(FromShim::decode(&trailing).is_err());
     }
