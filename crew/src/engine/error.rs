@@ -42,6 +42,10 @@ pub enum EngineError {
     Cgroup(String),
     #[error("shim: {0}")]
     Shim(String),
+    /// A ready shim could not take its job (its init was gone); nothing of
+    /// the job ran.
+    #[error("shim: a ready shim could not take the job: {0}")]
+    ShimStale(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
 }

@@ -61,7 +61,7 @@ pub use self::job::{
 };
 pub use self::output::{DEFAULT_CHUNK, OutputEvent, OutputReader, ReadFrom};
 use self::registry::{Control, JobEntry, Registry, StdinOp, StopReason, locked};
-use self::shim::wire::Spawn;
+use self::shim::wire::{Launch, Serve};
 use self::spawn::{Assignment, IdleShim, assign, spawn_idle};
 use self::supervisor::Supervisor;
 
@@ -86,6 +86,10 @@ pub struct EngineConfig {
     /// Shims kept started and waiting for a job, so that a start need not
     /// wait for an exec. 0 starts each shim on demand.
     pub shim_pool: usize,
+    /// For tests: a pause between handing the command to init and the job
+    /// to the shim, so that a quick job ends before its shim hears of it.
+    #[doc(hidden)]
+    pub test_serve_delay: Duration,
 }
 
 /// 64 MiB, as SPEC §3 says.
@@ -95,6 +99,8 @@ pub const DEFAULT_PIDS: u64 = 4096;
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// Two ready shims: enough for back-to-back starts, at ~200 KiB each.
 pub const DEFAULT_SHIM_POOL: usize = 2;
+/// A ready shim older than this is replaced rather than used.
+pub const MAX_READY_AGE: Duration = Duration::from_secs(60);
 /// argv plus environment, in bytes (the kernel's own limit is 2 MiB on a
 /// default 8 MiB stack).
 pub const MAX_ARGV_ENV: usize = 1 << 20;
@@ -116,6 +122,7 @@ impl EngineConfig {
             default_pids: DEFAULT_PIDS,
             force_freeze_kill: false,
             shim_pool: DEFAULT_SHIM_POOL,
+            test_serve_delay: Duration::ZERO,
         }
     }
 }
@@ -320,16 +327,25 @@ impl EngineHandle {
             .ctx("create job directory", &dir)?;
         let output_path = dir.join("output");
         let prepared = (|| -> Result<_, EngineError> {
-            let output = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&output_path)
-                .ctx("create", &output_path)?;
+            let create = |path: &Path| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .ctx("create", path)
+            };
+            let output = create(&output_path)?;
+            // The oldest kept offset, shared with the shim (see output.rs).
+            let start_path = dir.join("output.start");
+            let start = create(&start_path)?;
+            start.set_len(output::KEPT_FILE_LEN).ctx("size", &start_path)?;
+            let kept = output::KeptFrom::map(&start, false).ctx("map", &start_path)?;
             let cgroup = inner.tree.create_job(id.as_str(), &spec.limits)?;
-            Ok((output, cgroup))
+            Ok((output, start, kept, cgroup))
         })();
-        let (output, cgroup) = match prepared {
+        let (output, start_file, kept, cgroup) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -337,31 +353,43 @@ impl EngineHandle {
             }
         };
         let cgroup = Arc::new(cgroup);
-        let limit = inner.config.output_limit;
-        let spawn = Spawn {
-            title: format!("{handle} {id}").into_bytes(),
+        let launch = Launch {
             argv: spec.argv.iter().map(|a| a.clone().into_bytes()).collect(),
             env: env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()).collect(),
             cwd: cwd.as_os_str().as_encoded_bytes().to_vec(),
             uid: spec.run_as.uid,
             gid: spec.run_as.gid,
             groups: spec.run_as.groups.clone(),
-            tty: spec.tty.map(|w| (w.rows, w.cols)),
+            tty: spec.tty.is_some(),
             host_network: spec.network == Network::Host,
-            output_limit: limit,
-            drop_unit: drop_unit(limit),
-            v1_procs: cgroup.open_v1_procs().map(|v| v.len() as u32)?,
+            v1_procs: cgroup.v1_dir_count() as u32,
             clone_into_cgroup: true,
         };
-        let link = match self.assign_shim(spawn, &output, &cgroup).await {
+        let limit = inner.config.output_limit;
+        let serve = Serve {
+            title: format!("{handle} {id}").into_bytes(),
+            tty: spec.tty.is_some(),
+            output_limit: limit,
+            drop_unit: drop_unit(limit),
+        };
+        let link = match self
+            .assign_shim(launch, serve, spec.tty, [&output, &start_file], &cgroup)
+            .await
+        {
             Ok(l) => l,
             Err(e) => {
-                let _ = cgroup.remove();
+                // The command may have started before its shim failed.
+                let cg = Arc::clone(&cgroup);
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _ = cg.kill_until_empty(Duration::from_secs(5));
+                    cg.remove()
+                })
+                .await;
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
             }
         };
-        drop(output);
+        drop((output, start_file));
 
         let (link, exec) = link;
         // The command runs once its exec closed the pipe; otherwise the pipe
@@ -401,6 +429,7 @@ impl EngineHandle {
         let (entry, channels) = JobEntry::new(
             info.clone(),
             output_path,
+            kept,
             inner.events.clone(),
             Arc::clone(&cgroup),
         );
@@ -438,35 +467,52 @@ impl EngineHandle {
     /// the ready one died meanwhile).
     async fn assign_shim(
         &self,
-        spawn: Spawn,
-        output: &std::fs::File,
+        launch: Launch,
+        serve: Serve,
+        tty: Option<WinSize>,
+        output: [&std::fs::File; 2],
         cgroup: &cgroup::JobCgroup,
     ) -> Result<(spawn::ShimLink, spawn::ExecResult), EngineError> {
         use std::os::fd::AsFd as _;
         // Topped up by `start` once the job runs: starting a shim now would
         // compete with this job's start for the cpu.
-        let ready = lock_pool(&self.inner.pool).pop();
-        let idle = match ready {
+        let idle = match self.take_ready() {
             Some(idle) => idle,
             None => self.spawn_fresh().await?,
         };
-        let job = |spawn| Assignment {
-            spawn,
-            output: output.as_fd(),
+        let job = |launch, serve| Assignment {
+            launch,
+            serve,
+            serve_delay: self.inner.config.test_serve_delay,
+            tty,
+            output: [output[0].as_fd(), output[1].as_fd()],
             cgroup,
         };
-        match assign(idle, job(spawn.clone())) {
-            Err(EngineError::Shim(why)) => {
+        match assign(idle, job(launch.clone(), serve.clone())) {
+            Err(EngineError::ShimStale(why)) => {
                 tracing::warn!(%why, "a ready shim was unusable; starting a fresh one");
-                assign(self.spawn_fresh().await?, job(spawn))
+                assign(self.spawn_fresh().await?, job(launch, serve))
             }
             other => other,
         }
     }
 
+    /// A ready shim, if one is fresh enough: a ready init's mount namespace
+    /// is a copy of the host's from when it was made, so an old one could
+    /// miss a mount made since (on hosts whose `/` does not propagate).
+    fn take_ready(&self) -> Option<IdleShim> {
+        loop {
+            let idle = lock_pool(&self.inner.pool).pop()?;
+            if idle.age() < MAX_READY_AGE {
+                return Some(idle);
+            }
+            self.inner.tracker.spawn_blocking(move || idle.dismiss());
+        }
+    }
+
     async fn spawn_fresh(&self) -> Result<IdleShim, EngineError> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || spawn_idle(&inner.config.shim_path, &inner.shims_procs()))
+        tokio::task::spawn_blocking(move || spawn_idle(&inner.config.shim_path, &inner.tree.shims_dir()))
             .await
             .map_err(|e| EngineError::Shim(format!("shim start task: {e}")))?
     }
@@ -486,7 +532,7 @@ impl EngineHandle {
                         && lock_pool(&inner.pool).len() < inner.config.shim_pool
                 };
                 while short() {
-                    match spawn_idle(&inner.config.shim_path, &inner.shims_procs()) {
+                    match spawn_idle(&inner.config.shim_path, &inner.tree.shims_dir()) {
                         Ok(idle) => lock_pool(&inner.pool).push(idle),
                         Err(e) => {
                             tracing::warn!(error = %e, "could not start a ready shim");
@@ -647,12 +693,6 @@ impl EngineHandle {
 
 fn lock_pool(pool: &Mutex<Vec<IdleShim>>) -> std::sync::MutexGuard<'_, Vec<IdleShim>> {
     pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Inner {
-    fn shims_procs(&self) -> PathBuf {
-        self.tree.shims_dir().join("cgroup.procs")
-    }
 }
 
 /// Each running job holds two fds in the crew (its shim's socket and

@@ -4,11 +4,16 @@
 //! - PID: the shim calls `unshare(CLONE_NEWPID)` and forks; the child is the
 //!   job's PID 1 (our init). Orphans are re-parented to it, and when it exits
 //!   the kernel kills whatever is left in the namespace.
-//! - Mount: init unshares it, makes every mount private (nothing the job
-//!   mounts propagates to the host) and mounts a `/proc` of the new PID
-//!   namespace over the host's, so `ps` shows only the job.
-//! - Network: unless the job asked for the host's network, init unshares it
-//!   and brings `lo` up; there is no other interface.
+//! - Mount: init unshares it, makes every mount a slave (nothing the job
+//!   mounts propagates to the host, while host mounts made later still show)
+//!   and mounts a `/proc` of the new PID namespace over the host's, so `ps`
+//!   shows only the job.
+//! - Network: init unshares it and brings `lo` up; there is no other
+//!   interface. A job that asked for the host's network gets init back into
+//!   the host's namespace (setns) before its command is cloned.
+//!
+//! All of this is done by a ready shim's init before a job arrives; see
+//! `shim/mod.rs`.
 //!
 //! Everything here runs in the single-threaded shim or init, never in the
 //! crew.
@@ -19,21 +24,19 @@ use std::io;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
-/// Unshares the mount (and, unless `host_network`, network) namespace and
-/// sets them up. Called by init, which is already PID 1 of the job's PID
-/// namespace.
-pub(crate) fn enter_job_namespaces(host_network: bool) -> io::Result<()> {
-    let mut flags = CloneFlags::CLONE_NEWNS;
-    if !host_network {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    unshare(flags)?;
-    // Private, recursively: no mount event crosses to or from the host.
+/// Unshares the mount and network namespaces and sets them up. Called by
+/// init, already PID 1 of the job's PID namespace, before it knows the job
+/// (a job on the host's network gets init back into it with setns).
+pub(crate) fn enter_job_namespaces() -> io::Result<()> {
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET)?;
+    // Slave, recursively: mounts the host makes later still appear here
+    // (the namespace is made before its job), and nothing mounted here
+    // reaches the host.
     mount(
         None::<&str>,
         "/",
         None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None::<&str>,
     )?;
     mount(
@@ -43,9 +46,7 @@ pub(crate) fn enter_job_namespaces(host_network: bool) -> io::Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None::<&str>,
     )?;
-    if !host_network {
-        set_link_up(c"lo")?;
-    }
+    set_link_up(c"lo")?;
     Ok(())
 }
 

@@ -9,10 +9,12 @@
 //! follower is woken by notification, never by a timer.
 //!
 //! When the shim punches out the oldest bytes to keep the file under its
-//! limit, those offsets become a hole. A reader finds the oldest kept byte
-//! with `SEEK_DATA`, checked *after* each read: the shim punches only after
-//! the bytes are gone from the front, so if the byte at the read offset is
-//! still data after the read, everything the read returned was real.
+//! limit, those offsets become a hole. The oldest kept offset lives in a
+//! page shared with the shim ([`KeptFrom`], the job's `output.start` file),
+//! which the shim raises *before* it punches. A reader checks it *after*
+//! each read: if its read offset is still kept then, no punch had begun
+//! over it, so everything the read returned was real; otherwise the bytes
+//! up to the kept offset are reported dropped.
 
 use std::fs::File;
 use std::io;
@@ -62,6 +64,7 @@ pub const DEFAULT_CHUNK: usize = 128 << 10;
 #[derive(Debug)]
 pub struct OutputReader {
     job: Arc<JobEntry>,
+    kept: Arc<KeptFrom>,
     file: Arc<File>,
     offset: u64,
     changes: watch::Receiver<u64>,
@@ -74,15 +77,19 @@ impl OutputReader {
         let path = job.output_path();
         let file = File::open(path).ctx("open output", path)?;
         let size = file.metadata().ctx("stat output", path)?.len();
+        let kept = job.kept();
         let offset = match from {
             ReadFrom::Start => 0,
             ReadFrom::Offset(o) => o,
             ReadFrom::TailBytes(n) => size.saturating_sub(n),
-            ReadFrom::TailLines(n) => tail_lines_offset(&file, size, n).ctx("read output", path)?,
+            ReadFrom::TailLines(n) => {
+                tail_lines_offset(&file, size, kept.get(), n).ctx("read output", path)?
+            }
         };
         let changes = job.subscribe_changes();
         Ok(Self {
             job,
+            kept,
             file: Arc::new(file),
             offset,
             changes,
@@ -115,8 +122,9 @@ impl OutputReader {
             self.changes.borrow_and_update();
             let ended = self.job.ended_info();
             let file = Arc::clone(&self.file);
+            let kept = Arc::clone(&self.kept);
             let (offset, chunk) = (self.offset, self.chunk);
-            let read = tokio::task::spawn_blocking(move || read_chunk(&file, offset, chunk))
+            let read = tokio::task::spawn_blocking(move || read_chunk(&file, &kept, offset, chunk))
                 .await
                 .map_err(|e| EngineError::Shim(format!("output reader task: {e}")))?
                 .ctx("read output", self.job.output_path())?;
@@ -150,7 +158,7 @@ enum Chunk {
     Nothing,
 }
 
-fn read_chunk(file: &File, offset: u64, max: usize) -> io::Result<Chunk> {
+fn read_chunk(file: &File, kept: &KeptFrom, offset: u64, max: usize) -> io::Result<Chunk> {
     let mut buf = BytesMut::with_capacity(max);
     // SAFETY: pread(2) writes at most `max` bytes into the buffer's spare
     // capacity, and we only expose the bytes it reports written.
@@ -168,7 +176,8 @@ fn read_chunk(file: &File, offset: u64, max: usize) -> io::Result<Chunk> {
     }
     // SAFETY: pread(2) initialised the first `n` bytes.
     unsafe { buf.set_len(n as usize) };
-    let first = first_kept(file, offset)?;
+    // After the read: see the module's comment.
+    let first = kept.get();
     if first > offset {
         return Ok(Chunk::Dropped(first - offset));
     }
@@ -178,28 +187,76 @@ fn read_chunk(file: &File, offset: u64, max: usize) -> io::Result<Chunk> {
     Ok(Chunk::Data(buf.freeze()))
 }
 
-/// The first offset at or after `from` that holds data: `from` itself unless
-/// it falls in a punched-out hole.
-pub(crate) fn first_kept(file: &File, from: u64) -> io::Result<u64> {
-    // SAFETY: lseek(2) on our own fd; we only ever use pread, so moving the
-    // file position is harmless.
-    let r = unsafe { libc::lseek(file.as_raw_fd(), from as libc::off_t, libc::SEEK_DATA) };
-    if r >= 0 {
-        return Ok(r as u64);
+/// The oldest kept offset of a job's output, in a page of the file
+/// `output.start` that the shim maps writable and the crew read-only. The
+/// shim stores a new value before it punches the bytes below it out.
+#[derive(Debug)]
+pub struct KeptFrom {
+    ptr: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
+}
+
+// SAFETY: the mapping is only ever accessed through the AtomicU64, which is
+// Sync, and it lives until drop.
+unsafe impl Send for KeptFrom {}
+// SAFETY: as above.
+unsafe impl Sync for KeptFrom {}
+
+/// The size of the `output.start` file: one page.
+pub(crate) const KEPT_FILE_LEN: u64 = 4096;
+
+impl KeptFrom {
+    /// Maps the first 8 bytes of `file` (which must be at least
+    /// [`KEPT_FILE_LEN`] long), writable or not.
+    pub(crate) fn map(file: &File, writable: bool) -> io::Result<Self> {
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a fresh shared mapping of our own file; the result is
+        // checked, and the page is 8-byte aligned for the AtomicU64.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                KEPT_FILE_LEN as usize,
+                prot,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?;
+        Ok(Self { ptr })
     }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ENXIO) {
-        // No data at or after `from`: a hole up to the end, or the end.
-        let size = file.metadata()?.len();
-        return Ok(size.max(from));
+
+    pub(crate) fn get(&self) -> u64 {
+        // SAFETY: the mapping is valid until drop (see `map`).
+        unsafe { self.ptr.as_ref() }.load(std::sync::atomic::Ordering::SeqCst)
     }
-    Err(err)
+
+    /// Only the shim's writable mapping may call this.
+    pub(crate) fn set(&self, offset: u64) {
+        // SAFETY: the mapping is valid until drop (see `map`).
+        unsafe { self.ptr.as_ref() }.store(offset, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for KeptFrom {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `map`, used by nothing else.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), KEPT_FILE_LEN as usize);
+        }
+    }
 }
 
 /// The offset where the last `n` lines begin, or the oldest kept byte.
-fn tail_lines_offset(file: &File, size: u64, n: u64) -> io::Result<u64> {
+fn tail_lines_offset(file: &File, size: u64, kept: u64, n: u64) -> io::Result<u64> {
     use std::os::unix::fs::FileExt as _;
-    let floor = first_kept(file, 0)?.min(size);
+    let floor = kept.min(size);
     if n == 0 {
         return Ok(size);
     }
@@ -229,8 +286,8 @@ fn tail_lines_offset(file: &File, size: u64, n: u64) -> io::Result<u64> {
     Ok(floor)
 }
 
-/// Checks that the filesystem under `dir` can drop the head of a file: hole
-/// punching plus `SEEK_DATA` (ext4, xfs, btrfs and tmpfs can).
+/// Checks that the filesystem under `dir` can drop the head of a file by
+/// punching a hole (ext4, xfs, btrfs and tmpfs can).
 pub(crate) fn probe_hole_punching(dir: &Path) -> Result<(), EngineError> {
     use std::os::unix::fs::FileExt as _;
     let tmp = tempfile_in(dir)?;
@@ -245,8 +302,8 @@ pub(crate) fn probe_hole_punching(dir: &Path) -> Result<(), EngineError> {
             4096,
         )
     };
-    let ok = r == 0 && first_kept(file, 0).ctx("seek", path)? == 4096;
-    if ok {
+    let _ = path;
+    if r == 0 {
         Ok(())
     } else {
         Err(EngineError::Unsupported(format!(
@@ -294,47 +351,49 @@ mod tests {
     #[test]
     fn tail_lines_counts_back_from_the_end() {
         let (_d, f) = file_with(b"a\nb\nc\n");
-        assert_eq!(tail_lines_offset(&f, 6, 1).unwrap(), 4);
-        assert_eq!(tail_lines_offset(&f, 6, 2).unwrap(), 2);
-        assert_eq!(tail_lines_offset(&f, 6, 5).unwrap(), 0);
-        assert_eq!(tail_lines_offset(&f, 6, 0).unwrap(), 6);
+        assert_eq!(tail_lines_offset(&f, 6, 0, 1).unwrap(), 4);
+        assert_eq!(tail_lines_offset(&f, 6, 0, 2).unwrap(), 2);
+        assert_eq!(tail_lines_offset(&f, 6, 0, 5).unwrap(), 0);
+        assert_eq!(tail_lines_offset(&f, 6, 0, 0).unwrap(), 6);
+        assert_eq!(
+            tail_lines_offset(&f, 6, 3, 5).unwrap(),
+            3,
+            "never before the oldest kept byte"
+        );
         let (_d, f) = file_with(b"a\nb\npartial");
-        assert_eq!(tail_lines_offset(&f, 11, 1).unwrap(), 4);
-        assert_eq!(tail_lines_offset(&f, 11, 2).unwrap(), 2);
+        assert_eq!(tail_lines_offset(&f, 11, 0, 1).unwrap(), 4);
+        assert_eq!(tail_lines_offset(&f, 11, 0, 2).unwrap(), 2);
     }
 
     #[test]
-    fn a_punched_head_reads_as_dropped() {
+    fn bytes_below_the_kept_offset_read_as_dropped() {
         let dir = tempfile::tempdir().unwrap();
         probe_hole_punching(dir.path()).unwrap();
-        let p = dir.path().join("f");
-        let f = std::fs::OpenOptions::new()
+        let (_d, f) = file_with(&[7u8; 3 * 4096]);
+        let meta = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&p)
+            .open(dir.path().join("start"))
             .unwrap();
-        f.write_all_at(&[7u8; 3 * 4096], 0).unwrap();
-        // SAFETY: fallocate(2) on our own file.
-        let r = unsafe {
-            libc::fallocate(
-                f.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                0,
-                8192,
-            )
-        };
-        assert_eq!(r, 0);
-        match read_chunk(&f, 100, 1 << 20).unwrap() {
+        meta.set_len(KEPT_FILE_LEN).unwrap();
+        let writer = KeptFrom::map(&meta, true).unwrap();
+        let reader = KeptFrom::map(&meta, false).unwrap();
+        writer.set(8192);
+        assert_eq!(reader.get(), 8192);
+        match read_chunk(&f, &reader, 100, 1 << 20).unwrap() {
             Chunk::Dropped(n) => assert_eq!(n, 8192 - 100),
             _ => panic!("expected a drop"),
         }
-        match read_chunk(&f, 8192, 1 << 20).unwrap() {
+        match read_chunk(&f, &reader, 8192, 1 << 20).unwrap() {
             Chunk::Data(b) => assert_eq!(b.len(), 4096),
             _ => panic!("expected data"),
         }
-        assert!(matches!(read_chunk(&f, 3 * 4096, 10).unwrap(), Chunk::Nothing));
-        assert_eq!(tail_lines_offset(&f, 3 * 4096, 3).unwrap(), 8192);
+        assert!(matches!(
+            read_chunk(&f, &reader, 3 * 4096, 10).unwrap(),
+            Chunk::Nothing
+        ));
+        let _ = f.read_at(&mut [0u8; 1], 0);
     }
 }

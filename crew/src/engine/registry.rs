@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::cgroup::JobCgroup;
 use super::error::EngineError;
 use super::job::{JobEvent, JobId, JobInfo, JobState, WinSize};
+use super::output::KeptFrom;
 
 /// Requests to a job's supervisor task.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub(crate) enum StdinOp {
 pub(crate) struct JobEntry {
     pub id: JobId,
     output_path: PathBuf,
+    /// The oldest kept offset of the output, shared with the shim.
+    kept: Arc<KeptFrom>,
     info: Mutex<JobInfo>,
     /// Bumped on new output and on every state change; followers wait on it.
     changes: watch::Sender<u64>,
@@ -77,6 +80,7 @@ impl JobEntry {
     pub(crate) fn new(
         info: JobInfo,
         output_path: PathBuf,
+        kept: KeptFrom,
         events: broadcast::Sender<JobEvent>,
         cgroup: Arc<JobCgroup>,
     ) -> (Arc<Self>, JobChannels) {
@@ -85,6 +89,7 @@ impl JobEntry {
         let entry = Arc::new(Self {
             id: info.id.clone(),
             output_path,
+            kept: Arc::new(kept),
             info: Mutex::new(info),
             changes: watch::Sender::new(0),
             events,
@@ -107,6 +112,10 @@ impl JobEntry {
 
     pub(crate) fn output_path(&self) -> &Path {
         &self.output_path
+    }
+
+    pub(crate) fn kept(&self) -> Arc<KeptFrom> {
+        Arc::clone(&self.kept)
     }
 
     pub(crate) fn ended_info(&self) -> Option<JobInfo> {

@@ -2,14 +2,15 @@
 //!
 //! The crew is multi-threaded, so it never forks without exec: the shim is
 //! started with `posix_spawn` (what `std::process::Command` uses when it can)
-//! with a clean environment, fd 0 = the crew's `SOCK_SEQPACKET` socket and
-//! fds 1, 2 = `/dev/null`, in a process group of its own (a Ctrl-C meant for
-//! a crew in a terminal must not reach the jobs). Everything else travels in
-//! the first message as `SCM_RIGHTS`.
+//! with a clean environment, fd 0 = the shim's `SOCK_SEQPACKET` socket to
+//! the crew, fd 1 = its init's, fd 2 = `/dev/null`, in a process group of its
+//! own (a Ctrl-C meant for a crew in a terminal must not reach the jobs).
+//! Everything else travels as `SCM_RIGHTS`.
 //!
-//! Starting a process costs about a millisecond, most of a job's start: so
-//! the crew keeps a few shims started and waiting ([`IdleShim`]), and a job
-//! start only hands one its job ([`assign`]).
+//! Starting a process, forking init and making namespaces costs over a
+//! millisecond, most of a job's start: so the crew keeps a few shims ready
+//! ([`IdleShim`]), and a job start only hands one its job ([`assign`]): the
+//! command straight to init, the output to the shim.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd as _, AsRawFd, OwnedFd, RawFd};
@@ -25,8 +26,9 @@ use tokio::io::unix::AsyncFd;
 
 use super::cgroup::JobCgroup;
 use super::error::{EngineError, IoContext};
+use super::job::WinSize;
 use super::shim::child::{Stage, decode_failure};
-use super::shim::wire::{self, Spawn, ToShim};
+use super::shim::wire::{self, Launch, Serve, ToShim};
 
 /// The crew's end of one shim.
 #[derive(Debug)]
@@ -36,12 +38,16 @@ pub(crate) struct ShimLink {
     pub child: Child,
 }
 
-/// A started shim waiting for its job: the crew keeps a few, so a start
-/// does not wait for an exec (about a millisecond).
+/// A started shim waiting for its job, its init already in the job's
+/// namespaces: the crew keeps a few, so a start does not wait for an exec,
+/// a fork and the namespaces (together over a millisecond).
 #[derive(Debug)]
 pub(crate) struct IdleShim {
-    sock: OwnedFd,
+    ctl: OwnedFd,
+    /// init's socket: the command goes straight to it.
+    init: OwnedFd,
     child: Child,
+    born: std::time::Instant,
 }
 
 impl IdleShim {
@@ -49,42 +55,61 @@ impl IdleShim {
         self.child.id()
     }
 
-    /// Lets the shim go: it sees EOF and exits; this reaps it.
+    pub(crate) fn age(&self) -> std::time::Duration {
+        self.born.elapsed()
+    }
+
+    /// Lets the shim go: it and its init see EOF and exit; this reaps it.
     pub(crate) fn dismiss(self) {
-        let Self { sock, mut child } = self;
-        drop(sock);
+        let Self {
+            ctl, init, mut child, ..
+        } = self;
+        drop((ctl, init));
         let _ = child.wait();
     }
 }
 
-/// Starts a shim and moves it into the crew's `shims` cgroup.
-pub(crate) fn spawn_idle(shim_path: &Path, shims_cgroup_procs: &Path) -> Result<IdleShim, EngineError> {
-    let (crew_end, shim_end) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-    )
-    .map_err(|e| shim_err("socketpair", e))?;
+/// The environment variable that tells a shim which cgroup to join before
+/// it forks the job's init.
+pub(crate) const SHIMS_CGROUP_ENV: &str = "TASKER_SHIMS_CGROUP";
+
+/// Starts a shim; it joins the crew's `shims` cgroup and prepares its init.
+pub(crate) fn spawn_idle(shim_path: &Path, shims_cgroup: &Path) -> Result<IdleShim, EngineError> {
+    // Blocking for the shim and init (they wait in poll or recv), not for
+    // the crew, whose end goes to the runtime.
+    let pair = || -> Result<(OwnedFd, OwnedFd), EngineError> {
+        let (crew, other) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| shim_err("socketpair", e))?;
+        let flags =
+            nix::fcntl::fcntl(&crew, nix::fcntl::FcntlArg::F_GETFL).map_err(|e| shim_err("fcntl", e))?;
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&crew, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(|e| shim_err("fcntl", e))?;
+        Ok((crew, other))
+    };
+    let (ctl, shim_ctl) = pair()?;
+    let (init, shim_init) = pair()?;
     let child = Command::new(shim_path)
         .arg0("tasker-shim")
         // Room for the title the shim writes there once it has a job.
         .arg(" ".repeat(wire::TITLE_ROOM))
         .env_clear()
-        .stdin(Stdio::from(shim_end))
-        .stdout(Stdio::null())
+        .env(SHIMS_CGROUP_ENV, shims_cgroup)
+        .stdin(Stdio::from(shim_ctl))
+        .stdout(Stdio::from(shim_init))
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .ctx("start shim", shim_path)?;
-    // Into the shims cgroup before it gets a job and forks the job's init,
-    // so init lands there too.
-    if let Err(e) = std::fs::write(shims_cgroup_procs, child.id().to_string()) {
-        tracing::warn!(error = %e, "could not move a shim into the shims cgroup");
-    }
     Ok(IdleShim {
-        sock: crew_end,
+        ctl,
+        init,
         child,
+        born: std::time::Instant::now(),
     })
 }
 
@@ -92,12 +117,70 @@ fn shim_err(what: &str, e: nix::errno::Errno) -> EngineError {
     EngineError::Shim(format!("{what}: {}", e.desc()))
 }
 
-/// What a shim needs to run a job.
+/// What a ready shim and its init need to run a job.
 pub(crate) struct Assignment<'a> {
-    pub spawn: Spawn,
-    pub output: std::os::fd::BorrowedFd<'a>,
+    pub launch: Launch,
+    pub serve: Serve,
+    /// See `EngineConfig::test_serve_delay`.
+    pub serve_delay: std::time::Duration,
+    /// The pty's size, for a tty job.
+    pub tty: Option<WinSize>,
+    /// The output file and its `output.start`.
+    pub output: [std::os::fd::BorrowedFd<'a>; 2],
     pub cgroup: &'a JobCgroup,
 }
+
+/// The job's stdio: init's ends (for the command) and the shim's.
+struct JobStdio {
+    init: Vec<OwnedFd>,
+    shim: Vec<OwnedFd>,
+}
+
+/// Pipes for a pipe job (stdout and stderr share one, so they stay in
+/// order), or a pty whose slave belongs to the job's user, as login(1)
+/// leaves it.
+fn job_stdio(tty: Option<WinSize>, uid: u32) -> Result<JobStdio, EngineError> {
+    use nix::fcntl::OFlag;
+    let err = |what: &str, e: nix::errno::Errno| shim_err(what, e);
+    match tty {
+        Some(size) => {
+            use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+            let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+                .map_err(|e| err("pty", e))?;
+            grantpt(&master).map_err(|e| err("grantpt", e))?;
+            unlockpt(&master).map_err(|e| err("unlockpt", e))?;
+            let name = ptsname_r(&master).map_err(|e| err("ptsname", e))?;
+            let slave = nix::fcntl::open(
+                name.as_str(),
+                OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| err("open pty", e))?;
+            nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(uid)), None)
+                .map_err(|e| err("chown pty", e))?;
+            let master: OwnedFd = master.into();
+            super::shim::set_winsize(master.as_fd(), size.rows, size.cols)
+                .map_err(|e| err("resize pty", e))?;
+            Ok(JobStdio {
+                init: vec![slave],
+                shim: vec![master],
+            })
+        }
+        None => {
+            let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err("pipe", e))?;
+            let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err("pipe", e))?;
+            // Larger pipes mean fewer wakeups per byte; best effort.
+            let _ = nix::fcntl::fcntl(&out_w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(OUTPUT_PIPE_SIZE));
+            Ok(JobStdio {
+                init: vec![in_r, out_w],
+                shim: vec![out_r, in_w],
+            })
+        }
+    }
+}
+
+/// The output pipe's capacity.
+const OUTPUT_PIPE_SIZE: i32 = 1 << 20;
 
 /// The read end of a job's exec-result pipe: EOF when the command's
 /// `execve` succeeded (the write end is close-on-exec), else 8 bytes of
@@ -134,14 +217,16 @@ impl ExecResult {
 /// Hands a job to an idle shim. On failure the shim is reaped and the error
 /// says whether a fresh shim might do better (`Shim`) or not.
 pub(crate) fn assign(idle: IdleShim, job: Assignment<'_>) -> Result<(ShimLink, ExecResult), EngineError> {
-    let IdleShim { sock, mut child } = idle;
+    let IdleShim {
+        ctl, init, mut child, ..
+    } = idle;
     let fail = |child: &mut Child, e: EngineError| {
         let _ = child.kill();
         let _ = child.wait();
         e
     };
-    let message = ToShim::Spawn(job.spawn).encode();
-    if message.len() > wire::MAX_MESSAGE {
+    let launch = job.launch.encode();
+    if launch.len() > wire::MAX_MESSAGE {
         return Err(fail(
             &mut child,
             EngineError::InvalidSpec("argv and environment are too large".into()),
@@ -149,44 +234,68 @@ pub(crate) fn assign(idle: IdleShim, job: Assignment<'_>) -> Result<(ShimLink, E
     }
     // A datagram must fit the send buffer whole; as root the crew may raise
     // it past the system default for a large argv.
-    if message.len() > 100 << 10
-        && let Err(e) = setsockopt(&sock, sockopt::SndBufForce, &(message.len() + (64 << 10)))
+    if launch.len() > 100 << 10
+        && let Err(e) = setsockopt(&init, sockopt::SndBufForce, &(launch.len() + (64 << 10)))
     {
         return Err(fail(&mut child, shim_err("SO_SNDBUFFORCE", e)));
     }
-    let prepared = (|| -> Result<(OwnedFd, OwnedFd, Vec<OwnedFd>), EngineError> {
+    let prepared = (|| -> Result<_, EngineError> {
         let eventfd: OwnedFd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(|e| shim_err("eventfd", e))?
             .into();
-        let (exec_r, exec_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-            .map_err(|e| shim_err("pipe", e))?;
-        let mut fds: Vec<OwnedFd> = vec![
-            job.output.try_clone_to_owned().ctx("dup", Path::new("output"))?,
+        let (exec_r, exec_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|e| shim_err("pipe", e))?;
+        let stdio = job_stdio(job.tty, job.launch.uid)?;
+        let mut to_init = vec![exec_w];
+        to_init.extend(stdio.init);
+        to_init.push(job.cgroup.open_unified()?);
+        to_init.push(job.cgroup.open_unified_procs()?);
+        to_init.extend(job.cgroup.open_v1_procs()?);
+        let mut to_shim = vec![
+            job.output[0]
+                .try_clone_to_owned()
+                .ctx("dup", Path::new("output"))?,
             eventfd.try_clone().ctx("dup", Path::new("eventfd"))?,
-            exec_w,
-            job.cgroup.open_unified()?,
-            job.cgroup.open_unified_procs()?,
+            job.output[1]
+                .try_clone_to_owned()
+                .ctx("dup", Path::new("output.start"))?,
         ];
-        fds.extend(job.cgroup.open_v1_procs()?);
-        Ok((eventfd, exec_r, fds))
+        to_shim.extend(stdio.shim);
+        Ok((eventfd, exec_r, to_init, to_shim))
     })();
-    let (eventfd, exec_r, fds) = match prepared {
+    let (eventfd, exec_r, to_init, to_shim) = match prepared {
         Ok(p) => p,
         Err(e) => return Err(fail(&mut child, e)),
     };
-    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let iov = [IoSlice::new(&message)];
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    if let Err(e) = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
-        return Err(fail(&mut child, shim_err("send the job to its shim", e)));
+    // init first: the command's start is what the caller waits for. A
+    // ready shim whose init is gone fails here, before anything ran: that,
+    // and only that, is worth a retry with a fresh shim.
+    if let Err(e) = send_with_fds(&init, &launch, &to_init) {
+        return Err(fail(&mut child, EngineError::ShimStale(e.desc().to_owned())));
     }
-    // Our copy of the exec pipe's write end goes here: only the shim, init
-    // and the command hold it now.
-    drop(fds);
-    let ctl = register(sock).ctx("register", Path::new("shim socket"))?;
+    if !job.serve_delay.is_zero() {
+        std::thread::sleep(job.serve_delay);
+    }
+    // Past this point the command may be running: a failure kills the shim,
+    // whose init takes the job's namespace down with it.
+    if let Err(e) = send_with_fds(&ctl, &ToShim::Serve(job.serve).encode(), &to_shim) {
+        return Err(fail(&mut child, shim_err("hand the job to its shim", e)));
+    }
+    // Our copies go: only the shim, init and the command hold them now (in
+    // particular the exec pipe's write end, whose closing is the signal).
+    drop((to_init, to_shim, init));
+    let ctl = register(ctl).ctx("register", Path::new("shim socket"))?;
     let events = register(eventfd).ctx("register", Path::new("eventfd"))?;
     let exec = register(exec_r).ctx("register", Path::new("exec pipe"))?;
     Ok((ShimLink { ctl, events, child }, ExecResult(exec)))
+}
+
+fn send_with_fds(sock: &OwnedFd, msg: &[u8], fds: &[OwnedFd]) -> nix::Result<()> {
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let iov = [IoSlice::new(msg)];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map(drop)
 }
 
 fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {

@@ -379,8 +379,7 @@ impl CgroupTree {
         let mut removed = 0;
         for name in subdirs(&unified_parent)? {
             let cg = self.job_cgroup_named(&name, &Controller::ALL);
-            cg.kill()?;
-            cg.wait_empty(Duration::from_secs(10))?;
+            cg.kill_until_empty(Duration::from_secs(10))?;
             cg.remove()?;
             removed += 1;
         }
@@ -596,6 +595,12 @@ impl JobCgroup {
         Ok(f.into())
     }
 
+    /// How many v1 directories the job has (and `cgroup.procs` files to
+    /// join).
+    pub fn v1_dir_count(&self) -> usize {
+        self.v1_dirs().len()
+    }
+
     /// `cgroup.procs` of every v1 directory, opened for writing: the job's
     /// first process writes itself into each before it runs the command.
     pub fn open_v1_procs(&self) -> Result<Vec<OwnedFd>, EngineError> {
@@ -652,6 +657,20 @@ impl JobCgroup {
             pause = (pause * 2).min(Duration::from_millis(20));
         }
         Ok(())
+    }
+
+    /// Kills until nothing is left: a process that was joining the cgroup
+    /// while it was killed gets the next round.
+    pub fn kill_until_empty(&self, timeout: Duration) -> Result<(), EngineError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.kill()?;
+            match self.wait_empty(Duration::from_millis(200)) {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => {}
+            }
+        }
     }
 
     /// SIGKILL to every process in the cgroup: `cgroup.kill` where the kernel

@@ -1,5 +1,6 @@
 //! The job's PID 1, a fork of the shim: it sets up the job's mount and
-//! network namespaces, clones the command into the job's cgroup, then reaps
+//! network namespaces while the shim is still waiting for a job, receives
+//! the command from the crew, clones it into the job's cgroup, then reaps
 //! every process of the namespace, forwards SIGTERM/SIGINT/SIGHUP (and
 //! SIGQUIT, SIGUSR1, SIGUSR2) to the command, and on the shim's word signals
 //! every process of the job. When the command exits it kills whatever the
@@ -10,14 +11,16 @@
 //! signals it has handlers for, so a command that is PID 1 itself (`sleep`,
 //! say) ignores SIGTERM, and nothing would reap the zombies of orphans.
 
-use std::os::fd::{AsFd as _, BorrowedFd, RawFd};
+use std::ffi::CString;
+use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use super::child::{ChildPlan, ExecArrays, Stage, exec_command, report_failure};
+use super::child::{ChildPlan, ExecArrays, Stage, exec_candidates, exec_command, report_failure};
+use super::wire::Launch;
 use crate::engine::namespaces::enter_job_namespaces;
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -32,18 +35,11 @@ const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR2,
 ];
 
-/// What init is handed by the shim.
+/// What init gets from the shim at the fork.
 #[derive(Debug)]
-pub(crate) struct InitPlan {
-    pub host_network: bool,
-    pub child: ChildPlan,
-    /// The job's cgroup2 directory, for `CLONE_INTO_CGROUP`.
-    pub cgroup_dir: Option<RawFd>,
-    /// The job's cgroup2 `cgroup.procs`, written by the command's process
-    /// itself when the kernel cannot clone into a cgroup.
-    pub cgroup_procs: RawFd,
-    /// Fds only the command needs; init closes them once it exists.
-    pub child_only: Vec<RawFd>,
+pub(crate) struct InitArgs {
+    /// init's own socket to the crew, on which the command arrives.
+    pub sock: RawFd,
     /// init → shim: the command's wait status.
     pub status_w: RawFd,
     /// shim → init: `T` (SIGTERM all) and `K` (SIGKILL all).
@@ -51,23 +47,32 @@ pub(crate) struct InitPlan {
 }
 
 /// Runs as the job's PID 1. Never returns.
-pub(crate) fn run(mut plan: InitPlan, shim_only: &[RawFd]) -> ! {
-    // SAFETY: closing fds this process inherited from the shim and does not
-    // use; nothing else in this process refers to them.
-    unsafe {
+pub(crate) fn run(args: InitArgs, shim_only: &[RawFd]) -> ! {
+    // SAFETY: closing and duplicating fds this process inherited from the
+    // shim; nothing else in this process refers to the ones closed.
+    let sock = unsafe {
         for fd in shim_only {
             libc::close(*fd);
         }
-        // fd 0 was the crew's socket in the shim.
+        // Off fds 0 and 1 (the shim's stdin and stdout): those become
+        // /dev/null, like the shim's own.
+        let sock = libc::fcntl(args.sock, libc::F_DUPFD_CLOEXEC, 3);
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
         if null >= 0 {
             libc::dup2(null, 0);
+            libc::dup2(null, 1);
             libc::close(null);
         }
         // If the shim dies, nobody would store the output: take the job down
         // with it (the kernel kills the namespace when its init exits).
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
         libc::prctl(libc::PR_SET_NAME, c"tasker-init".as_ptr(), 0, 0, 0);
+        sock
+    };
+    super::rewrite_cmdline(b"tasker-init", b"");
+    if sock < 0 {
+        // SAFETY: _exit(2); the shim sees init gone and gives up the job.
+        unsafe { libc::_exit(1) }
     }
 
     let mut mask = SigSet::empty();
@@ -75,55 +80,153 @@ pub(crate) fn run(mut plan: InitPlan, shim_only: &[RawFd]) -> ! {
     for s in FORWARDED {
         mask.add(s);
     }
-    let errpipe = plan.child.errpipe;
-    let sigfd = match sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK))
-    {
-        Ok(fd) => fd,
-        Err(e) => die(errpipe, Stage::Namespaces, e as i32),
-    };
+    let sigfd = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK));
+    // The host's network namespace, for jobs that ask for it.
+    // SAFETY: open(2) of a constant path.
+    let host_net = unsafe { libc::open(c"/proc/self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    // Everything that does not depend on the job, done before there is one.
+    let namespaces = enter_job_namespaces();
 
-    if let Err(e) = enter_job_namespaces(plan.host_network) {
-        die(errpipe, Stage::Namespaces, e.raw_os_error().unwrap_or(libc::EIO));
+    let Some((launch, fds)) = receive_launch(sock) else {
+        // The crew let this ready shim go.
+        // SAFETY: _exit(2): nothing of a job exists yet.
+        unsafe { libc::_exit(0) }
+    };
+    let mut fds = fds.into_iter();
+    let errpipe = fds.next().expect("fd count checked");
+    let errpipe_fd = errpipe.as_raw_fd();
+    let sigfd = match sigfd {
+        Ok(fd) => fd,
+        Err(e) => die(errpipe_fd, Stage::Namespaces, e as i32),
+    };
+    if let Err(e) = namespaces {
+        die(
+            errpipe_fd,
+            Stage::Namespaces,
+            e.raw_os_error().unwrap_or(libc::EIO),
+        );
+    }
+    if launch.host_network {
+        // SAFETY: setns(2) with the fd opened above.
+        if host_net < 0 || unsafe { libc::setns(host_net, libc::CLONE_NEWNET) } < 0 {
+            die(errpipe_fd, Stage::Namespaces, last_errno());
+        }
+    }
+    if host_net >= 0 {
+        // SAFETY: closing our own fd.
+        unsafe { libc::close(host_net) };
     }
 
-    let command = match clone_into_cgroup(plan.cgroup_dir) {
+    let (tty, stdin, stdout): (Option<OwnedFd>, Option<OwnedFd>, Option<OwnedFd>) = if launch.tty {
+        (fds.next(), None, None)
+    } else {
+        (None, fds.next(), fds.next())
+    };
+    let cgroup_dir = fds.next().expect("fd count checked");
+    let cgroup_procs = fds.next().expect("fd count checked");
+    let v1_procs: Vec<OwnedFd> = fds.collect();
+    let mut plan = match child_plan(&launch, errpipe_fd) {
+        Ok(p) => p,
+        Err(errno) => die(errpipe_fd, Stage::Exec, errno),
+    };
+    plan.stdin = stdin.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+    plan.stdout = stdout.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+    plan.tty = tty.as_ref().map(AsRawFd::as_raw_fd);
+    plan.join_procs = v1_procs.iter().map(AsRawFd::as_raw_fd).collect();
+    let into = launch.clone_into_cgroup.then(|| cgroup_dir.as_raw_fd());
+
+    let command = match clone_into_cgroup(into) {
         Ok(0) => {
-            let arrays = ExecArrays::new(&plan.child);
-            exec_command(&plan.child, &arrays)
+            let arrays = ExecArrays::new(&plan);
+            exec_command(&plan, &arrays)
         }
         Ok(pid) => pid,
         // Kernels before 5.7 (no CLONE_INTO_CGROUP) or 5.3 (no clone3): fork
         // and have the process write itself into the cgroup before exec.
         Err(libc::ENOSYS | libc::EINVAL | libc::E2BIG) => {
-            plan.child.join_procs.push(plan.cgroup_procs);
+            plan.join_procs.push(cgroup_procs.as_raw_fd());
             // SAFETY: init is single-threaded; the child only makes system
             // calls on prepared data before it execs or exits.
             match unsafe { libc::fork() } {
                 0 => {
-                    let arrays = ExecArrays::new(&plan.child);
-                    exec_command(&plan.child, &arrays)
+                    let arrays = ExecArrays::new(&plan);
+                    exec_command(&plan, &arrays)
                 }
                 pid if pid > 0 => pid,
-                _ => die(errpipe, Stage::Clone, last_errno()),
+                _ => die(errpipe_fd, Stage::Clone, last_errno()),
             }
         }
-        Err(e) => die(errpipe, Stage::Clone, e),
+        Err(e) => die(errpipe_fd, Stage::Clone, e),
     };
+    // These belong to the command now; keeping the output pipe's write end
+    // would delay EOF, keeping the error pipe would hide the exec.
+    drop((tty, stdin, stdout, cgroup_dir, cgroup_procs, v1_procs, errpipe));
+    supervise(Pid::from_raw(command), &sigfd, args.status_w, args.ctl_r)
+}
 
-    // SAFETY: these fds belong to the command now; init has no further use
-    // for them, and keeping the output pipe's write end would delay EOF.
-    unsafe {
-        for fd in plan.child_only.iter().chain(plan.child.join_procs.iter()) {
-            libc::close(*fd);
+/// Receives the command, blocking. `None` when the crew closed the socket.
+fn receive_launch(sock: RawFd) -> Option<(Launch, Vec<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recv, recvmsg};
+    use std::io::IoSliceMut;
+    // The datagram's real size, so the buffer fits it exactly.
+    let len = loop {
+        match recv(sock, &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+            Ok(0) => return None,
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
         }
-        libc::close(errpipe);
-        if let Some(fd) = plan.cgroup_dir {
-            libc::close(fd);
-        }
-        libc::close(plan.cgroup_procs);
+    };
+    if len > super::wire::MAX_MESSAGE {
+        return None;
     }
-    supervise(Pid::from_raw(command), &sigfd, plan.status_w, plan.ctl_r)
+    let mut buf = vec![0u8; len];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 64]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC).ok()?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: SCM_RIGHTS installed these fds in this process just now.
+            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    let n = msg.bytes;
+    // SAFETY: the socket is ours; nothing more will come on it.
+    unsafe { libc::close(sock) };
+    let launch = Launch::decode(&buf[..n]).ok()?;
+    (fds.len() == launch.fd_count()).then_some((launch, fds))
+}
+
+/// Builds what the command's process needs, before the clone: it may not
+/// allocate after it.
+fn child_plan(launch: &Launch, errpipe: RawFd) -> Result<ChildPlan, i32> {
+    let cstring = |b: &[u8]| CString::new(b).map_err(|_| libc::EINVAL);
+    let path_var = launch
+        .env
+        .iter()
+        .find_map(|e| e.strip_prefix(b"PATH=".as_slice()));
+    let (candidates, _) = exec_candidates(&launch.argv[0], path_var);
+    let cap_last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    Ok(ChildPlan {
+        join_procs: Vec::new(),
+        stdin: -1,
+        stdout: -1,
+        tty: None,
+        uid: launch.uid,
+        gid: launch.gid,
+        groups: launch.groups.clone(),
+        cap_last_cap,
+        cwd: cstring(&launch.cwd)?,
+        candidates: candidates.iter().map(|c| cstring(c)).collect::<Result<_, _>>()?,
+        argv: launch.argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
+        env: launch.env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?,
+        errpipe,
+    })
 }
 
 fn last_errno() -> i32 {

@@ -7,17 +7,21 @@
 //! new output from an eventfd the shim adds to after every write.
 //!
 //! Life of a shim:
-//! 1. Receive [`wire::Spawn`] and its fds. Make the stdin/output pipes (or a
-//!    pty), then `unshare(CLONE_NEWPID)` and fork: the child is the job's
-//!    PID 1 ([`init`]), which makes the command ([`child`]).
-//! 2. The command's `execve` closes the exec-result pipe, whose read end the
-//!    crew holds: the crew learns the job started without a word from us.
+//! 1. Ready (the crew keeps a few): `unshare(CLONE_NEWPID)` and fork; the
+//!    child is the job's PID 1 ([`init`]), which prepares the job's mount
+//!    and network namespaces at once and waits on its own socket (fd 1 when
+//!    the shim starts) for the command. A job's start then costs only what
+//!    is particular to it.
+//! 2. The crew sends init the command ([`wire::Launch`]), and the shim the
+//!    job to serve ([`wire::Serve`]): the output file, the eventfd, and its
+//!    ends of the job's stdio. init clones the command into the job's
+//!    cgroup ([`child`]); its exec closes the crew's exec-result pipe.
 //! 3. Loop: move output to the file, stdin to the job, crew requests to init.
 //! 4. When init has exited (so every process of the job is gone) and the
 //!    output is drained, report `Exited` and exit.
 //!
 //! The shim is single-threaded and does not use tokio: it is small, and its
-//! forks are ordinary forks.
+//! fork is an ordinary fork.
 //!
 //! Layout: `wire.rs` (messages), `init.rs` (PID 1), `child.rs` (the steps
 //! before exec), `sink.rs` (the output file).
@@ -27,7 +31,6 @@ mod init;
 pub(crate) mod sink;
 pub mod wire;
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
@@ -42,24 +45,19 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recv, recvmsg, send};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
-use self::child::{ChildPlan, Stage, exec_candidates};
-use self::init::InitPlan;
 use self::sink::{Flow, Sink};
-use self::wire::{FromShim, SPAWN_FIXED_FDS, Spawn, ToShim};
+use self::wire::{FromShim, Serve, ToShim};
 
 /// Bytes of stdin the shim holds for a job that is not reading; past this it
 /// stops reading the crew's socket, which pushes back to the client.
 const STDIN_BUFFER: usize = 256 << 10;
 
-/// The output pipe's capacity: larger pipes mean fewer wakeups per byte.
-const OUTPUT_PIPE_SIZE: i32 = 1 << 20;
-
 /// Entry point of the `tasker-shim` binary.
 pub fn main() -> ExitCode {
-    // SAFETY: fd 0 is the crew's socket by construction (see spawn.rs); this
-    // is the only place it is taken ownership of.
-    let ctl = unsafe { OwnedFd::from_raw_fd(0) };
-    match run(ctl) {
+    // SAFETY: fds 0 and 1 are the crew's sockets by construction (see
+    // spawn.rs); this is the only place they are taken ownership of.
+    let (ctl, init_sock) = unsafe { (OwnedFd::from_raw_fd(0), OwnedFd::from_raw_fd(1)) };
+    match run(ctl, init_sock) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }
@@ -103,7 +101,16 @@ impl Crew {
     }
 }
 
-fn run(ctl: OwnedFd) -> Result<(), String> {
+/// The shim's ends of the pipes it shares with init.
+struct InitLink {
+    pid: Pid,
+    /// shim → init: `T` (SIGTERM all) and `K` (SIGKILL all).
+    ctl_w: OwnedFd,
+    /// init → shim: the command's wait status.
+    status_r: OwnedFd,
+}
+
+fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
     // SAFETY: prctl(2) and close_range(2) on this process only. Nothing but
     // fds 0-2 should be open; anything else leaked from the crew is closed
     // before it could reach a job.
@@ -113,81 +120,147 @@ fn run(ctl: OwnedFd) -> Result<(), String> {
     }
     // The helpers must survive memory pressure that the jobs cause.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-999");
+    // Into the crew's cgroup for helpers, before init is forked, so init
+    // lands there too.
+    if let Some(dir) = std::env::var_os("TASKER_SHIMS_CGROUP") {
+        let _ = std::fs::write(std::path::Path::new(&dir).join("cgroup.procs"), "0");
+    }
 
     let mut crew = Crew {
         sock: ctl,
         gone: false,
     };
-    let (spawn, fds) = receive_spawn(&crew.sock)?;
-    set_title(&spawn.title);
+    let sys = |what: &str, e: nix::errno::Errno| format!("{what}: {}", e.desc());
+    let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
+    let (ctl_r, ctl_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(|e| sys("sigprocmask", e))?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| sys("signalfd", e))?;
+
+    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| sys("unshare(CLONE_NEWPID)", e))?;
+    let shim_only = [
+        crew.sock.as_raw_fd(),
+        status_r.as_raw_fd(),
+        ctl_w.as_raw_fd(),
+        sigfd.as_raw_fd(),
+    ];
+    let init_args = init::InitArgs {
+        sock: init_sock.as_raw_fd(),
+        status_w: status_w.as_raw_fd(),
+        ctl_r: ctl_r.as_raw_fd(),
+    };
+    // SAFETY: the shim is single-threaded, so the child may do anything.
+    let pid = match unsafe { fork() }.map_err(|e| sys("fork", e))? {
+        ForkResult::Child => init::run(init_args, &shim_only),
+        ForkResult::Parent { child } => child,
+    };
+    drop((init_sock, status_w, ctl_r));
+    // fd 1 was init's socket: keep it taken, by /dev/null, so nothing the
+    // shim opens later lands on stdout.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2(2) onto fd 1, which we just closed.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
+    let init = InitLink { pid, ctl_w, status_r };
+
+    let Some((serve, fds, init_exited)) = wait_for_job(&crew.sock, &sigfd, init.pid)? else {
+        // Dismissed by the crew.
+        return Ok(());
+    };
+    set_title(&serve.title);
     let mut fds = fds.into_iter();
-    let mut next = || fds.next().ok_or("spawn message carried too few fds");
+    let mut next = || fds.next().ok_or("the job came with too few fds");
     let output = File::from(next()?);
     let eventfd = next()?;
-    // The write end of the crew's exec-result pipe: it closes on the
-    // command's exec (success), or carries (stage, errno).
-    let errpipe = next()?;
-    let cgroup_dir = next()?;
-    let cgroup_procs = next()?;
-    let v1_procs: Vec<OwnedFd> = (0..spawn.v1_procs).map(|_| next()).collect::<Result<_, _>>()?;
-    let sink = Sink::new(output, eventfd, spawn.output_limit, spawn.drop_unit);
-
-    let started = start(&spawn, sink, errpipe.as_raw_fd(), cgroup_dir, cgroup_procs, v1_procs);
-    match started {
-        Ok(mut job) => {
-            // Only init and the command hold the pipe now: its EOF tells
-            // the crew the exec happened.
-            drop(errpipe);
-            job.event_loop(&mut crew);
-            Ok(())
+    let kept = crate::engine::output::KeptFrom::map(&File::from(next()?), true)
+        .map_err(|e| format!("map the output's start: {e}"))?;
+    let stdio = if serve.tty {
+        let master = next()?;
+        set_nonblocking(master.as_fd()).map_err(|e| sys("fcntl", e))?;
+        Stdio::Tty {
+            master,
+            out_open: true,
         }
-        Err(reason) => {
-            child::report_failure(errpipe.as_raw_fd(), Stage::Setup, 0);
-            drop(errpipe);
-            crew.send(&FromShim::StartFailed {
-                reason: reason.clone(),
-            });
-            crew.send(&FromShim::Exited {
-                status: None,
-                output_end: 0,
-                output_error: None,
-            });
-            Err(reason)
+    } else {
+        let (out, stdin) = (next()?, next()?);
+        set_nonblocking(out.as_fd()).map_err(|e| sys("fcntl", e))?;
+        set_nonblocking(stdin.as_fd()).map_err(|e| sys("fcntl", e))?;
+        Stdio::Pipes {
+            out: Some(out),
+            stdin: Some(stdin),
+        }
+    };
+    let mut job = Job {
+        sink: Sink::new(output, eventfd, kept, serve.output_limit, serve.drop_unit),
+        stdio,
+        stdin_buf: Vec::new(),
+        stdin_close_pending: false,
+        stdin_dead: false,
+        init: init.pid,
+        init_ctl: Some(init.ctl_w),
+        status_r: Some(init.status_r),
+        sigfd,
+        status: None,
+        init_exited,
+    };
+    if init_exited {
+        job.read_status();
+    }
+    job.event_loop(&mut crew);
+    Ok(())
+}
+
+/// Waits, as long as it takes (the crew keeps a few shims ready), for the
+/// job to serve. `None`: the crew closed its end (it has no job for us).
+/// The flag says init has already exited: a quick command may run and end
+/// between the crew's message to init and its message to us.
+fn wait_for_job(
+    sock: &OwnedFd,
+    sigfd: &SignalFd,
+    init: Pid,
+) -> Result<Option<(Serve, Vec<OwnedFd>, bool)>, String> {
+    let mut init_gone = false;
+    loop {
+        let mut pfd = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        if !init_gone {
+            pfd.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut pfd, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let sock_ready = pfd[0].revents().is_some_and(|r| !r.is_empty());
+        let init_ready = pfd
+            .get(1)
+            .and_then(PollFd::revents)
+            .is_some_and(|r| !r.is_empty());
+        drop(pfd);
+        if init_ready {
+            while let Ok(Some(_)) = sigfd.read_signal() {}
+            init_gone = !matches!(
+                nix::sys::wait::waitpid(init, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+                Ok(nix::sys::wait::WaitStatus::StillAlive)
+            );
+        }
+        if sock_ready {
+            return Ok(receive_serve(sock)?.map(|(serve, fds)| (serve, fds, init_gone)));
         }
     }
 }
 
-/// Waits (as long as it takes: the crew keeps a few shims ready) for the
-/// job. The crew closing its end means it has no job for us.
-fn receive_spawn(sock: &OwnedFd) -> Result<(Spawn, Vec<OwnedFd>), String> {
-    let mut pfd = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-    loop {
-        match poll(&mut pfd, PollTimeout::NONE) {
-            Ok(_) => break,
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    // The datagram's real size, so the buffer fits it exactly.
-    let len = recv(
-        sock.as_raw_fd(),
-        &mut [],
-        MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
-    )
-    .map_err(|e| format!("peek spawn message: {e}"))?;
-    if len > wire::MAX_MESSAGE {
-        return Err("spawn message too large".into());
-    }
-    let mut buf = vec![0u8; len];
+fn receive_serve(sock: &OwnedFd) -> Result<Option<(Serve, Vec<OwnedFd>)>, String> {
+    let mut buf = vec![0u8; 64 << 10];
     let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 64]);
+    let mut cmsg = nix::cmsg_space!([RawFd; 8]);
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
         Some(&mut cmsg),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
-    .map_err(|e| format!("receive spawn message: {e}"))?;
+    .map_err(|e| format!("receive the job: {e}"))?;
     let mut fds = Vec::new();
     for c in msg.cmsgs().map_err(|e| e.to_string())? {
         if let ControlMessageOwned::ScmRights(raw) = c {
@@ -196,17 +269,25 @@ fn receive_spawn(sock: &OwnedFd) -> Result<(Spawn, Vec<OwnedFd>), String> {
         }
     }
     let n = msg.bytes;
+    if n == 0 {
+        return Ok(None);
+    }
     match ToShim::decode(&buf[..n]).map_err(|e| e.to_string())? {
-        ToShim::Spawn(s) if fds.len() == SPAWN_FIXED_FDS + s.v1_procs as usize => Ok((s, fds)),
-        ToShim::Spawn(_) => Err("spawn message carried the wrong number of fds".into()),
-        _ => Err("the first message was not a spawn".into()),
+        ToShim::Serve(s) if fds.len() == s.fd_count() => Ok(Some((s, fds))),
+        ToShim::Serve(_) => Err("the job came with the wrong number of fds".into()),
+        _ => Err("the first message was not the job".into()),
     }
 }
 
-/// Writes the job's title over the blank argument the shim was started with,
-/// so `ps` on the host shows `tasker-shim job-3 <id>` (what setproctitle
-/// does; the argument area is the shim's own memory).
-fn set_title(title: &[u8]) {
+/// Writes `title` over the blank argument the shim was started with, so
+/// `ps` on the host shows `tasker-shim job-3 <id>` (what setproctitle does;
+/// the argument area is the process's own memory). With `name`, rewrites
+/// the program name too (init calls itself `tasker-init`).
+pub(crate) fn set_title(title: &[u8]) {
+    rewrite_cmdline(b"tasker-shim", title);
+}
+
+pub(crate) fn rewrite_cmdline(name: &[u8], title: &[u8]) {
     use std::os::unix::fs::FileExt as _;
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return;
@@ -222,17 +303,18 @@ fn set_title(title: &[u8]) {
     ) else {
         return;
     };
-    let name = b"tasker-shim\0";
-    let room = (end - start) as usize;
-    if room <= name.len() + 1 {
+    let room = end.saturating_sub(start) as usize;
+    if room <= name.len() + 2 {
         return;
     }
-    let mut area = vec![b' '; room - name.len()];
-    let n = title.len().min(area.len() - 1);
-    area[..n].copy_from_slice(&title[..n]);
+    let mut area = vec![b' '; room];
+    area[..name.len()].copy_from_slice(name);
+    area[name.len()] = 0;
+    let n = title.len().min(room - name.len() - 2);
+    area[name.len() + 1..name.len() + 1 + n].copy_from_slice(&title[..n]);
     *area.last_mut().expect("room checked") = 0;
     if let Ok(mem) = std::fs::OpenOptions::new().write(true).open("/proc/self/mem") {
-        let _ = mem.write_all_at(&area, start + name.len() as u64);
+        let _ = mem.write_all_at(&area, start);
     }
 }
 
@@ -264,179 +346,12 @@ struct Job {
     init_exited: bool,
 }
 
-fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {
-    CString::new(bytes).map_err(|_| format!("{what} contains a NUL byte"))
-}
-
-fn start(
-    spawn: &Spawn,
-    sink: Sink,
-    errpipe: RawFd,
-    cgroup_dir: OwnedFd,
-    cgroup_procs: OwnedFd,
-    v1_procs: Vec<OwnedFd>,
-) -> Result<Job, String> {
-    let sys = |what: &str, e: nix::errno::Errno| format!("{what}: {}", e.desc());
-    let cloexec = OFlag::O_CLOEXEC;
-    let (status_r, status_w) = pipe2(cloexec).map_err(|e| sys("pipe", e))?;
-    let (ctl_r, ctl_w) = pipe2(cloexec).map_err(|e| sys("pipe", e))?;
-
-    // The job's side of stdio, and ours.
-    let (stdio, child_side): (Stdio, Vec<OwnedFd>) = match spawn.tty {
-        Some((rows, cols)) => {
-            let (master, slave) = open_pty(rows, cols, spawn.uid).map_err(|e| sys("pty", e))?;
-            (
-                Stdio::Tty {
-                    master,
-                    out_open: true,
-                },
-                vec![slave],
-            )
-        }
-        None => {
-            let (in_r, in_w) = pipe2(cloexec).map_err(|e| sys("pipe", e))?;
-            let (out_r, out_w) = pipe2(cloexec).map_err(|e| sys("pipe", e))?;
-            // Best effort: a smaller pipe only costs throughput.
-            let _ = fcntl(&out_w, FcntlArg::F_SETPIPE_SZ(OUTPUT_PIPE_SIZE));
-            for fd in [&out_r, &in_w] {
-                set_nonblocking(fd.as_fd()).map_err(|e| sys("fcntl", e))?;
-            }
-            (
-                Stdio::Pipes {
-                    out: Some(out_r),
-                    stdin: Some(in_w),
-                },
-                vec![in_r, out_w],
-            )
-        }
-    };
-
-    let path_var = spawn.env.iter().find_map(|e| e.strip_prefix(b"PATH=".as_slice()));
-    let (candidates, _) = exec_candidates(&spawn.argv[0], path_var);
-    let cap_last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    let (tty_fd, stdin_fd, stdout_fd) = match spawn.tty {
-        Some(_) => (Some(child_side[0].as_raw_fd()), -1, -1),
-        None => (None, child_side[0].as_raw_fd(), child_side[1].as_raw_fd()),
-    };
-    let plan = ChildPlan {
-        join_procs: v1_procs.iter().map(AsRawFd::as_raw_fd).collect(),
-        stdin: stdin_fd,
-        stdout: stdout_fd,
-        tty: tty_fd,
-        uid: spawn.uid,
-        gid: spawn.gid,
-        groups: spawn.groups.clone(),
-        cap_last_cap,
-        cwd: cstring(&spawn.cwd, "cwd")?,
-        candidates: candidates
-            .iter()
-            .map(|c| cstring(c, "program"))
-            .collect::<Result<_, _>>()?,
-        argv: spawn
-            .argv
-            .iter()
-            .map(|a| cstring(a, "an argument"))
-            .collect::<Result<_, _>>()?,
-        env: spawn
-            .env
-            .iter()
-            .map(|e| cstring(e, "the environment"))
-            .collect::<Result<_, _>>()?,
-        errpipe,
-    };
-    let init_plan = InitPlan {
-        host_network: spawn.host_network,
-        child: plan,
-        cgroup_dir: spawn.clone_into_cgroup.then(|| cgroup_dir.as_raw_fd()),
-        cgroup_procs: cgroup_procs.as_raw_fd(),
-        child_only: child_side.iter().map(AsRawFd::as_raw_fd).collect(),
-        status_w: status_w.as_raw_fd(),
-        ctl_r: ctl_r.as_raw_fd(),
-    };
-
-    // Signals for the shim's own loop; init inherits the mask and keeps it.
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGCHLD);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(|e| sys("sigprocmask", e))?;
-    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| sys("signalfd", e))?;
-
-    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| sys("unshare(CLONE_NEWPID)", e))?;
-    let mut shim_only: Vec<RawFd> = vec![
-        status_r.as_raw_fd(),
-        ctl_w.as_raw_fd(),
-        sigfd.as_raw_fd(),
-    ];
-    shim_only.extend(stdio_fds(&stdio));
-    shim_only.extend(sink.raw_fds());
-
-    // SAFETY: the shim is single-threaded, so the child may do anything.
-    match unsafe { fork() }.map_err(|e| sys("fork", e))? {
-        ForkResult::Child => init::run(init_plan, &shim_only),
-        ForkResult::Parent { child } => {
-            drop(init_plan);
-            drop((
-                child_side,
-                status_w,
-                ctl_r,
-                cgroup_dir,
-                cgroup_procs,
-                v1_procs,
-            ));
-            let job = Job {
-                sink,
-                stdio,
-                stdin_buf: Vec::new(),
-                stdin_close_pending: false,
-                stdin_dead: false,
-                init: child,
-                init_ctl: Some(ctl_w),
-                status_r: Some(status_r),
-                sigfd,
-                status: None,
-                init_exited: false,
-            };
-            Ok(job)
-        }
-    }
-}
-
-fn stdio_fds(stdio: &Stdio) -> Vec<RawFd> {
-    match stdio {
-        Stdio::Pipes { out, stdin } => out.iter().chain(stdin.iter()).map(AsRawFd::as_raw_fd).collect(),
-        Stdio::Tty { master, .. } => vec![master.as_raw_fd()],
-    }
-}
-
 fn set_nonblocking(fd: BorrowedFd<'_>) -> nix::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
     fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(drop)
 }
 
-/// Opens a pty pair of the given size; the slave is the job user's, as
-/// login(1) leaves it, so programs that reopen their terminal can.
-fn open_pty(rows: u16, cols: u16, uid: u32) -> nix::Result<(OwnedFd, OwnedFd)> {
-    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
-    grantpt(&master)?;
-    unlockpt(&master)?;
-    let name = ptsname_r(&master)?;
-    let slave = nix::fcntl::open(
-        name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
-    nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(uid)), None)?;
-    let master: OwnedFd = master.into();
-    set_winsize(master.as_fd(), rows, cols)?;
-    set_nonblocking(master.as_fd())?;
-    Ok((master, slave))
-}
-
-fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<()> {
+pub(crate) fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<()> {
     let ws = libc::winsize {
         ws_row: rows,
         ws_col: cols,
@@ -589,7 +504,7 @@ impl Job {
             }
             ToShim::Terminate => self.tell_init(b'T'),
             ToShim::Kill => self.tell_init(b'K'),
-            ToShim::Spawn(_) => crew.log("a second spawn message was ignored".into()),
+            ToShim::Serve(_) => crew.log("a second job for one shim was ignored".into()),
         }
     }
 
@@ -692,11 +607,10 @@ impl Job {
 
     fn finish(&mut self, crew: &mut Crew) {
         self.read_status();
-        self.sink.finish();
         crew.send(&FromShim::Exited {
             status: self.status,
             output_end: self.sink.end(),
-            output_error: self.sink.error().map(str::to_owned),
+            output_error: self.sink.error(),
         });
     }
 }

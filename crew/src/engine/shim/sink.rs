@@ -3,15 +3,22 @@
 //! The file's byte offsets are the stream's offsets. It is written once, by
 //! the shim, at the end; when more than the limit is kept, the oldest whole
 //! units are punched out (`FALLOC_FL_PUNCH_HOLE`), which frees their blocks
-//! while every offset stays where it was. Readers find the oldest kept byte
-//! with `SEEK_DATA` (see `output.rs`). After every write the shim adds one to
-//! the job's eventfd, which is how the crew learns of new output without
-//! polling.
+//! while every offset stays where it was. The oldest kept offset is
+//! published in a shared page *before* each punch (see `output.rs` for why
+//! readers can then trust what they read). After every write the shim adds
+//! one to the job's eventfd, which is how the crew learns of new output
+//! without polling.
+//!
+//! Output the file cannot take (disk full) is drained and counted as lost,
+//! so the job never blocks on it; the stream stays contiguous and the job's
+//! final record says how much was lost.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt as _;
+
+use crate::engine::output::KeptFrom;
 
 /// What one read from the job brought.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,29 +40,34 @@ pub(crate) struct Sink {
     file: File,
     /// The next offset to write: the stream's length so far.
     end: u64,
-    /// The oldest offset still kept.
+    /// The oldest offset still kept, as last published.
     start: u64,
+    kept: KeptFrom,
     limit: u64,
     unit: u64,
     notify: OwnedFd,
     /// The first error that made output unstorable; later output is still
     /// tried.
     error: Option<String>,
+    /// Bytes the job wrote that could not be stored.
+    lost: u64,
     devnull: Option<File>,
     /// For tty jobs, whose output cannot be spliced; allocated on first use.
     buf: Vec<u8>,
 }
 
 impl Sink {
-    pub(crate) fn new(file: File, notify: OwnedFd, limit: u64, unit: u64) -> Self {
+    pub(crate) fn new(file: File, notify: OwnedFd, kept: KeptFrom, limit: u64, unit: u64) -> Self {
         Self {
             file,
             end: 0,
             start: 0,
+            kept,
             limit: limit.max(unit),
             unit: unit.max(4096),
             notify,
             error: None,
+            lost: 0,
             devnull: None,
             buf: Vec::new(),
         }
@@ -65,13 +77,11 @@ impl Sink {
         self.end
     }
 
-    /// The fds the sink owns, for init to close after the fork.
-    pub(crate) fn raw_fds(&self) -> [std::os::fd::RawFd; 2] {
-        [self.file.as_raw_fd(), self.notify.as_raw_fd()]
-    }
-
-    pub(crate) fn error(&self) -> Option<&str> {
-        self.error.as_deref()
+    /// What went wrong storing output, with how much was lost.
+    pub(crate) fn error(&self) -> Option<String> {
+        self.error
+            .as_ref()
+            .map(|e| format!("{e}; {} bytes of output were lost", self.lost))
     }
 
     /// Moves what the pipe holds into the file with splice(2): no copy
@@ -107,7 +117,7 @@ impl Sink {
     }
 
     /// The file refused the bytes (disk full, ...): drain them anyway so the
-    /// job never blocks on its output, and leave a hole where they belonged.
+    /// job never blocks on its output, and count them lost.
     fn discard_pipe(&mut self, pipe: BorrowedFd<'_>, err: &io::Error) -> Flow {
         self.note_error(err);
         let devnull = match self.devnull() {
@@ -128,8 +138,7 @@ impl Sink {
         match n {
             0 => Flow::Eof,
             n if n > 0 => {
-                self.end += n as u64;
-                self.ring();
+                self.lost += n as u64;
                 Flow::Moved
             }
             _ => Flow::Again,
@@ -159,8 +168,7 @@ impl Sink {
             Ok(()) => self.committed(n as u64),
             Err(e) => {
                 self.note_error(&e);
-                self.end += n as u64;
-                self.ring();
+                self.lost += n as u64;
             }
         }
         Flow::Moved
@@ -190,6 +198,9 @@ impl Sink {
         if target <= self.start {
             return;
         }
+        // Published first: a reader that then reads a punched byte is sure
+        // to see that it was dropped.
+        self.kept.set(target);
         // SAFETY: fallocate(2) on our own file.
         let r = unsafe {
             libc::fallocate(
@@ -199,9 +210,10 @@ impl Sink {
                 (target - self.start) as libc::off_t,
             )
         };
-        if r == 0 {
-            self.start = target;
-        } else {
+        // Dropped either way: if the punch failed the bytes stay on disk
+        // until the file goes, but the stream has moved on.
+        self.start = target;
+        if r != 0 {
             let err = io::Error::last_os_error();
             self.note_error(&err);
         }
@@ -219,21 +231,12 @@ impl Sink {
         }
         Ok(self.devnull.as_ref().expect("just set"))
     }
-
-    /// Makes the file as long as the stream, in case its last bytes were
-    /// discarded (the hole then tells readers they are gone).
-    pub(crate) fn finish(&mut self) {
-        if let Ok(meta) = self.file.metadata()
-            && meta.len() < self.end
-        {
-            let _ = self.file.set_len(self.end);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd as _;
 
     fn eventfd() -> OwnedFd {
         nix::sys::eventfd::EventFd::from_flags(nix::sys::eventfd::EfdFlags::EFD_CLOEXEC)
@@ -253,7 +256,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
         let file = File::create(&path).unwrap();
-        let mut sink = Sink::new(file, eventfd(), 16 << 10, 4 << 10);
+        let meta = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("start"))
+            .unwrap();
+        meta.set_len(crate::engine::output::KEPT_FILE_LEN).unwrap();
+        let reader = KeptFrom::map(&meta, false).unwrap();
+        let mut sink = Sink::new(
+            file,
+            eventfd(),
+            KeptFrom::map(&meta, true).unwrap(),
+            16 << 10,
+            4 << 10,
+        );
         for round in 0..10u8 {
             let (r, w) = pipe_with(&[round; 5000]);
             drop(w);
@@ -263,14 +281,15 @@ mod tests {
         assert_eq!(sink.end(), 50_000);
         assert!(sink.end() - sink.start <= 16 << 10);
         assert_eq!(sink.start % (4 << 10), 0);
-        let f = File::open(&path).unwrap();
-        let first = crate::engine::output::first_kept(&f, 0).unwrap();
-        assert_eq!(first, sink.start);
+        assert_eq!(reader.get(), sink.start, "the kept offset is published");
         // The kept bytes are intact: offset 49_999 was written by round 9.
+        let f = File::open(&path).unwrap();
         let mut b = [0u8; 1];
         f.read_exact_at(&mut b, 49_999).unwrap();
         assert_eq!(b[0], 9);
+        // And the punched ones are gone from the disk.
+        f.read_exact_at(&mut b, 0).unwrap();
+        assert_eq!(b[0], 0);
+        assert!(sink.error().is_none());
     }
-
-    use std::os::fd::AsFd as _;
 }

@@ -1,13 +1,16 @@
-//! The messages between the crew and a job's shim, one per `SOCK_SEQPACKET`
-//! datagram. The encoding is a tag byte followed by fixed-width
+//! The messages between the crew and a job's shim and init, one per
+//! `SOCK_SEQPACKET` datagram. The encoding is a tag byte followed by fixed-width
 //! little-endian integers and length-prefixed byte strings: both ends are the
 //! same build, but a decoder must still never panic on what it is handed.
 
-/// The first message, with the file descriptors listed in [`SpawnFds`].
+/// Crew to init, the one message init gets: the command to run.
+///
+/// Fds, in order: the exec-result pipe's write end; then the pty slave for a
+/// tty job, or the stdin pipe's read end and the output pipe's write end;
+/// then the job's cgroup2 directory and its `cgroup.procs`; then `v1_procs`
+/// v1 `cgroup.procs` files.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Spawn {
-    /// What `ps` shows after the program name (the job's handle and id).
-    pub title: Vec<u8>,
+pub struct Launch {
     pub argv: Vec<Vec<u8>>,
     /// `KEY=value` entries.
     pub env: Vec<Vec<u8>>,
@@ -15,28 +18,47 @@ pub struct Spawn {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
-    /// `Some((rows, cols))` for a tty job.
-    pub tty: Option<(u16, u16)>,
+    pub tty: bool,
     pub host_network: bool,
-    /// Bytes of output kept on disk; older bytes are dropped.
-    pub output_limit: u64,
-    /// Output is dropped in units of this many bytes (a multiple of 4 KiB).
-    pub drop_unit: u64,
-    /// How many v1 `cgroup.procs` fds follow the fixed ones.
     pub v1_procs: u32,
     /// Whether the cgroup2 directory fd is usable with `CLONE_INTO_CGROUP`.
     pub clone_into_cgroup: bool,
 }
 
-/// The order of the fds that travel with [`Spawn`]:
-/// output file, eventfd, the exec-result pipe's write end, cgroup2
-/// directory, cgroup2 `cgroup.procs`, then `v1_procs` v1 `cgroup.procs` files.
-pub const SPAWN_FIXED_FDS: usize = 5;
+impl Launch {
+    /// The number of fds that travel with this message.
+    pub fn fd_count(&self) -> usize {
+        let stdio = if self.tty { 1 } else { 2 };
+        1 + stdio + 2 + self.v1_procs as usize
+    }
+}
+
+/// Crew to shim, first: the job to serve.
+///
+/// Fds, in order: the output file, the eventfd, the output's start file
+/// (`output.start`, see `output.rs`); then the pty master for a tty job, or
+/// the output pipe's read end and the stdin pipe's write end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Serve {
+    /// What `ps` shows after the program name (the job's handle and id).
+    pub title: Vec<u8>,
+    pub tty: bool,
+    /// Bytes of output kept on disk; older bytes are dropped.
+    pub output_limit: u64,
+    /// Output is dropped in units of this many bytes (a multiple of 4 KiB).
+    pub drop_unit: u64,
+}
+
+impl Serve {
+    pub fn fd_count(&self) -> usize {
+        if self.tty { 4 } else { 5 }
+    }
+}
 
 /// Crew to shim.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToShim {
-    Spawn(Spawn),
+    Serve(Serve),
     Stdin(Vec<u8>),
     CloseStdin,
     Resize {
@@ -67,7 +89,7 @@ pub enum FromShim {
     },
 }
 
-/// The largest message the crew sends; `Spawn` is bounded by the engine's
+/// The largest message the crew sends; `Launch` is bounded by the engine's
 /// argv + env limit well below this.
 pub const MAX_MESSAGE: usize = 4 << 20;
 
@@ -134,6 +156,13 @@ impl<'a> Reader<'a> {
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError("bad bool")),
+        }
+    }
     fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
@@ -178,19 +207,12 @@ impl<'a> Reader<'a> {
 impl ToShim {
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::Spawn(s) => {
+            Self::Serve(v) => {
                 let mut w = Writer::new(1);
-                let flags = u8::from(s.tty.is_some())
-                    | u8::from(s.host_network) << 1
-                    | u8::from(s.clone_into_cgroup) << 2;
-                let (rows, cols) = s.tty.unwrap_or((0, 0));
-                w.u8(flags).u16(rows).u16(cols).u32(s.uid).u32(s.gid);
-                w.u32(s.groups.len() as u32);
-                for g in &s.groups {
-                    w.u32(*g);
-                }
-                w.u64(s.output_limit).u64(s.drop_unit).u32(s.v1_procs);
-                w.bytes(&s.title).bytes(&s.cwd).list(&s.argv).list(&s.env);
+                w.u8(u8::from(v.tty))
+                    .u64(v.output_limit)
+                    .u64(v.drop_unit)
+                    .bytes(&v.title);
                 w.0
             }
             Self::Stdin(b) => {
@@ -210,33 +232,13 @@ impl ToShim {
         let mut r = Reader(rest);
         let msg = match tag {
             1 => {
-                let flags = r.u8()?;
-                let (rows, cols) = (r.u16()?, r.u16()?);
-                let (uid, gid) = (r.u32()?, r.u32()?);
-                let n = r.u32()? as usize;
-                if n > r.0.len() / 4 {
-                    return Err(DecodeError("too many groups"));
-                }
-                let groups = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
-                let (output_limit, drop_unit, v1_procs) = (r.u64()?, r.u64()?, r.u32()?);
-                let title = r.bytes()?;
-                let cwd = r.bytes()?;
-                let argv = r.list()?;
-                let env = r.list()?;
-                Self::Spawn(Spawn {
-                    title,
-                    argv,
-                    env,
-                    cwd,
-                    uid,
-                    gid,
-                    groups,
-                    tty: (flags & 1 != 0).then_some((rows, cols)),
-                    host_network: flags & 2 != 0,
+                let tty = r.bool()?;
+                let (output_limit, drop_unit) = (r.u64()?, r.u64()?);
+                Self::Serve(Serve {
+                    title: r.bytes()?,
+                    tty,
                     output_limit,
                     drop_unit,
-                    v1_procs,
-                    clone_into_cgroup: flags & 4 != 0,
                 })
             }
             2 => return Ok(Self::Stdin(rest.to_vec())),
@@ -251,6 +253,57 @@ impl ToShim {
         };
         r.done()?;
         Ok(msg)
+    }
+}
+
+impl Launch {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(10);
+        let flags =
+            u8::from(self.tty) | u8::from(self.host_network) << 1 | u8::from(self.clone_into_cgroup) << 2;
+        w.u8(flags).u32(self.uid).u32(self.gid);
+        w.u32(self.groups.len() as u32);
+        for g in &self.groups {
+            w.u32(*g);
+        }
+        w.u32(self.v1_procs);
+        w.bytes(&self.cwd).list(&self.argv).list(&self.env);
+        w.0
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let (&tag, rest) = buf.split_first().ok_or(DecodeError("empty"))?;
+        if tag != 10 {
+            return Err(DecodeError("not a launch message"));
+        }
+        let mut r = Reader(rest);
+        let flags = r.u8()?;
+        let (uid, gid) = (r.u32()?, r.u32()?);
+        let n = r.u32()? as usize;
+        if n > r.0.len() / 4 {
+            return Err(DecodeError("too many groups"));
+        }
+        let groups = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+        let v1_procs = r.u32()?;
+        let cwd = r.bytes()?;
+        let argv = r.list()?;
+        let env = r.list()?;
+        r.done()?;
+        if argv.is_empty() {
+            return Err(DecodeError("empty argv"));
+        }
+        Ok(Self {
+            argv,
+            env,
+            cwd,
+            uid,
+            gid,
+            groups,
+            tty: flags & 1 != 0,
+            host_network: flags & 2 != 0,
+            v1_procs,
+            clone_into_cgroup: flags & 4 != 0,
+        })
     }
 }
 
@@ -311,19 +364,16 @@ pub const TITLE_ROOM: usize = 64;
 mod tests {
     use super::*;
 
-    fn spawn() -> Spawn {
-        Spawn {
-            title: b"job-1 0123".to_vec(),
+    fn launch() -> Launch {
+        Launch {
             argv: vec![b"/bin/echo".to_vec(), b"hi there".to_vec()],
             env: vec![b"PATH=/bin".to_vec()],
             cwd: b"/tmp".to_vec(),
             uid: 1000,
             gid: 1000,
             groups: vec![1000, 27],
-            tty: Some((24, 80)),
+            tty: true,
             host_network: true,
-            output_limit: 64 << 20,
-            drop_unit: 1 << 20,
             v1_procs: 3,
             clone_into_cgroup: true,
         }
@@ -331,9 +381,22 @@ mod tests {
 
     #[test]
     fn every_message_round_trips() {
+        for l in [
+            launch(),
+            Launch {
+                tty: false,
+                ..launch()
+            },
+        ] {
+            assert_eq!(Launch::decode(&l.encode()), Ok(l.clone()));
+        }
         let to = [
-            ToShim::Spawn(spawn()),
-            ToShim::Spawn(Spawn { tty: None, ..spawn() }),
+            ToShim::Serve(Serve {
+                title: b"job-1 0123".to_vec(),
+                tty: true,
+                output_limit: 64 << 20,
+                drop_unit: 1 << 20,
+            }),
             ToShim::Stdin(b"\0\xffbytes".to_vec()),
             ToShim::CloseStdin,
             ToShim::Resize { rows: 50, cols: 200 },
@@ -371,14 +434,15 @@ mod tests {
 
     #[test]
     fn truncated_or_garbage_input_is_an_error_not_a_panic() {
-        let full = ToShim::Spawn(spawn()).encode();
+        let full = launch().encode();
         for n in 0..full.len() {
             assert!(
-                ToShim::decode(&full[..n]).is_err(),
+                Launch::decode(&full[..n]).is_err(),
                 "prefix of {n} bytes accepted"
             );
         }
-        assert!(ToShim::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(Launch::decode(&[10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(ToShim::decode(&[1, 2]).is_err());
         assert!(FromShim::decode(&[200]).is_err());
         let mut trailing = FromShim::Log { message: "x".into() }.encode();
         trailing.push(0);

@@ -91,8 +91,13 @@ async fn stdin_reaches_a_pipe_job_and_close_gives_eof() {
     let (out, _, end) = bounded("cat to end", Duration::from_secs(60), reader)
         .await
         .unwrap();
-    assert_eq!(&out[..6], b"hello\n");
-    assert_eq!(&out[6..], &big[..]);
+    assert_eq!(out.len(), 6 + big.len());
+    assert_eq!(
+        String::from_utf8_lossy(&out[..6]),
+        "hello\n",
+        "stdin bytes out of order"
+    );
+    assert!(out[6..] == big[..], "stdin bytes differ");
     assert_eq!(ended(&end).outcome, Outcome::Finished(Termination::Exited(0)));
     // Stdin of an ended job is an error that says so.
     let err = t
@@ -217,5 +222,38 @@ async fn the_engine_reports_the_cgroup_mode_of_the_host() {
     if pure_v2 {
         assert!(desc.contains("memory=v2") && desc.contains("io=v2"), "{desc}");
     }
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_output_is_lost_however_quickly_a_job_ends() {
+    // A job can run and end before its shim is even told about it (made
+    // sure of here with a pause); the output must still all be there, pipe
+    // or tty (containerd's TestContainerExecLargeOutputWithTTY, in small).
+    let t = engine_or_skip!(shared, |c| c.test_serve_delay =
+        std::time::Duration::from_millis(20));
+    for i in 0..scaled(30) {
+        let (out, info) = run(&t.handle, spec(&["/bin/echo", "hi"])).await;
+        assert_eq!(out, "hi\n", "run {i}");
+        assert_eq!(ended(&info).outcome, Outcome::Finished(Termination::Exited(0)));
+    }
+    for tty in [false, true] {
+        let mut s = spec(&["/usr/bin/seq", "1", "20000"]);
+        if tty {
+            s.tty = Some(crew::engine::WinSize { rows: 24, cols: 80 });
+        }
+        let (out, _) = run(&t.handle, s).await;
+        let want = if tty {
+            "19999\r\n20000\r\n"
+        } else {
+            "19999\n20000\n"
+        };
+        assert!(
+            out.ends_with(want),
+            "tty={tty}: the end is missing: {:?}",
+            &out[out.len().saturating_sub(40)..]
+        );
+    }
+    t.assert_clean().await;
     t.shutdown().await;
 }

@@ -194,6 +194,12 @@ async fn a_new_engine_kills_and_removes_what_a_previous_run_left() {
     let info = t.handle.start(spec(&["/bin/sleep", "1000"])).await.unwrap();
     let pids = job_pids(&t, &info.id);
     assert!(!pids.is_empty());
+    // No ready shim still being started: a dead crew starts nothing.
+    let pool = t.handle.config().shim_pool;
+    wait_for("the ready shims", Duration::from_secs(10), || {
+        t.handle.ready_shims().len() == pool
+    })
+    .await;
     // A crew that dies without a word: its jobs and shims keep running.
     let (parent, state) = t.abandon();
     assert!(!all_gone(&pids));

@@ -65,10 +65,11 @@ async fn failed_starts_leak_nothing() {
     let t = engine_or_skip!(exclusive);
     let info = t.handle.start(spec(&["/bin/nosuch"])).await.unwrap();
     assert!(info.state.is_ended());
+    t.assert_clean().await;
     let fds = fd_count();
     for _ in 0..scaled(200) {
         let info = t.handle.start(spec(&["/bin/nosuch"])).await.unwrap();
-        assert!(info.state.is_ended());
+        assert!(info.state.is_ended(), "{:?}", info.state);
         // A reader of a failed job ends at once.
         let (out, _, _) = read_all(&t.handle, &info.id, ReadFrom::Start).await;
         assert!(out.is_empty());
