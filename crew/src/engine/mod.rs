@@ -272,9 +272,14 @@ impl Drop for Engine {
             return;
         }
         // Not shut down (a panic, a test that forgot): take everything down
-        // now, jobs and shims, so that nothing runs untracked.
+        // now, jobs and shims, so that nothing runs untracked, and reap the
+        // ready shims (the supervisors reap the others if the runtime lives
+        // on).
         inner.shutting_down.store(true, Ordering::SeqCst);
         inner.tree.destroy();
+        for idle in std::mem::take(&mut *lock_pool(&inner.pool)) {
+            idle.dismiss();
+        }
     }
 }
 

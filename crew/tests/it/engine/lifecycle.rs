@@ -200,6 +200,8 @@ async fn a_new_engine_kills_and_removes_what_a_previous_run_left() {
         t.handle.ready_shims().len() == pool
     })
     .await;
+    let ready = t.handle.ready_shims();
+    let old = t.handle.clone();
     // A crew that dies without a word: its jobs and shims keep running.
     let (parent, state) = t.abandon();
     assert!(!all_gone(&pids));
@@ -209,5 +211,15 @@ async fn a_new_engine_kills_and_removes_what_a_previous_run_left() {
     })
     .await;
     assert_eq!(subdirs(&t2.unified_parent()), ["shims"]);
+    // A dead crew's children would be reaped by init; in this one process
+    // they are ours: the abandoned engine's tasks still run here and reap
+    // the job's shim; its ready shims nobody would.
+    wait_for("the old job's record to end", Duration::from_secs(10), || {
+        old.get(&info.id).is_some_and(|i| i.state.is_ended())
+    })
+    .await;
+    for pid in ready {
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);
+    }
     t2.shutdown().await;
 }

@@ -43,12 +43,20 @@ async fn a_quarter_core_limit_holds_a_busy_loop_to_a_quarter_core() {
     let info = t.handle.start(s).await.unwrap();
     // Let it settle, then measure over a window of whole CFS periods, from
     // the job's own cgroup counter.
+    // Five windows of ten periods; the median resists one window that a
+    // busy (or emulated) machine stretched.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let u0 = t.handle.usage(&info.id).unwrap().cpu_usec;
-    let w0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let u1 = t.handle.usage(&info.id).unwrap().cpu_usec;
-    let share = (u1 - u0) as f64 / w0.elapsed().as_micros() as f64;
+    let mut shares = Vec::new();
+    for _ in 0..5 {
+        let (w0, u0) = (Instant::now(), t.handle.usage(&info.id).unwrap().cpu_usec);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (u1, w1) = (t.handle.usage(&info.id).unwrap().cpu_usec, Instant::now());
+        shares.push((u1 - u0) as f64 / (w1 - w0).as_micros() as f64);
+    }
+    shares.sort_by(f64::total_cmp);
+    eprintln!("cpu share windows: {shares:.3?}");
+    let share = shares[2];
+
     t.handle
         .stop(&info.id, Some(Duration::ZERO), "test")
         .await
@@ -158,13 +166,14 @@ impl Drop for LoopDevice {
 
 #[tokio::test]
 async fn an_io_write_limit_holds_direct_writes_to_the_limit() {
-    let t = engine_or_skip!(exclusive);
-    let Some(dev) = LoopDevice::new(64) else {
+    if skip_reason().is_none() && LoopDevice::new(1).is_none() {
         eprintln!("SKIPPED: no loop device could be set up (losetup failed)");
         return;
-    };
+    }
+    let t = engine_or_skip!(exclusive);
+    let dev = LoopDevice::new(64).expect("a loop device");
     let mib = scaled(8).max(4);
-    let rate = 2u64 << 20;
+
     let dd = |count: u64| {
         let mut s = spec(&[
             "/bin/dd",
@@ -182,6 +191,10 @@ async fn an_io_write_limit_holds_direct_writes_to_the_limit() {
     let (_, free) = run(&t.handle, dd(mib)).await;
     let unlimited = t0.elapsed();
     assert_eq!(ended(&free).outcome, Outcome::Finished(Termination::Exited(0)));
+    // A limit well under what the device does unlimited (an emulated VM's
+    // loop device can be slow), 2 MiB/s at most.
+    let natural = (mib << 20) as f64 / unlimited.as_secs_f64();
+    let rate = ((natural / 4.0) as u64).clamp(256 << 10, 2 << 20);
 
     let mut s = dd(mib);
     s.limits.io = vec![IoLimit {
@@ -199,10 +212,11 @@ async fn an_io_write_limit_holds_direct_writes_to_the_limit() {
     );
     let achieved = (mib << 20) as f64 / took.as_secs_f64();
     eprintln!(
-        "io: {mib} MiB unlimited {unlimited:?}, limited to {} MiB/s: {took:?} ({:.2} MiB/s)",
-        rate >> 20,
+        "io: {mib} MiB unlimited {unlimited:?}, limited to {:.2} MiB/s: {took:?} ({:.2} MiB/s)",
+        rate as f64 / (1 << 20) as f64,
         achieved / (1 << 20) as f64
     );
+
     // The throttle lets the first bytes through at once (a burst), so the
     // bound is on the average: within 25% over the limit, and slower than
     // without it.
@@ -210,6 +224,7 @@ async fn an_io_write_limit_holds_direct_writes_to_the_limit() {
         achieved <= rate as f64 * 1.25,
         "{achieved} B/s exceeds the {rate} B/s limit"
     );
-    assert!(took > unlimited, "the limit had no effect");
+    assert!(took > unlimited * 2, "the limit had no effect");
+
     t.shutdown().await;
 }
