@@ -41,7 +41,7 @@ mod spawn;
 mod supervisor;
 pub mod user;
 
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,7 +68,7 @@ use self::supervisor::Supervisor;
 /// How the engine is set up.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Where job output lives (`<state_dir>/jobs/<id>/output`).
+    /// Where job output lives (`<state_dir>/jobs/<id>.out`).
     pub state_dir: PathBuf,
     /// The `tasker-shim` binary.
     pub shim_path: PathBuf,
@@ -325,38 +325,18 @@ impl EngineHandle {
         let number = locked(&inner.registry).allocate_number();
         let id = JobId::random();
         let handle = format!("job-{number}");
-        let dir = inner.jobs_dir.join(id.as_str());
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .ctx("create job directory", &dir)?;
-        let output_path = dir.join("output");
-        let prepared = (|| -> Result<_, EngineError> {
-            let create = |path: &Path| {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .ctx("create", path)
-            };
-            let output = create(&output_path)?;
-            // The oldest kept offset, shared with the shim (see output.rs).
-            let start_path = dir.join("output.start");
-            let start = create(&start_path)?;
-            start.set_len(output::KEPT_FILE_LEN).ctx("size", &start_path)?;
-            let kept = output::KeptFrom::map(&start, false).ctx("map", &start_path)?;
-            let cgroup = inner.tree.create_job(id.as_str(), &spec.limits)?;
-            Ok((output, start, kept, cgroup))
-        })();
-        let (output, start_file, kept, cgroup) = match prepared {
-            Ok(p) => p,
+        // One file per job, its own header included: on some filesystems a
+        // file creation costs more than the rest of the start together.
+        let output_path = inner.jobs_dir.join(format!("{id}.out"));
+        let output = output::create_output(&output_path).ctx("create", &output_path)?;
+        let cgroup = match inner.tree.create_job(id.as_str(), &spec.limits) {
+            Ok(c) => c,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_file(&output_path);
                 return Err(e);
             }
         };
+
         let cgroup = Arc::new(cgroup);
         let launch = Launch {
             argv: spec.argv.iter().map(|a| a.clone().into_bytes()).collect(),
@@ -377,10 +357,7 @@ impl EngineHandle {
             output_limit: limit,
             drop_unit: drop_unit(limit),
         };
-        let link = match self
-            .assign_shim(launch, serve, spec.tty, [&output, &start_file], &cgroup)
-            .await
-        {
+        let link = match self.assign_shim(launch, serve, spec.tty, &output, &cgroup).await {
             Ok(l) => l,
             Err(e) => {
                 // The command may have started before its shim failed.
@@ -390,11 +367,11 @@ impl EngineHandle {
                     cg.remove()
                 })
                 .await;
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_file(&output_path);
                 return Err(e);
             }
         };
-        drop((output, start_file));
+        drop(output);
 
         let (link, exec) = link;
         // The command runs once its exec closed the pipe; otherwise the pipe
@@ -434,7 +411,6 @@ impl EngineHandle {
         let (entry, channels) = JobEntry::new(
             info.clone(),
             output_path,
-            kept,
             inner.events.clone(),
             Arc::clone(&cgroup),
         );
@@ -475,7 +451,7 @@ impl EngineHandle {
         launch: Launch,
         serve: Serve,
         tty: Option<WinSize>,
-        output: [&std::fs::File; 2],
+        output: &std::fs::File,
         cgroup: &cgroup::JobCgroup,
     ) -> Result<(spawn::ShimLink, spawn::ExecResult), EngineError> {
         use std::os::fd::AsFd as _;
@@ -490,7 +466,8 @@ impl EngineHandle {
             serve,
             serve_delay: self.inner.config.test_serve_delay,
             tty,
-            output: [output[0].as_fd(), output[1].as_fd()],
+            output: output.as_fd(),
+
             cgroup,
         };
         match assign(idle, job(launch.clone(), serve.clone())) {

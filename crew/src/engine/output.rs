@@ -8,13 +8,19 @@
 //! shim signals new bytes (eventfd) and when the job's state changes, so a
 //! follower is woken by notification, never by a timer.
 //!
+//! The file (`jobs/<id>.out`) starts with a one-page header ([`HEADER`]):
+//! a magic number, then the oldest kept stream offset ([`KeptFrom`]),
+//! which the shim maps writable and the crew read-only. Stream offset `o`
+//! is file offset `HEADER + o`. One file per job keeps the start of a job
+//! to one file creation, which on some filesystems costs more than the rest
+//! of the start together.
+//!
 //! When the shim punches out the oldest bytes to keep the file under its
-//! limit, those offsets become a hole. The oldest kept offset lives in a
-//! page shared with the shim ([`KeptFrom`], the job's `output.start` file),
-//! which the shim raises *before* it punches. A reader checks it *after*
-//! each read: if its read offset is still kept then, no punch had begun
-//! over it, so everything the read returned was real; otherwise the bytes
-//! up to the kept offset are reported dropped.
+//! limit, those offsets become a hole. The shim raises the kept offset
+//! *before* it punches. A reader checks it *after* each read: if its read
+//! offset is still kept then, no punch had begun over it, so everything the
+//! read returned was real; otherwise the bytes up to the kept offset are
+//! reported dropped.
 
 use std::fs::File;
 use std::io;
@@ -76,8 +82,12 @@ impl OutputReader {
     pub(crate) fn open(job: Arc<JobEntry>, from: ReadFrom) -> Result<Self, EngineError> {
         let path = job.output_path();
         let file = File::open(path).ctx("open output", path)?;
-        let size = file.metadata().ctx("stat output", path)?.len();
-        let kept = job.kept();
+        let size = file
+            .metadata()
+            .ctx("stat output", path)?
+            .len()
+            .saturating_sub(HEADER);
+        let kept = job.kept().ctx("map", path)?;
         let offset = match from {
             ReadFrom::Start => 0,
             ReadFrom::Offset(o) => o,
@@ -160,16 +170,12 @@ enum Chunk {
 
 fn read_chunk(file: &File, kept: &KeptFrom, offset: u64, max: usize) -> io::Result<Chunk> {
     let mut buf = BytesMut::with_capacity(max);
+    let at = (HEADER + offset) as libc::off_t;
     // SAFETY: pread(2) writes at most `max` bytes into the buffer's spare
     // capacity, and we only expose the bytes it reports written.
     let n = unsafe {
         let spare = buf.spare_capacity_mut();
-        libc::pread(
-            file.as_raw_fd(),
-            spare.as_mut_ptr().cast(),
-            max,
-            offset as libc::off_t,
-        )
+        libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), max, at)
     };
     if n < 0 {
         return Err(io::Error::last_os_error());
@@ -187,9 +193,9 @@ fn read_chunk(file: &File, kept: &KeptFrom, offset: u64, max: usize) -> io::Resu
     Ok(Chunk::Data(buf.freeze()))
 }
 
-/// The oldest kept offset of a job's output, in a page of the file
-/// `output.start` that the shim maps writable and the crew read-only. The
-/// shim stores a new value before it punches the bytes below it out.
+/// The oldest kept stream offset of a job's output, in the file's header
+/// page, which the shim maps writable and the crew read-only. The shim
+/// stores a new value before it punches the bytes below it out.
 #[derive(Debug)]
 pub struct KeptFrom {
     ptr: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
@@ -201,12 +207,29 @@ unsafe impl Send for KeptFrom {}
 // SAFETY: as above.
 unsafe impl Sync for KeptFrom {}
 
-/// The size of the `output.start` file: one page.
-pub(crate) const KEPT_FILE_LEN: u64 = 4096;
+/// The header page of an output file; the stream starts after it.
+pub const HEADER: u64 = 4096;
+/// Identifies an output file (and its layout version) in the header.
+pub(crate) const MAGIC: &[u8; 8] = b"TASKOUT1";
+/// Where the kept offset sits in the header: after the magic, aligned.
+const KEPT_AT: usize = 8;
+
+/// Creates a job's output file: the header page, a zero kept offset.
+pub(crate) fn create_output(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_len(HEADER)?;
+    file.write_all_at(MAGIC, 0)?;
+    Ok(file)
+}
 
 impl KeptFrom {
-    /// Maps the first 8 bytes of `file` (which must be at least
-    /// [`KEPT_FILE_LEN`] long), writable or not.
+    /// Maps the header page of an output file, writable or not.
     pub(crate) fn map(file: &File, writable: bool) -> io::Result<Self> {
         let prot = if writable {
             libc::PROT_READ | libc::PROT_WRITE
@@ -218,7 +241,7 @@ impl KeptFrom {
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                KEPT_FILE_LEN as usize,
+                HEADER as usize,
                 prot,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
@@ -228,7 +251,10 @@ impl KeptFrom {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr = std::ptr::NonNull::new(p.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?;
+        // SAFETY: the mapping is HEADER bytes long, KEPT_AT + 8 fits, and
+        // KEPT_AT keeps the page's 8-byte alignment.
+        let kept = unsafe { p.cast::<u8>().add(KEPT_AT) };
+        let ptr = std::ptr::NonNull::new(kept.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?;
         Ok(Self { ptr })
     }
 
@@ -248,7 +274,10 @@ impl Drop for KeptFrom {
     fn drop(&mut self) {
         // SAFETY: unmapping the mapping made in `map`, used by nothing else.
         unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), KEPT_FILE_LEN as usize);
+            libc::munmap(
+                self.ptr.as_ptr().cast::<u8>().sub(KEPT_AT).cast(),
+                HEADER as usize,
+            );
         }
     }
 }
@@ -268,7 +297,8 @@ fn tail_lines_offset(file: &File, size: u64, kept: u64, n: u64) -> io::Result<u6
     while pos > floor {
         let len = (pos - floor).min(buf.len() as u64) as usize;
         let start = pos - len as u64;
-        file.read_exact_at(&mut buf[..len], start)?;
+        file.read_exact_at(&mut buf[..len], HEADER + start)?;
+
         for i in (0..len).rev() {
             if buf[i] == b'\n' {
                 if skip_final && start + i as u64 == size - 1 {
@@ -340,17 +370,18 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileExt as _;
 
-    fn file_with(data: &[u8]) -> (tempfile::TempDir, File) {
+    /// An output file holding `data` as its stream.
+    fn output_with(data: &[u8]) -> (tempfile::TempDir, File) {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, data).unwrap();
-        let f = File::open(&p).unwrap();
+        let p = dir.path().join("f.out");
+        let f = create_output(&p).unwrap();
+        f.write_all_at(data, HEADER).unwrap();
         (dir, f)
     }
 
     #[test]
     fn tail_lines_counts_back_from_the_end() {
-        let (_d, f) = file_with(b"a\nb\nc\n");
+        let (_d, f) = output_with(b"a\nb\nc\n");
         assert_eq!(tail_lines_offset(&f, 6, 0, 1).unwrap(), 4);
         assert_eq!(tail_lines_offset(&f, 6, 0, 2).unwrap(), 2);
         assert_eq!(tail_lines_offset(&f, 6, 0, 5).unwrap(), 0);
@@ -360,26 +391,20 @@ mod tests {
             3,
             "never before the oldest kept byte"
         );
-        let (_d, f) = file_with(b"a\nb\npartial");
+        let (_d, f) = output_with(b"a\nb\npartial");
         assert_eq!(tail_lines_offset(&f, 11, 0, 1).unwrap(), 4);
         assert_eq!(tail_lines_offset(&f, 11, 0, 2).unwrap(), 2);
     }
 
     #[test]
     fn bytes_below_the_kept_offset_read_as_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        probe_hole_punching(dir.path()).unwrap();
-        let (_d, f) = file_with(&[7u8; 3 * 4096]);
-        let meta = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join("start"))
-            .unwrap();
-        meta.set_len(KEPT_FILE_LEN).unwrap();
-        let writer = KeptFrom::map(&meta, true).unwrap();
-        let reader = KeptFrom::map(&meta, false).unwrap();
+        let (_d, f) = output_with(&[7u8; 3 * 4096]);
+        let mut magic = [0u8; 8];
+        f.read_exact_at(&mut magic, 0).unwrap();
+        assert_eq!(&magic, MAGIC);
+        let writer = KeptFrom::map(&f, true).unwrap();
+        let reader = KeptFrom::map(&f, false).unwrap();
+        assert_eq!(reader.get(), 0, "a new file keeps everything");
         writer.set(8192);
         assert_eq!(reader.get(), 8192);
         match read_chunk(&f, &reader, 100, 1 << 20).unwrap() {
@@ -387,13 +412,15 @@ mod tests {
             _ => panic!("expected a drop"),
         }
         match read_chunk(&f, &reader, 8192, 1 << 20).unwrap() {
-            Chunk::Data(b) => assert_eq!(b.len(), 4096),
+            Chunk::Data(b) => assert_eq!(&b[..], &[7u8; 4096][..]),
             _ => panic!("expected data"),
         }
         assert!(matches!(
             read_chunk(&f, &reader, 3 * 4096, 10).unwrap(),
             Chunk::Nothing
         ));
-        let _ = f.read_at(&mut [0u8; 1], 0);
+        // The header is not part of the stream.
+        f.read_exact_at(&mut magic, 0).unwrap();
+        assert_eq!(&magic, MAGIC);
     }
 }

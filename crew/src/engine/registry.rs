@@ -44,8 +44,9 @@ pub(crate) enum StdinOp {
 pub(crate) struct JobEntry {
     pub id: JobId,
     output_path: PathBuf,
-    /// The oldest kept offset of the output, shared with the shim.
-    kept: Arc<KeptFrom>,
+    /// The oldest kept offset of the output, shared with the shim; mapped
+    /// when the first reader needs it.
+    kept: std::sync::OnceLock<Arc<KeptFrom>>,
     info: Mutex<JobInfo>,
     /// Bumped on new output and on every state change; followers wait on it.
     changes: watch::Sender<u64>,
@@ -80,7 +81,6 @@ impl JobEntry {
     pub(crate) fn new(
         info: JobInfo,
         output_path: PathBuf,
-        kept: KeptFrom,
         events: broadcast::Sender<JobEvent>,
         cgroup: Arc<JobCgroup>,
     ) -> (Arc<Self>, JobChannels) {
@@ -89,7 +89,7 @@ impl JobEntry {
         let entry = Arc::new(Self {
             id: info.id.clone(),
             output_path,
-            kept: Arc::new(kept),
+            kept: std::sync::OnceLock::new(),
             info: Mutex::new(info),
             changes: watch::Sender::new(0),
             events,
@@ -114,8 +114,15 @@ impl JobEntry {
         &self.output_path
     }
 
-    pub(crate) fn kept(&self) -> Arc<KeptFrom> {
-        Arc::clone(&self.kept)
+    pub(crate) fn kept(&self) -> std::io::Result<Arc<KeptFrom>> {
+        if let Some(k) = self.kept.get() {
+            return Ok(Arc::clone(k));
+        }
+        let file = std::fs::File::open(&self.output_path)?;
+
+        let mapped = Arc::new(KeptFrom::map(&file, false)?);
+        // A racing reader may have mapped it too; either mapping will do.
+        Ok(Arc::clone(self.kept.get_or_init(|| mapped)))
     }
 
     pub(crate) fn ended_info(&self) -> Option<JobInfo> {

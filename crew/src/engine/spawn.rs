@@ -125,8 +125,8 @@ pub(crate) struct Assignment<'a> {
     pub serve_delay: std::time::Duration,
     /// The pty's size, for a tty job.
     pub tty: Option<WinSize>,
-    /// The output file and its `output.start`.
-    pub output: [std::os::fd::BorrowedFd<'a>; 2],
+    pub output: std::os::fd::BorrowedFd<'a>,
+
     pub cgroup: &'a JobCgroup,
 }
 
@@ -253,14 +253,10 @@ pub(crate) fn assign(idle: IdleShim, job: Assignment<'_>) -> Result<(ShimLink, E
         to_init.push(job.cgroup.open_unified_procs()?);
         to_init.extend(job.cgroup.open_v1_procs()?);
         let mut to_shim = vec![
-            job.output[0]
-                .try_clone_to_owned()
-                .ctx("dup", Path::new("output"))?,
+            job.output.try_clone_to_owned().ctx("dup", Path::new("output"))?,
             eventfd.try_clone().ctx("dup", Path::new("eventfd"))?,
-            job.output[1]
-                .try_clone_to_owned()
-                .ctx("dup", Path::new("output.start"))?,
         ];
+
         to_shim.extend(stdio.shim);
         Ok((eventfd, exec_r, to_init, to_shim))
     })();

@@ -14,7 +14,8 @@ use super::cgroup::JobCgroup;
 use super::error::EngineError;
 use super::job::{Ended, JobState, Outcome, Termination, Totals};
 use super::registry::{Control, JobChannels, JobEntry, StdinOp, StopReason};
-use super::shim::wire::{FromShim, STDIN_CHUNK, ToShim};
+use super::shim::wire::{FromShim, MAX_FROM_SHIM, STDIN_CHUNK, ToShim};
+
 use super::spawn::{ShimLink, drain_eventfd, try_recv, try_send};
 
 type Reply = oneshot::Sender<Result<(), EngineError>>;
@@ -67,7 +68,6 @@ impl Supervisor {
         let timeout_at: Option<Instant> = started_at.and(timeout).map(|t| Instant::now() + t);
         let mut kill_at: Option<Instant> = None;
         let mut killed = false;
-        let mut buf = vec![0u8; 64 << 10];
 
         while !heard.eof && heard.exited.is_none() {
             let timeout_deadline = if stop.is_none() { timeout_at } else { None };
@@ -87,7 +87,10 @@ impl Supervisor {
             tokio::select! {
                 ready = link.ctl.readable() => match ready {
                     Ok(mut guard) => loop {
+                        // On the stack: a running job holds no buffer.
+                        let mut buf = [0u8; MAX_FROM_SHIM];
                         match try_recv(&link, &mut buf) {
+
                             Ok(Some(0)) | Err(_) => {
                                 heard.eof = true;
                                 break;

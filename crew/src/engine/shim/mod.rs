@@ -174,8 +174,9 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
     let mut next = || fds.next().ok_or("the job came with too few fds");
     let output = File::from(next()?);
     let eventfd = next()?;
-    let kept = crate::engine::output::KeptFrom::map(&File::from(next()?), true)
-        .map_err(|e| format!("map the output's start: {e}"))?;
+    let kept = crate::engine::output::KeptFrom::map(&output, true)
+        .map_err(|e| format!("map the output's header: {e}"))?;
+
     let stdio = if serve.tty {
         let master = next()?;
         set_nonblocking(master.as_fd()).map_err(|e| sys("fcntl", e))?;

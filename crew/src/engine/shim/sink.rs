@@ -1,13 +1,13 @@
 //! The writing side of a job's output file, in the shim.
 //!
-//! The file's byte offsets are the stream's offsets. It is written once, by
-//! the shim, at the end; when more than the limit is kept, the oldest whole
-//! units are punched out (`FALLOC_FL_PUNCH_HOLE`), which frees their blocks
-//! while every offset stays where it was. The oldest kept offset is
-//! published in a shared page *before* each punch (see `output.rs` for why
-//! readers can then trust what they read). After every write the shim adds
-//! one to the job's eventfd, which is how the crew learns of new output
-//! without polling.
+//! Past the header page, the file's byte offsets are the stream's offsets
+//! (see `output.rs`). It is written once, by the shim, at the end; when more
+//! than the limit is kept, the oldest whole units are punched out
+//! (`FALLOC_FL_PUNCH_HOLE`), which frees their blocks while every offset
+//! stays where it was. The oldest kept offset is published in the header
+//! *before* each punch (see `output.rs` for why readers can then trust what
+//! they read). After every write the shim adds one to the job's eventfd,
+//! which is how the crew learns of new output without polling.
 //!
 //! Output the file cannot take (disk full) is drained and counted as lost,
 //! so the job never blocks on it; the stream stays contiguous and the job's
@@ -18,7 +18,7 @@ use std::io;
 use std::os::fd::{AsRawFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt as _;
 
-use crate::engine::output::KeptFrom;
+use crate::engine::output::{HEADER, KeptFrom};
 
 /// What one read from the job brought.
 #[derive(Debug, PartialEq, Eq)]
@@ -87,7 +87,7 @@ impl Sink {
     /// Moves what the pipe holds into the file with splice(2): no copy
     /// through the shim's memory.
     pub(crate) fn drain_pipe(&mut self, pipe: BorrowedFd<'_>) -> Flow {
-        let mut off = self.end as libc::loff_t;
+        let mut off = (HEADER + self.end) as libc::loff_t;
         // SAFETY: splice(2) between two fds we own, with a pointer to a
         // local offset.
         let n = unsafe {
@@ -164,7 +164,7 @@ impl Sink {
             };
         }
         let n = n as usize;
-        match self.file.write_all_at(&self.buf[..n], self.end) {
+        match self.file.write_all_at(&self.buf[..n], HEADER + self.end) {
             Ok(()) => self.committed(n as u64),
             Err(e) => {
                 self.note_error(&e);
@@ -206,7 +206,7 @@ impl Sink {
             libc::fallocate(
                 self.file.as_raw_fd(),
                 libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                self.start as libc::off_t,
+                (HEADER + self.start) as libc::off_t,
                 (target - self.start) as libc::off_t,
             )
         };
@@ -254,24 +254,11 @@ mod tests {
     #[test]
     fn keeps_at_most_the_limit_by_punching_whole_units() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out");
-        let file = File::create(&path).unwrap();
-        let meta = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join("start"))
-            .unwrap();
-        meta.set_len(crate::engine::output::KEPT_FILE_LEN).unwrap();
-        let reader = KeptFrom::map(&meta, false).unwrap();
-        let mut sink = Sink::new(
-            file,
-            eventfd(),
-            KeptFrom::map(&meta, true).unwrap(),
-            16 << 10,
-            4 << 10,
-        );
+        let path = dir.path().join("job.out");
+        let file = crate::engine::output::create_output(&path).unwrap();
+        let reader = KeptFrom::map(&file, false).unwrap();
+        let kept = KeptFrom::map(&file, true).unwrap();
+        let mut sink = Sink::new(file, eventfd(), kept, 16 << 10, 4 << 10);
         for round in 0..10u8 {
             let (r, w) = pipe_with(&[round; 5000]);
             drop(w);
@@ -285,11 +272,15 @@ mod tests {
         // The kept bytes are intact: offset 49_999 was written by round 9.
         let f = File::open(&path).unwrap();
         let mut b = [0u8; 1];
-        f.read_exact_at(&mut b, 49_999).unwrap();
+        f.read_exact_at(&mut b, HEADER + 49_999).unwrap();
         assert_eq!(b[0], 9);
-        // And the punched ones are gone from the disk.
-        f.read_exact_at(&mut b, 0).unwrap();
+        // And the punched ones are gone from the disk, the header kept.
+        f.read_exact_at(&mut b, HEADER).unwrap();
         assert_eq!(b[0], 0);
+        let mut magic = [0u8; 8];
+        f.read_exact_at(&mut magic, 0).unwrap();
+        assert_eq!(&magic, crate::engine::output::MAGIC);
+
         assert!(sink.error().is_none());
     }
 }

@@ -35,9 +35,8 @@ impl Launch {
 
 /// Crew to shim, first: the job to serve.
 ///
-/// Fds, in order: the output file, the eventfd, the output's start file
-/// (`output.start`, see `output.rs`); then the pty master for a tty job, or
-/// the output pipe's read end and the stdin pipe's write end.
+/// Fds, in order: the output file, the eventfd; then the pty master for a
+/// tty job, or the output pipe's read end and the stdin pipe's write end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Serve {
     /// What `ps` shows after the program name (the job's handle and id).
@@ -51,7 +50,7 @@ pub struct Serve {
 
 impl Serve {
     pub fn fd_count(&self) -> usize {
-        if self.tty { 4 } else { 5 }
+        if self.tty { 3 } else { 4 }
     }
 }
 
@@ -92,6 +91,9 @@ pub enum FromShim {
 /// The largest message the crew sends; `Launch` is bounded by the engine's
 /// argv + env limit well below this.
 pub const MAX_MESSAGE: usize = 4 << 20;
+
+/// The largest message a shim sends (its texts are cut to fit).
+pub const MAX_FROM_SHIM: usize = 4096;
 
 /// Stdin travels in chunks of at most this many bytes.
 pub const STDIN_CHUNK: usize = 64 << 10;
@@ -307,12 +309,25 @@ impl Launch {
     }
 }
 
+/// Cuts a text so that its message fits [`MAX_FROM_SHIM`].
+fn cut(text: &str) -> &[u8] {
+    let limit = MAX_FROM_SHIM - 64;
+    if text.len() <= limit {
+        return text.as_bytes();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text.as_bytes()[..end]
+}
+
 impl FromShim {
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::StartFailed { reason } => Writer::new(102).bytes(reason.as_bytes()).0.clone(),
-            Self::StdinClosed { reason } => Writer::new(103).bytes(reason.as_bytes()).0.clone(),
-            Self::Log { message } => Writer::new(104).bytes(message.as_bytes()).0.clone(),
+            Self::StartFailed { reason } => Writer::new(102).bytes(cut(reason)).0.clone(),
+            Self::StdinClosed { reason } => Writer::new(103).bytes(cut(reason)).0.clone(),
+            Self::Log { message } => Writer::new(104).bytes(cut(message)).0.clone(),
             Self::Exited {
                 status,
                 output_end,
@@ -323,8 +338,7 @@ impl FromShim {
                     Some(s) => w.u8(1).u32(*s as u32),
                     None => w.u8(0),
                 };
-                w.u64(*output_end)
-                    .opt_bytes(output_error.as_deref().map(str::as_bytes));
+                w.u64(*output_end).opt_bytes(output_error.as_deref().map(cut));
                 w.0
             }
         }
@@ -430,6 +444,17 @@ mod tests {
         for m in from {
             assert_eq!(FromShim::decode(&m.encode()), Ok(m.clone()));
         }
+    }
+
+    #[test]
+    fn long_texts_are_cut_to_fit_one_message() {
+        let long = "é".repeat(10_000);
+        let msg = FromShim::Log { message: long }.encode();
+        assert!(msg.len() <= MAX_FROM_SHIM);
+        let FromShim::Log { message } = FromShim::decode(&msg).unwrap() else {
+            panic!("not a log")
+        };
+        assert!(message.chars().all(|c| c == 'é'), "cut inside a character");
     }
 
     #[test]
