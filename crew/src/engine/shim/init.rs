@@ -281,7 +281,9 @@ fn clone_into_cgroup(cgroup: Option<RawFd>) -> Result<libc::pid_t, i32> {
 }
 
 fn supervise(command: Pid, sigfd: &SignalFd, status_w: RawFd, ctl_r: RawFd) -> ! {
-    let mut command_done = false;
+    // The command's exit code (or 128 + its signal), once it has exited:
+    // init exits with it, as a shell would.
+    let mut command_code: Option<i32> = None;
     let mut ctl_open = true;
     loop {
         // SAFETY: ctl_r stays open for as long as ctl_open is true.
@@ -306,7 +308,7 @@ fn supervise(command: Pid, sigfd: &SignalFd, status_w: RawFd, ctl_r: RawFd) -> !
             if signo == libc::SIGCHLD {
                 continue;
             }
-            if !command_done && let Ok(sig) = Signal::try_from(signo) {
+            if command_code.is_none() && let Ok(sig) = Signal::try_from(signo) {
                 let _ = kill(command, sig);
             }
         }
@@ -317,7 +319,11 @@ fn supervise(command: Pid, sigfd: &SignalFd, status_w: RawFd, ctl_r: RawFd) -> !
             // SAFETY: waitpid(2) with a pointer to a local.
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid == command.as_raw() {
-                command_done = true;
+                command_code = Some(if libc::WIFSIGNALED(status) {
+                    128 + libc::WTERMSIG(status)
+                } else {
+                    libc::WEXITSTATUS(status)
+                });
                 // SAFETY: write(2) of a local buffer to our end of the pipe.
                 unsafe {
                     libc::write(status_w, (&raw const status).cast(), 4);
@@ -331,7 +337,8 @@ fn supervise(command: Pid, sigfd: &SignalFd, status_w: RawFd, ctl_r: RawFd) -> !
                 continue;
             } else if pid < 0 && last_errno() == libc::ECHILD {
                 // SAFETY: _exit(2): init is done; the namespace is empty.
-                unsafe { libc::_exit(0) }
+                unsafe { libc::_exit(command_code.unwrap_or(0)) }
+
             } else {
                 break;
             }
