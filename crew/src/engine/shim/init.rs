@@ -308,7 +308,9 @@ fn supervise(command: Pid, sigfd: &SignalFd, status_w: RawFd, ctl_r: RawFd) -> !
             if signo == libc::SIGCHLD {
                 continue;
             }
-            if command_code.is_none() && let Ok(sig) = Signal::try_from(signo) {
+            if command_code.is_none()
+                && let Ok(sig) = Signal::try_from(signo)
+            {
                 let _ = kill(command, sig);
             }
         }
@@ -338,7 +340,6 @@ fn supervise(command: Pid, sigfd: &SignalFd, status_w: RawFd, ctl_r: RawFd) -> !
             } else if pid < 0 && last_errno() == libc::ECHILD {
                 // SAFETY: _exit(2): init is done; the namespace is empty.
                 unsafe { libc::_exit(command_code.unwrap_or(0)) }
-
             } else {
                 break;
             }
