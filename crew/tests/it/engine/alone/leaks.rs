@@ -7,15 +7,6 @@ use crew::engine::ReadFrom;
 
 use crate::support::*;
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_thousand_start_stop_cycles_leave_no_fd_zombie_or_cgroup() {
     let t = engine_or_skip!(exclusive);

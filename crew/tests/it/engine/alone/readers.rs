@@ -9,15 +9,6 @@ use sha2::{Digest as _, Sha256};
 
 use crate::support::*;
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 /// Deterministic binary data (every byte value, no structure to hide a
 /// misplaced chunk).
 fn pattern(len: usize) -> Vec<u8> {
