@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Output and stdin as `bytes::Bytes`: the crew hands the engine's
+        // buffers to the stream without a copy.
+        .bytes(".tasker.v1")
         .compile_fds(fds)?;
     Ok(())
 }

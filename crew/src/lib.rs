@@ -1,10 +1,176 @@
 //! The Tasker crew: the per-host daemon that runs jobs in cgroups and
-//! namespaces, keeps their output on disk, and (soon) serves them over gRPC
-//! with mutual TLS.
+//! namespaces, keeps their output on disk, and serves them over gRPC with
+//! mutual TLS 1.3.
 //!
 //! Layout:
 //! - [`engine`]: the job engine, a library with no gRPC in it: cgroups,
 //!   namespaces, the per-job shim, output readers.
-//! - `main.rs`: the `crew` binary; `bin/tasker-shim.rs`: the per-job helper.
+//! - [`api`]: the gRPC edge: TLS, identities, authorization, handlers.
+//! - [`run`]: the daemon as a function (tests boot it in-process);
+//!   `main.rs` only parses flags and wires signals to it.
+//! - `bin/tasker-shim.rs`: the per-job helper.
 
+pub mod api;
 pub mod engine;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ServeOptions;
+use crate::engine::{Engine, EngineConfig};
+
+/// Everything `crew` is started with (SPEC §5).
+#[derive(Clone, Debug)]
+pub struct CrewConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+    /// `ca.crt` and `crews/<name>.{crt,key}` (certgen's layout).
+    pub certs: PathBuf,
+    pub state_dir: PathBuf,
+    pub allow_root: bool,
+    /// Grace period of the stops a shutdown makes.
+    pub shutdown_grace: Duration,
+    pub engine: EngineConfig,
+}
+
+impl CrewConfig {
+    pub fn new(
+        name: &str,
+        listen: SocketAddr,
+        certs: impl Into<PathBuf>,
+        state_dir: impl Into<PathBuf>,
+    ) -> Self {
+        let state_dir = state_dir.into();
+        Self {
+            name: name.to_owned(),
+            listen,
+            certs: certs.into(),
+            engine: EngineConfig::new(&state_dir, name),
+            state_dir,
+            allow_root: false,
+            shutdown_grace: engine::DEFAULT_GRACE,
+        }
+    }
+}
+
+/// Why the crew could not start: one line for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("crew must run as root (it creates cgroups and namespaces)")]
+    NotRoot,
+    #[error("crew name {0:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-'")]
+    BadName(String),
+    #[error("{0}")]
+    Tls(#[from] api::tls::TlsError),
+    #[error("{path}: {why}")]
+    Certificate { path: PathBuf, why: String },
+    #[error("cannot listen on {addr}: {why}")]
+    Listen { addr: SocketAddr, why: String },
+    #[error("{0}")]
+    Engine(#[from] engine::EngineError),
+}
+
+/// What [`prepare`] checked and loaded, ready to serve.
+#[derive(Debug)]
+pub struct Prepared {
+    pub listener: TcpListener,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub engine: Engine,
+}
+
+/// Every check that can fail at start, in the order an operator would fix
+/// them: root, name, certificates, the port, the state directory and cgroups.
+pub async fn prepare(config: &CrewConfig) -> Result<Prepared, StartError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(StartError::NotRoot);
+    }
+    let valid_name = !config.name.is_empty()
+        && config.name.len() <= 64
+        && config
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid_name {
+        return Err(StartError::BadName(config.name.clone()));
+    }
+    let tls = load_tls(&config.certs, &config.name)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| StartError::Listen {
+            addr: config.listen,
+            why: e.to_string(),
+        })?;
+    let engine = Engine::new(config.engine.clone()).await?;
+    Ok(Prepared {
+        listener,
+        tls,
+        engine,
+    })
+}
+
+/// The crew's TLS from certgen's layout, refusing a certificate that is not
+/// a crew's.
+pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    let ca = certs.join("ca.crt");
+    let crt = certs.join("crews").join(format!("{name}.crt"));
+    let key = certs.join("crews").join(format!("{name}.key"));
+    let roots = api::tls::load_roots(&ca)?;
+    let chain = api::tls::load_certs(&crt)?;
+    let key = api::tls::load_key(&key)?;
+    match api::identity::identity_of(chain[0].as_ref()) {
+        Ok(id) if id.role == api::identity::Role::Crew => {}
+        Ok(id) => {
+            return Err(StartError::Certificate {
+                path: crt,
+                why: format!(
+                    "it is a {} certificate (OU={}), not a crew's (OU=crew)",
+                    id.role, id.role
+                ),
+            });
+        }
+        Err(why) => return Err(StartError::Certificate { path: crt, why }),
+    }
+    Ok(api::tls::server_config(roots, chain, key)?)
+}
+
+/// Runs a prepared crew until `shutdown` is cancelled: then stops taking
+/// calls, ends the streams, stops every job with its grace period, and
+/// returns.
+pub async fn run(config: &CrewConfig, prepared: Prepared, shutdown: CancellationToken) {
+    let Prepared {
+        listener,
+        tls,
+        engine,
+    } = prepared;
+    let mut opts = ServeOptions::new(&config.name, tls);
+    opts.allow_root = config.allow_root;
+    tracing::info!(
+        crew = %config.name,
+        listen = %listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string()),
+        cgroups = %engine.handle().cgroup_description(),
+        "serving"
+    );
+    // Streams end on the token; a client that will not let go of its
+    // connection gets ten seconds.
+    let drain_bound = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    };
+    tokio::select! {
+        served = api::serve(listener, engine.handle(), opts, shutdown.clone()) => {
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the API server failed");
+            }
+        }
+        () = drain_bound => tracing::warn!("connections did not drain in 10 s; closing them"),
+    }
+
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: stopping every job");
+    engine.shutdown(config.shutdown_grace).await;
+    tracing::info!("stopped");
+}

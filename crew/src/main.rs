@@ -1,30 +1,115 @@
-//! The `crew` daemon. The gRPC API over mutual TLS is the next issue; until
-//! then this binary only checks that the host can run jobs.
+//! `crew`: flags, logging and signals; everything else is `crew::run`.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use crew::engine::{Engine, EngineConfig};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// The Tasker crew: runs jobs in cgroups and namespaces on this host and
+/// serves them to foremen over mutual TLS 1.3.
+///
+/// Needs root. Certificates come from certgen: CERTS/ca.crt and
+/// CERTS/crews/NAME.{crt,key} (the key must be readable by root alone).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// This crew's name: the CN of its certificate, and how foremen call it.
+    /// Default: the host name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Address and port to serve on.
+    #[arg(long, default_value = "[::]:7443")]
+    listen: SocketAddr,
+    /// Directory with ca.crt and crews/NAME.{crt,key}.
+    #[arg(long, default_value = "/etc/tasker")]
+    certs: PathBuf,
+    /// Where job output is kept (each job's output is bounded, 64 MiB by default).
+    #[arg(long, default_value = "/var/lib/tasker")]
+    state_dir: PathBuf,
+    /// Let jobs run as uid 0 (a certificate whose CN is root). Off: such
+    /// starts are refused.
+    #[arg(long)]
+    allow_root: bool,
+    /// Bytes of output kept per job; older bytes are dropped.
+    #[arg(long, default_value_t = crew::engine::DEFAULT_OUTPUT_LIMIT)]
+    output_limit: u64,
+    /// How long jobs get to end after SIGTERM when the crew shuts down (ms, s, m).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// Log format on stderr.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?} is not a duration like 500ms, 5s or 2m")),
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CREW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let state_dir = std::env::var_os("TASKER_STATE_DIR").unwrap_or_else(|| "/var/lib/tasker".into());
-    let config = EngineConfig::new(state_dir, "check");
-    match Engine::new(config).await {
-        Ok(engine) => {
-            println!("{}", engine.handle().cgroup_description());
-            engine.shutdown(std::time::Duration::from_secs(1)).await;
-            ExitCode::SUCCESS
-        }
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    let name = args.name.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "crew".to_owned())
+    });
+    let mut config = crew::CrewConfig::new(&name, args.listen, &args.certs, &args.state_dir);
+    config.allow_root = args.allow_root;
+    config.shutdown_grace = args.shutdown_grace;
+    config.engine.output_limit = args.output_limit;
+    let prepared = match crew::prepare(&config).await {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("crew: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(on_signal(shutdown.clone()));
+    crew::run(&config, prepared, shutdown).await;
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM or SIGINT: shut down cleanly (stop the jobs, then exit 0).
+async fn on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot listen for signals");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
     }
+    shutdown.cancel();
 }

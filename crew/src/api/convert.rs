@@ -1,0 +1,341 @@
+//! proto ⇄ engine. Requests are checked here only for what the engine
+//! cannot see (sizes that do not fit, devices to resolve); the engine
+//! validates the rest, with the same messages for every caller.
+
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use tasker_proto::v1 as pb;
+
+use super::status::ApiError;
+use crate::engine::{
+    DeviceNumber, IoLimit, JobInfo, JobSpec, JobState, Limits, Network, Outcome, Phase, RunAs, Termination,
+    Usage, WinSize,
+};
+
+pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    t.into()
+}
+
+pub fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration::try_from(d).unwrap_or(prost_types::Duration {
+        seconds: i64::MAX,
+        nanos: 0,
+    })
+}
+
+/// A proto duration as a std one; negative or out of range is a bad request.
+pub fn from_duration(d: &prost_types::Duration, what: &str) -> Result<Duration, ApiError> {
+    Duration::try_from(*d).map_err(|_| ApiError::invalid(format!("{what} must be a positive duration")))
+}
+
+pub fn job(info: &JobInfo) -> pb::Job {
+    let mut job = pb::Job {
+        id: info.id.to_string(),
+        handle: info.handle.clone(),
+        name: info.name.clone().unwrap_or_default(),
+        owner: info.owner.clone(),
+        argv: info.argv.clone(),
+        cwd: info.cwd.display().to_string(),
+        user: info.run_as.user.clone(),
+        uid: info.run_as.uid,
+        gid: info.run_as.gid,
+        limits: Some(limits(&info.limits)),
+        tty: info.tty.map(|w| pb::TtySize {
+            rows: u32::from(w.rows),
+            cols: u32::from(w.cols),
+        }),
+        network: match info.network {
+            Network::Isolated => pb::Network::Isolated,
+            Network::Host => pb::Network::Host,
+        } as i32,
+        timeout: info.timeout.map(duration),
+        created_at: Some(timestamp(info.created_at)),
+        phase: phase(info.state.phase()) as i32,
+        archived: info.archived,
+        ..Default::default()
+    };
+    match &info.state {
+        JobState::Starting => {}
+        JobState::Running { started_at, pid } => {
+            job.started_at = Some(timestamp(*started_at));
+            job.pid = *pid;
+        }
+        JobState::Ended(e) => {
+            job.started_at = e.started_at.map(timestamp);
+            job.ended_at = Some(timestamp(e.ended_at));
+            job.outcome = Some(outcome(&e.outcome));
+            job.totals = Some(pb::Totals {
+                peak_memory_bytes: e.totals.peak_memory_bytes,
+                cpu_usec: e.totals.cpu_usec,
+                oom_kills: e.totals.oom_kills,
+            });
+            job.output_error = e.output_error.clone().unwrap_or_default();
+        }
+    }
+    job
+}
+
+fn phase(p: Phase) -> pb::JobPhase {
+    match p {
+        Phase::Starting => pb::JobPhase::Starting,
+        Phase::Running => pb::JobPhase::Running,
+        Phase::Completed => pb::JobPhase::Completed,
+        Phase::Failed => pb::JobPhase::Failed,
+        Phase::Stopped => pb::JobPhase::Stopped,
+    }
+}
+
+fn outcome(o: &Outcome) -> pb::Outcome {
+    use pb::outcome::{Reason, Termination as T};
+    let termination = o.termination().map(|t| match t {
+        Termination::Exited(c) => T::ExitCode(c),
+        Termination::Signaled(s) => T::Signal(s),
+    });
+    let reason = match o {
+        Outcome::Finished(_) => Reason::Finished(pb::outcome::Finished {}),
+        Outcome::OomKilled(_) => Reason::OomKilled(pb::outcome::OomKilled {}),
+        Outcome::TimedOut(_) => Reason::TimedOut(pb::outcome::TimedOut {}),
+        Outcome::StoppedBy { who, .. } => Reason::StoppedBy(pb::outcome::StoppedBy { who: who.clone() }),
+        Outcome::StartFailed(why) => Reason::StartFailed(pb::outcome::StartFailed { reason: why.clone() }),
+        Outcome::Lost(why) => Reason::Lost(pb::outcome::Lost { reason: why.clone() }),
+    };
+    pb::Outcome {
+        termination,
+        reason: Some(reason),
+        summary: o.to_string(),
+    }
+}
+
+fn limits(l: &Limits) -> pb::Limits {
+    pb::Limits {
+        cpu: l.cpu,
+        memory_bytes: l.memory,
+        io: l
+            .io
+            .iter()
+            .map(|io| pb::IoLimit {
+                device: io.device.to_string(),
+                read_bps: io.read_bps,
+                write_bps: io.write_bps,
+            })
+            .collect(),
+        pids: l.pids,
+    }
+}
+
+pub fn usage(id: &str, u: Usage, cpu_cores: f64) -> pb::Usage {
+    pb::Usage {
+        job_id: id.to_owned(),
+        cpu_usec: u.cpu_usec,
+        memory_bytes: u.memory_bytes,
+        cpu_cores,
+    }
+}
+
+/// A start request as the engine's spec, for a caller who runs as `run_as`.
+pub fn spec(req: pb::JobSpec, run_as: RunAs, owner: &str) -> Result<JobSpec, ApiError> {
+    let tty = match req.tty {
+        None => None,
+        Some(t) => Some(WinSize {
+            rows: u16::try_from(t.rows).map_err(|_| ApiError::invalid("tty rows must be under 65536"))?,
+            cols: u16::try_from(t.cols).map_err(|_| ApiError::invalid("tty columns must be under 65536"))?,
+        }),
+    };
+    let network = match pb::Network::try_from(req.network) {
+        Ok(pb::Network::Unspecified | pb::Network::Isolated) => Network::Isolated,
+        Ok(pb::Network::Host) => Network::Host,
+        Err(_) => return Err(ApiError::invalid(format!("unknown network mode {}", req.network))),
+    };
+    let limits = match req.limits {
+        None => Limits::default(),
+        Some(l) => Limits {
+            cpu: l.cpu,
+            memory: l.memory_bytes,
+            io: io_limits(&l.io)?,
+            pids: l.pids,
+        },
+    };
+    Ok(JobSpec {
+        argv: req.argv,
+        env: req.env.into_iter().map(|e| (e.name, e.value)).collect(),
+        cwd: (!req.cwd.is_empty()).then(|| PathBuf::from(req.cwd)),
+        run_as,
+        limits,
+        tty,
+        network,
+        timeout: req
+            .timeout
+            .as_ref()
+            .map(|d| from_duration(d, "timeout"))
+            .transpose()?,
+        name: (!req.name.is_empty()).then_some(req.name),
+        owner: owner.to_owned(),
+    })
+}
+
+/// Resolves each io limit's device: a path, `MAJOR:MINOR`, or every disk.
+fn io_limits(req: &[pb::IoLimit]) -> Result<Vec<IoLimit>, ApiError> {
+    let mut out: Vec<IoLimit> = Vec::new();
+    for l in req {
+        let devices = if l.device.is_empty() {
+            let all = all_disks();
+            if all.is_empty() {
+                return Err(ApiError::precondition("this host has no disk to limit"));
+            }
+            all
+        } else {
+            vec![device(&l.device)?]
+        };
+        for d in devices {
+            out.retain(|o| o.device != d);
+            out.push(IoLimit {
+                device: d,
+                read_bps: l.read_bps,
+                write_bps: l.write_bps,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn device(spec: &str) -> Result<DeviceNumber, ApiError> {
+    if let Some((maj, min)) = spec.split_once(':')
+        && let (Ok(major), Ok(minor)) = (maj.parse(), min.parse())
+    {
+        return Ok(DeviceNumber { major, minor });
+    }
+    let meta = std::fs::metadata(spec).map_err(|e| ApiError::invalid(format!("io device {spec}: {e}")))?;
+    if !meta.file_type().is_block_device() {
+        return Err(ApiError::invalid(format!(
+            "io device {spec} is not a block device"
+        )));
+    }
+    let rdev = meta.rdev();
+    Ok(DeviceNumber {
+        major: libc::major(rdev),
+        minor: libc::minor(rdev),
+    })
+}
+
+/// Every whole disk with a size (`/sys/block`), RAM disks aside.
+fn all_disks() -> Vec<DeviceNumber> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("ram") || name.starts_with("zram") {
+            continue;
+        }
+        let read = |f: &str| std::fs::read_to_string(e.path().join(f)).unwrap_or_default();
+        if read("size").trim().parse::<u64>().unwrap_or(0) == 0 {
+            continue;
+        }
+        if let Some((maj, min)) = read("dev").trim().split_once(':')
+            && let (Ok(major), Ok(minor)) = (maj.parse(), min.parse())
+        {
+            out.push(DeviceNumber { major, minor });
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> RunAs {
+        crate::engine::user::lookup("root").unwrap()
+    }
+
+    #[test]
+    fn sizes_that_do_not_fit_are_bad_requests() {
+        let req = pb::JobSpec {
+            argv: vec!["x".into()],
+            tty: Some(pb::TtySize {
+                rows: 70_000,
+                cols: 80,
+            }),
+            ..Default::default()
+        };
+        let err = spec(req, root(), "a").unwrap_err();
+        assert_eq!(err.0.code(), tonic::Code::InvalidArgument);
+        let req = pb::JobSpec {
+            argv: vec!["x".into()],
+            network: 7,
+            ..Default::default()
+        };
+        assert!(spec(req, root(), "a").is_err());
+        let req = pb::JobSpec {
+            argv: vec!["x".into()],
+            timeout: Some(prost_types::Duration {
+                seconds: -1,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        assert!(
+            spec(req, root(), "a")
+                .unwrap_err()
+                .0
+                .message()
+                .contains("timeout")
+        );
+    }
+
+    #[test]
+    fn devices_resolve_from_numbers_and_paths() {
+        assert_eq!(device("7:3").unwrap(), DeviceNumber { major: 7, minor: 3 });
+        assert!(
+            device("/etc/passwd")
+                .unwrap_err()
+                .0
+                .message()
+                .contains("not a block device")
+        );
+        assert!(device("/no/such").is_err());
+    }
+
+    #[test]
+    fn a_job_round_trips_its_visible_fields() {
+        let info = JobInfo {
+            id: crate::engine::JobId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+            handle: "job-1".into(),
+            name: Some("n".into()),
+            owner: "alice".into(),
+            argv: vec!["sleep".into(), "1".into()],
+            cwd: "/".into(),
+            run_as: root(),
+            limits: Limits {
+                cpu: Some(0.5),
+                ..Limits::default()
+            },
+            tty: Some(WinSize { rows: 24, cols: 80 }),
+            network: Network::Host,
+            timeout: Some(Duration::from_secs(3)),
+            created_at: SystemTime::now(),
+            state: JobState::Ended(crate::engine::Ended {
+                started_at: None,
+                ended_at: SystemTime::now(),
+                outcome: Outcome::StoppedBy {
+                    who: "bob".into(),
+                    termination: Termination::Signaled(15),
+                },
+                totals: Default::default(),
+                output_error: None,
+            }),
+            archived: false,
+        };
+        let j = job(&info);
+        assert_eq!(j.phase, pb::JobPhase::Stopped as i32);
+        assert_eq!(j.network, pb::Network::Host as i32);
+        let o = j.outcome.unwrap();
+        assert_eq!(o.termination, Some(pb::outcome::Termination::Signal(15)));
+        assert!(matches!(o.reason, Some(pb::outcome::Reason::StoppedBy(ref s)) if s.who == "bob"));
+        assert_eq!(o.summary, "stopped_by bob (signal 15 (SIGTERM))");
+    }
+}

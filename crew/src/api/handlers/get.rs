@@ -1,0 +1,21 @@
+//! GetJob: anyone may look.
+
+use tasker_proto::v1 as pb;
+use tonic::{Request, Response};
+
+use super::{caller, resolve};
+use crate::api::authz::{Action, authorize};
+use crate::api::convert;
+use crate::api::service::State;
+use crate::api::status::ApiError;
+
+pub fn handle(
+    state: &State,
+    req: Request<pb::GetJobRequest>,
+) -> Result<Response<pb::GetJobResponse>, ApiError> {
+    authorize(&caller(&req)?, Action::Read, None)?;
+    let job = resolve(&state.engine, &state.crew_name, &req.get_ref().job)?;
+    Ok(Response::new(pb::GetJobResponse {
+        job: Some(convert::job(&job)),
+    }))
+}

@@ -1,0 +1,28 @@
+//! Info: the crew, and the caller as the crew sees it.
+
+use tasker_proto::v1 as pb;
+use tonic::{Request, Response};
+
+use super::caller;
+use crate::api::authz::{Action, authorize};
+use crate::api::convert;
+use crate::api::service::State;
+use crate::api::status::ApiError;
+
+pub fn handle(state: &State, req: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, ApiError> {
+    let who = caller(&req)?;
+    authorize(&who, Action::Read, None)?;
+    let runs_as = crate::engine::user::lookup(&who.name)
+        .map(|u| format!("{} (uid {})", u.user, u.uid))
+        .unwrap_or_default();
+    Ok(Response::new(pb::InfoResponse {
+        crew_name: state.crew_name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        cgroup_mode: state.engine.cgroup_mode().as_str().to_owned(),
+        cgroup_detail: state.engine.cgroup_description(),
+        identity: who.name,
+        role: who.role.as_str().to_owned(),
+        runs_as,
+        started_at: Some(convert::timestamp(state.started_at)),
+    }))
+}

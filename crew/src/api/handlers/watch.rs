@@ -1,0 +1,107 @@
+//! WatchJobs: a snapshot of every job not archived, then each change as it
+//! happens, plus usage figures for the running jobs every `usage_every`.
+//!
+//! The engine's events are a bounded broadcast: a watcher that falls too
+//! far behind (a client not reading) is sent a fresh snapshot instead of
+//! the events it missed, so it costs bounded memory and still converges.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tasker_proto::v1 as pb;
+use tasker_proto::v1::watch_jobs_response::{Event, Snapshot, UsageReport};
+use tokio::sync::{broadcast, mpsc};
+use tonic::{Request, Response, Status};
+
+use super::caller;
+use crate::api::authz::{Action, authorize};
+use crate::api::convert;
+use crate::api::service::State;
+use crate::api::status::ApiError;
+use crate::engine::{JobEvent, JobId, JobState};
+
+type Stream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::WatchJobsResponse, Status>> + Send + 'static>,
+>;
+
+pub fn handle(state: &Arc<State>, req: Request<pb::WatchJobsRequest>) -> Result<Response<Stream>, ApiError> {
+    let who = caller(&req)?;
+    authorize(&who, Action::Read, None)?;
+    let (tx, rx) = mpsc::channel(16);
+    // Subscribed before the snapshot is taken: no change falls between.
+    let events = state.engine.subscribe();
+    tokio::spawn(run(Arc::clone(state), events, tx));
+    Ok(Response::new(Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    )))
+}
+
+type Tx = mpsc::Sender<Result<pb::WatchJobsResponse, Status>>;
+
+async fn run(state: Arc<State>, mut events: broadcast::Receiver<JobEvent>, tx: Tx) {
+    let mut tick = tokio::time::interval(state.usage_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick.tick().await;
+    let mut last_cpu: HashMap<JobId, (u64, Instant)> = HashMap::new();
+    if !send(&state, &tx, snapshot(&state)).await {
+        return;
+    }
+    loop {
+        let event = tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            () = tx.closed() => return,
+            ev = events.recv() => match ev {
+                Ok(JobEvent::Created(j)) if !j.archived => Event::Created(convert::job(&j)),
+                Ok(JobEvent::StateChanged(j)) if !j.archived => Event::Changed(convert::job(&j)),
+                Ok(JobEvent::Archived(j)) => Event::Archived(convert::job(&j)),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => snapshot(&state),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick() => usage(&state, &mut last_cpu),
+        };
+        if !send(&state, &tx, event).await {
+            return;
+        }
+    }
+}
+
+fn snapshot(state: &State) -> Event {
+    Event::Snapshot(Snapshot {
+        jobs: state.engine.list(false).iter().map(convert::job).collect(),
+    })
+}
+
+fn usage(state: &State, last: &mut HashMap<JobId, (u64, Instant)>) -> Event {
+    let now = Instant::now();
+    let mut jobs = Vec::new();
+    let mut seen = HashMap::new();
+    for job in state.engine.list(false) {
+        if !matches!(job.state, JobState::Running { .. }) {
+            continue;
+        }
+        let Some(u) = state.engine.usage(&job.id) else {
+            continue;
+        };
+        let cores = match last.get(&job.id) {
+            Some((cpu, at)) if now > *at => {
+                u.cpu_usec.saturating_sub(*cpu) as f64 / now.duration_since(*at).as_micros() as f64
+            }
+            _ => 0.0,
+        };
+        jobs.push(convert::usage(job.id.as_str(), u, cores));
+        seen.insert(job.id, (u.cpu_usec, now));
+    }
+    *last = seen;
+    Event::Usage(UsageReport { jobs })
+}
+
+/// Sends one event; `false` when the watcher is gone or the crew stops.
+async fn send(state: &State, tx: &Tx, event: Event) -> bool {
+    let msg = Ok(pb::WatchJobsResponse { event: Some(event) });
+    tokio::select! {
+        () = state.shutdown.cancelled() => false,
+        sent = tx.send(msg) => sent.is_ok(),
+    }
+}

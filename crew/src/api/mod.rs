@@ -1,0 +1,239 @@
+//! The crew's gRPC edge: `tasker.v1.Crew` over mutual TLS 1.3.
+//!
+//! Layout:
+//! - `tls.rs`: the rustls server config (TLS 1.3 only, client certificates
+//!   required, clientAuth EKU required).
+//! - `identity.rs`: the caller's CN and OU from its verified certificate.
+//! - `authz.rs`: who may do what, as one pure function.
+//! - `service.rs` + `handlers/`: one file per RPC.
+//! - `convert.rs`: proto ⇄ engine; `status.rs`: engine errors → gRPC codes.
+//!
+//! We run our own accept loop rather than tonic's TLS, so we also own what
+//! tonic would have done for us there: a handshake timeout, a cap on
+//! concurrent handshakes and on connections, TCP keepalive.
+
+pub mod authz;
+pub mod convert;
+pub mod handlers;
+pub mod identity;
+pub mod service;
+pub mod status;
+pub mod tls;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use tasker_proto::v1::crew_server::CrewServer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+use self::identity::{Peer, identity_of};
+use self::service::{CrewService, State};
+use crate::engine::EngineHandle;
+
+/// How the API serves.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub crew_name: String,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub allow_root: bool,
+    /// A client that has not finished its handshake by then is dropped.
+    pub handshake_timeout: Duration,
+    /// Handshakes in progress at once; more wait in the kernel's backlog.
+    pub max_handshakes: usize,
+    /// Open connections; past this, new ones are closed at once.
+    pub max_connections: usize,
+    /// Streams per connection.
+    pub max_concurrent_streams: u32,
+    /// The largest request message (a start's argv and environment).
+    pub max_request_bytes: usize,
+    /// How often WatchJobs reports usage.
+    pub usage_every: Duration,
+}
+
+impl ServeOptions {
+    pub fn new(crew_name: &str, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self {
+            crew_name: crew_name.to_owned(),
+            tls,
+            allow_root: false,
+            handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 64,
+            max_connections: 1024,
+            max_concurrent_streams: 256,
+            max_request_bytes: 2 << 20,
+            usage_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then ends
+/// every stream and returns once the connections have drained.
+pub async fn serve(
+    listener: TcpListener,
+    engine: EngineHandle,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let state = Arc::new(State {
+        engine,
+        crew_name: opts.crew_name.clone(),
+        allow_root: opts.allow_root,
+        started_at: SystemTime::now(),
+        shutdown: shutdown.clone(),
+        usage_every: opts.usage_every,
+    });
+    let service = CrewServer::new(CrewService { state })
+        .max_decoding_message_size(opts.max_request_bytes)
+        .max_encoding_message_size(4 << 20);
+    let (tx, rx) = mpsc::channel::<std::io::Result<Authed>>(64);
+    tokio::spawn(accept_loop(listener, opts.clone(), tx, shutdown.clone()));
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(opts.max_concurrent_streams)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .http2_max_pending_accept_reset_streams(Some(32))
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            shutdown.cancelled(),
+        )
+        .await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    opts: ServeOptions,
+    tx: mpsc::Sender<std::io::Result<Authed>>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = TlsAcceptor::from(Arc::clone(&opts.tls));
+    let handshakes = Arc::new(Semaphore::new(opts.max_handshakes));
+    let connections = Arc::new(Semaphore::new(opts.max_connections));
+    loop {
+        // One handshake slot before accepting: under a flood, connections
+        // wait in the kernel's backlog instead of piling up here.
+        let Ok(slot) = Arc::clone(&handshakes).acquire_owned().await else {
+            return;
+        };
+        let (tcp, addr) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tracing::warn!(%addr, "too many connections; closing a new one");
+            continue;
+        };
+        let (acceptor, tx, timeout) = (acceptor.clone(), tx.clone(), opts.handshake_timeout);
+        tokio::spawn(async move {
+            let _slot = slot;
+            tune(&tcp);
+            match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => {
+                    let identity = match tls.get_ref().1.peer_certificates() {
+                        Some([leaf, ..]) => identity_of(leaf.as_ref()),
+                        _ => Err("no client certificate".to_owned()),
+                    };
+                    if let Err(why) = &identity {
+                        tracing::warn!(%addr, why = ?why, "a verified certificate gives no identity");
+                    }
+                    let peer = Peer {
+                        addr: Some(addr),
+                        identity,
+                    };
+                    let _ = tx
+                        .send(Ok(Authed {
+                            tls,
+                            peer,
+                            _permit: permit,
+                        }))
+                        .await;
+                }
+                Ok(Err(e)) => tracing::info!(%addr, error = %e, "TLS handshake refused"),
+                Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// TCP keepalive finds peers that vanished without a word; no delay keeps
+/// a typed key from waiting for the next one.
+fn tune(tcp: &TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10));
+    let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive);
+}
+
+/// A connection past its handshake, with what it proved.
+struct Authed {
+    tls: TlsStream<TcpStream>,
+    peer: Peer,
+    /// Held for as long as the connection lives.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl tonic::transport::server::Connected for Authed {
+    type ConnectInfo = Peer;
+
+    fn connect_info(&self) -> Peer {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for Authed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Authed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tls.is_write_vectored()
+    }
+}

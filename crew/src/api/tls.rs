@@ -1,0 +1,153 @@
+//! The crew's TLS: rustls configured by hand, because tonic's own TLS
+//! config also allows TLS 1.2 and cannot require a client EKU.
+//!
+//! - TLS 1.3 only (the ring provider's suites: AES-128-GCM, AES-256-GCM,
+//!   CHACHA20-POLY1305), ALPN `h2`.
+//! - A client certificate is required and verified against the Tasker CA
+//!   (webpki), and must carry the clientAuth extended key usage: webpki
+//!   accepts a certificate with no EKU at all, and a crew's own certificate
+//!   (serverAuth) must never act as a client.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject as _;
+
+/// What can go wrong loading the crew's certificates; every variant names
+/// the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {why}")]
+    File { path: PathBuf, why: String },
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
+fn file_err(path: &Path, why: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.to_owned(),
+        why: why.to_string(),
+    }
+}
+
+/// Reads every certificate of a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, format!("not a PEM certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// Reads a private key, refusing one that others may read: a crew key is
+/// as good as the crew.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| file_err(path, e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(file_err(
+            path,
+            format!("the key is readable by others (mode {mode:o}); chmod 600 it"),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| file_err(path, format!("not a PEM private key: {e}")))
+}
+
+/// The CA that signs every Tasker certificate, as a root store.
+pub fn load_roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| file_err(ca, format!("not a usable CA: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// The crew's server config: TLS 1.3 only, client certificates required,
+/// verified against `roots`, with the clientAuth EKU.
+pub fn server_config(
+    roots: RootCertStore,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+        .build()
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let verifier = Arc::new(RequireClientAuthEku(webpki));
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Setup(format!("the crew's certificate and key: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// webpki's verifier plus a rule of ours: the certificate must say it is
+/// for client authentication.
+#[derive(Debug)]
+struct RequireClientAuthEku(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for RequireClientAuthEku {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.0.verify_client_cert(end_entity, intermediates, now)?;
+        if has_client_auth_eku(end_entity) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+fn has_client_auth_eku(cert: &CertificateDer<'_>) -> bool {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return false;
+    };
+    matches!(parsed.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth)
+}
