@@ -162,7 +162,6 @@ mod tests {
                     // rcgen keeps one value per type: a second OU by OID.
                     (CustomDnType(vec![2, 5, 4, 11]), "admin"),
                 ],
-
                 "more than one OU",
             ),
             (

@@ -1,0 +1,323 @@
+//! A crew served in-process on 127.0.0.1 with a PKI made at test time, and
+//! clients that connect to it over real mutual TLS 1.3.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certgen::Role;
+use certgen::testing::{ClientVariant, TestPki};
+use crew::CrewConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::pem::PemObject as _;
+use tasker_proto::v1 as pb;
+use tasker_proto::v1::crew_client::CrewClient;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Why these tests cannot run here, if they cannot.
+pub fn skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root (the crew runs jobs in cgroups and namespaces)".into());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if !mounts.lines().any(|l| l.contains(" - cgroup2 ")) {
+        return Some("no cgroup2 hierarchy is mounted".into());
+    }
+    None
+}
+
+macro_rules! crew_or_skip {
+    () => {
+        crew_or_skip!(|_c| {})
+    };
+    ($configure:expr) => {
+        match $crate::support::skip_reason() {
+            Some(why) => {
+                eprintln!("SKIPPED {}: {why}", module_path!());
+                return;
+            }
+            None => $crate::support::TestCrew::start($configure).await,
+        }
+    };
+}
+pub(crate) use crew_or_skip;
+
+/// Test users: Linux users of these names are created once, if missing, so
+/// jobs can run as them.
+pub const ALICE: &str = "tasker-t-alice";
+pub const BOB: &str = "tasker-t-bob";
+pub const ADA: &str = "tasker-t-ada";
+pub const VIC: &str = "tasker-t-vic";
+
+/// Makes sure a Linux user exists (useradd, retried: parallel tests may
+/// hold the passwd lock).
+pub fn ensure_user(name: &str) -> u32 {
+    for _ in 0..50 {
+        if let Ok(Some(u)) = nix::unistd::User::from_name(name) {
+            return u.uid.as_raw();
+        }
+        let _ = std::process::Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("could not create the test user {name}");
+}
+
+pub struct TestCrew {
+    pub pki: TestPki,
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+    pub state: tempfile::TempDir,
+    pub name: String,
+}
+
+impl TestCrew {
+    pub async fn start(configure: impl FnOnce(&mut CrewConfig)) -> Self {
+        for u in [ALICE, BOB, ADA, VIC] {
+            ensure_user(u);
+        }
+        let pki = TestPki::new();
+        let name = "alpha".to_owned();
+        let _ = pki.crew(&name);
+        let state = tempfile::tempdir().unwrap();
+        let mut config = CrewConfig::new(&name, "127.0.0.1:0".parse().unwrap(), pki.dir(), state.path());
+        config.engine.shim_path = env!("CARGO_BIN_EXE_tasker-shim").into();
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        config.engine.cgroup_parent = format!("tasker/test-api-{}-{n}", std::process::id()).into();
+
+        config.shutdown_grace = Duration::from_secs(1);
+        configure(&mut config);
+        let prepared = crew::prepare(&config).await.expect("crew starts");
+        let addr = prepared.listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let server = tokio::spawn(async move { crew::run(&config, prepared, token).await });
+        Self {
+            pki,
+            addr,
+            shutdown,
+            server: Some(server),
+            state,
+            name,
+        }
+    }
+
+    /// A client with a good certificate for `name` in `role`.
+    pub async fn client(&self, name: &str, role: Role) -> CrewClient<Channel> {
+        let files = self.pki.user(name, role);
+        let cert = std::fs::read(&files.cert).unwrap();
+        let key = std::fs::read(&files.key).unwrap();
+        self.client_with_pem(&cert, &key).await.expect("connects")
+    }
+
+    /// A client presenting a hostile or broken certificate.
+    pub async fn client_variant(
+        &self,
+        name: &str,
+        role: Role,
+        v: ClientVariant,
+    ) -> Result<CrewClient<Channel>, String> {
+        let issued = self.pki.client_with(name, role, v);
+        self.client_with_pem(issued.cert_pem().as_bytes(), issued.key_pem().as_bytes())
+            .await
+    }
+
+    pub async fn client_with_pem(&self, cert: &[u8], key: &[u8]) -> Result<CrewClient<Channel>, String> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| e.to_string())?;
+        let config = client_tls(
+            &self.pki.ca_cert_path(),
+            Some((chain, key)),
+            &[&rustls::version::TLS13],
+        );
+        connect(self.addr, config).await
+    }
+
+    /// A client with no certificate at all.
+    pub async fn anonymous(&self) -> Result<CrewClient<Channel>, String> {
+        connect(
+            self.addr,
+            client_tls(&self.pki.ca_cert_path(), None, &[&rustls::version::TLS13]),
+        )
+        .await
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(s) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(30), s)
+                .await
+                .expect("the crew stops within 30 s")
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestCrew {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn client_tls(
+    ca: &Path,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// Connects and makes one call (Info) so that a refused handshake shows up
+/// here, as an error, rather than at the first real call.
+pub async fn connect(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<CrewClient<Channel>, String> {
+    let connector = tower::service_fn(move |_: Uri| {
+        let tls = Arc::clone(&tls);
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            // Without it, Nagle and delayed ACKs stall each call ~40 ms.
+            tcp.set_nodelay(true)?;
+
+            let name = ServerName::try_from("localhost").unwrap();
+            let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    let channel = Endpoint::from_static("http://localhost")
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let mut client = CrewClient::new(channel).max_decoding_message_size(8 << 20);
+    client
+        .info(pb::InfoRequest {})
+        .await
+        .map_err(|e| format!("{}: {}", e.code(), e.message()))?;
+    Ok(client)
+}
+
+pub fn spec(argv: &[&str]) -> pb::JobSpec {
+    pb::JobSpec {
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+pub async fn start(client: &mut CrewClient<Channel>, argv: &[&str]) -> Result<pb::Job, tonic::Status> {
+    client
+        .start_job(pb::StartJobRequest {
+            spec: Some(spec(argv)),
+        })
+        .await
+        .map(|r| r.into_inner().job.unwrap())
+}
+
+/// Everything an attach yields: bytes (checked contiguous), drops, final job.
+pub struct Attached {
+    pub start: u64,
+    pub bytes: Vec<u8>,
+    pub dropped: u64,
+    pub end: Option<pb::Job>,
+    pub writable: bool,
+}
+
+/// Attaches read-only from `from` and reads to the end.
+pub async fn read_to_end(
+    client: &mut CrewClient<Channel>,
+    job: &str,
+    from: pb::attach_job_request::open::From,
+) -> Result<Attached, tonic::Status> {
+    let open = open_msg(job, from, false);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(open).await.unwrap();
+    let mut stream = client
+        .attach_job(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let out = collect(&mut stream).await;
+    drop(tx);
+    out
+}
+
+pub fn open_msg(job: &str, from: pb::attach_job_request::open::From, write: bool) -> pb::AttachJobRequest {
+    pb::AttachJobRequest {
+        msg: Some(pb::attach_job_request::Msg::Open(pb::attach_job_request::Open {
+            job: job.to_owned(),
+            from: Some(from),
+            write,
+        })),
+    }
+}
+
+pub async fn collect(
+    stream: &mut tonic::Streaming<pb::AttachJobResponse>,
+) -> Result<Attached, tonic::Status> {
+    use pb::attach_job_response::Msg;
+    let mut out = Attached {
+        start: 0,
+        bytes: Vec::new(),
+        dropped: 0,
+        end: None,
+        writable: false,
+    };
+    let mut next = 0;
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(60), stream.message())
+        .await
+        .expect("attach stalled")?
+    {
+        match msg.msg {
+            Some(Msg::Attached(a)) => {
+                out.start = a.offset;
+                out.writable = a.writable;
+                next = a.offset;
+            }
+            Some(Msg::Output(o)) => {
+                assert_eq!(o.offset, next, "gap or overlap in the stream");
+                next += o.data.len() as u64;
+                out.bytes.extend_from_slice(&o.data);
+            }
+            Some(Msg::Dropped(d)) => {
+                assert_eq!(d.offset, next);
+                next += d.len;
+                out.dropped += d.len;
+            }
+            Some(Msg::Ended(j)) => out.end = Some(j),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+pub fn beginning() -> pb::attach_job_request::open::From {
+    pb::attach_job_request::open::From::Beginning(pb::attach_job_request::open::Beginning {})
+}
+
+pub fn admin() -> Role {
+    Role::Admin
+}

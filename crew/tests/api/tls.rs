@@ -1,0 +1,97 @@
+//! Who gets in: only a client with a certificate of our CA, for client
+//! authentication, valid now, over TLS 1.3.
+
+use certgen::Role;
+use certgen::testing::ClientVariant;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn only_a_valid_client_certificate_of_our_ca_gets_any_rpc() {
+    let crew = crew_or_skip!();
+    // The control: a good certificate works.
+    let mut good = crew.client(ALICE, Role::User).await;
+    let info = good
+        .info(tasker_proto::v1::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((info.identity.as_str(), info.role.as_str()), (ALICE, "user"));
+
+    assert!(crew.anonymous().await.is_err(), "no client certificate");
+    for variant in [
+        ClientVariant::ForeignCa,
+        ClientVariant::SelfSigned,
+        ClientVariant::Expired,
+        ClientVariant::NotYetValid,
+        ClientVariant::NoEku,
+        ClientVariant::ServerAuthOnly,
+        ClientVariant::CrewCert,
+    ] {
+        let got = crew.client_variant(ALICE, Role::Admin, variant).await;
+        assert!(got.is_err(), "{variant:?} got in");
+    }
+    // Certificates TLS lets through but that name no usable identity: every
+    // call is refused, with the reason.
+    for variant in [
+        ClientVariant::CrewOuClientAuth,
+        ClientVariant::UnknownOu,
+        ClientVariant::NoOu,
+    ] {
+        let err = crew
+            .client_variant(ALICE, Role::Admin, variant)
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("not a client") || err.contains("gives no identity"),
+            "{variant:?}: {err}"
+        );
+    }
+    // And the crew still serves the good client.
+    good.info(tasker_proto::v1::InfoRequest {}).await.unwrap();
+    crew.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_1_2_client_is_refused() {
+    let crew = crew_or_skip!();
+    let files = crew.pki.user(ALICE, Role::User);
+    use rustls_pki_types::pem::PemObject as _;
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(&files.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let tls12 = client_tls(
+        &crew.pki.ca_cert_path(),
+        Some((chain, key)),
+        &[&rustls::version::TLS12],
+    );
+    let err = connect(crew.addr, tls12).await.unwrap_err();
+    assert!(!err.is_empty());
+    crew.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_does_not_block_others() {
+    let crew = crew_or_skip!(|c| {
+        let _ = c;
+    });
+    // Connections that never say a word.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(tokio::net::TcpStream::connect(crew.addr).await.unwrap());
+    }
+    let t0 = std::time::Instant::now();
+    let mut c = crew.client(ALICE, Role::User).await;
+    c.list_jobs(tasker_proto::v1::ListJobsRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t0.elapsed()
+    );
+    drop(idle);
+    crew.stop().await;
+}
