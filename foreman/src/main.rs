@@ -1,8 +1,11 @@
-//! Foreman: the dashboard and the scriptable CLI. Filled by later issues.
+//! `foreman`: parse the command line, run it, exit with its code.
 
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    eprintln!("foreman: not built yet (see the API and dashboard issues)");
-    ExitCode::from(2)
+use clap::Parser as _;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = foreman::cli::args::Cli::parse();
+    foreman::cli::run(cli).await
 }

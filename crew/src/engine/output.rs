@@ -119,6 +119,11 @@ impl OutputReader {
         self.offset
     }
 
+    /// How far the output goes now (it grows while the job runs).
+    pub fn stored_end(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.len().saturating_sub(HEADER))
+    }
+
     /// The next event; waits for output while the job runs. `None` after
     /// [`OutputEvent::End`].
     pub async fn next(&mut self) -> Result<Option<OutputEvent>, EngineError> {

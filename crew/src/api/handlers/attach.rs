@@ -68,7 +68,9 @@ pub async fn handle(
         job: Some(convert::job(&job)),
         offset: reader.offset(),
         writable,
+        end: reader.stored_end(),
     });
+
     tx.send(Ok(pb::AttachJobResponse { msg: Some(attached) }))
         .await
         .map_err(|_| ApiError::invalid("the client left"))?;

@@ -1,0 +1,232 @@
+//! The command line (SPEC §5), parsed by clap; sizes and durations parsed
+//! here with messages that say what was wrong.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Foreman: run and watch jobs on many crews.
+///
+/// With no command, opens the dashboard. Crews and the certificate come
+/// from ~/.config/tasker/foreman.toml (or --config), overridden by flags.
+/// A JOB is [CREW/]HANDLE-OR-NAME-OR-ID-PREFIX, e.g. job-3, alpha/job-3,
+/// 4d5c9f. Exit codes: 0 success, 1 the job failed, was not found or the
+/// call was denied, 2 a usage or connection error; `run` exits with the
+/// job's own code.
+#[derive(Debug, Parser)]
+#[command(name = "foreman", version)]
+pub struct Cli {
+    /// A crew to talk to, as NAME=HOST:PORT (repeat for more); replaces the
+    /// config file's crews.
+    #[arg(long = "crew", value_name = "NAME=HOST:PORT")]
+    pub crews: Vec<String>,
+    /// Whose certificate to use: CERTS/users/USER.{crt,key}. Default: $USER.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Directory with ca.crt and users/ (default /etc/tasker).
+    #[arg(long)]
+    pub certs: Option<PathBuf>,
+    /// Config file (default ~/.config/tasker/foreman.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a job and print its reference.
+    Start(JobArgs),
+    /// Start a job, stream its output, and exit with its exit code.
+    Run(JobArgs),
+    /// List jobs on every crew.
+    Ls {
+        /// Include archived jobs.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job.
+    Status {
+        job: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a job's output.
+    Logs {
+        job: String,
+        /// Keep following the output until the job ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Start with the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
+        /// Do not filter terminal control sequences (they are filtered when
+        /// writing to a terminal).
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Attach this terminal to a job: its output, and your keys as its input.
+    /// Ctrl-] detaches (never sent to the job); the job keeps running.
+    Attach { job: String },
+    /// Stop a job: SIGTERM to every process, SIGKILL after the grace period.
+    Stop {
+        job: String,
+        /// e.g. 500ms, 5s, 1m (default: the crew's, 5s).
+        #[arg(long, value_parser = parse_duration)]
+        grace: Option<Duration>,
+    },
+    /// Hide an ended job from the default list.
+    Archive { job: String },
+    /// Each crew: reachable?, who you are there, its cgroup mode, its
+    /// certificate's expiry.
+    Crews {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct JobArgs {
+    /// Which crew runs it (needed when several are configured).
+    #[arg(long)]
+    pub crew: Option<String>,
+    /// CPU limit in cores, e.g. 0.5.
+    #[arg(long)]
+    pub cpu: Option<f64>,
+    /// Memory limit, e.g. 512M, 2G.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Read bandwidth limit per disk in bytes/s, e.g. 10M.
+    #[arg(long, value_parser = parse_size)]
+    pub io_read_bps: Option<u64>,
+    /// Write bandwidth limit per disk in bytes/s, e.g. 10M.
+    #[arg(long, value_parser = parse_size)]
+    pub io_write_bps: Option<u64>,
+    /// Apply the io limits to this device only (a path or MAJOR:MINOR);
+    /// default: every disk.
+    #[arg(long)]
+    pub io_device: Option<String>,
+    /// Maximum processes and threads.
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// Run under a pseudo-terminal (sized like this terminal).
+    #[arg(long)]
+    pub tty: bool,
+    /// Environment variable for the job (repeat for more).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Working directory (default: the user's home, or /).
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// isolated (its own network, lo only) or host.
+    #[arg(long, value_parser = ["isolated", "host"])]
+    pub network: Option<String>,
+    /// Stop the job after this long, e.g. 30s, 2h.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// A name to find the job by.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The program and its arguments (after --); never run through a shell.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+/// `512`, `10K`, `5M`, `2G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let err = || format!("{s:?} is not a size like 512, 64K, 10M or 2G");
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        Some('T' | 't') => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| err())?;
+    n.checked_mul(mult).ok_or_else(err)
+}
+
+/// `250ms`, `5s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("{s:?} is not a duration like 500ms, 5s, 2m or 1h");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let secs = |m: u64| n.checked_mul(m).map(Duration::from_secs).ok_or_else(err);
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        _ => Err(err()),
+    }
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("99999999999999T").is_err());
+        assert!(parse_size("").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn the_command_line_parses_as_spec_5_says() {
+        let cli = Cli::try_parse_from([
+            "foreman",
+            "--crew",
+            "a=h:1",
+            "start",
+            "--crew",
+            "a",
+            "--cpu",
+            "0.5",
+            "--memory",
+            "64M",
+            "--tty",
+            "--env",
+            "A=1",
+            "--timeout",
+            "2m",
+            "--",
+            "sleep",
+            "--flag",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(cli.crews, ["a=h:1"]);
+        let Some(Command::Start(j)) = cli.command else {
+            panic!("not start")
+        };
+        assert_eq!(j.crew.as_deref(), Some("a"));
+        assert_eq!(j.memory, Some(64 << 20));
+        assert_eq!(j.argv, ["sleep", "--flag", "9"]);
+        assert_eq!(j.env, [("A".to_owned(), "1".to_owned())]);
+        assert!(Cli::try_parse_from(["foreman", "start", "--",]).is_err());
+        assert!(Cli::try_parse_from(["foreman", "logs", "job-1", "-f", "--tail", "5"]).is_ok());
+    }
+}

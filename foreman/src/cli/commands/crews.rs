@@ -1,0 +1,111 @@
+//! `foreman crews [--json]`: each crew, asked at once: reachable, who we
+//! are there, its cgroup mode, and when its certificate expires.
+
+use serde::Serialize;
+use tasker_proto::v1 as pb;
+
+use crate::cli::output::{rfc3339, table};
+use crate::cli::refs::join_all;
+use crate::cli::{Ctx, Failure};
+use crate::client;
+use crate::sanitize::Sanitizer;
+
+#[derive(Debug, Serialize)]
+struct CrewView {
+    name: String,
+    addr: String,
+    reachable: bool,
+    error: Option<String>,
+    identity: Option<String>,
+    role: Option<String>,
+    runs_as: Option<String>,
+    cgroup_mode: Option<String>,
+    version: Option<String>,
+    cert_expires: Option<String>,
+}
+
+pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
+    let asks = ctx.crews.iter().map(|crew| async move {
+        let mut c = crew.client.clone();
+        let answer = c.info(pb::InfoRequest {}).await.map(tonic::Response::into_inner);
+        (crew, answer)
+    });
+    let mut views = Vec::new();
+    for (crew, answer) in join_all(asks).await {
+        let seen = crew.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let expires = seen
+            .not_after
+            .map(|t| rfc3339(&prost_types::Timestamp { seconds: t, nanos: 0 }));
+        views.push(match answer {
+            Ok(info) => CrewView {
+                name: crew.name.clone(),
+                addr: crew.addr.clone(),
+                reachable: true,
+                error: None,
+                identity: Some(info.identity),
+                role: Some(info.role),
+                runs_as: Some(info.runs_as).filter(|r| !r.is_empty()),
+                cgroup_mode: Some(info.cgroup_mode),
+                version: Some(info.version),
+                cert_expires: expires,
+            },
+            Err(s) => CrewView {
+                name: crew.name.clone(),
+                addr: crew.addr.clone(),
+                reachable: false,
+                error: Some(client::explain(&s)),
+                identity: None,
+                role: None,
+                runs_as: None,
+                cgroup_mode: None,
+                version: None,
+                cert_expires: None,
+            },
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&views).unwrap_or_default());
+    } else {
+        let rows: Vec<Vec<String>> = views
+            .iter()
+            .map(|v| {
+                let opt =
+                    |o: &Option<String>| o.as_deref().map(Sanitizer::clean).unwrap_or_else(|| "-".into());
+                vec![
+                    v.name.clone(),
+                    v.addr.clone(),
+                    if v.reachable {
+                        "yes".into()
+                    } else {
+                        format!("no: {}", Sanitizer::clean(v.error.as_deref().unwrap_or("")))
+                    },
+                    match (&v.identity, &v.role) {
+                        (Some(i), Some(r)) => format!("{} ({r})", Sanitizer::clean(i)),
+                        _ => "-".into(),
+                    },
+                    opt(&v.cgroup_mode),
+                    opt(&v.cert_expires),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &[
+                    "CREW",
+                    "ADDRESS",
+                    "REACHABLE",
+                    "YOU ARE",
+                    "CGROUPS",
+                    "CERT EXPIRES"
+                ],
+                &rows
+            )
+        );
+    }
+    if views.iter().all(|v| v.reachable) {
+        Ok(())
+    } else {
+        Err(Failure::Exit(2))
+    }
+}

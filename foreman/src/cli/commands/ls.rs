@@ -1,0 +1,73 @@
+//! `foreman ls [--all] [--json]`: every crew at once. A crew that does not
+//! answer is reported on stderr, and the exit code says so (2), after the
+//! others' jobs are shown.
+
+use tasker_proto::v1 as pb;
+
+use crate::cli::output::{age, command_line, table, view};
+use crate::cli::refs::join_all;
+use crate::cli::{Ctx, Failure};
+use crate::sanitize::Sanitizer;
+
+pub async fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<(), Failure> {
+    let asks = ctx.crews.iter().map(|crew| async move {
+        let mut client = crew.client.clone();
+        let answer = client
+            .list_jobs(pb::ListJobsRequest {
+                include_archived: all,
+            })
+            .await
+            .map(|r| r.into_inner().jobs);
+        (crew, answer)
+    });
+    let mut jobs = Vec::new();
+    let mut failures = Vec::new();
+    for (crew, answer) in join_all(asks).await {
+        match answer {
+            Ok(list) => jobs.extend(list.into_iter().map(|j| (crew.name.clone(), j))),
+            Err(s) => failures.push(Failure::from_status(&crew.name, &s)),
+        }
+    }
+    if json {
+        let views: Vec<_> = jobs.iter().map(|(c, j)| view(c, j)).collect();
+        println!("{}", serde_json::to_string_pretty(&views).unwrap_or_default());
+    } else {
+        let rows: Vec<Vec<String>> = jobs
+            .iter()
+            .map(|(crew, j)| {
+                let v = view(crew, j);
+                vec![
+                    v.reference.clone(),
+                    v.name.as_deref().map(Sanitizer::clean).unwrap_or_default(),
+                    state_cell(&v),
+                    Sanitizer::clean(&v.owner),
+                    j.created_at.as_ref().map(age).unwrap_or_default(),
+                    command_line(&v.argv),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(&["JOB", "NAME", "STATE", "OWNER", "AGE", "COMMAND"], &rows)
+        );
+    }
+    for f in &failures {
+        eprintln!("foreman: {}", Sanitizer::clean(&f.to_string()));
+    }
+    match failures.into_iter().next() {
+        None => Ok(()),
+        Some(_) => Err(Failure::Exit(2)),
+    }
+}
+
+fn state_cell(v: &crate::cli::output::JobView) -> String {
+    match (v.state, v.exit_code, v.signal, v.reason.as_deref()) {
+        ("completed", _, _, _) => "completed".into(),
+        (s, _, _, Some(r)) if r.starts_with("start_failed") => format!("{s} (start failed)"),
+        (s, _, _, Some("oom_killed")) => format!("{s} (oom)"),
+        (s, _, _, Some("timed_out")) => format!("{s} (timeout)"),
+        (s, Some(c), _, _) => format!("{s} (exit {c})"),
+        (s, _, Some(sig), _) => format!("{s} (signal {sig})"),
+        (s, ..) => s.to_owned(),
+    }
+}

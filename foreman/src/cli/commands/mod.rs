@@ -1,0 +1,11 @@
+//! One file per command.
+
+pub mod attach;
+pub mod crews;
+pub mod logs;
+pub mod ls;
+pub mod run;
+pub mod start;
+pub mod status;
+pub mod stop;
+pub mod stream;

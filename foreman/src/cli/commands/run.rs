@@ -1,0 +1,53 @@
+//! `foreman run`: start, stream the output, exit with the job's own code.
+//!
+//! Input: with --tty and a terminal, the session is interactive (raw keys,
+//! Ctrl-] detaches); with input piped in (`echo x | foreman run -- cat`) it
+//! goes to the job, then EOF; otherwise the job reads EOF at once. Ctrl-C
+//! stops the job (a second one detaches), as it would stop a local command.
+
+use tasker_proto::v1::attach_job_request::open::{Beginning, From};
+
+use super::attach::{End, OnInterrupt, session};
+use super::start::launch;
+use super::stream::{open, report_end};
+use crate::cli::args::JobArgs;
+use crate::cli::output::exit_code_of;
+use crate::cli::terminal;
+use crate::cli::{Ctx, Failure};
+use crate::sanitize::Sanitizer;
+
+pub async fn run(ctx: &Ctx, a: JobArgs) -> Result<(), Failure> {
+    let (crew, job) = launch(ctx, &a).await?;
+    if let Some(tasker_proto::v1::outcome::Reason::StartFailed(f)) =
+        job.outcome.as_ref().and_then(|o| o.reason.clone())
+    {
+        eprintln!(
+            "foreman: {}/{} did not start: {}",
+            crew.name,
+            job.handle,
+            Sanitizer::clean(&f.reason)
+        );
+        return Err(Failure::Exit(127));
+    }
+    let opened = open(crew, &job.id, From::Beginning(Beginning {}), true).await?;
+    let forward = a.tty || !terminal::stdin_is_tty();
+    match session(crew, &job, opened, OnInterrupt::Stop, false, forward).await? {
+        End::Job(j) => {
+            let code = exit_code_of(&j);
+            if code != 0 {
+                report_end(&crew.name, &j);
+            }
+            match code {
+                0 => Ok(()),
+                c => Err(Failure::Exit(c)),
+            }
+        }
+        End::Detached => {
+            eprintln!(
+                "foreman: detached from {}/{}; it goes on running",
+                crew.name, job.handle
+            );
+            Err(Failure::Exit(130))
+        }
+    }
+}

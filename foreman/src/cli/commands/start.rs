@@ -1,0 +1,93 @@
+//! `foreman start`: start a job, print its reference.
+
+use tasker_proto::v1 as pb;
+
+use crate::cli::args::JobArgs;
+use crate::cli::{Ctx, Failure};
+use crate::client::Crew;
+
+/// The crew a new job goes to: the one named, or the only one.
+pub fn pick_crew<'a>(ctx: &'a Ctx, named: Option<&str>) -> Result<&'a Crew, Failure> {
+    match (named, ctx.crews.as_slice()) {
+        (Some(name), _) => ctx.crew(name),
+        (None, [only]) => Ok(only),
+        (None, crews) => {
+            let names: Vec<&str> = crews.iter().map(|c| c.name.as_str()).collect();
+            Err(Failure::Usage(format!(
+                "several crews are configured ({}): choose one with start --crew NAME",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+pub fn job_spec(a: &JobArgs) -> pb::JobSpec {
+    let io = if a.io_read_bps.is_some() || a.io_write_bps.is_some() {
+        vec![pb::IoLimit {
+            device: a.io_device.clone().unwrap_or_default(),
+            read_bps: a.io_read_bps,
+            write_bps: a.io_write_bps,
+        }]
+    } else {
+        Vec::new()
+    };
+    pb::JobSpec {
+        argv: a.argv.clone(),
+        env: a
+            .env
+            .iter()
+            .map(|(k, v)| pb::EnvVar {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        cwd: a.cwd.clone().unwrap_or_default(),
+        limits: Some(pb::Limits {
+            cpu: a.cpu,
+            memory_bytes: a.memory,
+            io,
+            pids: a.pids,
+        }),
+        tty: a.tty.then(|| {
+            let (rows, cols) = crate::cli::terminal::size().unwrap_or((24, 80));
+            pb::TtySize {
+                rows: u32::from(rows),
+                cols: u32::from(cols),
+            }
+        }),
+        network: match a.network.as_deref() {
+            Some("host") => pb::Network::Host,
+            _ => pb::Network::Isolated,
+        } as i32,
+        timeout: a.timeout.and_then(|t| prost_types::Duration::try_from(t).ok()),
+        name: a.name.clone().unwrap_or_default(),
+    }
+}
+
+/// Starts the job; a job that failed to start is an error (exit 1).
+pub async fn launch<'a>(ctx: &'a Ctx, a: &JobArgs) -> Result<(&'a Crew, pb::Job), Failure> {
+    let crew = pick_crew(ctx, a.crew.as_deref())?;
+    let mut client = crew.client.clone();
+    let job = client
+        .start_job(pb::StartJobRequest {
+            spec: Some(job_spec(a)),
+        })
+        .await
+        .map_err(|s| Failure::from_status(&crew.name, &s))?
+        .into_inner()
+        .job
+        .ok_or_else(|| Failure::Connection(format!("{}: the crew sent no job", crew.name)))?;
+    Ok((crew, job))
+}
+
+pub async fn start(ctx: &Ctx, a: JobArgs) -> Result<(), Failure> {
+    let (crew, job) = launch(ctx, &a).await?;
+    if let Some(pb::outcome::Reason::StartFailed(f)) = job.outcome.as_ref().and_then(|o| o.reason.clone()) {
+        return Err(Failure::Job(format!(
+            "{}/{} did not start: {}",
+            crew.name, job.handle, f.reason
+        )));
+    }
+    println!("{}/{} {}", crew.name, job.handle, job.id);
+    Ok(())
+}

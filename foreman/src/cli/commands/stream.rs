@@ -1,0 +1,140 @@
+//! Attaching to a job's output, shared by `logs`, `run` and `attach`.
+
+use std::io::Write as _;
+
+use tasker_proto::v1 as pb;
+use tasker_proto::v1::attach_job_request::{Msg as In, open::From};
+use tasker_proto::v1::attach_job_response::{Attached, Msg as Out};
+use tokio::sync::mpsc;
+
+use crate::cli::terminal;
+use crate::cli::{Failure, output};
+use crate::client::Crew;
+use crate::sanitize::{Mode, Sanitizer};
+
+/// An open attach: the stream from the crew and the way to write to it.
+#[derive(Debug)]
+pub struct Opened {
+    pub stream: tonic::Streaming<pb::AttachJobResponse>,
+    pub tx: mpsc::Sender<pb::AttachJobRequest>,
+    pub attached: Attached,
+}
+
+pub async fn open(crew: &Crew, job: &str, from: From, write: bool) -> Result<Opened, Failure> {
+    let (tx, rx) = mpsc::channel(16);
+    let open = pb::AttachJobRequest {
+        msg: Some(In::Open(pb::attach_job_request::Open {
+            job: job.to_owned(),
+            from: Some(from),
+            write,
+        })),
+    };
+    let _ = tx.send(open).await;
+    let mut client = crew.client.clone();
+    let mut stream = client
+        .attach_job(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| Failure::from_status(&crew.name, &s))?
+        .into_inner();
+    match stream.message().await {
+        Ok(Some(pb::AttachJobResponse {
+            msg: Some(Out::Attached(attached)),
+        })) => Ok(Opened { stream, tx, attached }),
+        Ok(_) => Err(Failure::Connection(format!(
+            "{}: the attach did not start",
+            crew.name
+        ))),
+        Err(s) => Err(Failure::from_status(&crew.name, &s)),
+    }
+}
+
+/// Where output goes: stdout, filtered when it is a terminal.
+#[derive(Debug)]
+pub struct Sink {
+    filter: Option<Sanitizer>,
+    buf: Vec<u8>,
+}
+
+impl Sink {
+    /// `mode`: how much a terminal may be sent; `raw` turns filtering off.
+    pub fn stdout(mode: Mode, raw: bool) -> Self {
+        Self {
+            filter: (!raw && terminal::stdout_is_tty()).then(|| Sanitizer::new(mode)),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes and flushes. A closed stdout (`| head`) ends the command
+    /// quietly with success.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Failure> {
+        let bytes = match &mut self.filter {
+            Some(f) => {
+                self.buf.clear();
+                f.feed(data, &mut self.buf);
+                &self.buf[..]
+            }
+            None => data,
+        };
+        let mut out = std::io::stdout().lock();
+        match out.write_all(bytes).and_then(|()| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::Exit(0)),
+            Err(e) => Err(Failure::Connection(format!("writing the output: {e}"))),
+        }
+    }
+}
+
+/// What the stream said last.
+#[derive(Debug)]
+pub enum Next {
+    Data,
+    Ended(Box<pb::Job>),
+    /// The stream closed without a final state (detached, or the crew went away).
+    Closed,
+}
+
+/// Reads one message: writes output to `sink`, reports drops on stderr.
+/// Returns the offset reached.
+pub async fn step(
+    crew: &str,
+    opened: &mut Opened,
+    sink: &mut Sink,
+    offset: &mut u64,
+) -> Result<Next, Failure> {
+    match opened.stream.message().await {
+        Ok(Some(pb::AttachJobResponse { msg: Some(m) })) => match m {
+            Out::Output(o) => {
+                *offset = o.offset + o.data.len() as u64;
+                sink.write(&o.data)?;
+                Ok(Next::Data)
+            }
+            Out::Dropped(d) => {
+                *offset = d.offset + d.len;
+                eprintln!(
+                    "foreman: {} bytes of output were dropped here (the crew keeps the newest part only)",
+                    d.len
+                );
+                Ok(Next::Data)
+            }
+            Out::Ended(j) => Ok(Next::Ended(Box::new(j))),
+            Out::Attached(_) => Ok(Next::Data),
+        },
+        Ok(_) => Ok(Next::Closed),
+        Err(s) => Err(Failure::from_status(crew, &s)),
+    }
+}
+
+/// One line on stderr about how a job ended.
+pub fn report_end(crew: &str, job: &pb::Job) {
+    let summary = job
+        .outcome
+        .as_ref()
+        .map(|o| o.summary.clone())
+        .unwrap_or_default();
+    eprintln!(
+        "foreman: {crew}/{} {}: {}",
+        job.handle,
+        output::phase_name(job.phase),
+        Sanitizer::clean(&summary)
+    );
+}

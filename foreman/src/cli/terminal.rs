@@ -1,0 +1,83 @@
+//! The local terminal: raw mode that is always undone, and its size.
+
+use std::os::fd::BorrowedFd;
+use std::sync::Mutex;
+
+use nix::sys::termios::{self, SetArg, Termios};
+
+/// The terminal's settings before we changed them, for the panic hook.
+static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
+
+fn stdin_fd() -> BorrowedFd<'static> {
+    // SAFETY: fd 0 is open for the life of the process and never closed.
+    unsafe { BorrowedFd::borrow_raw(0) }
+}
+
+pub fn stdin_is_tty() -> bool {
+    nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+}
+
+pub fn stdout_is_tty() -> bool {
+    nix::unistd::isatty(std::io::stdout()).unwrap_or(false)
+}
+
+/// Raw mode for as long as this lives; restored on drop, on panic, and by
+/// [`restore`] from signal paths.
+#[derive(Debug)]
+pub struct RawMode {
+    _private: (),
+}
+
+impl RawMode {
+    pub fn enter() -> nix::Result<Self> {
+        let fd = stdin_fd();
+        let saved = termios::tcgetattr(fd)?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        *SAVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(saved);
+        install_panic_hook();
+        termios::tcsetattr(fd, SetArg::TCSAFLUSH, &raw)?;
+        Ok(Self { _private: () })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Puts the terminal back as it was; harmless when nothing was changed.
+pub fn restore() {
+    let saved = SAVED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(t) = saved {
+        let _ = termios::tcsetattr(stdin_fd(), SetArg::TCSAFLUSH, &t);
+    }
+}
+
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+    });
+}
+
+/// The terminal's size as (rows, cols), if stdout is one.
+pub fn size() -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills a winsize we own.
+    let r = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}

@@ -1,0 +1,129 @@
+//! Connections to crews, shared by the CLI and the dashboard: one
+//! `CrewClient` per crew, over mutual TLS 1.3 with our own connector (so we
+//! choose the verifier and see the crew's certificate).
+
+pub mod tls;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tasker_proto::v1::crew_client::CrewClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::config::{Config, CrewEntry};
+
+pub use self::tls::SeenCert;
+
+/// How long a connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One crew, connected or not.
+#[derive(Clone, Debug)]
+pub struct Crew {
+    pub name: String,
+    pub addr: String,
+    pub client: CrewClient<Channel>,
+    pub seen: Arc<Mutex<SeenCert>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("crew {name} ({addr}): {why}")]
+    Unreachable { name: String, addr: String, why: String },
+}
+
+/// `host:port`, `[v6]:port` or `v6addr:port`... as (host, port).
+pub fn split_addr(addr: &str) -> Option<(String, u16)> {
+    if let Some(rest) = addr.strip_prefix('[') {
+        let (host, port) = rest.split_once("]:")?;
+        return Some((host.to_owned(), port.parse().ok()?));
+    }
+    let (host, port) = addr.rsplit_once(':')?;
+    if host.is_empty() || host.contains(':') {
+        return None;
+    }
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+/// A lazy channel to one crew: the TCP + TLS connection is made on first
+/// use and re-made after a failure (tonic's channel reconnects).
+pub fn crew(config: &Config, entry: &CrewEntry) -> Result<Crew, ConnectError> {
+    let seen = Arc::new(Mutex::new(SeenCert::default()));
+    let tls = tls::client_config(&config.ca(), &config.cert(), &config.key(), Arc::clone(&seen))?;
+    let unreachable = |why: String| ConnectError::Unreachable {
+        name: entry.name.clone(),
+        addr: entry.addr.clone(),
+        why,
+    };
+    let (host, port) = split_addr(&entry.addr).ok_or_else(|| unreachable("not HOST:PORT".into()))?;
+    let server_name = ServerName::try_from(host.clone()).map_err(|e| unreachable(e.to_string()))?;
+    let connector = tower::service_fn(move |_: Uri| {
+        let (tls, host, server_name) = (Arc::clone(&tls), host.clone(), server_name.clone());
+        async move {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            // Without it, Nagle and delayed ACKs stall each call ~40 ms.
+            tcp.set_nodelay(true)?;
+            let stream = tokio_rustls::TlsConnector::from(tls)
+                .connect(server_name, tcp)
+                .await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    let channel = Endpoint::from_static("http://crew")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true)
+        .connect_with_connector_lazy(connector);
+    Ok(Crew {
+        name: entry.name.clone(),
+        addr: entry.addr.clone(),
+        client: CrewClient::new(channel)
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(4 << 20),
+        seen,
+    })
+}
+
+/// Every configured crew.
+pub fn crews(config: &Config) -> Result<Vec<Crew>, ConnectError> {
+    config.crews.iter().map(|e| crew(config, e)).collect()
+}
+
+/// Words for a failed call: the transport's error chain, or the crew's own
+/// message.
+pub fn explain(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    if status.code() == tonic::Code::Unavailable || status.code() == tonic::Code::Unknown {
+        let mut msg = status.message().to_owned();
+        let mut source = status.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !msg.contains(&text) {
+                msg = format!("{msg}: {text}");
+            }
+            source = s.source();
+        }
+        return msg;
+    }
+    status.message().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_into_host_and_port() {
+        assert_eq!(split_addr("alpha:7443"), Some(("alpha".into(), 7443)));
+        assert_eq!(split_addr("127.0.0.1:1"), Some(("127.0.0.1".into(), 1)));
+        assert_eq!(split_addr("[::1]:7443"), Some(("::1".into(), 7443)));
+        assert_eq!(split_addr("::1:7443"), None);
+        assert_eq!(split_addr("alpha"), None);
+        assert_eq!(split_addr(":7443"), None);
+        assert_eq!(split_addr("a:x"), None);
+    }
+}

@@ -1,0 +1,140 @@
+//! The foreman's side of mutual TLS 1.3: our certificate, the Tasker CA,
+//! and a rule of ours on top of webpki's: the server must hold a *crew*
+//! certificate (OU=crew) naming the address we dialed.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
+use rustls_pki_types::pem::PemObject as _;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {why}")]
+    File { path: String, why: String },
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
+fn file_err(path: &Path, why: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        why: why.to_string(),
+    }
+}
+
+/// What the last verified crew certificate said, for `foreman crews`.
+#[derive(Clone, Debug, Default)]
+pub struct SeenCert {
+    pub subject: String,
+    pub not_after: Option<i64>,
+}
+
+/// Builds the client config; `seen` receives the crew's certificate details.
+pub fn client_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    seen: Arc<Mutex<SeenCert>>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| file_err(p, e));
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&read(ca)?) {
+        let c = c.map_err(|e| file_err(ca, format!("not a PEM certificate: {e}")))?;
+        roots
+            .add(c)
+            .map_err(|e| file_err(ca, format!("not a usable CA: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(file_err(ca, "no certificate in it"));
+    }
+    let chain = CertificateDer::pem_slice_iter(&read(cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(cert, format!("not a PEM certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(file_err(cert, "no certificate in it"));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&read(key)?)
+        .map_err(|e| file_err(key, format!("not a PEM key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+        .build()
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(CrewOnly { webpki, seen }))
+        .with_client_auth_cert(chain, key_der)
+        .map_err(|e| TlsError::Setup(format!("{}: {e}", cert.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// webpki (chain to our CA, validity, SAN = the dialed name, serverAuth)
+/// plus: the certificate's OU is `crew`. A user's certificate from the same
+/// CA can never pose as a crew.
+#[derive(Debug)]
+struct CrewOnly {
+    webpki: Arc<WebPkiServerVerifier>,
+    seen: Arc<Mutex<SeenCert>>,
+}
+
+impl ServerCertVerifier for CrewOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ok = self
+            .webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_ref())
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let ous: Vec<&str> = cert
+            .subject()
+            .iter_organizational_unit()
+            .filter_map(|a| a.as_str().ok())
+            .collect();
+        if ous != ["crew"] {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = SeenCert {
+                subject: cert.subject().to_string(),
+                not_after: Some(cert.validity().not_after.timestamp()),
+            };
+        }
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}

@@ -1,0 +1,220 @@
+//! Which crews, which certificate: `foreman.toml`, overridden by flags.
+//!
+//! ```toml
+//! user = "alice"              # users/<user>.{crt,key}; default: $USER
+//! certs = "/etc/tasker"       # ca.crt and users/; default /etc/tasker
+//!
+//! [[crew]]
+//! name = "alpha"
+//! addr = "10.0.0.5:7443"      # host:port; the crew's certificate must name the host
+//! ```
+//!
+//! Looked up at `--config FILE`, else `$XDG_CONFIG_HOME/tasker/foreman.toml`
+//! (`~/.config/tasker/foreman.toml`). A missing default file is fine when
+//! flags say enough.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {why}")]
+    File { path: PathBuf, why: String },
+    #[error("--crew {0:?}: write NAME=HOST:PORT")]
+    BadCrewFlag(String),
+    #[error("crew {name:?}: address {addr:?} is not HOST:PORT")]
+    BadAddr { name: String, addr: String },
+    #[error("no crews: give --crew NAME=HOST:PORT, or list them in {0}")]
+    NoCrews(String),
+    #[error("no user: give --user NAME, set user in the config, or set $USER")]
+    NoUser,
+    #[error("two crews are called {0:?}")]
+    Duplicate(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    user: Option<String>,
+    certs: Option<PathBuf>,
+    #[serde(default)]
+    crew: Vec<CrewEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CrewEntry {
+    pub name: String,
+    pub addr: String,
+}
+
+/// What the command line said (before the file fills the gaps).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub crews: Vec<String>,
+    pub user: Option<String>,
+    pub certs: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub user: String,
+    pub certs: PathBuf,
+    pub crews: Vec<CrewEntry>,
+}
+
+impl Config {
+    pub fn ca(&self) -> PathBuf {
+        self.certs.join("ca.crt")
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.certs.join("users").join(format!("{}.crt", self.user))
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.certs.join("users").join(format!("{}.key", self.user))
+    }
+}
+
+pub fn default_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("/etc"));
+    base.join("tasker").join("foreman.toml")
+}
+
+/// Reads the file (if any) and applies the flags over it.
+pub fn load(over: &Overrides) -> Result<Config, ConfigError> {
+    let (path, required) = match &over.config {
+        Some(p) => (p.clone(), true),
+        None => (default_path(), false),
+    };
+    let file = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str::<File>(&text).map_err(|e| ConfigError::File {
+            path: path.clone(),
+            why: e.to_string().trim().replace('\n', " "),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => File::default(),
+        Err(e) => {
+            return Err(ConfigError::File {
+                path,
+                why: e.to_string(),
+            });
+        }
+    };
+    let crews = if over.crews.is_empty() {
+        file.crew
+    } else {
+        over.crews
+            .iter()
+            .map(|c| parse_crew_flag(c))
+            .collect::<Result<_, _>>()?
+    };
+    if crews.is_empty() {
+        return Err(ConfigError::NoCrews(path.display().to_string()));
+    }
+    for (i, c) in crews.iter().enumerate() {
+        if crate::client::split_addr(&c.addr).is_none() {
+            return Err(ConfigError::BadAddr {
+                name: c.name.clone(),
+                addr: c.addr.clone(),
+            });
+        }
+        if crews[..i].iter().any(|o| o.name == c.name) {
+            return Err(ConfigError::Duplicate(c.name.clone()));
+        }
+    }
+    let user = over
+        .user
+        .clone()
+        .or(file.user)
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|u| !u.is_empty())
+        .ok_or(ConfigError::NoUser)?;
+    Ok(Config {
+        user,
+        certs: over
+            .certs
+            .clone()
+            .or(file.certs)
+            .unwrap_or_else(|| PathBuf::from("/etc/tasker")),
+        crews,
+    })
+}
+
+fn parse_crew_flag(s: &str) -> Result<CrewEntry, ConfigError> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| ConfigError::BadCrewFlag(s.to_owned()))?;
+    if name.is_empty() || addr.is_empty() {
+        return Err(ConfigError::BadCrewFlag(s.to_owned()));
+    }
+    Ok(CrewEntry {
+        name: name.to_owned(),
+        addr: addr.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("foreman.toml");
+        std::fs::write(
+            &path,
+            "user = \"alice\"\ncerts = \"/x\"\n[[crew]]\nname = \"alpha\"\naddr = \"a:1\"\n",
+        )
+        .unwrap();
+        let mut over = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = load(&over).unwrap();
+        assert_eq!(c.user, "alice");
+        assert_eq!(c.crews[0].addr, "a:1");
+        assert_eq!(c.cert(), PathBuf::from("/x/users/alice.crt"));
+        over.crews = vec!["beta=[::1]:7443".into()];
+        over.user = Some("bob".into());
+        let c = load(&over).unwrap();
+        assert_eq!((c.user.as_str(), c.crews[0].name.as_str()), ("bob", "beta"));
+    }
+
+    #[test]
+    fn bad_input_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "crews = 3\n").unwrap();
+        let over = Overrides {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(load(&over).unwrap_err().to_string().contains("f.toml"));
+        let over = Overrides {
+            crews: vec!["nope".into()],
+            config: Some(dir.path().join("missing.toml")),
+            ..Default::default()
+        };
+        assert!(matches!(load(&over), Err(ConfigError::File { .. })));
+        let over = Overrides {
+            crews: vec!["alpha=nohost".into()],
+            user: Some("u".into()),
+            config: None,
+            ..Default::default()
+        };
+        assert!(matches!(load(&over), Err(ConfigError::BadAddr { .. })));
+        let over = Overrides {
+            crews: vec!["a=h:1".into(), "a=h:2".into()],
+            user: Some("u".into()),
+            ..Default::default()
+        };
+        assert!(matches!(load(&over), Err(ConfigError::Duplicate(_))));
+    }
+}
