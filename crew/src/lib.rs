@@ -12,6 +12,8 @@
 
 pub mod api;
 pub mod engine;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

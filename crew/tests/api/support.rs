@@ -11,24 +11,14 @@ use std::time::Duration;
 use certgen::Role;
 use certgen::testing::{ClientVariant, TestPki};
 use crew::CrewConfig;
+use crew::testing::LocalCrew;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls_pki_types::pem::PemObject as _;
 use tasker_proto::v1 as pb;
 use tasker_proto::v1::crew_client::CrewClient;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// Why these tests cannot run here, if they cannot.
-pub fn skip_reason() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("needs root (the crew runs jobs in cgroups and namespaces)".into());
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if !mounts.lines().any(|l| l.contains(" - cgroup2 ")) {
-        return Some("no cgroup2 hierarchy is mounted".into());
-    }
-    None
-}
+pub use crew::testing::{ADA, ALICE, BOB, VIC, ensure_user, skip_reason};
 
 macro_rules! crew_or_skip {
     () => {
@@ -46,68 +36,20 @@ macro_rules! crew_or_skip {
 }
 pub(crate) use crew_or_skip;
 
-/// Test users: Linux users of these names are created once, if missing, so
-/// jobs can run as them.
-pub const ALICE: &str = "tasker-t-alice";
-pub const BOB: &str = "tasker-t-bob";
-pub const ADA: &str = "tasker-t-ada";
-pub const VIC: &str = "tasker-t-vic";
+/// The shared in-process crew ("alpha"), with raw gRPC clients.
+pub struct TestCrew(LocalCrew);
 
-/// Makes sure a Linux user exists (useradd, retried: parallel tests may
-/// hold the passwd lock).
-pub fn ensure_user(name: &str) -> u32 {
-    for _ in 0..50 {
-        if let Ok(Some(u)) = nix::unistd::User::from_name(name) {
-            return u.uid.as_raw();
-        }
-        let _ = std::process::Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", name])
-            .stderr(std::process::Stdio::null())
-            .status();
-        std::thread::sleep(Duration::from_millis(100));
+impl std::ops::Deref for TestCrew {
+    type Target = LocalCrew;
+    fn deref(&self) -> &LocalCrew {
+        &self.0
     }
-    panic!("could not create the test user {name}");
-}
-
-pub struct TestCrew {
-    pub pki: TestPki,
-    pub addr: SocketAddr,
-    pub shutdown: CancellationToken,
-    server: Option<tokio::task::JoinHandle<()>>,
-    pub state: tempfile::TempDir,
-    pub name: String,
 }
 
 impl TestCrew {
     pub async fn start(configure: impl FnOnce(&mut CrewConfig)) -> Self {
-        for u in [ALICE, BOB, ADA, VIC] {
-            ensure_user(u);
-        }
-        let pki = TestPki::new();
-        let name = "alpha".to_owned();
-        let _ = pki.crew(&name);
-        let state = tempfile::tempdir().unwrap();
-        let mut config = CrewConfig::new(&name, "127.0.0.1:0".parse().unwrap(), pki.dir(), state.path());
-        config.engine.shim_path = env!("CARGO_BIN_EXE_tasker-shim").into();
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        config.engine.cgroup_parent = format!("tasker/test-api-{}-{n}", std::process::id()).into();
-
-        config.shutdown_grace = Duration::from_secs(1);
-        configure(&mut config);
-        let prepared = crew::prepare(&config).await.expect("crew starts");
-        let addr = prepared.listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let server = tokio::spawn(async move { crew::run(&config, prepared, token).await });
-        Self {
-            pki,
-            addr,
-            shutdown,
-            server: Some(server),
-            state,
-            name,
-        }
+        let shim = env!("CARGO_BIN_EXE_tasker-shim").into();
+        Self(LocalCrew::start(Arc::new(TestPki::new()), "alpha", shim, configure).await)
     }
 
     /// A client with a good certificate for `name` in `role`.
@@ -152,20 +94,8 @@ impl TestCrew {
         .await
     }
 
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(s) = self.server.take() {
-            tokio::time::timeout(Duration::from_secs(30), s)
-                .await
-                .expect("the crew stops within 30 s")
-                .unwrap();
-        }
-    }
-}
-
-impl Drop for TestCrew {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    pub async fn stop(self) {
+        self.0.stop().await;
     }
 }
 

@@ -23,7 +23,7 @@ use crate::api::convert;
 use crate::api::identity::Identity;
 use crate::api::service::State;
 use crate::api::status::ApiError;
-use crate::engine::{JobInfo, OutputEvent, ReadFrom, WinSize};
+use crate::engine::{EngineError, JobInfo, OutputEvent, ReadFrom, WinSize};
 
 /// Output chunk size: large enough for throughput, small enough for the
 /// client's 4 MiB message limit and a snappy terminal.
@@ -175,14 +175,24 @@ impl Input {
         };
         match msg {
             In::Open(_) => Err(ApiError::invalid("an attach is opened once")),
+            // Input for a job whose stdin is gone (it closed it, or ended)
+            // is dropped, as keys typed at a finished program are: ending
+            // the stream for it would lose the output still to come.
             In::Stdin(bytes) => {
                 write("stdin")?;
-                engine.write_stdin(&self.job.id, bytes).await.map_err(Into::into)
+                match engine.write_stdin(&self.job.id, bytes).await {
+                    Err(EngineError::StdinClosed(_)) => Ok(()),
+                    other => other.map_err(Into::into),
+                }
             }
             In::Eof(_) => {
                 write("EOF")?;
-                engine.close_stdin(&self.job.id).await.map_err(Into::into)
+                match engine.close_stdin(&self.job.id).await {
+                    Err(EngineError::StdinClosed(_)) => Ok(()),
+                    other => other.map_err(Into::into),
+                }
             }
+
             In::Resize(size) => {
                 write("resize")?;
                 let rows =

@@ -1,0 +1,117 @@
+//! Test support shared by the crew's tests and foreman's: a real crew served
+//! in-process on 127.0.0.1, with a PKI made at test time, jobs in real
+//! cgroups under a parent of its own. Compiled only with the `testing`
+//! feature; the daemon never carries it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use certgen::testing::TestPki;
+use tokio_util::sync::CancellationToken;
+
+use crate::CrewConfig;
+
+/// Why a crew cannot be served here, if it cannot: tests print
+/// `SKIPPED <test>: <why>` and return.
+pub fn skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root (the crew runs jobs in cgroups and namespaces)".into());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if !mounts.lines().any(|l| l.contains(" - cgroup2 ")) {
+        return Some("no cgroup2 hierarchy is mounted".into());
+    }
+    None
+}
+
+/// Test users: Linux users of these names are created, if missing, so jobs
+/// can run as them.
+pub const ALICE: &str = "tasker-t-alice";
+pub const BOB: &str = "tasker-t-bob";
+pub const ADA: &str = "tasker-t-ada";
+pub const VIC: &str = "tasker-t-vic";
+
+/// Makes sure a Linux user exists (useradd, retried: parallel tests may
+/// hold the passwd lock). Returns its uid.
+pub fn ensure_user(name: &str) -> u32 {
+    for _ in 0..50 {
+        if let Ok(Some(u)) = nix::unistd::User::from_name(name) {
+            return u.uid.as_raw();
+        }
+        let _ = std::process::Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("could not create the test user {name}");
+}
+
+/// A crew served in-process until stopped or dropped.
+#[derive(Debug)]
+pub struct LocalCrew {
+    pub pki: Arc<TestPki>,
+    pub addr: SocketAddr,
+    pub name: String,
+    pub shutdown: CancellationToken,
+    pub state: tempfile::TempDir,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LocalCrew {
+    /// Issues `crews/<name>` in `pki`, creates the test users, and serves a
+    /// crew of that name on 127.0.0.1 (a free port). `shim` is the
+    /// `tasker-shim` binary; `configure` adjusts the config last.
+    pub async fn start(
+        pki: Arc<TestPki>,
+        name: &str,
+        shim: PathBuf,
+        configure: impl FnOnce(&mut CrewConfig),
+    ) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        for u in [ALICE, BOB, ADA, VIC] {
+            ensure_user(u);
+        }
+        let _ = pki.crew(name);
+        let state = tempfile::tempdir().expect("a state directory");
+        let mut config = CrewConfig::new(name, "127.0.0.1:0".parse().unwrap(), pki.dir(), state.path());
+        config.engine.shim_path = shim;
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        config.engine.cgroup_parent = format!("tasker/test-{name}-{}-{n}", std::process::id()).into();
+        config.shutdown_grace = Duration::from_secs(1);
+        configure(&mut config);
+        let prepared = crate::prepare(&config).await.expect("the crew starts");
+        let addr = prepared.listener.local_addr().expect("a bound address");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let server = tokio::spawn(async move { crate::run(&config, prepared, token).await });
+        Self {
+            pki,
+            addr,
+            name: name.to_owned(),
+            shutdown,
+            state,
+            server: Some(server),
+        }
+    }
+
+    /// Shuts the crew down (stopping its jobs) and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(s) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(30), s)
+                .await
+                .expect("the crew stops within 30 s")
+                .expect("the crew task ends cleanly");
+        }
+    }
+}
+
+impl Drop for LocalCrew {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,355 @@
+//! foreman's CLI end to end: the real binary, real crews on loopback over
+//! mutual TLS, real jobs. What a script sees: stdout, stderr, exit codes.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::{ADA, ALICE, BOB, VIC, fleet_or_skip};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn crews_says_who_we_are_on_each() {
+    let fleet = fleet_or_skip!("alpha", "beta");
+    let ran = fleet.run(ALICE, &["crews", "--json"]).await.expect(0);
+    let crews = ran.json();
+    let crews = crews.as_array().expect("a list");
+    assert_eq!(crews.len(), 2);
+    for (c, name) in crews.iter().zip(["alpha", "beta"]) {
+        assert_eq!(c["name"], name);
+        assert_eq!(c["reachable"], true);
+        assert_eq!(c["identity"], ALICE);
+        assert_eq!(c["role"], "user");
+        assert!(
+            c["cert_expires"].as_str().is_some_and(|t| t.starts_with("20")),
+            "{c}"
+        );
+    }
+    let table = fleet.run(ADA, &["crews"]).await.expect(0).out();
+    assert!(table.starts_with("CREW"), "{table}");
+    assert!(table.contains(&format!("{ADA} (admin)")), "{table}");
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_crew_is_named_and_exits_2() {
+    let fleet = fleet_or_skip!("alpha");
+    let alpha = format!("alpha={}", fleet.crews[0].addr);
+    let mut cmd = fleet.foreman(ALICE, &["--crew", &alpha, "--crew", "down=127.0.0.1:1", "crews"]);
+    let ran = support::Ran::from(cmd.output().await.unwrap()).expect(2);
+    let out = ran.out();
+    let down = out
+        .lines()
+        .find(|l| l.starts_with("down"))
+        .expect("a row for the down crew");
+    assert!(down.contains("no:"), "{out}");
+    let up = out
+        .lines()
+        .find(|l| l.starts_with("alpha"))
+        .expect("a row for alpha");
+    assert!(up.contains("yes"), "{out}");
+
+    // A command that needs the dead crew says which, and why.
+    let mut cmd = fleet.foreman(ALICE, &["--crew", "down=127.0.0.1:1", "run", "--", "true"]);
+    let ran = support::Ran::from(cmd.output().await.unwrap()).expect(2);
+    assert!(ran.stderr.starts_with("foreman: down"), "{}", ran.stderr);
+    assert_eq!(ran.stderr.lines().count(), 1, "one line: {}", ran.stderr);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn run_streams_the_output_and_exits_with_the_jobs_code() {
+    let fleet = fleet_or_skip!("alpha");
+    let ran = fleet
+        .run(
+            ALICE,
+            &["run", "--", "sh", "-c", "echo out; echo err >&2; exit 3"],
+        )
+        .await
+        .expect(3);
+    assert_eq!(ran.out(), "out\nerr\n");
+    assert!(
+        ran.stderr.contains("exit") && ran.stderr.contains('3'),
+        "{}",
+        ran.stderr
+    );
+
+    let ran = fleet.run(ALICE, &["run", "--", "true"]).await.expect(0);
+    assert!(ran.stdout.is_empty() && ran.stderr.is_empty(), "{ran:?}");
+
+    // Killed by a signal: 128 + the signal, as a shell reports it.
+    fleet
+        .run(ALICE, &["run", "--", "sh", "-c", "kill -KILL $$"])
+        .await
+        .expect(128 + 9);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn run_of_a_missing_program_exits_127_and_says_why() {
+    let fleet = fleet_or_skip!("alpha");
+    let ran = fleet
+        .run(ALICE, &["run", "--", "/no/such/program"])
+        .await
+        .expect(127);
+    assert!(ran.stderr.contains("did not start"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("/no/such/program"), "{}", ran.stderr);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn run_passes_piped_input_to_the_job_then_eof() {
+    let fleet = fleet_or_skip!("alpha");
+    let mut child = fleet
+        .foreman(ALICE, &["run", "--", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"line one\nline two\n").await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("run ends once its input does")
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\ndone\n");
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_through_its_life_start_ls_status_logs_stop_archive() {
+    let fleet = fleet_or_skip!("alpha");
+    let started = fleet
+        .run(
+            ALICE,
+            &[
+                "start",
+                "--name",
+                "sleeper",
+                "--memory",
+                "64M",
+                "--cpu",
+                "0.5",
+                "--pids",
+                "20",
+                "--",
+                "sh",
+                "-c",
+                "echo ready; exec sleep 1000",
+            ],
+        )
+        .await
+        .expect(0)
+        .out();
+    let (reference, id) = started.trim().split_once(' ').expect("REF ID");
+    assert_eq!(reference, "alpha/job-1");
+    assert_eq!(id.len(), 32, "{started}");
+
+    let ls = fleet.run(ALICE, &["ls"]).await.expect(0).out();
+    let row = ls
+        .lines()
+        .find(|l| l.contains("job-1"))
+        .expect("ls lists the job");
+    assert!(row.contains("running") && row.contains("sleeper"), "{ls}");
+
+    // Every way of naming it finds it.
+    for r in ["job-1", "alpha/job-1", "sleeper", &id[..8], id] {
+        let status = fleet.run(ALICE, &["status", r, "--json"]).await.expect(0).json();
+        assert_eq!(status["id"], id, "{r}");
+    }
+    let status = fleet.run(ALICE, &["status", "sleeper", "--json"]).await.json();
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["user"], ALICE);
+    assert_eq!(status["limits"]["memory_bytes"], 64 << 20);
+    assert_eq!(status["limits"]["cpu"], 0.5);
+    assert_eq!(status["limits"]["pids"], 20);
+    assert!(status["pid"].as_u64().is_some_and(|p| p > 1), "{status}");
+
+    wait_for_output(&fleet, "job-1", "ready\n").await;
+
+    let stopped = fleet
+        .run(ALICE, &["stop", "job-1", "--grace", "2s"])
+        .await
+        .expect(0)
+        .out();
+    assert!(stopped.starts_with("alpha/job-1 stopped"), "{stopped}");
+    let status = fleet.run(ALICE, &["status", "job-1", "--json"]).await.json();
+    assert_eq!(status["state"], "stopped");
+    assert_eq!(status["signal"], 15, "sleep dies of the SIGTERM: {status}");
+
+    fleet.run(ALICE, &["archive", "job-1"]).await.expect(0);
+    let ls = fleet.run(ALICE, &["ls"]).await.expect(0).out();
+    assert!(
+        !ls.contains("job-1"),
+        "archived jobs leave the default list: {ls}"
+    );
+    let all = fleet
+        .run(ALICE, &["ls", "--all", "--json"])
+        .await
+        .expect(0)
+        .json();
+    let all = all.as_array().unwrap();
+    assert!(
+        all.iter().any(|j| j["id"] == id && j["archived"] == true),
+        "{all:?}"
+    );
+    fleet.stop().await;
+}
+
+/// Polls `logs` until the job has written `want`.
+async fn wait_for_output(fleet: &support::Fleet, job: &str, want: &str) {
+    for _ in 0..100 {
+        let out = fleet.run(ALICE, &["logs", job]).await.expect(0).out();
+        if out == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{job} never wrote {want:?}");
+}
+
+#[tokio::test]
+async fn piped_logs_are_the_exact_bytes_the_job_wrote() {
+    let fleet = fleet_or_skip!("alpha");
+    // Escapes, a bell, invalid UTF-8, a NUL: a pipe gets them as they are,
+    // as `cat` would give them; filtering is for terminals.
+    let script = r"printf 'a\033]0;title\007b\033[2J\377\000z\n'";
+    fleet
+        .run(ALICE, &["run", "--", "sh", "-c", script])
+        .await
+        .expect(0);
+    let want = b"a\x1b]0;title\x07b\x1b[2J\xff\x00z\n".to_vec();
+    assert_eq!(fleet.run(ALICE, &["logs", "job-1"]).await.expect(0).stdout, want);
+    assert_eq!(
+        fleet
+            .run(ALICE, &["logs", "--raw", "job-1"])
+            .await
+            .expect(0)
+            .stdout,
+        want
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn logs_tail_and_follow() {
+    let fleet = fleet_or_skip!("alpha");
+    fleet
+        .run(ALICE, &["run", "--", "seq", "1", "1000"])
+        .await
+        .expect(0);
+    let tail = fleet
+        .run(ALICE, &["logs", "--tail", "3", "job-1"])
+        .await
+        .expect(0)
+        .out();
+    assert_eq!(tail, "998\n999\n1000\n");
+
+    fleet
+        .run(
+            ALICE,
+            &["start", "--", "sh", "-c", "echo first; sleep 1; echo second"],
+        )
+        .await
+        .expect(0);
+    let followed = fleet.run(ALICE, &["logs", "-f", "job-2"]).await.expect(0).out();
+    assert_eq!(followed, "first\nsecond\n", "-f reads to the job's end");
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn logs_into_a_closed_pipe_end_quietly() {
+    let fleet = fleet_or_skip!("alpha");
+    fleet
+        .run(ALICE, &["run", "--", "seq", "1", "3000000"])
+        .await
+        .expect(0);
+    let mut child = fleet
+        .foreman(ALICE, &["logs", "job-1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("1"));
+    drop(lines); // as `| head -1` does
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("logs ends when its reader goes")
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_reference_on_two_crews_is_refused_with_both_named() {
+    let fleet = fleet_or_skip!("alpha", "beta");
+    for crew in ["alpha", "beta"] {
+        let out = fleet
+            .run(BOB, &["start", "--crew", crew, "--", "true"])
+            .await
+            .expect(0)
+            .out();
+        assert!(out.starts_with(&format!("{crew}/job-1 ")), "{out}");
+    }
+    let ran = fleet.run(BOB, &["status", "job-1"]).await.expect(2);
+    assert!(
+        ran.stderr.contains("alpha/job-1") && ran.stderr.contains("beta/job-1"),
+        "{}",
+        ran.stderr
+    );
+    let beta = fleet
+        .run(BOB, &["status", "beta/job-1", "--json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(beta["crew"], "beta");
+
+    // With two crews, a new job needs to be told where to go.
+    let ran = fleet.run(BOB, &["start", "--", "true"]).await.expect(2);
+    assert!(ran.stderr.contains("--crew"), "{}", ran.stderr);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_jobs_refusals_and_bad_input_have_their_exit_codes() {
+    let fleet = fleet_or_skip!("alpha");
+    let ran = fleet.run(ALICE, &["status", "job-99"]).await.expect(1);
+    assert!(ran.stderr.contains("no job \"job-99\""), "{}", ran.stderr);
+    fleet.run(ALICE, &["logs", "nosuch"]).await.expect(1);
+    fleet.run(ALICE, &["stop", "alpha/nosuch"]).await.expect(1);
+    fleet.run(ALICE, &["status", "gamma/job-1"]).await.expect(2);
+
+    // A viewer watches; it does not start or stop.
+    let ran = fleet.run(VIC, &["start", "--", "true"]).await.expect(1);
+    assert!(ran.stderr.contains("may not start jobs"), "{}", ran.stderr);
+    fleet
+        .run(ALICE, &["start", "--", "sleep", "1000"])
+        .await
+        .expect(0);
+    let ran = fleet.run(VIC, &["stop", "job-1"]).await.expect(1);
+    assert!(ran.stderr.contains("may not"), "{}", ran.stderr);
+    // Nor may another user stop alice's job; an admin may.
+    fleet.run(BOB, &["stop", "job-1"]).await.expect(1);
+    fleet.run(VIC, &["ls"]).await.expect(0);
+    fleet.run(ADA, &["stop", "job-1"]).await.expect(0);
+
+    // Bad sizes, durations and missing commands are usage errors.
+    for args in [
+        &["start", "--memory", "12Q", "--", "true"][..],
+        &["start", "--timeout", "soon", "--", "true"],
+        &["start"],
+        &["stop", "job-1", "--grace", "-1s"],
+    ] {
+        let ran = fleet.run(ALICE, args).await.expect(2);
+        assert!(!ran.stderr.is_empty(), "{args:?} says why");
+    }
+    // An unknown user certificate is a usage error that names the file.
+    let ran = fleet.run("nobody-here", &["ls"]).await.expect(2);
+    assert!(ran.stderr.contains("nobody-here.crt"), "{}", ran.stderr);
+    fleet.stop().await;
+}

@@ -1,0 +1,177 @@
+//! Real crews served in-process (one PKI, certificates made at test time)
+//! and the real `foreman` binary run against them, as a user would.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use certgen::Role;
+use certgen::testing::TestPki;
+use crew::testing::LocalCrew;
+
+pub use crew::testing::{ADA, ALICE, BOB, VIC, skip_reason};
+
+/// Returns from the test, saying why, when crews cannot run here.
+macro_rules! fleet_or_skip {
+    ($($crew:expr),+) => {
+        match $crate::support::skip_reason() {
+            Some(why) => {
+                eprintln!("SKIPPED {}: {why}", module_path!());
+                return;
+            }
+            None => $crate::support::Fleet::start(&[$($crew),+]).await,
+        }
+    };
+}
+pub(crate) use fleet_or_skip;
+
+/// `tasker-shim`, built from this workspace into the target directory the
+/// foreman binary is in (a no-op when it is up to date, as under
+/// `cargo nextest run --workspace`).
+pub fn shim() -> PathBuf {
+    static SHIM: OnceLock<PathBuf> = OnceLock::new();
+    SHIM.get_or_init(|| {
+        let foreman = Path::new(env!("CARGO_BIN_EXE_foreman"));
+        let profile_dir = foreman.parent().expect("the binary's directory");
+        let target_dir = profile_dir.parent().expect("the target directory");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .unwrap_or("debug");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "crew",
+                "--bin",
+                "tasker-shim",
+                "--target-dir",
+            ])
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile != "debug" {
+            build.args(["--profile", profile]);
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building tasker-shim failed");
+        let shim = profile_dir.join("tasker-shim");
+        assert!(shim.exists(), "{} was not built", shim.display());
+        shim
+    })
+    .clone()
+}
+
+/// Several crews on loopback sharing one CA, and a foreman config naming
+/// them all.
+pub struct Fleet {
+    pub pki: Arc<TestPki>,
+    pub crews: Vec<LocalCrew>,
+    pub home: tempfile::TempDir,
+}
+
+impl Fleet {
+    pub async fn start(names: &[&str]) -> Self {
+        let pki = Arc::new(TestPki::new());
+        let mut crews = Vec::new();
+        for name in names {
+            crews.push(LocalCrew::start(Arc::clone(&pki), name, shim(), |_| {}).await);
+        }
+        for (user, role) in [
+            (ALICE, Role::User),
+            (BOB, Role::User),
+            (ADA, Role::Admin),
+            (VIC, Role::Viewer),
+        ] {
+            let _ = pki.user(user, role);
+        }
+        let home = tempfile::tempdir().unwrap();
+        let mut toml = format!("certs = {:?}\n", pki.dir().display().to_string());
+        for c in &crews {
+            toml.push_str(&format!(
+                "\n[[crew]]\nname = {:?}\naddr = \"{}\"\n",
+                c.name, c.addr
+            ));
+        }
+        std::fs::write(home.path().join("foreman.toml"), toml).unwrap();
+        Self { pki, crews, home }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.home.path().join("foreman.toml")
+    }
+
+    /// `foreman --config <ours> --user <user> ARGS...`, ready to adjust.
+    pub fn foreman(&self, user: &str, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_foreman"));
+        cmd.arg("--config")
+            .arg(self.config())
+            .args(["--user", user])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs foreman to its end (at most 60 s) and returns what it did.
+    pub async fn run(&self, user: &str, args: &[&str]) -> Ran {
+        let out = tokio::time::timeout(Duration::from_secs(60), self.foreman(user, args).output())
+            .await
+            .unwrap_or_else(|_| panic!("foreman {args:?} hung"))
+            .expect("foreman runs");
+        Ran::from(out)
+    }
+
+    pub async fn stop(self) {
+        for c in self.crews {
+            c.stop().await;
+        }
+    }
+}
+
+/// One finished foreman: exit code and text.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: o.stdout,
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Ran {
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Panics with everything foreman said unless it exited with `code`.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code,
+            code,
+            "foreman exited {} (wanted {code})\nstdout: {}\nstderr: {}",
+            self.code,
+            self.out(),
+            self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.out()))
+    }
+}
