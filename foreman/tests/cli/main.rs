@@ -2,6 +2,7 @@
 //! mutual TLS, real jobs. What a script sees: stdout, stderr, exit codes.
 
 mod support;
+mod tty;
 
 use std::process::Stdio;
 use std::time::Duration;

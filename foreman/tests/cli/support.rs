@@ -44,15 +44,10 @@ pub fn shim() -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = std::process::Command::new(cargo);
         build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "crew",
-                "--bin",
-                "tasker-shim",
-                "--target-dir",
-            ])
+            // With the features this test build gave crew, so that nothing
+            // is rebuilt.
+            .args(["build", "--quiet", "-p", "crew", "--features", "testing"])
+            .args(["--bin", "tasker-shim", "--target-dir"])
             .arg(target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile != "debug" {
