@@ -65,7 +65,9 @@ impl CrewConfig {
 pub enum StartError {
     #[error("crew must run as root (it creates cgroups and namespaces)")]
     NotRoot,
-    #[error("crew name {0:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-'")]
+    #[error(
+        "crew name {0:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+    )]
     BadName(String),
     #[error("{0}")]
     Tls(#[from] api::tls::TlsError),
@@ -91,8 +93,12 @@ pub async fn prepare(config: &CrewConfig) -> Result<Prepared, StartError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError::NotRoot);
     }
+    // certgen's rule for names. The name is also a path component (the
+    // cgroup parent `tasker/<name>`, which a starting crew empties): "." or
+    // ".." there would be every crew's jobs, or the whole host's.
     let valid_name = !config.name.is_empty()
         && config.name.len() <= 64
+        && !config.name.starts_with(['.', '-'])
         && config
             .name
             .bytes()

@@ -68,8 +68,74 @@ fn init_logging(format: &str) {
     if format == "json" {
         builder.json().init();
     } else {
-        builder.with_ansi(false).init();
+        builder.with_ansi(false).fmt_fields(EscapedFields).init();
     }
+}
+
+/// The text format's fields, with every control character escaped: values
+/// carry what clients sent (an argv, a cwd, a start failure quoting them),
+/// and tracing writes `%` values as they are, so a newline would start what
+/// reads as a record of its own.
+struct EscapedFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for EscapedFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = EscapingVisitor {
+            writer: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'a, 'w> {
+    writer: &'a mut tracing_subscriber::fmt::format::Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl tracing::field::Visit for EscapingVisitor<'_, '_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        // What the log crate's bridge adds; the default format hides it too.
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return;
+        }
+        let sep = if std::mem::take(&mut self.first) { "" } else { " " };
+        let value = format!("{value:?}");
+        let value = escape_controls(&value);
+        self.result = match field.name() {
+            "message" => write!(self.writer, "{sep}{value}"),
+            name => write!(self.writer, "{sep}{name}={value}"),
+        };
+    }
+}
+
+/// `text` on one line: control characters (newline, carriage return, escape,
+/// C1 codes, ...) become Rust-style escapes.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 #[tokio::main]
@@ -89,7 +155,8 @@ async fn main() -> ExitCode {
     let prepared = match crew::prepare(&config).await {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("crew: {e}");
+            // One line, whatever the paths in it hold.
+            eprintln!("crew: {}", escape_controls(&e.to_string()));
             return ExitCode::from(2);
         }
     };

@@ -1,0 +1,18 @@
+//! The `crew` binary as an operator runs it: a real process with flags, a
+//! PKI made at test time (certgen), its own state directory, crew name and
+//! port, signals, stderr. Jobs run for real (root, cgroups, namespaces);
+//! where that is impossible a test says SKIPPED and why.
+//!
+//! - `start`: every bad start exits 2 with one line that names the problem.
+//! - `shutdown`: SIGTERM and SIGINT stop the jobs and exit 0, leaving nothing.
+//! - `logs`: what clients send cannot forge log records (text and JSON).
+//! - `attach`: a client that vanishes mid-attach leaks no fd, stops no job.
+//! - `transport`: the request size limit; handshake slots (a known bug).
+
+mod attach;
+mod client;
+mod logs;
+mod shutdown;
+mod start;
+mod support;
+mod transport;

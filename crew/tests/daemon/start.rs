@@ -1,0 +1,235 @@
+//! Every bad start exits 2 with exactly one line on stderr that names the
+//! problem, and leaves nothing behind (no cgroup of its name).
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use certgen::Role;
+use certgen::testing::TestPki;
+
+use crate::support::*;
+
+/// The flags of a crew named `name` on a free port with `pki`, and `state`
+/// as its state directory.
+fn flags(name: &str, pki: &Path, state: &Path, port: u16) -> Vec<OsString> {
+    vec![
+        "--name".into(),
+        name.into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}").into(),
+        "--certs".into(),
+        arg(pki),
+        "--state-dir".into(),
+        arg(state),
+    ]
+}
+
+/// Asserts the refusal every bad start must be: exit 2, one line, `crew: `
+/// and each of `needles`; and that nothing of crew `name` is left.
+fn assert_refused(got: &Refusal, name: &str, needles: &[&str]) {
+    assert_eq!(got.status.code(), Some(2), "{got:?}");
+    assert_eq!(got.stderr.len(), 1, "not exactly one line: {:#?}", got.stderr);
+    let line = &got.stderr[0];
+    assert!(line.starts_with("crew: "), "{line}");
+    for n in needles {
+        assert!(line.contains(n), "{line:?} does not say {n:?}");
+    }
+    assert!(
+        crew_cgroups_left(name).is_empty(),
+        "a refused start left cgroups: {:?}",
+        crew_cgroups_left(name)
+    );
+}
+
+/// Root is needed to get past the first check; the checks after it are
+/// what these tests are about.
+macro_rules! skip_unless_root {
+    () => {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "SKIPPED {}: needs root (the crew checks for root first)",
+                module_path!()
+            );
+            return;
+        }
+    };
+}
+
+#[tokio::test]
+async fn a_missing_key_file_is_named() {
+    skip_unless_root!();
+    let (pki, state, name) = (TestPki::new(), tempfile::tempdir().unwrap(), unique_name("nokey"));
+    let files = pki.crew(&name);
+    std::fs::remove_file(&files.key).unwrap();
+    let got = run_to_exit(&[], &flags(&name, pki.dir(), state.path(), free_port())).await;
+    assert_refused(&got, &name, &[&files.key.display().to_string(), "No such file"]);
+}
+
+#[tokio::test]
+async fn a_key_others_can_read_is_refused_with_the_chmod_to_fix_it() {
+    skip_unless_root!();
+    let (pki, state, name) = (
+        TestPki::new(),
+        tempfile::tempdir().unwrap(),
+        unique_name("keymode"),
+    );
+    let files = pki.crew(&name);
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let got = run_to_exit(&[], &flags(&name, pki.dir(), state.path(), free_port())).await;
+        assert_refused(
+            &got,
+            &name,
+            &[
+                &files.key.display().to_string(),
+                &format!("mode {mode:o}"),
+                "chmod 600",
+            ],
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_user_certificate_is_not_a_crew_certificate() {
+    skip_unless_root!();
+    let (pki, state, name) = (TestPki::new(), tempfile::tempdir().unwrap(), unique_name("ou"));
+    // certgen's layout, with a user's certificate and key where the crew's go.
+    let user = pki.user(&name, Role::User);
+    let crews = pki.dir().join("crews");
+    std::fs::create_dir_all(&crews).unwrap();
+    std::fs::copy(&user.cert, crews.join(format!("{name}.crt"))).unwrap();
+    std::fs::copy(&user.key, crews.join(format!("{name}.key"))).unwrap();
+    let got = run_to_exit(&[], &flags(&name, pki.dir(), state.path(), free_port())).await;
+    assert_refused(&got, &name, &[&format!("crews/{name}.crt"), "OU=user", "OU=crew"]);
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_named() {
+    skip_unless_root!();
+    let (pki, state, name) = (TestPki::new(), tempfile::tempdir().unwrap(), unique_name("port"));
+    let _ = pki.crew(&name);
+    // Held for the whole test: the port is certainly taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let got = run_to_exit(&[], &flags(&name, pki.dir(), state.path(), port)).await;
+    assert_refused(
+        &got,
+        &name,
+        &[&format!("cannot listen on 127.0.0.1:{port}"), "in use"],
+    );
+    drop(taken);
+}
+
+#[tokio::test]
+async fn a_state_dir_that_cannot_be_made_is_named() {
+    skip_unless_root!();
+    let (pki, name) = (TestPki::new(), unique_name("state"));
+    let _ = pki.crew(&name);
+    // Root can write almost anywhere; these it cannot: procfs refuses new
+    // directories, and nothing goes under a regular file.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let under_file = file.path().join("state");
+    let cases = [
+        (Path::new("/proc/tasker-no-such-dir"), "/proc/tasker-no-such-dir"),
+        (&under_file, &*under_file.to_string_lossy()),
+        // Still one line when the path holds a newline: escaped.
+        (
+            Path::new("/proc/tasker\nno-such-dir"),
+            "/proc/tasker\\nno-such-dir",
+        ),
+    ];
+    for (dir, shown) in cases {
+        let got = run_to_exit(&[], &flags(&name, pki.dir(), dir, free_port())).await;
+        assert_refused(&got, &name, &[&format!("create state directory {shown}")]);
+    }
+}
+
+#[tokio::test]
+async fn a_bad_name_is_refused_before_anything_else() {
+    skip_unless_root!();
+    let (pki, state) = (TestPki::new(), tempfile::tempdir().unwrap());
+    let long = "x".repeat(65);
+    // "." and ".." would make the cgroup parent `tasker/.` (every crew's
+    // jobs) or `tasker/..` (the whole host), which a starting crew empties.
+    for bad in [
+        "",
+        "bad/name",
+        "a b",
+        "tab\tname",
+        &long,
+        ".",
+        "..",
+        ".hidden",
+        "-dash",
+    ] {
+        let mut args = flags("x", pki.dir(), state.path(), free_port());
+        // `--name=-dash`, so clap takes it as the value.
+        args.splice(0..2, [OsString::from(format!("--name={bad}"))]);
+        let got = run_to_exit(&[], &args).await;
+        assert_eq!(got.status.code(), Some(2), "{bad:?}: {got:?}");
+        assert_eq!(got.stderr.len(), 1, "{bad:?}: {:#?}", got.stderr);
+        let line = &got.stderr[0];
+        assert!(
+            line.starts_with("crew: crew name ") && line.contains("is not valid"),
+            "{bad:?}: {line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_root_it_says_so_in_one_line() {
+    let (pki, state, name) = (
+        TestPki::new(),
+        tempfile::tempdir().unwrap(),
+        unique_name("noroot"),
+    );
+    let _ = pki.crew(&name);
+    let args = flags(&name, pki.dir(), state.path(), free_port());
+    let got = if nix::unistd::geteuid().is_root() {
+        if which("setpriv").is_none() {
+            eprintln!(
+                "SKIPPED {}: setpriv (util-linux) is not installed, and this test runs as root",
+                module_path!()
+            );
+            return;
+        }
+        // nobody: the binary and the shim are world-executable in target/.
+        run_to_exit(
+            &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+            &args,
+        )
+        .await
+    } else {
+        run_to_exit(&[], &args).await
+    };
+    assert_eq!(got.status.code(), Some(2), "{got:?}");
+    assert_eq!(got.stderr.len(), 1, "{:#?}", got.stderr);
+    assert!(got.stderr[0].contains("must run as root"), "{}", got.stderr[0]);
+}
+
+#[test]
+fn help_mentions_every_flag_of_the_spec() {
+    let out = std::process::Command::new(CREW).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--name",
+        "--listen",
+        "--certs",
+        "--state-dir",
+        "--allow-root",
+        "--shutdown-grace",
+        "--log-format",
+    ] {
+        assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
+    }
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
