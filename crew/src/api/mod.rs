@@ -10,7 +10,8 @@
 //!
 //! We run our own accept loop rather than tonic's TLS, so we also own what
 //! tonic would have done for us there: a handshake timeout, a cap on
-//! concurrent handshakes and on connections, TCP keepalive.
+//! concurrent handshakes (the oldest goes when a new one comes) and on
+//! connections, TCP keepalive.
 
 pub mod authz;
 pub mod convert;
@@ -45,7 +46,8 @@ pub struct ServeOptions {
     pub allow_root: bool,
     /// A client that has not finished its handshake by then is dropped.
     pub handshake_timeout: Duration,
-    /// Handshakes in progress at once; more wait in the kernel's backlog.
+    /// Handshakes in progress at once; a new connection past this evicts
+    /// the oldest pending handshake.
     pub max_handshakes: usize,
     /// Open connections; past this, new ones are closed at once.
     pub max_connections: usize,
@@ -116,14 +118,9 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(Arc::clone(&opts.tls));
-    let handshakes = Arc::new(Semaphore::new(opts.max_handshakes));
+    let pending = Arc::new(Pending::new(opts.max_handshakes));
     let connections = Arc::new(Semaphore::new(opts.max_connections));
     loop {
-        // One handshake slot before accepting: under a flood, connections
-        // wait in the kernel's backlog instead of piling up here.
-        let Ok(slot) = Arc::clone(&handshakes).acquire_owned().await else {
-            return;
-        };
         let (tcp, addr) = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
@@ -140,12 +137,29 @@ async fn accept_loop(
             tracing::warn!(%addr, "too many connections; closing a new one");
             continue;
         };
-        let (acceptor, tx, timeout) = (acceptor.clone(), tx.clone(), opts.handshake_timeout);
+        // Every handshake slot taken: the oldest pending handshake goes. A
+        // real client finishes in milliseconds, so the oldest is the one
+        // saying nothing; connections that never speak cannot lock others
+        // out (slowloris).
+        let (id, evicted) = pending.admit();
+        let (acceptor, tx, timeout, pending) = (
+            acceptor.clone(),
+            tx.clone(),
+            opts.handshake_timeout,
+            Arc::clone(&pending),
+        );
         tokio::spawn(async move {
-            let _slot = slot;
             tune(&tcp);
-            match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
+            let outcome = tokio::select! {
+                () = evicted.cancelled() => {
+                    tracing::info!(%addr, "handshake slots full: dropped the oldest pending handshake");
+                    None
+                }
+                r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => Some(r),
+            };
+            pending.done(id);
+            match outcome {
+                Some(Ok(Ok(tls))) => {
                     let identity = match tls.get_ref().1.peer_certificates() {
                         Some([leaf, ..]) => identity_of(leaf.as_ref()),
                         _ => Err("no client certificate".to_owned()),
@@ -165,10 +179,53 @@ async fn accept_loop(
                         }))
                         .await;
                 }
-                Ok(Err(e)) => tracing::info!(%addr, error = %e, "TLS handshake refused"),
-                Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
+                Some(Ok(Err(e))) => tracing::info!(%addr, error = %e, "TLS handshake refused"),
+                Some(Err(_)) => tracing::info!(%addr, "TLS handshake timed out"),
+                None => {}
             }
         });
+    }
+}
+
+/// The handshakes in progress, oldest first, at most `max`.
+struct Pending {
+    max: usize,
+    inner: std::sync::Mutex<(u64, std::collections::BTreeMap<u64, CancellationToken>)>,
+}
+
+impl Pending {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            inner: std::sync::Mutex::new((0, std::collections::BTreeMap::new())),
+        }
+    }
+
+    /// A slot for a new handshake, evicting the oldest if all are taken.
+    fn admit(&self) -> (u64, CancellationToken) {
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (next, slots) = &mut *g;
+        while slots.len() >= self.max {
+            if let Some((_, oldest)) = slots.pop_first() {
+                oldest.cancel();
+            }
+        }
+        let id = *next;
+        *next += 1;
+        let token = CancellationToken::new();
+        slots.insert(id, token.clone());
+        (id, token)
+    }
+
+    fn done(&self, id: u64) {
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.1.remove(&id);
     }
 }
 

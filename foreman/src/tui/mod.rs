@@ -1,11 +1,249 @@
-//! The dashboard: comes with its own issue. Until then, `foreman` with no
-//! command says so.
+//! The dashboard: every job of every crew, live, with an emulated terminal
+//! for the one attached. The Elm Architecture:
+//!
+//! - `app.rs`: the one state; `action.rs`: what can happen (`Action`) and
+//!   what the dashboard asks for (`Effect`).
+//! - `update.rs`: `update(&mut App, Action) -> Vec<Effect>`, no I/O.
+//! - `view/`: draws `&App`; `layout.rs`: where things are (shared with
+//!   `update` for mouse clicks).
+//! - `keys.rs`: the key and command tables (dispatch, hints and help).
+//! - `term.rs`: the terminal emulator and key encoding.
+//! - `event.rs`: the tasks feeding the one event channel.
+//! - here: the loop: events in, `update`, effects out, a frame when
+//!   something changed (at most 60 a second).
 
+pub mod action;
+pub mod app;
+pub mod event;
+pub mod keys;
+pub mod layout;
+pub mod term;
+pub mod update;
+pub mod view;
+
+use std::collections::HashMap;
+use std::io::Stdout;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+};
+use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::action::{Effect, Input, SessionId};
+use self::app::App;
+use self::event::{Event, Tx};
 use crate::cli::Failure;
-use crate::config::Overrides;
+use crate::client::{self, Crew};
+use crate::config::{self, Overrides};
 
-pub async fn run(_over: Overrides) -> Result<(), Failure> {
-    Err(Failure::Usage(
-        "the dashboard is not built yet; see `foreman --help` for the commands".into(),
-    ))
+/// At most this many frames a second.
+const FRAME: Duration = Duration::from_millis(16);
+
+pub async fn run(over: Overrides) -> Result<(), Failure> {
+    let config = config::load(&over)?;
+    let crews = client::crews(&config)?;
+    if !crate::cli::terminal::stdout_is_tty() || !crate::cli::terminal::stdin_is_tty() {
+        return Err(Failure::Usage(
+            "the dashboard needs a terminal; `foreman --help` lists the commands for scripts".into(),
+        ));
+    }
+    let mut screen =
+        Screen::enter().map_err(|e| Failure::Usage(format!("cannot set up the terminal: {e}")))?;
+    let size = screen
+        .terminal
+        .size()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut app = App::new(
+        crews.iter().map(|c| (c.name.clone(), c.addr.clone())).collect(),
+        (size.width, size.height),
+        SystemTime::now(),
+    );
+    let result = event_loop(&mut screen, &mut app, crews).await;
+    drop(screen);
+    result
+}
+
+async fn event_loop(screen: &mut Screen, app: &mut App, crews: Vec<Crew>) -> Result<(), Failure> {
+    let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    let cancel = CancellationToken::new();
+    let _stop_tasks = cancel.clone().drop_guard();
+    tokio::spawn(event::terminal_input(tx.clone(), cancel.clone()));
+    tokio::spawn(event::ticks(tx.clone(), cancel.clone()));
+    for (ix, crew) in crews.iter().enumerate() {
+        tokio::spawn(event::watch_crew(ix, crew.clone(), tx.clone(), cancel.clone()));
+    }
+    let mut sessions: HashMap<SessionId, mpsc::Sender<Input>> = HashMap::new();
+    let mut term_sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut hup_sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+
+    let mut dirty = true;
+    let mut last_frame = Instant::now().checked_sub(FRAME).unwrap_or_else(Instant::now);
+    loop {
+        if dirty && last_frame.elapsed() >= FRAME {
+            screen
+                .terminal
+                .draw(|f| view::draw(f, app))
+                .map_err(|e| Failure::Usage(format!("drawing failed: {e}")))?;
+            dirty = false;
+            last_frame = Instant::now();
+        }
+        let next_frame = if dirty {
+            tokio::time::Instant::from_std(last_frame + FRAME)
+        } else {
+            tokio::time::Instant::now() + Duration::from_secs(3600)
+        };
+        tokio::select! {
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                dirty = true;
+                let mut quit = handle(app, ev, &crews, &tx, &mut sessions);
+                // Take what else is ready, for at most a few ms, so that a
+                // flood still leaves room for frames.
+                let t0 = Instant::now();
+                while !quit && t0.elapsed() < Duration::from_millis(8) {
+                    match rx.try_recv() {
+                        Ok(ev) => quit = handle(app, ev, &crews, &tx, &mut sessions),
+                        Err(_) => break,
+                    }
+                }
+                if quit {
+                    break;
+                }
+            }
+            () = tokio::time::sleep_until(next_frame) => {}
+            _ = term_sig.recv() => break,
+            _ = hup_sig.recv() => break,
+        }
+    }
+    // Detach from every stream (the tasks send Detach when their input
+    // channel closes) and give them a moment to say so.
+    sessions.clear();
+    cancel.cancel();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
+}
+
+/// One event through `update`, and its effects carried out. True: quit.
+fn handle(
+    app: &mut App,
+    ev: Event,
+    crews: &[Crew],
+    tx: &Tx,
+    sessions: &mut HashMap<SessionId, mpsc::Sender<Input>>,
+) -> bool {
+    let Event { action, credit } = ev;
+    let effects = update::update(app, action);
+    // The output is in the emulator now: let more come.
+    drop(credit);
+    let mut quit = false;
+    for fx in effects {
+        match fx {
+            Effect::Start { crew, spec } => {
+                if let Some(c) = crews.get(crew) {
+                    tokio::spawn(event::start(crew, c.clone(), spec, tx.clone()));
+                }
+            }
+            Effect::Stop { crew, job, label } => {
+                if let Some(c) = crews.get(crew) {
+                    tokio::spawn(event::stop(c.clone(), job, label, tx.clone()));
+                }
+            }
+            Effect::Archive { crew, job, label } => {
+                if let Some(c) = crews.get(crew) {
+                    tokio::spawn(event::archive(c.clone(), job, label, tx.clone()));
+                }
+            }
+            Effect::Attach {
+                session,
+                crew,
+                job,
+                write,
+            } => {
+                if let Some(c) = crews.get(crew) {
+                    let (input_tx, input_rx) = mpsc::channel(256);
+                    sessions.insert(session, input_tx);
+                    tokio::spawn(event::attach(
+                        session,
+                        c.clone(),
+                        job,
+                        write,
+                        tx.clone(),
+                        input_rx,
+                    ));
+                }
+            }
+            Effect::Send { session, input } => {
+                if let Some(s) = sessions.get(&session)
+                    && s.try_send(input).is_err()
+                {
+                    app.notice = Some(action::Notice::error(
+                        "the job is not reading its input: keys dropped",
+                    ));
+                }
+            }
+            Effect::Detach { session } => {
+                sessions.remove(&session);
+            }
+            Effect::Quit => quit = true,
+        }
+    }
+    quit
+}
+
+/// The terminal in the dashboard's modes, put back however we leave:
+/// return, error, or panic.
+struct Screen {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl Screen {
+    fn enter() -> std::io::Result<Self> {
+        install_panic_hook();
+        crossterm::terminal::enable_raw_mode()?;
+        let mut out = std::io::stdout();
+        crossterm::execute!(
+            out,
+            EnterAlternateScreen,
+            EnableMouseCapture,
+            EnableBracketedPaste
+        )?;
+        let mut terminal = Terminal::new(CrosstermBackend::new(out))?;
+        terminal.clear()?;
+        Ok(Self { terminal })
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+fn restore() {
+    let _ = crossterm::terminal::disable_raw_mode();
+    let _ = crossterm::execute!(
+        std::io::stdout(),
+        DisableBracketedPaste,
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+    });
 }

@@ -44,7 +44,7 @@ async fn run(state: Arc<State>, mut events: broadcast::Receiver<JobEvent>, tx: T
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.tick().await;
     let mut last_cpu: HashMap<JobId, (u64, Instant)> = HashMap::new();
-    if !send(&state, &tx, snapshot(&state)).await {
+    if !send_snapshot(&state, &tx).await {
         return;
     }
     loop {
@@ -56,7 +56,12 @@ async fn run(state: Arc<State>, mut events: broadcast::Receiver<JobEvent>, tx: T
                 Ok(JobEvent::StateChanged(j)) if !j.archived => Event::Changed(convert::job(&j)),
                 Ok(JobEvent::Archived(j)) => Event::Archived(convert::job(&j)),
                 Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(_)) => snapshot(&state),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if !send_snapshot(&state, &tx).await {
+                        return;
+                    }
+                    continue;
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = tick.tick() => usage(&state, &mut last_cpu),
@@ -67,10 +72,21 @@ async fn run(state: Arc<State>, mut events: broadcast::Receiver<JobEvent>, tx: T
     }
 }
 
-fn snapshot(state: &State) -> Event {
-    Event::Snapshot(Snapshot {
-        jobs: state.engine.list(false).iter().map(convert::job).collect(),
-    })
+/// Every job not archived, in messages of about a megabyte (`more` on all
+/// but the last), so that no number or size of jobs outgrows a message.
+async fn send_snapshot(state: &State, tx: &Tx) -> bool {
+    let mut jobs = state.engine.list(false);
+    jobs.sort_by_key(super::list::seq);
+    let mut rest = jobs.iter().peekable();
+    loop {
+        let (page, more) = super::list::page(&mut rest, usize::MAX);
+        if !send(state, tx, Event::Snapshot(Snapshot { jobs: page, more })).await {
+            return false;
+        }
+        if !more {
+            return true;
+        }
+    }
 }
 
 fn usage(state: &State, last: &mut HashMap<JobId, (u64, Instant)>) -> Event {

@@ -10,16 +10,10 @@ use crate::cli::{Ctx, Failure};
 use crate::sanitize::Sanitizer;
 
 pub async fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<(), Failure> {
-    let asks = ctx.crews.iter().map(|crew| async move {
-        let mut client = crew.client.clone();
-        let answer = client
-            .list_jobs(pb::ListJobsRequest {
-                include_archived: all,
-            })
-            .await
-            .map(|r| r.into_inner().jobs);
-        (crew, answer)
-    });
+    let asks = ctx
+        .crews
+        .iter()
+        .map(|crew| async move { (crew, list_all(crew, all).await) });
     let mut jobs = Vec::new();
     let mut failures = Vec::new();
     for (crew, answer) in join_all(asks).await {
@@ -69,5 +63,27 @@ fn state_cell(v: &crate::cli::output::JobView) -> String {
         (s, Some(c), _, _) => format!("{s} (exit {c})"),
         (s, _, Some(sig), _) => format!("{s} (signal {sig})"),
         (s, ..) => s.to_owned(),
+    }
+}
+
+/// Every page of a crew's jobs.
+pub async fn list_all(crew: &crate::client::Crew, all: bool) -> Result<Vec<pb::Job>, tonic::Status> {
+    let mut client = crew.client.clone();
+    let mut jobs = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_jobs(pb::ListJobsRequest {
+                include_archived: all,
+                page_size: 0,
+                page_token: std::mem::take(&mut token),
+            })
+            .await?
+            .into_inner();
+        jobs.extend(page.jobs);
+        if page.next_page_token.is_empty() {
+            return Ok(jobs);
+        }
+        token = page.next_page_token;
     }
 }

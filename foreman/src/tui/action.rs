@@ -1,0 +1,130 @@
+//! What happens to the dashboard (`Action`, fed to `update`) and what the
+//! dashboard asks the world to do (`Effect`, carried out by the runtime).
+//! `update` never does I/O: it turns actions into state and effects.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use crossterm::event::{KeyEvent, MouseEvent};
+use tasker_proto::v1 as pb;
+
+/// Index of a crew in `App::crews` (config order).
+pub type CrewIx = usize;
+
+/// One attach, from open to close; events of an older session are ignored.
+pub type SessionId = u64;
+
+#[derive(Debug)]
+pub enum Action {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Paste(String),
+    /// The whole terminal's new size (cols, rows).
+    Resize(u16, u16),
+    /// Once a second: ages and "since" times move on.
+    Tick(SystemTime),
+    Crew(CrewIx, CrewEvent),
+    Attach(SessionId, AttachEvent),
+    /// The answer to an effect (stop, archive): a line for the status bar.
+    Done(Notice),
+    /// A job we started.
+    Started(CrewIx, Box<pb::Job>),
+}
+
+/// What a crew's connection task reports.
+#[derive(Debug)]
+pub enum CrewEvent {
+    /// Connected; who we are there.
+    Up {
+        identity: String,
+        role: String,
+    },
+    /// Lost or never made. `refused`: the crew (or its certificate) said
+    /// no, rather than not answering.
+    Down {
+        why: String,
+        refused: bool,
+        retry_in: Duration,
+    },
+    Snapshot(Vec<pb::Job>),
+    Job(Box<pb::Job>),
+    Archived(Box<pb::Job>),
+    Usage(Vec<pb::Usage>),
+}
+
+#[derive(Debug)]
+pub enum AttachEvent {
+    Opened {
+        writable: bool,
+    },
+    Output(Bytes),
+    /// Bytes the crew no longer had (we fell behind its window).
+    Dropped(u64),
+    Ended(Box<pb::Job>),
+    /// The stream is over; an error if it failed.
+    Closed(Option<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    pub error: bool,
+}
+
+impl Notice {
+    pub fn info(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            error: false,
+        }
+    }
+
+    pub fn error(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            error: true,
+        }
+    }
+}
+
+/// Input for an attached job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    Bytes(Vec<u8>),
+    Eof,
+    /// rows, cols
+    Resize(u16, u16),
+}
+
+/// I/O for the runtime to do; answers come back as actions.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Start {
+        crew: CrewIx,
+        spec: pb::JobSpec,
+    },
+    Stop {
+        crew: CrewIx,
+        job: String,
+        label: String,
+    },
+    Archive {
+        crew: CrewIx,
+        job: String,
+        label: String,
+    },
+    Attach {
+        session: SessionId,
+        crew: CrewIx,
+        job: String,
+        write: bool,
+    },
+    Send {
+        session: SessionId,
+        input: Input,
+    },
+    Detach {
+        session: SessionId,
+    },
+    Quit,
+}

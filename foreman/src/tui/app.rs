@@ -1,0 +1,318 @@
+//! The dashboard's whole state. `update` is the only writer; the views
+//! read it by reference.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
+
+use tasker_proto::v1 as pb;
+
+use super::action::{CrewIx, Notice, SessionId};
+use super::term::Emulator;
+
+#[derive(Debug)]
+pub struct App {
+    pub crews: Vec<CrewState>,
+    /// Every job of every crew, in crew then creation order.
+    pub jobs: BTreeMap<JobKey, JobEntry>,
+    /// Job id → its key.
+    pub index: HashMap<String, JobKey>,
+    pub selected: Option<JobKey>,
+    /// First row of the (filtered) job list on screen.
+    pub offset: usize,
+    pub filter: String,
+    pub mode: Mode,
+    pub focus: Focus,
+    pub overlay: Option<Overlay>,
+    pub attached: Option<Attachment>,
+    /// The `:` command line or the `/` filter being typed.
+    pub line: LineEdit,
+    pub history: Vec<String>,
+    /// Where Up/Down is in the history while editing.
+    pub history_pos: Option<usize>,
+    pub completion: Option<Completion>,
+    pub notice: Option<Notice>,
+    pub notice_at: Option<SystemTime>,
+    /// The whole terminal (cols, rows).
+    pub size: (u16, u16),
+    pub now: SystemTime,
+    pub next_session: SessionId,
+    pub quitting: bool,
+}
+
+#[derive(Debug)]
+pub struct CrewState {
+    pub name: String,
+    pub addr: String,
+    pub link: Link,
+    /// Who we are there (identity, role), once connected.
+    pub me: Option<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    Connecting {
+        since: SystemTime,
+    },
+    Connected {
+        since: SystemTime,
+    },
+    /// Not answering; retrying.
+    Reconnecting {
+        since: SystemTime,
+        why: String,
+        retry_at: SystemTime,
+    },
+    /// Answered no (certificate, permission); still retrying, slowly.
+    Refused {
+        since: SystemTime,
+        why: String,
+        retry_at: SystemTime,
+    },
+}
+
+impl Link {
+    pub fn is_up(&self) -> bool {
+        matches!(self, Self::Connected { .. })
+    }
+}
+
+/// Orders jobs by crew, then by handle number (creation order).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobKey {
+    pub crew: CrewIx,
+    pub seq: u64,
+    pub id: String,
+}
+
+impl JobKey {
+    pub fn of(crew: CrewIx, job: &pb::Job) -> Self {
+        let seq = job
+            .handle
+            .strip_prefix("job-")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX);
+        Self {
+            crew,
+            seq,
+            id: job.id.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct JobEntry {
+    pub job: pb::Job,
+    pub usage: Option<pb::Usage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Typing a `:` command.
+    Command,
+    /// Typing a `/` filter.
+    Filter,
+    /// Keys go to the attached job.
+    Input,
+    /// A y/n question before a stop.
+    Confirm(Pending),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub crew: CrewIx,
+    pub job: String,
+    pub label: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    Jobs,
+    Terminal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlay {
+    /// Scrolled this many lines.
+    Help(u16),
+    Crews,
+}
+
+/// The job shown in the terminal pane.
+#[derive(Debug)]
+pub struct Attachment {
+    pub session: SessionId,
+    pub crew: CrewIx,
+    pub job: String,
+    /// `crew/job-N`.
+    pub label: String,
+    pub tty: bool,
+    /// Known once the crew answers.
+    pub writable: Option<bool>,
+    pub term: Emulator,
+    /// The job's end, once it ended: "exit 0", "killed by signal 9"...
+    pub ended: Option<String>,
+    /// Why the stream closed early, if it did.
+    pub lost: Option<String>,
+    pub dropped: u64,
+    /// The pty size last sent to the job.
+    pub sent_size: Option<(u16, u16)>,
+}
+
+/// A line being edited.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineEdit {
+    pub text: String,
+    /// Cursor, in chars.
+    pub cursor: usize,
+}
+
+impl LineEdit {
+    pub fn set(&mut self, text: &str) {
+        self.text = text.to_owned();
+        self.cursor = text.chars().count();
+    }
+
+    pub fn clear(&mut self) {
+        self.set("");
+    }
+
+    fn byte_at(&self, char_ix: usize) -> usize {
+        self.text
+            .char_indices()
+            .nth(char_ix)
+            .map_or(self.text.len(), |(i, _)| i)
+    }
+
+    pub fn insert(&mut self, s: &str) {
+        let at = self.byte_at(self.cursor);
+        self.text.insert_str(at, s);
+        self.cursor += s.chars().count();
+    }
+
+    pub fn backspace(&mut self) {
+        if self.cursor > 0 {
+            let at = self.byte_at(self.cursor - 1);
+            self.text.remove(at);
+            self.cursor -= 1;
+        }
+    }
+
+    pub fn delete(&mut self) {
+        if self.cursor < self.text.chars().count() {
+            let at = self.byte_at(self.cursor);
+            self.text.remove(at);
+        }
+    }
+
+    pub fn left(&mut self) {
+        self.cursor = self.cursor.saturating_sub(1);
+    }
+
+    pub fn right(&mut self) {
+        self.cursor = (self.cursor + 1).min(self.text.chars().count());
+    }
+
+    pub fn home(&mut self) {
+        self.cursor = 0;
+    }
+
+    pub fn end(&mut self) {
+        self.cursor = self.text.chars().count();
+    }
+
+    /// Ctrl-W: the word before the cursor.
+    pub fn delete_word(&mut self) {
+        let chars: Vec<char> = self.text.chars().collect();
+        let mut i = self.cursor;
+        while i > 0 && chars[i - 1] == ' ' {
+            i -= 1;
+        }
+        while i > 0 && chars[i - 1] != ' ' {
+            i -= 1;
+        }
+        let (from, to) = (self.byte_at(i), self.byte_at(self.cursor));
+        self.text.replace_range(from..to, "");
+        self.cursor = i;
+    }
+}
+
+/// Tab completion in progress: the word being completed and its choices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The line up to the completed word.
+    pub prefix: String,
+    pub choices: Vec<String>,
+    pub next: usize,
+}
+
+impl App {
+    pub fn new(crews: Vec<(String, String)>, size: (u16, u16), now: SystemTime) -> Self {
+        Self {
+            crews: crews
+                .into_iter()
+                .map(|(name, addr)| CrewState {
+                    name,
+                    addr,
+                    link: Link::Connecting { since: now },
+                    me: None,
+                })
+                .collect(),
+            jobs: BTreeMap::new(),
+            index: HashMap::new(),
+            selected: None,
+            offset: 0,
+            filter: String::new(),
+            mode: Mode::Normal,
+            focus: Focus::Jobs,
+            overlay: None,
+            attached: None,
+            line: LineEdit::default(),
+            history: Vec::new(),
+            history_pos: None,
+            completion: None,
+            notice: None,
+            notice_at: None,
+            size,
+            now,
+            next_session: 1,
+            quitting: false,
+        }
+    }
+
+    /// The jobs the list shows: not archived, matching the filter.
+    pub fn visible(&self) -> Vec<(&JobKey, &JobEntry)> {
+        let needle = self.filter.to_lowercase();
+        self.jobs
+            .iter()
+            .filter(|(_, e)| !e.job.archived)
+            .filter(|(k, e)| needle.is_empty() || self.matches(k, e, &needle))
+            .collect()
+    }
+
+    fn matches(&self, key: &JobKey, e: &JobEntry, needle: &str) -> bool {
+        let j = &e.job;
+        let crew = self.crews.get(key.crew).map_or("", |c| c.name.as_str());
+        [crew, &j.handle, &j.name, &j.owner, &j.id]
+            .iter()
+            .any(|f| f.to_lowercase().contains(needle))
+            || j.argv.iter().any(|a| a.to_lowercase().contains(needle))
+            || super::view::jobs::state_text(j).contains(needle)
+    }
+
+    /// `crew/job-N` of a job.
+    pub fn label(&self, key: &JobKey) -> String {
+        let crew = self.crews.get(key.crew).map_or("?", |c| c.name.as_str());
+        let handle = self.jobs.get(key).map_or("?", |e| e.job.handle.as_str());
+        format!("{crew}/{handle}")
+    }
+
+    pub fn selected_entry(&self) -> Option<(&JobKey, &JobEntry)> {
+        let key = self.selected.as_ref()?;
+        self.jobs.get_key_value(key)
+    }
+
+    pub fn since(&self, t: SystemTime) -> Duration {
+        self.now.duration_since(t).unwrap_or_default()
+    }
+}

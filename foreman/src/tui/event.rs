@@ -1,0 +1,347 @@
+//! Everything that feeds the one event channel: the terminal's keys,
+//! mouse and resizes; a tick; one task per crew (its connection and
+//! `WatchJobs`); one task per attach; and the answers to effects.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use tasker_proto::v1 as pb;
+use tasker_proto::v1::attach_job_request::{Msg as In, open::Beginning, open::From};
+use tasker_proto::v1::attach_job_response::Msg as Out;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::action::{Action, AttachEvent, CrewEvent, CrewIx, Input, Notice, SessionId};
+use crate::client::{self, Crew};
+
+/// What travels on the channel: an action, and for job output the credit
+/// it holds until `update` has drawn it into the emulator.
+#[derive(Debug)]
+pub struct Event {
+    pub action: Action,
+    pub credit: Option<OwnedSemaphorePermit>,
+}
+
+pub type Tx = mpsc::Sender<Event>;
+
+pub async fn send(tx: &Tx, action: Action) -> bool {
+    tx.send(Event { action, credit: None }).await.is_ok()
+}
+
+/// Keys, mouse, paste and resizes from the terminal.
+pub async fn terminal_input(tx: Tx, cancel: CancellationToken) {
+    use crossterm::event::Event as T;
+    let mut events = crossterm::event::EventStream::new();
+    loop {
+        let ev = tokio::select! {
+            () = cancel.cancelled() => return,
+            ev = events.next() => ev,
+        };
+        let action = match ev {
+            Some(Ok(T::Key(k))) => Action::Key(k),
+            Some(Ok(T::Mouse(m))) => Action::Mouse(m),
+            Some(Ok(T::Paste(p))) => Action::Paste(p),
+            Some(Ok(T::Resize(c, r))) => Action::Resize(c, r),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return,
+        };
+        if !send(&tx, action).await {
+            return;
+        }
+    }
+}
+
+/// A tick a second, for ages and "since" times.
+pub async fn ticks(tx: Tx, cancel: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = every.tick() => {
+                if !send(&tx, Action::Tick(SystemTime::now())).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Backoff before the next try: 0.5 s doubling to 30 s, ±20%.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 500u64.saturating_mul(1 << attempt.min(6)).min(30_000);
+    // Jitter from the clock's nanoseconds: crews that failed together do
+    // not all come back in step.
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let jitter = (u64::from(nanos) % 400) as i64 - 200; // per mille
+    Duration::from_millis((base as i64 + base as i64 * jitter / 1000).max(100) as u64)
+}
+
+/// Why a crew is down, for people: refused (certificate, permission) or
+/// unreachable.
+pub fn classify(status: &tonic::Status) -> (String, bool) {
+    use tonic::Code;
+    let text = client::explain(status);
+    match status.code() {
+        Code::Unauthenticated | Code::PermissionDenied => (format!("permission: {}", status.message()), true),
+        _ => {
+            let lower = text.to_lowercase();
+            let cert = [
+                "certificate",
+                "unknownissuer",
+                "notvalidforname",
+                "expired",
+                "badencoding",
+                "alert",
+            ]
+            .iter()
+            .any(|w| lower.contains(w));
+            // The innermost cause says the most in the least space.
+            let short = text.rsplit(": ").next().unwrap_or(&text).to_owned();
+            if cert {
+                (format!("certificate: {short}"), true)
+            } else {
+                (format!("unreachable: {short}"), false)
+            }
+        }
+    }
+}
+
+/// One crew, for the life of the dashboard: connect, `Info`, `WatchJobs`,
+/// forward every change; on any failure say why, back off, try again.
+pub async fn watch_crew(ix: CrewIx, crew: Crew, tx: Tx, cancel: CancellationToken) {
+    let mut attempt = 0u32;
+    loop {
+        let started = tokio::time::Instant::now();
+        let ended = tokio::select! {
+            () = cancel.cancelled() => return,
+            e = watch_once(ix, &crew, &tx) => e,
+        };
+        let Some((why, refused)) = ended else { return };
+        if started.elapsed() > Duration::from_secs(30) {
+            attempt = 0;
+        }
+        let delay = backoff(attempt);
+        attempt = attempt.saturating_add(1);
+        if !send(
+            &tx,
+            Action::Crew(
+                ix,
+                CrewEvent::Down {
+                    why,
+                    refused,
+                    retry_in: delay,
+                },
+            ),
+        )
+        .await
+        {
+            return;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// One connection's worth of watching. `None`: the dashboard is gone.
+async fn watch_once(ix: CrewIx, crew: &Crew, tx: &Tx) -> Option<(String, bool)> {
+    let mut c = crew.client.clone();
+    // A crew that accepts TCP and then says nothing must not hold us.
+    let info = match tokio::time::timeout(Duration::from_secs(10), c.info(pb::InfoRequest {})).await {
+        Err(_) => return Some(("unreachable: no answer in 10 s".into(), false)),
+        Ok(Err(s)) => return Some(classify(&s)),
+        Ok(Ok(r)) => r.into_inner(),
+    };
+    let mut stream = match c.watch_jobs(pb::WatchJobsRequest {}).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Some(classify(&s)),
+    };
+    let up = CrewEvent::Up {
+        identity: info.identity,
+        role: info.role,
+    };
+    if !send(tx, Action::Crew(ix, up)).await {
+        return None;
+    }
+    use pb::watch_jobs_response::Event as W;
+    // A snapshot may come in parts; it is applied whole.
+    let mut parts: Vec<pb::Job> = Vec::new();
+    loop {
+        let ev = match stream.message().await {
+            Ok(Some(m)) => m.event,
+            Ok(None) => return Some(("unreachable: the crew ended the stream".into(), false)),
+            Err(s) => return Some(classify(&s)),
+        };
+        let ev = match ev {
+            Some(W::Snapshot(s)) => {
+                parts.extend(s.jobs);
+                if s.more {
+                    continue;
+                }
+                CrewEvent::Snapshot(std::mem::take(&mut parts))
+            }
+            Some(W::Created(j) | W::Changed(j)) => CrewEvent::Job(Box::new(j)),
+            Some(W::Archived(j)) => CrewEvent::Archived(Box::new(j)),
+            Some(W::Usage(u)) => CrewEvent::Usage(u.jobs),
+            None => continue,
+        };
+        if !send(tx, Action::Crew(ix, ev)).await {
+            return None;
+        }
+    }
+}
+
+/// Output in flight between an attach task and `update`: bounded, so that
+/// a job writing as fast as it can never queues more than this ahead of a
+/// key press.
+pub const OUTPUT_CREDIT: usize = 512 << 10;
+const CHUNK: usize = 64 << 10;
+
+/// One attach: opens it from the beginning, forwards output (within the
+/// credit), passes input on, and detaches when its sender is dropped.
+pub async fn attach(
+    session: SessionId,
+    crew: Crew,
+    job: String,
+    write: bool,
+    tx: Tx,
+    mut input: mpsc::Receiver<Input>,
+) {
+    let credit = Arc::new(Semaphore::new(OUTPUT_CREDIT));
+    let ev = |e: AttachEvent| Action::Attach(session, e);
+    let (req_tx, req_rx) = mpsc::channel(64);
+    let open = pb::AttachJobRequest {
+        msg: Some(In::Open(pb::attach_job_request::Open {
+            job,
+            from: Some(From::Beginning(Beginning {})),
+            write,
+        })),
+    };
+    let _ = req_tx.send(open).await;
+    let mut client = crew.client.clone();
+    let mut stream = match client
+        .attach_job(tokio_stream::wrappers::ReceiverStream::new(req_rx))
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => {
+            send(&tx, ev(AttachEvent::Closed(Some(client::explain(&s))))).await;
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            msg = stream.message() => {
+                let event = match msg {
+                    Ok(Some(pb::AttachJobResponse { msg: Some(m) })) => m,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {
+                        send(&tx, ev(AttachEvent::Closed(None))).await;
+                        return;
+                    }
+                    Err(s) => {
+                        send(&tx, ev(AttachEvent::Closed(Some(client::explain(&s))))).await;
+                        return;
+                    }
+                };
+                let ok = match event {
+                    Out::Attached(a) => send(&tx, ev(AttachEvent::Opened { writable: a.writable })).await,
+                    Out::Output(o) => forward(&tx, &credit, session, o.data).await,
+                    Out::Dropped(d) => send(&tx, ev(AttachEvent::Dropped(d.len))).await,
+                    Out::Ended(j) => send(&tx, ev(AttachEvent::Ended(Box::new(j)))).await,
+                };
+                if !ok {
+                    return;
+                }
+            }
+            cmd = input.recv() => {
+                let msg = match cmd {
+                    Some(Input::Bytes(b)) => In::Stdin(b.into()),
+                    Some(Input::Eof) => In::Eof(pb::attach_job_request::Eof {}),
+                    Some(Input::Resize(rows, cols)) => In::Resize(pb::TtySize {
+                        rows: u32::from(rows),
+                        cols: u32::from(cols),
+                    }),
+                    None => {
+                        // Detached (or quitting): say so, so the crew ends
+                        // the stream at once.
+                        let _ = req_tx
+                            .send(pb::AttachJobRequest {
+                                msg: Some(In::Detach(pb::attach_job_request::Detach {})),
+                            })
+                            .await;
+                        return;
+                    }
+                };
+                if req_tx.send(pb::AttachJobRequest { msg: Some(msg) }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends output in chunks, each holding credit until drawn.
+async fn forward(tx: &Tx, credit: &Arc<Semaphore>, session: SessionId, data: Bytes) -> bool {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = rest.len().min(CHUNK);
+        let chunk = rest.split_to(n);
+        let Ok(permit) = Arc::clone(credit).acquire_many_owned(n as u32).await else {
+            return false;
+        };
+        let event = Event {
+            action: Action::Attach(session, AttachEvent::Output(chunk)),
+            credit: Some(permit),
+        };
+        if tx.send(event).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The answer to a start, stop or archive, as an action.
+pub async fn start(ix: CrewIx, crew: Crew, spec: pb::JobSpec, tx: Tx) {
+    let mut c = crew.client.clone();
+    let action = match c.start_job(pb::StartJobRequest { spec: Some(spec) }).await {
+        Ok(r) => match r.into_inner().job {
+            Some(job) => Action::Started(ix, Box::new(job)),
+            None => Action::Done(Notice::error(format!("{}: the crew sent no job", crew.name))),
+        },
+        Err(s) => Action::Done(Notice::error(format!("{}: {}", crew.name, client::explain(&s)))),
+    };
+    send(&tx, action).await;
+}
+
+pub async fn stop(crew: Crew, job: String, label: String, tx: Tx) {
+    let mut c = crew.client.clone();
+    let action = match c.stop_job(pb::StopJobRequest { job, grace: None }).await {
+        Ok(r) => {
+            let summary = r
+                .into_inner()
+                .job
+                .and_then(|j| j.outcome)
+                .map(|o| crate::sanitize::Sanitizer::clean(&o.summary))
+                .unwrap_or_default();
+            Action::Done(Notice::info(format!("{label}: {summary}")))
+        }
+        Err(s) => Action::Done(Notice::error(format!("{label}: {}", client::explain(&s)))),
+    };
+    send(&tx, action).await;
+}
+
+pub async fn archive(crew: Crew, job: String, label: String, tx: Tx) {
+    let mut c = crew.client.clone();
+    let action = match c.archive_job(pb::ArchiveJobRequest { job }).await {
+        Ok(_) => Action::Done(Notice::info(format!("{label} archived"))),
+        Err(s) => Action::Done(Notice::error(format!("{label}: {}", client::explain(&s)))),
+    };
+    send(&tx, action).await;
+}

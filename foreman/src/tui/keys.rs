@@ -1,0 +1,367 @@
+//! Every key binding and every `:` command, in tables that `update`
+//! dispatches through and that the hint bar and `:help` are drawn from, so
+//! the help can never disagree with the keys.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// What a bound key does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    Attach,
+    Stop,
+    Archive,
+    Filter,
+    CommandLine,
+    Help,
+    Crews,
+    Quit,
+    Detach,
+    Input,
+    Focus,
+    ScrollUp,
+    ScrollDown,
+    ScrollPageUp,
+    ScrollPageDown,
+    Live,
+    LeaveInput,
+    Eof,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Key {
+    pub code: KeyCode,
+    pub mods: KeyModifiers,
+}
+
+const fn k(c: char) -> Key {
+    Key {
+        code: KeyCode::Char(c),
+        mods: KeyModifiers::NONE,
+    }
+}
+
+const fn code(code: KeyCode) -> Key {
+    Key {
+        code,
+        mods: KeyModifiers::NONE,
+    }
+}
+
+const fn ctrl(c: char) -> Key {
+    Key {
+        code: KeyCode::Char(c),
+        mods: KeyModifiers::CONTROL,
+    }
+}
+
+#[derive(Debug)]
+pub struct Binding {
+    pub keys: &'static [Key],
+    /// How the key is written in hints and help.
+    pub label: &'static str,
+    pub what: &'static str,
+    pub cmd: Cmd,
+    /// Shown in the hint bar (the rest only in `:help`).
+    pub hint: bool,
+}
+
+const fn b(keys: &'static [Key], label: &'static str, what: &'static str, cmd: Cmd, hint: bool) -> Binding {
+    Binding {
+        keys,
+        label,
+        what,
+        cmd,
+        hint,
+    }
+}
+
+/// The key that leaves input mode; never sent to a job.
+pub const LEAVE_INPUT: Key = ctrl(']');
+pub const LEAVE_INPUT_LABEL: &str = "Ctrl-]";
+
+/// The job list has the focus.
+pub const JOBS: &[Binding] = &[
+    b(
+        &[code(KeyCode::Up), k('k')],
+        "↑/k",
+        "select the job above",
+        Cmd::Up,
+        false,
+    ),
+    b(
+        &[code(KeyCode::Down), k('j')],
+        "↓/j",
+        "select the job below",
+        Cmd::Down,
+        false,
+    ),
+    b(&[code(KeyCode::PageUp)], "PgUp", "a page up", Cmd::PageUp, false),
+    b(
+        &[code(KeyCode::PageDown)],
+        "PgDn",
+        "a page down",
+        Cmd::PageDown,
+        false,
+    ),
+    b(
+        &[code(KeyCode::Home), k('g')],
+        "Home/g",
+        "first job",
+        Cmd::Top,
+        false,
+    ),
+    b(
+        &[code(KeyCode::End), k('G')],
+        "End/G",
+        "last job",
+        Cmd::Bottom,
+        false,
+    ),
+    b(
+        &[code(KeyCode::Enter), k('a')],
+        "⏎/a",
+        "attach (type into it if you may)",
+        Cmd::Attach,
+        true,
+    ),
+    b(&[k('s')], "s", "stop the job (asks first)", Cmd::Stop, true),
+    b(&[k('x')], "x", "archive an ended job", Cmd::Archive, false),
+    b(&[k('/')], "/", "filter jobs", Cmd::Filter, true),
+    b(&[k(':')], ":", "command line", Cmd::CommandLine, true),
+    b(
+        &[code(KeyCode::Tab)],
+        "Tab",
+        "focus the terminal pane",
+        Cmd::Focus,
+        false,
+    ),
+    b(&[k('i')], "i", "type into the attached job", Cmd::Input, false),
+    b(&[k('d')], "d", "detach (the job goes on)", Cmd::Detach, false),
+    b(&[k('c')], "c", "crews and their connections", Cmd::Crews, false),
+    b(&[k('?')], "?", "help", Cmd::Help, true),
+    b(&[k('q'), ctrl('c')], "q", "quit (jobs go on)", Cmd::Quit, true),
+];
+
+/// The terminal pane has the focus (not typing into the job).
+pub const TERMINAL: &[Binding] = &[
+    b(
+        &[k('i'), code(KeyCode::Enter)],
+        "i/⏎",
+        "type into the job",
+        Cmd::Input,
+        true,
+    ),
+    b(
+        &[code(KeyCode::Up), k('k')],
+        "↑/k",
+        "scroll back a line",
+        Cmd::ScrollUp,
+        false,
+    ),
+    b(
+        &[code(KeyCode::Down), k('j')],
+        "↓/j",
+        "scroll forward a line",
+        Cmd::ScrollDown,
+        false,
+    ),
+    b(
+        &[code(KeyCode::PageUp)],
+        "PgUp",
+        "scroll back a page",
+        Cmd::ScrollPageUp,
+        true,
+    ),
+    b(
+        &[code(KeyCode::PageDown)],
+        "PgDn",
+        "scroll forward a page",
+        Cmd::ScrollPageDown,
+        false,
+    ),
+    b(
+        &[code(KeyCode::End), k('G')],
+        "End",
+        "back to live output",
+        Cmd::Live,
+        false,
+    ),
+    b(&[k('d')], "d", "detach (the job goes on)", Cmd::Detach, true),
+    b(
+        &[k('s')],
+        "s",
+        "stop the attached job (asks first)",
+        Cmd::Stop,
+        false,
+    ),
+    b(
+        &[code(KeyCode::Tab), code(KeyCode::Esc)],
+        "Tab",
+        "focus the job list",
+        Cmd::Focus,
+        true,
+    ),
+    b(&[k(':')], ":", "command line", Cmd::CommandLine, true),
+    b(&[k('?')], "?", "help", Cmd::Help, true),
+    b(&[k('q'), ctrl('c')], "q", "quit (jobs go on)", Cmd::Quit, true),
+];
+
+/// Typing into the job: every key goes to it except these.
+pub const INPUT: &[Binding] = &[
+    b(
+        &[LEAVE_INPUT],
+        LEAVE_INPUT_LABEL,
+        "stop typing into the job",
+        Cmd::LeaveInput,
+        true,
+    ),
+    b(
+        &[ctrl('d')],
+        "Ctrl-D",
+        "pipe jobs: end of input (EOF)",
+        Cmd::Eof,
+        true,
+    ),
+];
+
+/// Editing the `:` line or the `/` filter (handled in `update::on_line_key`;
+/// listed here for the hints and `:help`).
+pub const LINE: &[Binding] = &[
+    b(
+        &[code(KeyCode::Enter)],
+        "⏎",
+        "run the command / keep the filter",
+        Cmd::LeaveInput,
+        true,
+    ),
+    b(
+        &[code(KeyCode::Tab)],
+        "Tab",
+        "complete a command, job or crew",
+        Cmd::LeaveInput,
+        true,
+    ),
+    b(
+        &[code(KeyCode::Up), code(KeyCode::Down)],
+        "↑↓",
+        "history",
+        Cmd::LeaveInput,
+        true,
+    ),
+    b(
+        &[code(KeyCode::Esc)],
+        "Esc",
+        "cancel (clears the filter)",
+        Cmd::LeaveInput,
+        true,
+    ),
+    b(&[ctrl('w')], "Ctrl-W", "delete a word", Cmd::LeaveInput, false),
+    b(&[ctrl('u')], "Ctrl-U", "delete the line", Cmd::LeaveInput, false),
+    b(
+        &[ctrl('a'), ctrl('e')],
+        "Ctrl-A/E",
+        "start / end of the line",
+        Cmd::LeaveInput,
+        false,
+    ),
+];
+
+/// The y/n question before a stop.
+pub const CONFIRM: &[Binding] = &[
+    b(&[k('y')], "y", "stop it", Cmd::Stop, true),
+    b(
+        &[k('n'), code(KeyCode::Esc)],
+        "n",
+        "leave it running (any other key too)",
+        Cmd::LeaveInput,
+        true,
+    ),
+];
+
+/// The key in `table` that `key` is, if any.
+pub fn lookup(table: &[Binding], key: &KeyEvent) -> Option<Cmd> {
+    // Shift is part of the character for letters ('G'); ignore it there.
+    let mods = if matches!(key.code, KeyCode::Char(_)) {
+        key.modifiers - KeyModifiers::SHIFT
+    } else {
+        key.modifiers
+    };
+    table
+        .iter()
+        .find(|b| b.keys.iter().any(|k| k.code == key.code && k.mods == mods))
+        .map(|b| b.cmd)
+}
+
+/// One `:` command.
+#[derive(Debug)]
+pub struct Command {
+    pub name: &'static str,
+    pub args: &'static str,
+    pub what: &'static str,
+    /// What its first argument completes to.
+    pub completes: Completes,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completes {
+    Nothing,
+    Job,
+    Crew,
+}
+
+pub const COMMANDS: &[Command] = &[
+    Command {
+        name: "attach",
+        args: "JOB",
+        what: "show JOB's output here and type into it",
+        completes: Completes::Job,
+    },
+    Command {
+        name: "detach",
+        args: "",
+        what: "stop showing the attached job (it goes on)",
+        completes: Completes::Nothing,
+    },
+    Command {
+        name: "stop",
+        args: "JOB",
+        what: "SIGTERM, then SIGKILL after the grace period",
+        completes: Completes::Job,
+    },
+    Command {
+        name: "archive",
+        args: "JOB",
+        what: "hide an ended job",
+        completes: Completes::Job,
+    },
+    Command {
+        name: "start",
+        args: "[CREW] [--cpu N --memory S --tty ...] -- CMD ARGS",
+        what: "start a job (options as `foreman start`)",
+        completes: Completes::Crew,
+    },
+    Command {
+        name: "crews",
+        args: "",
+        what: "each crew: connection, identity, errors",
+        completes: Completes::Nothing,
+    },
+    Command {
+        name: "help",
+        args: "",
+        what: "keys and commands",
+        completes: Completes::Nothing,
+    },
+    Command {
+        name: "quit",
+        args: "",
+        what: "leave; every job goes on",
+        completes: Completes::Nothing,
+    },
+];

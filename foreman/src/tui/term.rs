@@ -1,0 +1,249 @@
+//! The emulated terminal a job's output is drawn into, and the bytes a key
+//! becomes on its way to a job.
+//!
+//! Job output never reaches the operator's terminal as bytes: it drives a
+//! VT100/xterm model (the `vt100` crate), and the dashboard draws the
+//! model's cells. Titles, clipboard writes (OSC 52), hyperlinks and queries
+//! that answer back have nowhere to go; cells are filtered once more when
+//! drawn (see `view::terminal`).
+
+use std::num::NonZeroU16;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Rows of scrollback kept per attached job.
+pub const SCROLLBACK: usize = 3000;
+
+/// One job's screen.
+pub struct Emulator {
+    parser: vt100::Parser,
+    /// Bytes processed, for the pane title.
+    pub bytes: u64,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (rows, cols) = self.size();
+        f.debug_struct("Emulator")
+            .field("rows", &rows)
+            .field("cols", &cols)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn nz(n: u16) -> NonZeroU16 {
+    NonZeroU16::new(n.max(1)).unwrap_or(NonZeroU16::MIN)
+}
+
+impl Emulator {
+    pub fn new(rows: u16, cols: u16) -> Self {
+        Self {
+            parser: vt100::Parser::new(nz(rows), nz(cols), SCROLLBACK),
+            bytes: 0,
+        }
+    }
+
+    /// Feeds the job's output. Scrolled-back views stay where they are.
+    pub fn process(&mut self, bytes: &[u8]) {
+        self.bytes += bytes.len() as u64;
+        self.parser.process(bytes);
+    }
+
+    pub fn size(&self) -> (u16, u16) {
+        let (r, c) = self.parser.screen().size();
+        (r.get(), c.get())
+    }
+
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        if self.size() != (rows.max(1), cols.max(1)) {
+            self.parser.set_size(nz(rows), nz(cols));
+        }
+    }
+
+    pub fn screen(&self) -> &vt100::Screen {
+        self.parser.screen()
+    }
+
+    /// Rows scrolled back from the live screen (0: live).
+    pub fn scrolled(&self) -> usize {
+        self.parser.screen().scrollback()
+    }
+
+    /// Scrolls back (positive) or forward (negative), clamped.
+    pub fn scroll_by(&mut self, rows: isize) {
+        let now = self.scrolled();
+        let to = now.saturating_add_signed(rows);
+        self.parser.screen_mut().set_scrollback(to);
+    }
+
+    pub fn scroll_to_live(&mut self) {
+        self.parser.screen_mut().set_scrollback(0);
+    }
+
+    /// The text of the screen (tests, and the e2e checks).
+    pub fn contents(&self) -> String {
+        self.parser.screen().contents()
+    }
+}
+
+/// What a key sends to a job: xterm's encoding for a tty job (cursor keys
+/// follow the job's application-cursor mode), the plain bytes for a pipe job
+/// (Enter is a newline: there is no terminal to translate it).
+pub fn key_bytes(key: &KeyEvent, tty: bool, app_cursor: bool) -> Option<Vec<u8>> {
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = key.modifiers.contains(KeyModifiers::ALT);
+    let mut out = Vec::new();
+    if alt {
+        out.push(0x1b);
+    }
+    let csi = |s: &str| -> Vec<u8> { format!("\x1b[{s}").into_bytes() };
+    let cursor = |c: char| -> Vec<u8> {
+        if app_cursor {
+            format!("\x1bO{c}").into_bytes()
+        } else {
+            format!("\x1b[{c}").into_bytes()
+        }
+    };
+    let bytes: Vec<u8> = match key.code {
+        KeyCode::Char(c) if ctrl => match c.to_ascii_lowercase() {
+            c @ 'a'..='z' => vec![c as u8 & 0x1f],
+            '@' | ' ' | '2' => vec![0],
+            '[' | '3' => vec![0x1b],
+            '\\' | '4' => vec![0x1c],
+            ']' | '5' => vec![0x1d],
+            '^' | '6' => vec![0x1e],
+            '_' | '7' | '/' => vec![0x1f],
+            '8' | '?' => vec![0x7f],
+            _ => return None,
+        },
+        KeyCode::Char(c) => c.to_string().into_bytes(),
+        KeyCode::Enter => {
+            if tty {
+                vec![b'\r']
+            } else {
+                vec![b'\n']
+            }
+        }
+        KeyCode::Tab => vec![b'\t'],
+        KeyCode::BackTab => csi("Z"),
+        KeyCode::Backspace => vec![0x7f],
+        KeyCode::Esc => vec![0x1b],
+        KeyCode::Up if tty => cursor('A'),
+        KeyCode::Down if tty => cursor('B'),
+        KeyCode::Right if tty => cursor('C'),
+        KeyCode::Left if tty => cursor('D'),
+        KeyCode::Home if tty => cursor('H'),
+        KeyCode::End if tty => cursor('F'),
+        KeyCode::Insert if tty => csi("2~"),
+        KeyCode::Delete if tty => csi("3~"),
+        KeyCode::PageUp if tty => csi("5~"),
+        KeyCode::PageDown if tty => csi("6~"),
+        KeyCode::F(n) if tty => match n {
+            1 => b"\x1bOP".to_vec(),
+            2 => b"\x1bOQ".to_vec(),
+            3 => b"\x1bOR".to_vec(),
+            4 => b"\x1bOS".to_vec(),
+            5 => csi("15~"),
+            6 => csi("17~"),
+            7 => csi("18~"),
+            8 => csi("19~"),
+            9 => csi("20~"),
+            10 => csi("21~"),
+            11 => csi("23~"),
+            12 => csi("24~"),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    out.extend(bytes);
+    Some(out)
+}
+
+/// Pasted text for a job: bracketed when the job asked for it (so an editor
+/// does not run it as keys), with the end marker removed from the text so a
+/// paste cannot break out of its brackets.
+pub fn paste_bytes(text: &str, bracketed: bool) -> Vec<u8> {
+    if bracketed {
+        let inner = text.replace("\x1b[201~", "");
+        format!("\x1b[200~{inner}\x1b[201~").into_bytes()
+    } else {
+        text.as_bytes().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode, mods: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, mods)
+    }
+
+    #[test]
+    fn keys_become_xterm_bytes_for_tty_jobs() {
+        let none = KeyModifiers::NONE;
+        let ctrl = KeyModifiers::CONTROL;
+        let cases: &[(KeyEvent, bool, &[u8])] = &[
+            (key(KeyCode::Char('a'), none), false, b"a"),
+            (key(KeyCode::Char('é'), none), false, "é".as_bytes()),
+            (key(KeyCode::Char('c'), ctrl), false, b"\x03"),
+            (key(KeyCode::Char('d'), ctrl), false, b"\x04"),
+            (key(KeyCode::Char('x'), KeyModifiers::ALT), false, b"\x1bx"),
+            (key(KeyCode::Enter, none), false, b"\r"),
+            (key(KeyCode::Backspace, none), false, b"\x7f"),
+            (key(KeyCode::Up, none), false, b"\x1b[A"),
+            (key(KeyCode::Up, none), true, b"\x1bOA"),
+            (key(KeyCode::PageDown, none), false, b"\x1b[6~"),
+            (key(KeyCode::F(1), none), false, b"\x1bOP"),
+            (key(KeyCode::F(12), none), false, b"\x1b[24~"),
+        ];
+        for (k, app_cursor, want) in cases {
+            assert_eq!(key_bytes(k, true, *app_cursor).as_deref(), Some(*want), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn pipe_jobs_get_newlines_and_no_cursor_keys() {
+        let enter = key(KeyCode::Enter, KeyModifiers::NONE);
+        assert_eq!(key_bytes(&enter, false, false).as_deref(), Some(&b"\n"[..]));
+        let up = key(KeyCode::Up, KeyModifiers::NONE);
+        assert_eq!(key_bytes(&up, false, false), None);
+    }
+
+    #[test]
+    fn a_paste_cannot_close_its_own_brackets() {
+        let p = paste_bytes("ls\x1b[201~rm -rf /\n", true);
+        assert_eq!(p, b"\x1b[200~lsrm -rf /\n\x1b[201~".to_vec());
+        assert_eq!(paste_bytes("x", false), b"x".to_vec());
+    }
+
+    #[test]
+    fn the_emulator_keeps_colours_cursor_and_the_alternate_screen() {
+        let mut e = Emulator::new(5, 20);
+        e.process(b"\x1b[31mred\x1b[0m\r\nline2");
+        let s = e.screen();
+        assert_eq!(s.cell(0, 0).unwrap().contents(), "r");
+        assert_eq!(s.cell(0, 0).unwrap().fgcolor(), vt100::Color::Idx(1));
+        assert_eq!(s.cursor_position(), (1, 5));
+        e.process(b"\x1b[?1049h\x1b[2Jtop");
+        assert!(e.screen().alternate_screen());
+        assert!(e.contents().starts_with("top"));
+        e.process(b"\x1b[?1049l");
+        assert!(e.contents().starts_with("red\nline2"));
+    }
+
+    #[test]
+    fn scrollback_is_bounded_and_scrollable() {
+        let mut e = Emulator::new(3, 10);
+        for i in 0..(SCROLLBACK + 100) {
+            e.process(format!("{i}\r\n").as_bytes());
+        }
+        e.scroll_by(isize::MAX / 2);
+        assert_eq!(e.scrolled(), SCROLLBACK);
+        e.scroll_by(-10);
+        assert_eq!(e.scrolled(), SCROLLBACK - 10);
+        e.scroll_to_live();
+        assert_eq!(e.scrolled(), 0);
+    }
+}

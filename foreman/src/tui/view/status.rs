@@ -1,0 +1,98 @@
+//! The status line (the `:` command line, the `/` filter, a question, or
+//! the last notice) and the key hints of whatever has the focus.
+
+use ratatui::Frame;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::{dim, fit};
+use crate::tui::app::{App, Focus, Mode};
+use crate::tui::keys::{self, Binding};
+use crate::tui::layout::Areas;
+
+pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
+    let width = usize::from(areas.status.width);
+    match &app.mode {
+        Mode::Command | Mode::Filter => {
+            let lead = if app.mode == Mode::Command { ":" } else { "/" };
+            let text = format!("{lead}{}", app.line.text);
+            frame.render_widget(Paragraph::new(fit(&text, width)), areas.status);
+            let cursor: usize = app
+                .line
+                .text
+                .chars()
+                .take(app.line.cursor)
+                .map(|c| unicode_width::UnicodeWidthChar::width(c).unwrap_or(0))
+                .sum();
+            let x = (1 + cursor).min(width.saturating_sub(1)) as u16;
+            frame.set_cursor_position((areas.status.x + x, areas.status.y));
+        }
+        _ => {
+            if let Some(n) = &app.notice {
+                let style = if n.error {
+                    Style::default().fg(Color::Red)
+                } else if matches!(app.mode, Mode::Confirm(_)) {
+                    Style::default().fg(Color::Yellow)
+                } else {
+                    Style::default()
+                };
+                frame.render_widget(
+                    Paragraph::new(Span::styled(fit(&n.text, width), style)),
+                    areas.status,
+                );
+            }
+        }
+    }
+    frame.render_widget(
+        Paragraph::new(hints(app, usize::from(areas.hints.width))),
+        areas.hints,
+    );
+}
+
+/// The bindings shown for the current mode and focus.
+pub fn hint_table(app: &App) -> &'static [Binding] {
+    match (&app.mode, app.focus) {
+        (Mode::Input, _) => keys::INPUT,
+        (Mode::Command | Mode::Filter, _) => keys::LINE,
+        (Mode::Confirm(_), _) => keys::CONFIRM,
+        (Mode::Normal, Focus::Terminal) => keys::TERMINAL,
+        (Mode::Normal, Focus::Jobs) => keys::JOBS,
+    }
+}
+
+fn hints(app: &App, width: usize) -> Line<'static> {
+    let mut spans = Vec::new();
+    let mut used = 0;
+    let typing_pipe = app.mode == Mode::Input && app.attached.as_ref().is_some_and(|a| !a.tty);
+    for b in hint_table(app).iter().filter(|b| b.hint) {
+        // Ctrl-D is EOF for pipe jobs only; a tty job's own terminal has it.
+        if b.cmd == keys::Cmd::Eof && !typing_pipe {
+            continue;
+        }
+        let w = b.label.chars().count() + b.what.chars().count() + 3;
+        if used + w > width {
+            break;
+        }
+        used += w;
+        spans.push(Span::styled(
+            format!(" {}", b.label),
+            Style::default().fg(Color::Cyan),
+        ));
+        spans.push(Span::styled(format!(" {} ", short(b.what)), dim()));
+    }
+    if app.mode == Mode::Input
+        && let Some(a) = &app.attached
+    {
+        let rest = format!(" other keys → {}", a.label);
+        if used + rest.chars().count() <= width {
+            spans.push(Span::styled(rest, dim()));
+        }
+    }
+    Line::from(spans)
+}
+
+/// A hint's words up to the first '(' (the help shows the rest).
+fn short(what: &'static str) -> &'static str {
+    what.split(" (").next().unwrap_or(what)
+}
