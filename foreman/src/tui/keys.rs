@@ -67,11 +67,17 @@ pub struct Binding {
     pub label: &'static str,
     pub what: &'static str,
     pub cmd: Cmd,
-    /// Shown in the hint bar (the rest only in `:help`).
-    pub hint: bool,
+    /// The word in the hint bar; empty: only in `:help`.
+    pub hint: &'static str,
 }
 
-const fn b(keys: &'static [Key], label: &'static str, what: &'static str, cmd: Cmd, hint: bool) -> Binding {
+const fn b(
+    keys: &'static [Key],
+    label: &'static str,
+    what: &'static str,
+    cmd: Cmd,
+    hint: &'static str,
+) -> Binding {
     Binding {
         keys,
         label,
@@ -86,202 +92,70 @@ pub const LEAVE_INPUT: Key = ctrl(']');
 pub const LEAVE_INPUT_LABEL: &str = "Ctrl-]";
 
 /// The job list has the focus.
+#[rustfmt::skip]
 pub const JOBS: &[Binding] = &[
-    b(
-        &[code(KeyCode::Up), k('k')],
-        "↑/k",
-        "select the job above",
-        Cmd::Up,
-        false,
-    ),
-    b(
-        &[code(KeyCode::Down), k('j')],
-        "↓/j",
-        "select the job below",
-        Cmd::Down,
-        false,
-    ),
-    b(&[code(KeyCode::PageUp)], "PgUp", "a page up", Cmd::PageUp, false),
-    b(
-        &[code(KeyCode::PageDown)],
-        "PgDn",
-        "a page down",
-        Cmd::PageDown,
-        false,
-    ),
-    b(
-        &[code(KeyCode::Home), k('g')],
-        "Home/g",
-        "first job",
-        Cmd::Top,
-        false,
-    ),
-    b(
-        &[code(KeyCode::End), k('G')],
-        "End/G",
-        "last job",
-        Cmd::Bottom,
-        false,
-    ),
-    b(
-        &[code(KeyCode::Enter), k('a')],
-        "⏎/a",
-        "attach (type into it if you may)",
-        Cmd::Attach,
-        true,
-    ),
-    b(&[k('s')], "s", "stop the job (asks first)", Cmd::Stop, true),
-    b(&[k('x')], "x", "archive an ended job", Cmd::Archive, false),
-    b(&[k('/')], "/", "filter jobs", Cmd::Filter, true),
-    b(&[k(':')], ":", "command line", Cmd::CommandLine, true),
-    b(
-        &[code(KeyCode::Tab)],
-        "Tab",
-        "focus the terminal pane",
-        Cmd::Focus,
-        false,
-    ),
-    b(&[k('i')], "i", "type into the attached job", Cmd::Input, false),
-    b(&[k('d')], "d", "detach (the job goes on)", Cmd::Detach, false),
-    b(&[k('c')], "c", "crews and their connections", Cmd::Crews, false),
-    b(&[k('?')], "?", "help", Cmd::Help, true),
-    b(&[k('q'), ctrl('c')], "q", "quit (jobs go on)", Cmd::Quit, true),
+    b(&[code(KeyCode::Enter), k('a')], "⏎/a", "attach (and type into it, if you may)", Cmd::Attach, "attach"),
+    b(&[k('s')], "s", "stop the job (asks first)", Cmd::Stop, "stop"),
+    b(&[k('/')], "/", "filter the jobs", Cmd::Filter, "filter"),
+    b(&[k(':')], ":", "command line", Cmd::CommandLine, "command"),
+    b(&[k('?')], "?", "help", Cmd::Help, "help"),
+    b(&[k('q'), ctrl('c')], "q", "quit (every job goes on)", Cmd::Quit, "quit"),
+    b(&[code(KeyCode::Up), k('k')], "↑/k", "select the job above", Cmd::Up, ""),
+    b(&[code(KeyCode::Down), k('j')], "↓/j", "select the job below", Cmd::Down, ""),
+    b(&[code(KeyCode::PageUp)], "PgUp", "a page up", Cmd::PageUp, ""),
+    b(&[code(KeyCode::PageDown)], "PgDn", "a page down", Cmd::PageDown, ""),
+    b(&[code(KeyCode::Home), k('g')], "Home/g", "the first job", Cmd::Top, ""),
+    b(&[code(KeyCode::End), k('G')], "End/G", "the last job", Cmd::Bottom, ""),
+    b(&[k('x')], "x", "archive an ended job", Cmd::Archive, ""),
+    b(&[k('d')], "d", "detach (the job goes on)", Cmd::Detach, ""),
+    b(&[k('i')], "i", "type into the attached job", Cmd::Input, ""),
+    b(&[code(KeyCode::Tab)], "Tab", "focus the terminal pane", Cmd::Focus, ""),
+    b(&[k('c')], "c", "crews and their connections", Cmd::Crews, ""),
 ];
 
 /// The terminal pane has the focus (not typing into the job).
+#[rustfmt::skip]
 pub const TERMINAL: &[Binding] = &[
-    b(
-        &[k('i'), code(KeyCode::Enter)],
-        "i/⏎",
-        "type into the job",
-        Cmd::Input,
-        true,
-    ),
-    b(
-        &[code(KeyCode::Up), k('k')],
-        "↑/k",
-        "scroll back a line",
-        Cmd::ScrollUp,
-        false,
-    ),
-    b(
-        &[code(KeyCode::Down), k('j')],
-        "↓/j",
-        "scroll forward a line",
-        Cmd::ScrollDown,
-        false,
-    ),
-    b(
-        &[code(KeyCode::PageUp)],
-        "PgUp",
-        "scroll back a page",
-        Cmd::ScrollPageUp,
-        true,
-    ),
-    b(
-        &[code(KeyCode::PageDown)],
-        "PgDn",
-        "scroll forward a page",
-        Cmd::ScrollPageDown,
-        false,
-    ),
-    b(
-        &[code(KeyCode::End), k('G')],
-        "End",
-        "back to live output",
-        Cmd::Live,
-        false,
-    ),
-    b(&[k('d')], "d", "detach (the job goes on)", Cmd::Detach, true),
-    b(
-        &[k('s')],
-        "s",
-        "stop the attached job (asks first)",
-        Cmd::Stop,
-        false,
-    ),
-    b(
-        &[code(KeyCode::Tab), code(KeyCode::Esc)],
-        "Tab",
-        "focus the job list",
-        Cmd::Focus,
-        true,
-    ),
-    b(&[k(':')], ":", "command line", Cmd::CommandLine, true),
-    b(&[k('?')], "?", "help", Cmd::Help, true),
-    b(&[k('q'), ctrl('c')], "q", "quit (jobs go on)", Cmd::Quit, true),
+    b(&[k('i'), code(KeyCode::Enter)], "i/⏎", "type into the job", Cmd::Input, "type"),
+    b(&[code(KeyCode::PageUp)], "PgUp", "scroll back a page", Cmd::ScrollPageUp, "scroll"),
+    b(&[k('d')], "d", "detach (the job goes on)", Cmd::Detach, "detach"),
+    b(&[code(KeyCode::Tab), code(KeyCode::Esc)], "Tab", "focus the job list", Cmd::Focus, "jobs"),
+    b(&[k(':')], ":", "command line", Cmd::CommandLine, "command"),
+    b(&[k('?')], "?", "help", Cmd::Help, "help"),
+    b(&[k('q'), ctrl('c')], "q", "quit (every job goes on)", Cmd::Quit, "quit"),
+    b(&[code(KeyCode::Up), k('k')], "↑/k", "scroll back a line", Cmd::ScrollUp, ""),
+    b(&[code(KeyCode::Down), k('j')], "↓/j", "scroll forward a line", Cmd::ScrollDown, ""),
+    b(&[code(KeyCode::PageDown)], "PgDn", "scroll forward a page", Cmd::ScrollPageDown, ""),
+    b(&[code(KeyCode::End), k('G')], "End/G", "back to the live screen", Cmd::Live, ""),
+    b(&[k('s')], "s", "stop the attached job (asks first)", Cmd::Stop, ""),
 ];
 
-/// Typing into the job: every key goes to it except these.
+/// Typing into the job: every key goes to it except these. Terminals send
+/// Ctrl-] as 0x1d, which reads back as Ctrl-5 too.
+#[rustfmt::skip]
 pub const INPUT: &[Binding] = &[
-    b(
-        &[LEAVE_INPUT],
-        LEAVE_INPUT_LABEL,
-        "stop typing into the job",
-        Cmd::LeaveInput,
-        true,
-    ),
-    b(
-        &[ctrl('d')],
-        "Ctrl-D",
-        "pipe jobs: end of input (EOF)",
-        Cmd::Eof,
-        true,
-    ),
+    b(&[LEAVE_INPUT, ctrl('5')], LEAVE_INPUT_LABEL, "stop typing into the job", Cmd::LeaveInput, "stop typing"),
+    b(&[ctrl('d')], "Ctrl-D", "pipe jobs: end of input (EOF)", Cmd::Eof, "EOF"),
 ];
 
 /// Editing the `:` line or the `/` filter (handled in `update::on_line_key`;
 /// listed here for the hints and `:help`).
+#[rustfmt::skip]
 pub const LINE: &[Binding] = &[
-    b(
-        &[code(KeyCode::Enter)],
-        "⏎",
-        "run the command / keep the filter",
-        Cmd::LeaveInput,
-        true,
-    ),
-    b(
-        &[code(KeyCode::Tab)],
-        "Tab",
-        "complete a command, job or crew",
-        Cmd::LeaveInput,
-        true,
-    ),
-    b(
-        &[code(KeyCode::Up), code(KeyCode::Down)],
-        "↑↓",
-        "history",
-        Cmd::LeaveInput,
-        true,
-    ),
-    b(
-        &[code(KeyCode::Esc)],
-        "Esc",
-        "cancel (clears the filter)",
-        Cmd::LeaveInput,
-        true,
-    ),
-    b(&[ctrl('w')], "Ctrl-W", "delete a word", Cmd::LeaveInput, false),
-    b(&[ctrl('u')], "Ctrl-U", "delete the line", Cmd::LeaveInput, false),
-    b(
-        &[ctrl('a'), ctrl('e')],
-        "Ctrl-A/E",
-        "start / end of the line",
-        Cmd::LeaveInput,
-        false,
-    ),
+    b(&[code(KeyCode::Enter)], "⏎", "run the command / keep the filter", Cmd::LeaveInput, "run"),
+    b(&[code(KeyCode::Tab)], "Tab", "complete a command, job or crew", Cmd::LeaveInput, "complete"),
+    b(&[code(KeyCode::Up), code(KeyCode::Down)], "↑↓", "history", Cmd::LeaveInput, "history"),
+    b(&[code(KeyCode::Esc)], "Esc", "cancel (the filter is cleared)", Cmd::LeaveInput, "cancel"),
+    b(&[ctrl('w')], "Ctrl-W", "delete a word", Cmd::LeaveInput, ""),
+    b(&[ctrl('u')], "Ctrl-U", "delete the line", Cmd::LeaveInput, ""),
+    b(&[ctrl('a'), ctrl('e')], "Ctrl-A/E", "start / end of the line", Cmd::LeaveInput, ""),
 ];
 
 /// The y/n question before a stop.
+#[rustfmt::skip]
 pub const CONFIRM: &[Binding] = &[
-    b(&[k('y')], "y", "stop it", Cmd::Stop, true),
-    b(
-        &[k('n'), code(KeyCode::Esc)],
-        "n",
-        "leave it running (any other key too)",
-        Cmd::LeaveInput,
-        true,
-    ),
+    b(&[k('y')], "y", "stop it", Cmd::Stop, "stop it"),
+    b(&[k('n'), code(KeyCode::Esc)], "n", "leave it running (any other key too)", Cmd::LeaveInput, "leave it"),
 ];
 
 /// The key in `table` that `key` is, if any.

@@ -21,6 +21,9 @@ pub mod term;
 pub mod update;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::io::Stdout;
 use std::time::{Duration, Instant, SystemTime};

@@ -17,6 +17,9 @@ pub const SCROLLBACK: usize = 3000;
 /// One job's screen.
 pub struct Emulator {
     parser: vt100::Parser,
+    /// A pipe job's output has bare newlines; a terminal's line discipline
+    /// (ONLCR) would have made them CR LF.
+    crlf: bool,
     /// Bytes processed, for the pane title.
     pub bytes: u64,
 }
@@ -37,9 +40,11 @@ fn nz(n: u16) -> NonZeroU16 {
 }
 
 impl Emulator {
-    pub fn new(rows: u16, cols: u16) -> Self {
+    /// A tty job's screen (`crlf` false), or a pipe job's (true).
+    pub fn new(rows: u16, cols: u16, crlf: bool) -> Self {
         Self {
             parser: vt100::Parser::new(nz(rows), nz(cols), SCROLLBACK),
+            crlf,
             bytes: 0,
         }
     }
@@ -47,7 +52,17 @@ impl Emulator {
     /// Feeds the job's output. Scrolled-back views stay where they are.
     pub fn process(&mut self, bytes: &[u8]) {
         self.bytes += bytes.len() as u64;
-        self.parser.process(bytes);
+        if !self.crlf {
+            self.parser.process(bytes);
+            return;
+        }
+        let mut rest = bytes;
+        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            self.parser.process(&rest[..i]);
+            self.parser.process(b"\r\n");
+            rest = &rest[i + 1..];
+        }
+        self.parser.process(rest);
     }
 
     pub fn size(&self) -> (u16, u16) {
@@ -220,7 +235,7 @@ mod tests {
 
     #[test]
     fn the_emulator_keeps_colours_cursor_and_the_alternate_screen() {
-        let mut e = Emulator::new(5, 20);
+        let mut e = Emulator::new(5, 20, false);
         e.process(b"\x1b[31mred\x1b[0m\r\nline2");
         let s = e.screen();
         assert_eq!(s.cell(0, 0).unwrap().contents(), "r");
@@ -234,8 +249,15 @@ mod tests {
     }
 
     #[test]
+    fn a_pipe_jobs_newlines_start_new_lines() {
+        let mut e = Emulator::new(4, 20, true);
+        e.process(b"one\ntwo\r\nthree");
+        assert_eq!(e.contents(), "one\ntwo\nthree");
+    }
+
+    #[test]
     fn scrollback_is_bounded_and_scrollable() {
-        let mut e = Emulator::new(3, 10);
+        let mut e = Emulator::new(3, 10, false);
         for i in 0..(SCROLLBACK + 100) {
             e.process(format!("{i}\r\n").as_bytes());
         }

@@ -509,7 +509,7 @@ fn attach(app: &mut App, key: &JobKey, fx: &mut Vec<Effect>) {
         label: label.clone(),
         tty: tty.is_some(),
         writable: None,
-        term: Emulator::new(rows, cols),
+        term: Emulator::new(rows, cols, tty.is_none()),
         ended: None,
         lost: None,
         dropped: 0,

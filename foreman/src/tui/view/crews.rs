@@ -85,7 +85,11 @@ pub fn overlay(frame: &mut Frame, app: &App) {
                 format!("{m} {}", c.name),
                 Style::default().fg(color).patch(bold()),
             ),
-            Span::raw(format!("  {}  you are {me}  {jobs} jobs", c.addr)),
+            Span::raw(format!(
+                "  {}  you are {me}  {jobs} job{}",
+                c.addr,
+                if jobs == 1 { "" } else { "s" }
+            )),
         ]));
         lines.push(Line::styled(
             fit(&format!("  {}", describe(app, &c.link)), width),

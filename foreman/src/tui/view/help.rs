@@ -30,6 +30,7 @@ pub fn lines() -> Vec<Line<'static>> {
         keys::INPUT,
     );
     section(&mut out, "Command line and filter", keys::LINE);
+    section(&mut out, "Before a stop", keys::CONFIRM);
     out.push(Line::styled("Commands", bold()));
     for c in keys::COMMANDS {
         out.push(Line::from(vec![

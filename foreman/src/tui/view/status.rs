@@ -65,12 +65,12 @@ fn hints(app: &App, width: usize) -> Line<'static> {
     let mut spans = Vec::new();
     let mut used = 0;
     let typing_pipe = app.mode == Mode::Input && app.attached.as_ref().is_some_and(|a| !a.tty);
-    for b in hint_table(app).iter().filter(|b| b.hint) {
+    for b in hint_table(app).iter().filter(|b| !b.hint.is_empty()) {
         // Ctrl-D is EOF for pipe jobs only; a tty job's own terminal has it.
         if b.cmd == keys::Cmd::Eof && !typing_pipe {
             continue;
         }
-        let w = b.label.chars().count() + b.what.chars().count() + 3;
+        let w = b.label.chars().count() + b.hint.chars().count() + 3;
         if used + w > width {
             break;
         }
@@ -79,7 +79,7 @@ fn hints(app: &App, width: usize) -> Line<'static> {
             format!(" {}", b.label),
             Style::default().fg(Color::Cyan),
         ));
-        spans.push(Span::styled(format!(" {} ", short(b.what)), dim()));
+        spans.push(Span::styled(format!(" {} ", b.hint), dim()));
     }
     if app.mode == Mode::Input
         && let Some(a) = &app.attached
@@ -90,9 +90,4 @@ fn hints(app: &App, width: usize) -> Line<'static> {
         }
     }
     Line::from(spans)
-}
-
-/// A hint's words up to the first '(' (the help shows the rest).
-fn short(what: &'static str) -> &'static str {
-    what.split(" (").next().unwrap_or(what)
 }

@@ -1,0 +1,252 @@
+//! The views, rendered into ratatui's `TestBackend`: snapshots of the main
+//! screens, every tiny size, and hostile job output.
+
+use bytes::Bytes;
+use crossterm::event::KeyCode;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::*;
+use crate::tui::action::AttachEvent;
+use crate::tui::view;
+
+fn render(app: &App) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
+    t.draw(|f| view::draw(f, app)).unwrap();
+    t
+}
+
+/// Two crews (beta down), jobs in every state, a tty job attached with a
+/// coloured prompt on its screen.
+fn busy(size: (u16, u16)) -> App {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", size);
+    add(
+        &mut app,
+        0,
+        &JobSpec {
+            handle: "job-1",
+            argv: &["sleep", "1000"],
+            ..Default::default()
+        },
+    );
+    add(
+        &mut app,
+        0,
+        &JobSpec {
+            handle: "job-2",
+            argv: &["make", "-j4", "test"],
+            exit: Some(3),
+            age_secs: 4000,
+            ..Default::default()
+        },
+    );
+    add(
+        &mut app,
+        0,
+        &JobSpec {
+            handle: "job-3",
+            argv: &["true"],
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    add(
+        &mut app,
+        1,
+        &JobSpec {
+            handle: "job-1",
+            argv: &["bash", "-l"],
+            tty: true,
+            owner: "bob",
+            age_secs: 5,
+            ..Default::default()
+        },
+    );
+    let first = app.jobs.keys().next().unwrap().id.clone();
+    update(
+        &mut app,
+        Action::Crew(
+            0,
+            CrewEvent::Usage(vec![pb::Usage {
+                job_id: first,
+                cpu_usec: 1,
+                memory_bytes: 3 << 20,
+                cpu_cores: 0.5,
+            }]),
+        ),
+    );
+    command(&mut app, "attach beta/job-1");
+    let session = app.attached.as_ref().unwrap().session;
+    update(
+        &mut app,
+        Action::Attach(session, AttachEvent::Opened { writable: true }),
+    );
+    update(
+        &mut app,
+        Action::Attach(
+            session,
+            AttachEvent::Output(Bytes::from_static(
+                b"\x1b[32mbob@beta\x1b[0m:~$ ls\r\nMakefile  src\r\n\x1b[32mbob@beta\x1b[0m:~$ ",
+            )),
+        ),
+    );
+    update(
+        &mut app,
+        Action::Crew(
+            1,
+            CrewEvent::Down {
+                why: "unreachable: connection refused".into(),
+                refused: false,
+                retry_in: std::time::Duration::from_secs(2),
+            },
+        ),
+    );
+    app
+}
+
+#[test]
+fn the_main_view_at_80x24() {
+    insta::assert_snapshot!(render(&busy((80, 24))).backend());
+}
+
+#[test]
+fn the_main_view_at_200x50() {
+    insta::assert_snapshot!(render(&busy((200, 50))).backend());
+}
+
+#[test]
+fn the_job_list_alone_with_a_filter_at_80x24() {
+    let mut app = busy((80, 24));
+    ctrl(&mut app, ']');
+    command(&mut app, "detach");
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "alpha");
+    insta::assert_snapshot!(render(&app).backend());
+}
+
+#[test]
+fn help_and_crews_overlays_at_80x24() {
+    let mut app = busy((80, 24));
+    ctrl(&mut app, ']');
+    command(&mut app, "help");
+    insta::assert_snapshot!("help", render(&app).backend());
+    press(&mut app, KeyCode::Esc);
+    command(&mut app, "crews");
+    insta::assert_snapshot!("crews", render(&app).backend());
+}
+
+#[test]
+fn tiny_windows_never_panic_and_say_too_small() {
+    for w in 0..=12 {
+        for h in 0..=6 {
+            let mut app = busy((80, 24));
+            update(&mut app, Action::Resize(w, h));
+            let t = render(&app);
+            if w >= 20 && h >= 1 {
+                let text = format!("{}", t.backend());
+                assert!(text.contains("small"), "{w}x{h}: {text}");
+            }
+        }
+    }
+    // The smallest full view, and one below it.
+    for (w, h) in [(40, 10), (39, 10), (40, 9), (41, 11)] {
+        let mut app = busy((80, 24));
+        update(&mut app, Action::Resize(w, h));
+        render(&app);
+    }
+    let mut app = busy((80, 24));
+    update(&mut app, Action::Resize(30, 8));
+    insta::assert_snapshot!("too_small", render(&app).backend());
+}
+
+/// Sequences a job could use against the operator's terminal.
+const HOSTILE: &[&[u8]] = &[
+    b"\x1b]0;pwned title\x07",
+    b"\x1b]2;pwned title\x1b\\",
+    b"\x1b]52;c;ZWNobyBwd25lZA==\x07",
+    b"\x1b]8;;https://evil.example/\x1b\\click\x1b]8;;\x1b\\",
+    b"\x1bP+q544e\x1b\\",
+    b"\x1b_application program command\x1b\\",
+    b"\x1b^privacy message\x1b\\",
+    b"\x1bXstart of string\x1b\\",
+    b"\x1b[6n\x1b[c\x1b[>c\x1b[21t\x1b[14t\x1b[?1049h",
+    b"\x1bc",
+    b"\xc2\x9b6n\xc2\x9d0;c1 title\xc2\x9c\x9b31m",
+    b"\x07\x08\x7f\x00\x05",
+    "\u{202e}reversed\u{202c} \u{200b}zero\u{2066}width\u{2069}".as_bytes(),
+    b"\x1b[?1000h\x1b[?1006h\x1b[?2004h\x1b[?25l",
+    b"\x1b#8\x1b(0lqk\x1b(B",
+    b"\xff\xfe invalid utf-8 \xed\xa0\x80",
+];
+
+fn hostile_app() -> App {
+    let mut app = busy((80, 24));
+    let session = app.attached.as_ref().unwrap().session;
+    for seq in HOSTILE {
+        update(
+            &mut app,
+            Action::Attach(session, AttachEvent::Output(Bytes::copy_from_slice(seq))),
+        );
+        update(
+            &mut app,
+            Action::Attach(session, AttachEvent::Output(Bytes::from_static(b" | "))),
+        );
+    }
+    app
+}
+
+#[test]
+fn hostile_output_reaches_the_backend_as_printable_cells_only() {
+    let app = hostile_app();
+    let t = render(&app);
+    for cell in t.backend().buffer().content() {
+        for c in cell.symbol().chars() {
+            assert!(
+                view::terminal::printable(c),
+                "{c:?} (U+{:04X}) reached a cell",
+                u32::from(c)
+            );
+        }
+    }
+}
+
+#[test]
+fn hostile_output_never_reaches_the_real_terminal_as_a_sequence() {
+    // The bytes the real backend writes: ours (cursor moves, SGR colours)
+    // and nothing of the job's.
+    let app = hostile_app();
+    let mut out: Vec<u8> = Vec::new();
+    {
+        let backend = ratatui::backend::CrosstermBackend::new(&mut out);
+        let mut t = Terminal::with_options(
+            backend,
+            ratatui::TerminalOptions {
+                viewport: ratatui::Viewport::Fixed(ratatui::layout::Rect::new(0, 0, 80, 24)),
+            },
+        )
+        .unwrap();
+        t.draw(|f| view::draw(f, &app)).unwrap();
+    }
+    let text = String::from_utf8(out).expect("UTF-8 only");
+    for bad in [
+        "\x1b]", "\x1bP", "\x1b_", "\x1b^", "\x1bX", "\x1bc", "\x07", "[6n", "[21t", "\x1b(0",
+    ] {
+        assert!(!text.contains(bad), "{bad:?} reached the terminal");
+    }
+    for c in text.chars() {
+        let c1 = ('\u{80}'..='\u{9f}').contains(&c);
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        assert!(!c1 && !bidi, "{c:?} reached the terminal");
+        assert!(c == '\x1b' || !c.is_control() || c == '\r' || c == '\n', "{c:?}");
+    }
+    // Our own escapes are only CSI (cursor, SGR, erase): every ESC starts one.
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find('\x1b') {
+        assert!(
+            rest[i + 1..].starts_with('['),
+            "a non-CSI escape: {:?}",
+            &rest[i..(i + 6).min(rest.len())]
+        );
+        rest = &rest[i + 1..];
+    }
+}

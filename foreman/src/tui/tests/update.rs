@@ -1,0 +1,710 @@
+//! `update`: every key path and command, as state and effects.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+
+use super::*;
+use crate::tui::action::{AttachEvent, Input, Notice};
+use crate::tui::app::{Focus, Link, Mode, Overlay};
+use crate::tui::keys;
+use crate::tui::layout;
+
+fn three_jobs(app: &mut App) {
+    add(app, 0, &JobSpec::default());
+    add(
+        app,
+        0,
+        &JobSpec {
+            handle: "job-2",
+            argv: &["make", "test"],
+            exit: Some(3),
+            ..Default::default()
+        },
+    );
+    add(
+        app,
+        1,
+        &JobSpec {
+            handle: "job-1",
+            argv: &["bash"],
+            tty: true,
+            owner: "bob",
+            ..Default::default()
+        },
+    );
+}
+
+fn error(app: &App) -> String {
+    match &app.notice {
+        Some(Notice { text, error: true }) => text.clone(),
+        other => panic!("expected an error notice, got {other:?}"),
+    }
+}
+
+fn attach_fx(fx: &[Effect]) -> Option<(usize, String, bool)> {
+    fx.iter().find_map(|e| match e {
+        Effect::Attach { crew, job, write, .. } => Some((*crew, job.clone(), *write)),
+        _ => None,
+    })
+}
+
+#[test]
+fn arrows_pages_and_ends_move_the_selection_and_keep_it_on_screen() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    for n in 1..=100 {
+        add(
+            &mut app,
+            0,
+            &JobSpec {
+                handle: &format!("job-{n}"),
+                ..Default::default()
+            },
+        );
+    }
+    let seq = |app: &App| app.selected.as_ref().unwrap().seq;
+    assert_eq!(seq(&app), 1, "the first job is selected at first");
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(seq(&app), 3);
+    press(&mut app, KeyCode::Char('k'));
+    assert_eq!(seq(&app), 2);
+    let page = layout::page(&app);
+    press(&mut app, KeyCode::PageDown);
+    assert_eq!(seq(&app), 2 + page as u64);
+    press(&mut app, KeyCode::End);
+    assert_eq!(seq(&app), 100);
+    assert_eq!(app.offset, 100 - page, "the last job is on screen");
+    press(&mut app, KeyCode::Char('g'));
+    assert_eq!((seq(&app), app.offset), (1, 0));
+    press(&mut app, KeyCode::Up);
+    assert_eq!(seq(&app), 1, "the top is the top");
+}
+
+#[test]
+fn enter_attaches_and_types_into_our_own_job() {
+    let mut app = app(&["alpha", "beta"], "ada", "user", (80, 24));
+    three_jobs(&mut app);
+    let fx = press(&mut app, KeyCode::Enter);
+    let (crew, job, write) = attach_fx(&fx).expect("an attach");
+    assert_eq!((crew, write), (0, true));
+    assert_eq!(job, app.jobs.keys().next().unwrap().id);
+    assert_eq!(app.mode, Mode::Input);
+    assert_eq!(app.focus, Focus::Terminal);
+
+    // Keys go to the job, as bytes; Enter is a newline for a pipe job.
+    let fx = type_text(&mut app, "hi");
+    let session = app.attached.as_ref().unwrap().session;
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Send {
+                session,
+                input: Input::Bytes(b"h".to_vec())
+            },
+            Effect::Send {
+                session,
+                input: Input::Bytes(b"i".to_vec())
+            }
+        ]
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![Effect::Send {
+            session,
+            input: Input::Bytes(b"\n".to_vec())
+        }]
+    );
+    // Ctrl-D is an explicit EOF for a pipe job.
+    assert_eq!(
+        ctrl(&mut app, 'd'),
+        vec![Effect::Send {
+            session,
+            input: Input::Eof
+        }]
+    );
+    // Ctrl-] (in both spellings a terminal may give) leaves input mode and
+    // is never sent.
+    assert!(ctrl(&mut app, ']').is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+    press(&mut app, KeyCode::Char('i'));
+    assert_eq!(app.mode, Mode::Input);
+    assert!(ctrl(&mut app, '5').is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+    // In the terminal pane, `q` quits rather than typing: input mode is off.
+    let fx = press(&mut app, KeyCode::Char('q'));
+    assert!(fx.contains(&Effect::Quit));
+    assert!(fx.contains(&Effect::Detach { session }), "quitting detaches");
+}
+
+#[test]
+fn a_tty_job_gets_raw_keys_ctrl_c_included_and_the_panes_size() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    three_jobs(&mut app);
+    let fx = command(&mut app, "attach beta/job-1");
+    let (crew, _, write) = attach_fx(&fx).unwrap();
+    assert_eq!((crew, write), (1, true), "an admin may write to bob's job");
+    let session = app.attached.as_ref().unwrap().session;
+    // The crew confirms: the pty takes the pane's size.
+    let fx = update(
+        &mut app,
+        Action::Attach(session, AttachEvent::Opened { writable: true }),
+    );
+    let screen = layout::areas(&app).screen;
+    assert_eq!(
+        fx,
+        vec![Effect::Send {
+            session,
+            input: Input::Resize(screen.height, screen.width)
+        }]
+    );
+    assert_eq!(
+        ctrl(&mut app, 'c'),
+        vec![Effect::Send {
+            session,
+            input: Input::Bytes(vec![3])
+        }]
+    );
+    assert_eq!(
+        ctrl(&mut app, 'd'),
+        vec![Effect::Send {
+            session,
+            input: Input::Bytes(vec![4])
+        }]
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![Effect::Send {
+            session,
+            input: Input::Bytes(b"\r".to_vec())
+        }]
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Up),
+        vec![Effect::Send {
+            session,
+            input: Input::Bytes(b"\x1b[A".to_vec())
+        }]
+    );
+    // The window grows: the pty follows, once.
+    let fx = update(&mut app, Action::Resize(120, 40));
+    let screen = layout::areas(&app).screen;
+    assert_eq!(
+        fx,
+        vec![Effect::Send {
+            session,
+            input: Input::Resize(screen.height, screen.width)
+        }]
+    );
+    assert!(update(&mut app, Action::Resize(120, 40)).is_empty());
+    // A paste is bracketed once the job asked for it.
+    update(
+        &mut app,
+        Action::Attach(session, AttachEvent::Output(Bytes::from_static(b"\x1b[?2004h"))),
+    );
+    assert_eq!(
+        update(&mut app, Action::Paste("ls\n".into())),
+        vec![Effect::Send {
+            session,
+            input: Input::Bytes(b"\x1b[200~ls\n\x1b[201~".to_vec())
+        }]
+    );
+}
+
+#[test]
+fn a_job_we_may_not_write_to_is_attached_read_only() {
+    let mut app = app(&["alpha", "beta"], "vic", "viewer", (80, 24));
+    three_jobs(&mut app);
+    let (_, _, write) = attach_fx(&press(&mut app, KeyCode::Enter)).unwrap();
+    assert!(!write);
+    assert_eq!(app.mode, Mode::Normal, "no input mode for a viewer");
+    assert!(type_text(&mut app, "i").is_empty());
+    assert!(error(&app).contains("read-only"));
+
+    // A user attaching another user's job: also read-only.
+    let mut app = super::app(&["alpha", "beta"], "ada", "user", (80, 24));
+    three_jobs(&mut app);
+    let (_, _, write) = attach_fx(&command(&mut app, "attach beta/job-1")).unwrap();
+    assert!(!write, "bob's job");
+    // The crew has the last word: it may say read-only to what we guessed.
+    let mut app = super::app(&["alpha"], "ada", "user", (80, 24));
+    add(&mut app, 0, &JobSpec::default());
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.mode, Mode::Input);
+    let session = app.attached.as_ref().unwrap().session;
+    update(
+        &mut app,
+        Action::Attach(session, AttachEvent::Opened { writable: false }),
+    );
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn output_ends_and_losses_of_the_attached_job() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    add(&mut app, 0, &JobSpec::default());
+    press(&mut app, KeyCode::Enter);
+    let session = app.attached.as_ref().unwrap().session;
+    update(
+        &mut app,
+        Action::Attach(session, AttachEvent::Output(Bytes::from_static(b"one\ntwo\n"))),
+    );
+    let contents = app.attached.as_ref().unwrap().term.contents();
+    assert!(contents.starts_with("one\ntwo"), "{contents:?}");
+    // Events of an older attach change nothing.
+    update(
+        &mut app,
+        Action::Attach(session + 7, AttachEvent::Output(Bytes::from_static(b"stale"))),
+    );
+    assert!(!app.attached.as_ref().unwrap().term.contents().contains("stale"));
+    let mut ended = job(
+        0,
+        &JobSpec {
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    ended.outcome.as_mut().unwrap().summary = "finished (exit code 0)".into();
+    update(
+        &mut app,
+        Action::Attach(session, AttachEvent::Ended(Box::new(ended))),
+    );
+    let a = app.attached.as_ref().unwrap();
+    assert_eq!(a.ended.as_deref(), Some("finished (exit code 0)"));
+    assert_eq!(app.mode, Mode::Normal, "nothing to type into");
+    assert!(
+        app.jobs.values().next().unwrap().job.outcome.is_some(),
+        "the list knows too"
+    );
+
+    // A stream lost mid-way says so, and ⏎ attaches again.
+    let mut app = super::app(&["alpha"], "ada", "admin", (80, 24));
+    add(&mut app, 0, &JobSpec::default());
+    press(&mut app, KeyCode::Enter);
+    let session = app.attached.as_ref().unwrap().session;
+    update(
+        &mut app,
+        Action::Attach(session, AttachEvent::Closed(Some("connection reset".into()))),
+    );
+    assert!(error(&app).contains("connection reset"));
+    assert_eq!(app.mode, Mode::Normal);
+    press(&mut app, KeyCode::Tab);
+    let fx = press(&mut app, KeyCode::Enter);
+    assert!(attach_fx(&fx).is_some(), "re-attached: {fx:?}");
+    assert!(fx.contains(&Effect::Detach { session }));
+}
+
+#[test]
+fn stop_asks_first_and_only_yes_stops() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    add(&mut app, 0, &JobSpec::default());
+    assert!(press(&mut app, KeyCode::Char('s')).is_empty());
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+    assert!(
+        app.notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("stop alpha/job-1 (sleep 100)? y/n")
+    );
+    assert!(press(&mut app, KeyCode::Char('n')).is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+    press(&mut app, KeyCode::Char('s'));
+    let fx = press(&mut app, KeyCode::Char('y'));
+    assert!(matches!(fx.as_slice(), [Effect::Stop { crew: 0, label, .. }] if label == "alpha/job-1"));
+    // An ended job has nothing to stop.
+    add(
+        &mut app,
+        0,
+        &JobSpec {
+            handle: "job-2",
+            exit: Some(1),
+            ..Default::default()
+        },
+    );
+    press(&mut app, KeyCode::End);
+    assert!(press(&mut app, KeyCode::Char('s')).is_empty());
+    assert!(error(&app).contains("already ended"));
+}
+
+#[test]
+fn archive_takes_ended_jobs_only() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    add(&mut app, 0, &JobSpec::default());
+    add(
+        &mut app,
+        0,
+        &JobSpec {
+            handle: "job-2",
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    assert!(press(&mut app, KeyCode::Char('x')).is_empty());
+    assert!(error(&app).contains("running: stop it first"));
+    press(&mut app, KeyCode::Down);
+    let fx = press(&mut app, KeyCode::Char('x'));
+    assert!(matches!(fx.as_slice(), [Effect::Archive { label, .. }] if label == "alpha/job-2"));
+    // The crew says it is archived: it leaves the list.
+    let j = job(
+        0,
+        &JobSpec {
+            handle: "job-2",
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    update(&mut app, Action::Crew(0, CrewEvent::Archived(Box::new(j))));
+    assert_eq!(app.visible().len(), 1);
+}
+
+#[test]
+fn the_command_line_runs_every_command() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    three_jobs(&mut app);
+    // A reference on two crews is refused, with both named.
+    assert!(command(&mut app, "stop job-1").is_empty());
+    let e = error(&app);
+    assert!(e.contains("alpha/job-1") && e.contains("beta/job-1"), "{e}");
+    let fx = command(&mut app, "stop beta/job-1");
+    assert!(matches!(fx.as_slice(), [Effect::Stop { crew: 1, .. }]), "{fx:?}");
+    assert!(command(&mut app, "stop alpha/job-2").is_empty(), "ended");
+    let fx = command(&mut app, "archive alpha/job-2");
+    assert!(
+        matches!(fx.as_slice(), [Effect::Archive { crew: 0, .. }]),
+        "{fx:?}"
+    );
+    let fx = command(&mut app, "attach alpha/job-1");
+    assert!(attach_fx(&fx).is_some());
+    let session = app.attached.as_ref().unwrap().session;
+    ctrl(&mut app, ']');
+    let fx = command(&mut app, "detach");
+    assert_eq!(fx, vec![Effect::Detach { session }]);
+    assert!(app.attached.is_none());
+    command(&mut app, "crews");
+    assert_eq!(app.overlay, Some(Overlay::Crews));
+    press(&mut app, KeyCode::Esc);
+    command(&mut app, "help");
+    assert_eq!(app.overlay, Some(Overlay::Help(0)));
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.overlay, Some(Overlay::Help(1)), "help scrolls");
+    press(&mut app, KeyCode::Char('q'));
+    assert_eq!(app.overlay, None);
+    // Prefixes do: `:q` is `:quit`.
+    assert_eq!(command(&mut app, "q"), vec![Effect::Quit]);
+    // Unknown commands and bad arguments say so.
+    let mut app = super::app(&["alpha"], "ada", "admin", (80, 24));
+    assert!(command(&mut app, "frobnicate").is_empty());
+    assert!(error(&app).contains("no command :frobnicate"));
+    command(&mut app, "attach");
+    assert!(error(&app).contains(":attach takes one JOB"));
+    command(&mut app, "attach nosuch");
+    assert!(error(&app).contains("no job \"nosuch\""));
+    command(&mut app, "stop 'unclosed");
+    assert!(error(&app).contains("unclosed"));
+}
+
+#[test]
+fn start_takes_foremans_options_and_a_crew() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    let fx = command(
+        &mut app,
+        "start beta --memory 64M --cpu 0.5 --env A=b -- sh -c 'echo \"hi there\"'",
+    );
+    let [Effect::Start { crew: 1, spec }] = fx.as_slice() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(spec.argv, ["sh", "-c", "echo \"hi there\""]);
+    let limits = spec.limits.as_ref().unwrap();
+    assert_eq!((limits.memory_bytes, limits.cpu), (Some(64 << 20), Some(0.5)));
+    assert_eq!(spec.env[0].name, "A");
+    assert!(spec.tty.is_none());
+    // A tty job starts at the size its pane will have.
+    let fx = command(&mut app, "start alpha --tty -- bash");
+    let [Effect::Start { crew: 0, spec }] = fx.as_slice() else {
+        panic!("{fx:?}")
+    };
+    let tty = spec.tty.unwrap();
+    assert!(tty.rows > 5 && tty.cols == 78, "{tty:?}");
+    // Errors: which crew, no such crew, no command, a bad option.
+    assert!(command(&mut app, "start -- true").is_empty());
+    assert!(error(&app).contains("needs a crew: one of alpha, beta"));
+    command(&mut app, "start gamma -- true");
+    assert!(error(&app).contains("no crew \"gamma\""));
+    command(&mut app, "start alpha");
+    assert!(error(&app).starts_with(":start:"), "{}", error(&app));
+    command(&mut app, "start alpha --memory lots -- true");
+    assert!(error(&app).contains("lots"), "{}", error(&app));
+    // With one crew, it needs no name; the started job gets selected.
+    let mut app = super::app(&["alpha"], "ada", "admin", (80, 24));
+    add(&mut app, 0, &JobSpec::default());
+    assert!(matches!(
+        command(&mut app, "start -- true").as_slice(),
+        [Effect::Start { crew: 0, .. }]
+    ));
+    let j = job(
+        0,
+        &JobSpec {
+            handle: "job-2",
+            argv: &["true"],
+            ..Default::default()
+        },
+    );
+    update(&mut app, Action::Started(0, Box::new(j)));
+    assert_eq!(app.selected.as_ref().unwrap().seq, 2);
+}
+
+#[test]
+fn tab_completes_commands_jobs_and_crews() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    three_jobs(&mut app);
+    press(&mut app, KeyCode::Char(':'));
+    type_text(&mut app, "at");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.line.text, "attach ");
+    type_text(&mut app, "alpha/job-2"[..7].as_ref());
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(
+        app.line.text, "attach alpha/job-",
+        "the common part of alpha/job-1 and -2"
+    );
+    type_text(&mut app, "2");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.line.text, "attach alpha/job-2 ");
+    // A bare handle completes to every crew's; Tab again cycles.
+    app.line.set("stop job-1");
+    press(&mut app, KeyCode::Tab);
+    assert!(
+        app.notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("alpha/job-1  beta/job-1")
+    );
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.line.text, "stop alpha/job-1 ");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.line.text, "stop beta/job-1 ");
+    app.line.set("start b");
+    app.completion = None;
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.line.text, "start beta ");
+    app.line.set("zzz");
+    press(&mut app, KeyCode::Tab);
+    assert!(error(&app).contains("nothing completes"));
+}
+
+#[test]
+fn history_recalls_earlier_lines() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    command(&mut app, "crews");
+    press(&mut app, KeyCode::Esc);
+    command(&mut app, "help");
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char(':'));
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.line.text, "help");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.line.text, "crews");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.line.text, "crews", "the oldest stays");
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.line.text, "help");
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.line.text, "");
+    // Line editing: words, home, delete.
+    type_text(&mut app, "stop job-1");
+    ctrl(&mut app, 'w');
+    assert_eq!(app.line.text, "stop ");
+    press(&mut app, KeyCode::Home);
+    press(&mut app, KeyCode::Delete);
+    assert_eq!(app.line.text, "top ");
+    ctrl(&mut app, 'u');
+    assert_eq!(app.line.text, "");
+    press(&mut app, KeyCode::Backspace);
+    assert_eq!(app.mode, Mode::Normal, "backspace on an empty line leaves it");
+}
+
+#[test]
+fn the_filter_narrows_the_list_live_and_esc_clears_it() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    three_jobs(&mut app);
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "make");
+    assert_eq!(app.visible().len(), 1, "filtered while typing");
+    assert_eq!(app.selected.as_ref().unwrap().seq, 2, "the selection follows");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.filter, "make");
+    assert_eq!(app.visible().len(), 1);
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "X");
+    assert!(app.visible().is_empty());
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.filter, "");
+    assert_eq!(app.visible().len(), 3);
+    // Crews, owners and states match too.
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "exit 3");
+    assert_eq!(app.visible().len(), 1);
+}
+
+#[test]
+fn clicks_on_a_rows_buttons_stop_and_attach_that_job() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    three_jobs(&mut app);
+    let areas = layout::areas(&app);
+    let row =
+        |i: u16| ratatui::layout::Rect::new(areas.job_rows.x, areas.job_rows.y + i, areas.job_rows.width, 1);
+    let (_, attach) = layout::buttons(row(2));
+    let fx = click(&mut app, attach.x + 1, attach.y);
+    let (crew, _, _) = attach_fx(&fx).expect("attach clicked");
+    assert_eq!(crew, 1, "the third row is beta/job-1");
+    let (stop, _) = layout::buttons(row(0));
+    let fx = click(&mut app, stop.x, stop.y);
+    assert!(fx.is_empty());
+    assert!(matches!(&app.mode, Mode::Confirm(p) if p.label == "alpha/job-1"));
+    press(&mut app, KeyCode::Char('n'));
+    // A click elsewhere on a row selects it; the wheel moves the selection.
+    click(&mut app, row(1).x + 2, row(1).y);
+    assert_eq!(app.selected.as_ref().unwrap().seq, 2);
+    update(
+        &mut app,
+        Action::Mouse(MouseEvent {
+            kind: MouseEventKind::ScrollDown,
+            column: row(0).x + 2,
+            row: row(0).y,
+            modifiers: KeyModifiers::NONE,
+        }),
+    );
+    assert_eq!(app.selected.as_ref().unwrap().crew, 1, "the last row");
+    // A click on the crew strip shows the crews.
+    click(&mut app, 3, 0);
+    assert_eq!(app.overlay, Some(Overlay::Crews));
+}
+
+#[test]
+fn crews_go_down_come_back_and_replace_their_jobs() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    three_jobs(&mut app);
+    update(
+        &mut app,
+        Action::Crew(
+            1,
+            CrewEvent::Down {
+                why: "unreachable: connection refused".into(),
+                refused: false,
+                retry_in: Duration::from_secs(2),
+            },
+        ),
+    );
+    assert!(
+        matches!(&app.crews[1].link, Link::Reconnecting { why, .. } if why.contains("connection refused"))
+    );
+    assert_eq!(app.visible().len(), 3, "its jobs stay, shown as stale");
+    update(
+        &mut app,
+        Action::Crew(
+            1,
+            CrewEvent::Down {
+                why: "certificate: \x1b]0;evil\x07UnknownIssuer".into(),
+                refused: true,
+                retry_in: Duration::from_secs(4),
+            },
+        ),
+    );
+    let Link::Refused { why, .. } = &app.crews[1].link else {
+        panic!()
+    };
+    assert!(
+        !why.contains('\x1b') && !why.contains('\x07'),
+        "filtered: {why:?}"
+    );
+    // Back, with a snapshot: it replaces what we knew of that crew only.
+    update(
+        &mut app,
+        Action::Crew(
+            1,
+            CrewEvent::Up {
+                identity: "ada".into(),
+                role: "admin".into(),
+            },
+        ),
+    );
+    let fresh = job(
+        1,
+        &JobSpec {
+            handle: "job-9",
+            ..Default::default()
+        },
+    );
+    update(
+        &mut app,
+        Action::Crew(1, CrewEvent::Snapshot(vec![fresh.clone()])),
+    );
+    assert!(app.crews[1].link.is_up());
+    let handles: Vec<String> = app
+        .visible()
+        .iter()
+        .map(|(k, e)| format!("{}:{}", k.crew, e.job.handle))
+        .collect();
+    assert_eq!(handles, ["0:job-1", "0:job-2", "1:job-9"]);
+    // Usage lands on its job.
+    update(
+        &mut app,
+        Action::Crew(
+            1,
+            CrewEvent::Usage(vec![tasker_proto::v1::Usage {
+                job_id: fresh.id.clone(),
+                cpu_usec: 5,
+                memory_bytes: 1 << 20,
+                cpu_cores: 0.25,
+            }]),
+        ),
+    );
+    let e = app.jobs.values().find(|e| e.job.id == fresh.id).unwrap();
+    assert_eq!(e.usage.as_ref().unwrap().memory_bytes, 1 << 20);
+}
+
+#[test]
+fn info_notices_fade_and_errors_stay_until_a_key() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    update(&mut app, Action::Done(Notice::info("started")));
+    update(&mut app, Action::Tick(now() + Duration::from_secs(10)));
+    assert!(app.notice.is_none());
+    update(&mut app, Action::Done(Notice::error("refused")));
+    update(&mut app, Action::Tick(now() + Duration::from_secs(100)));
+    assert!(app.notice.is_some());
+    press(&mut app, KeyCode::Down);
+    assert!(app.notice.is_none());
+}
+
+#[test]
+fn no_key_is_bound_twice_in_a_mode_and_help_lists_them_all() {
+    let help: Vec<String> = crate::tui::view::help::lines()
+        .iter()
+        .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+        .collect();
+    let help = help.join("\n");
+    for table in [keys::JOBS, keys::TERMINAL, keys::INPUT, keys::LINE, keys::CONFIRM] {
+        let mut seen = Vec::new();
+        for b in table {
+            for k in b.keys {
+                let ev = KeyEvent::new(k.code, k.mods);
+                assert!(!seen.contains(&ev), "{:?} bound twice", k.code);
+                seen.push(ev);
+                if !std::ptr::eq(table, keys::LINE) {
+                    assert_eq!(keys::lookup(table, &ev), Some(b.cmd));
+                }
+            }
+            assert!(
+                help.contains(b.label) && help.contains(b.what),
+                "help lacks {}",
+                b.label
+            );
+        }
+    }
+    for c in keys::COMMANDS {
+        assert!(help.contains(&format!(":{}", c.name)), "help lacks :{}", c.name);
+    }
+}
