@@ -54,7 +54,12 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             );
             let key = upsert(app, ix, *job);
             app.selected = Some(key);
+            // The new job is selected in the list: ⏎ attaches it.
+            if app.mode == Mode::Normal {
+                app.focus = Focus::Jobs;
+            }
             keep_selection_visible(app);
+
             if failed {
                 notify(
                     app,

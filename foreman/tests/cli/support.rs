@@ -28,14 +28,21 @@ macro_rules! fleet_or_skip {
 }
 pub(crate) use fleet_or_skip;
 
-/// `tasker-shim`, built from this workspace into the target directory the
-/// foreman binary is in (a no-op when it is up to date, as under
-/// `cargo nextest run --workspace`).
+/// `tasker-shim`, next to the foreman binary: `cargo nextest run
+/// --workspace` builds it with everything else. When it is missing (only
+/// foreman's tests were built), it is built here first. After changing the
+/// crew, build the workspace (or `-p crew`) again: this does not check that
+/// the shim is up to date.
 pub fn shim() -> PathBuf {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| {
         let foreman = Path::new(env!("CARGO_BIN_EXE_foreman"));
         let profile_dir = foreman.parent().expect("the binary's directory");
+        let built = profile_dir.join("tasker-shim");
+        if built.exists() {
+            return built;
+        }
+
         let target_dir = profile_dir.parent().expect("the target directory");
         let profile = profile_dir
             .file_name()

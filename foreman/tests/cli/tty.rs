@@ -101,6 +101,24 @@ impl Terminal {
         }
     }
 
+    /// Types `keys` until `what` appears after `since` (each try waits up
+    /// to a second), at most 20 times.
+    fn retry(&mut self, since: usize, keys: &[u8], what: &str) -> usize {
+        for _ in 0..20 {
+            self.type_keys(keys);
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < deadline {
+                let seen = self.seen();
+                let tail = &seen[since.min(seen.len())..];
+                if let Some(i) = tail.windows(what.len()).position(|w| w == what.as_bytes()) {
+                    return since + i + what.len();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("{what:?} never came after typing {keys:?}:\n{}", self.text());
+    }
+
     fn type_keys(&mut self, keys: &[u8]) {
         self.master.write_all(keys).unwrap();
     }
@@ -174,14 +192,15 @@ async fn run_tty_is_a_real_terminal_and_ctrl_bracket_detaches() {
         term.type_keys(b"stty size\r");
         at = term.wait_for(at, "24 80\r\n");
         term.resize(30, 100);
-        std::thread::sleep(Duration::from_millis(300));
-        term.type_keys(b"stty size\r");
-        at = term.wait_for(at, "30 100\r\n");
+        // The new size travels foreman → crew → the job's pty: ask until
+        // it has arrived.
+        at = term.retry(at, b"stty size\r", "30 100\r\n");
 
-        // Ctrl-C goes to the job (it interrupts sleep), not to foreman.
+        // Ctrl-C goes to the job (it interrupts sleep and the shell prompts
+        // again), not to foreman.
         term.type_keys(b"sleep 100\r");
-        std::thread::sleep(Duration::from_millis(300));
-        term.type_keys(b"\x03");
+        at = term.wait_for(at, "sleep 100\r\n");
+        at = term.retry(at, b"\x03", "$ ");
         term.type_keys(b"echo af''ter\r");
         at = term.wait_for(at, "after\r\n");
 
@@ -204,7 +223,6 @@ async fn run_tty_is_a_real_terminal_and_ctrl_bracket_detaches() {
     blocking(move || {
         let mut term = Terminal::open(&f, &["attach", "job-1"]);
         let mut at = term.wait_for(0, "attached to alpha/job-1 (tty, read-write)");
-        std::thread::sleep(Duration::from_millis(200));
         term.type_keys(b"echo ag''ain\r");
         at = term.wait_for(at, "again\r\n");
         term.type_keys(b"exit 4\r");

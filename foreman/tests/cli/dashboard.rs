@@ -1,0 +1,229 @@
+//! The dashboard end to end, as a person uses it: `foreman` in a real
+//! terminal (tmux), against two real crews, driven by keys and mouse
+//! clicks, read back from the screen.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crew::testing::LocalCrew;
+
+use crate::support::{ALICE, Fleet, fleet_or_skip, shim};
+
+/// A tmux server of our own, running foreman in one window.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn start(fleet: &Fleet, cols: u16, rows: u16) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = format!("tasker-e2e-{}-{n}", std::process::id());
+        let foreman = format!(
+            "{} --config {} --user {ALICE}; echo FOREMAN-EXIT=$?; sleep 600",
+            env!("CARGO_BIN_EXE_foreman"),
+            fleet.config().display()
+        );
+        let ok = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-s", "e2e"])
+            .args(["-x", &cols.to_string(), "-y", &rows.to_string()])
+            .arg(foreman)
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux runs");
+        assert!(ok.success(), "tmux did not start");
+        Self { socket }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "e2e"])
+    }
+
+    /// Waits (at most 20 s) until the screen satisfies `ok`; returns it.
+    fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 20 s for {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        self.wait(text, |s| s.contains(text))
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "e2e"];
+        args.extend(keys);
+        self.tmux(&args);
+    }
+
+    /// Literal text, typed.
+    fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "e2e", "-l", text]);
+    }
+
+    /// A left click at a 0-based cell, as an xterm sends it (SGR mouse).
+    fn click(&self, col: usize, row: usize) {
+        let (x, y) = (col + 1, row + 1);
+        self.type_text(&format!("\x1b[<0;{x};{y}M\x1b[<0;{x};{y}m"));
+    }
+
+    /// Where `needle` is on the screen line containing `row_has`: (col, row).
+    fn find(&self, row_has: &str, needle: &str) -> (usize, usize) {
+        let screen = self.screen();
+        for (y, line) in screen.lines().enumerate() {
+            if line.contains(row_has)
+                && let Some(byte) = line.find(needle)
+            {
+                return (line[..byte].chars().count(), y);
+            }
+        }
+        panic!("no line with {row_has:?} and {needle:?}:\n{screen}");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+/// The terminal pane's lines (below its title) of a screen.
+fn pane(screen: &str) -> String {
+    screen
+        .lines()
+        .skip_while(|l| !l.contains(" · pipe · ") && !l.contains(" · tty · "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_a_real_terminal() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED dashboard: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let mut fleet = fleet_or_skip!("alpha", "beta");
+    let term = Arc::new(Tmux::start(&fleet, 120, 36));
+    let t = Arc::clone(&term);
+    let blocking = |f: Box<dyn FnOnce(&Tmux) + Send>| {
+        let t = Arc::clone(&t);
+        tokio::task::spawn_blocking(move || f(&t))
+    };
+
+    blocking(Box::new(|t| {
+        t.wait("both crews connected", |s| {
+            s.contains("● alpha") && s.contains("● beta")
+        });
+        t.wait_for("no jobs yet");
+
+        // :start a cat job; it is selected; ⏎ attaches, typing goes to it.
+        t.type_text(":start alpha -- cat");
+        t.keys(&["Enter"]);
+        t.wait("the job running", |s| {
+            s.lines()
+                .any(|l| l.contains("alpha job-1") && l.contains("running"))
+        });
+        t.keys(&["Enter"]);
+        t.wait_for("alpha/job-1 · pipe · read-write");
+        t.type_text("hello dashboard");
+        t.keys(&["Enter"]);
+        t.wait("cat's echo", |s| pane(s).contains("hello dashboard"));
+
+        // Leave input mode, detach, and attach again with a click on [attach].
+        t.keys(&["C-]"]);
+        t.wait_for("i/⏎ type");
+        t.keys(&["d"]);
+        t.wait("detached", |s| !s.contains("alpha/job-1 · pipe"));
+        let (col, row) = t.find("alpha job-1", "[attach]");
+        t.click(col + 2, row);
+        t.wait_for("alpha/job-1 · pipe · read-write");
+        t.wait("the replay from the beginning", |s| {
+            pane(s).contains("hello dashboard")
+        });
+        t.type_text("second line");
+        t.keys(&["Enter"]);
+        t.wait("the second echo", |s| pane(s).contains("second line"));
+        t.keys(&["C-]"]);
+
+        // A tty bash: its prompt, a command, its answer.
+        t.type_text(":start beta --tty -- bash --norc -i");
+        t.keys(&["Enter"]);
+        t.wait("the bash job", |s| {
+            s.lines()
+                .any(|l| l.contains("beta  job-1") && l.contains("running"))
+        });
+        t.keys(&["Enter"]);
+        t.wait_for("beta/job-1 · tty · read-write");
+        t.wait("a prompt", |s| pane(s).contains("$ "));
+        t.type_text("echo $((6*7))");
+        t.keys(&["Enter"]);
+        t.wait("bash's answer", |s| pane(s).lines().any(|l| l.contains("│42 ")));
+        t.keys(&["C-]"]);
+
+        // [stop] on the cat job: asked first, then stopped.
+        let (col, row) = t.find("alpha job-1", "[stop]");
+        t.click(col + 1, row);
+        t.wait_for("stop alpha/job-1 (cat)? y/n");
+        t.keys(&["y"]);
+        t.wait("cat stopped", |s| {
+            s.lines()
+                .any(|l| l.contains("alpha job-1") && l.contains("stopped"))
+        });
+    }))
+    .await
+    .expect("the first part");
+
+    // beta goes away: the strip says reconnecting; it comes back.
+    let beta_addr = fleet.crews[1].addr;
+    let beta = fleet.crews.remove(1);
+    beta.stop().await;
+    blocking(Box::new(|t| {
+        t.wait_for("beta reconnecting");
+    }))
+    .await
+    .expect("reconnecting");
+    let pki = Arc::clone(&fleet.pki);
+    fleet
+        .crews
+        .push(LocalCrew::start(pki, "beta", shim(), |c| c.listen = beta_addr).await);
+    blocking(Box::new(|t| {
+        t.wait("beta back", |s| {
+            s.contains("● beta") && !s.contains("reconnecting")
+        });
+        // Quit: the dashboard leaves, the terminal is the shell's again.
+        t.keys(&["q"]);
+        t.wait_for("FOREMAN-EXIT=0");
+    }))
+    .await
+    .expect("the last part");
+    drop(term);
+    fleet.stop().await;
+}
