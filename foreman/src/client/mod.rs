@@ -93,23 +93,45 @@ pub fn crews(config: &Config) -> Result<Vec<Crew>, ConnectError> {
     config.crews.iter().map(|e| crew(config, e)).collect()
 }
 
-/// Words for a failed call: the transport's error chain, or the crew's own
-/// message.
+/// Words for a failed call: the crew's own message, or for a transport
+/// failure the causes that say something ("Connection refused", "invalid
+/// peer certificate: UnknownIssuer"), without the layers' generic words.
 pub fn explain(status: &tonic::Status) -> String {
     use std::error::Error as _;
-    if status.code() == tonic::Code::Unavailable || status.code() == tonic::Code::Unknown {
-        let mut msg = status.message().to_owned();
-        let mut source = status.source();
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !msg.contains(&text) {
-                msg = format!("{msg}: {text}");
-            }
-            source = s.source();
-        }
-        return msg;
+    if status.code() != tonic::Code::Unavailable && status.code() != tonic::Code::Unknown {
+        return status.message().to_owned();
     }
-    status.message().to_owned()
+    const GENERIC: [&str; 6] = [
+        "transport error",
+        "error trying to connect",
+        "client error (Connect)",
+        "tcp connect error",
+        "operation was canceled",
+        "connection error",
+    ];
+    let mut parts: Vec<String> = vec![status.message().to_owned()];
+    let mut source = status.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for p in parts {
+        let p = p.trim().to_owned();
+        if p.is_empty() || GENERIC.iter().any(|g| p.eq_ignore_ascii_case(g)) {
+            continue;
+        }
+        // An outer layer often repeats its cause: keep the longer text.
+        if kept.iter().any(|k| k.contains(&p)) {
+            continue;
+        }
+        kept.retain(|k| !p.contains(k.as_str()));
+        kept.push(p);
+    }
+    if kept.is_empty() {
+        return status.message().to_owned();
+    }
+    kept.join(": ")
 }
 
 #[cfg(test)]

@@ -100,12 +100,10 @@ pub fn classify(status: &tonic::Status) -> (String, bool) {
             ]
             .iter()
             .any(|w| lower.contains(w));
-            // The innermost cause says the most in the least space.
-            let short = text.rsplit(": ").next().unwrap_or(&text).to_owned();
             if cert {
-                (format!("certificate: {short}"), true)
+                (format!("certificate: {text}"), true)
             } else {
-                (format!("unreachable: {short}"), false)
+                (format!("unreachable: {text}"), false)
             }
         }
     }

@@ -62,6 +62,14 @@ pub fn hint_table(app: &App) -> &'static [Binding] {
 }
 
 fn hints(app: &App, width: usize) -> Line<'static> {
+    if app.overlay.is_some() {
+        // What update's overlay keys do (update::on_overlay_key).
+        let text = match app.overlay {
+            Some(crate::tui::app::Overlay::Help(_)) => " ↑↓ PgUp PgDn scroll  any other key closes",
+            _ => " any key closes",
+        };
+        return Line::styled(fit(text, width), dim());
+    }
     let mut spans = Vec::new();
     let mut used = 0;
     let typing_pipe = app.mode == Mode::Input && app.attached.as_ref().is_some_and(|a| !a.tty);
