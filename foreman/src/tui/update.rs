@@ -1040,12 +1040,17 @@ fn upsert(app: &mut App, ix: CrewIx, job: pb::Job) -> JobKey {
     }
     app.index.insert(job.id.clone(), key.clone());
     match app.jobs.get_mut(&key) {
+        // A job only moves forward (starting, running, ended): an older
+        // picture (StartJob's answer, arriving after the watch already
+        // told of the end) must not bring an ended job back to life.
+        Some(e) if progress(&job) < progress(&e.job) => {}
         Some(e) => {
             if job.outcome.is_some() {
                 e.usage = None;
             }
             e.job = job;
         }
+
         None => {
             app.jobs.insert(key.clone(), JobEntry { job, usage: None });
         }
@@ -1133,5 +1138,16 @@ fn fit_terminal(app: &mut App, fx: &mut Vec<Effect>) {
             session: a.session,
             input: Input::Resize(size.0, size.1),
         });
+    }
+}
+
+/// How far along a job is: starting, running, ended.
+fn progress(j: &pb::Job) -> u8 {
+    if j.outcome.is_some() {
+        2
+    } else if j.phase == pb::JobPhase::Running as i32 {
+        1
+    } else {
+        0
     }
 }

@@ -40,7 +40,11 @@ impl Tmux {
             .status()
             .expect("tmux runs");
         assert!(ok.success(), "tmux did not start");
-        Self { socket }
+        let t = Self { socket };
+        // Were a clipboard write (OSC 52) to get through, tmux would keep it
+        // as a paste buffer.
+        t.tmux(&["set-option", "-g", "set-clipboard", "on"]);
+        t
     }
 
     fn tmux(&self, args: &[&str]) -> String {
@@ -131,6 +135,15 @@ async fn the_dashboard_in_a_real_terminal() {
         return;
     }
     let mut fleet = fleet_or_skip!("alpha", "beta");
+    // Two bad crews beside the good ones: one accepts TCP and never says a
+    // word, one refuses. Neither may slow the dashboard down.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = std::fs::read_to_string(fleet.config()).unwrap();
+    config.push_str(&format!(
+        "\n[[crew]]\nname = \"mute\"\naddr = \"{}\"\n\n[[crew]]\nname = \"gone\"\naddr = \"127.0.0.1:1\"\n",
+        mute.local_addr().unwrap()
+    ));
+    std::fs::write(fleet.config(), config).unwrap();
     let term = Arc::new(Tmux::start(&fleet, 120, 36));
     let t = Arc::clone(&term);
     let blocking = |f: Box<dyn FnOnce(&Tmux) + Send>| {
@@ -142,6 +155,7 @@ async fn the_dashboard_in_a_real_terminal() {
         t.wait("both crews connected", |s| {
             s.contains("● alpha") && s.contains("● beta")
         });
+        t.wait("the refusing crew down", |s| s.contains("◌ gone"));
         t.wait_for("no jobs yet");
 
         // :start a cat job; it is selected; ⏎ attaches, typing goes to it.
@@ -188,6 +202,32 @@ async fn the_dashboard_in_a_real_terminal() {
         t.wait("bash's answer", |s| pane(s).lines().any(|l| l.contains("│42 ")));
         t.keys(&["C-]"]);
 
+        // Hostile output: a title, a clipboard write, a hyperlink. The pane
+        // shows the text; tmux (the operator's terminal) gets none of it.
+        t.type_text(r":start alpha -- printf '\033]0;pwned\007\033]52;c;cHduZWQ=\007\033]8;;http://x/\033\\link\033]8;;\033\\ safe\n'");
+        t.keys(&["Enter"]);
+        t.wait("the printf job", |s| {
+            s.lines().any(|l| l.contains("alpha job-2") && l.contains("exit 0"))
+        });
+        t.keys(&["Enter"]);
+        t.wait("its output", |s| pane(s).contains("link safe"));
+        let title = t.tmux(&["display-message", "-p", "-t", "e2e", "#{pane_title}"]);
+        assert!(!title.contains("pwned"), "the title changed: {title}");
+        let buffers = t.tmux(&["list-buffers"]);
+        assert!(buffers.trim().is_empty(), "a clipboard write got through: {buffers}");
+
+        // A resize storm: the last size wins, nothing breaks.
+        for i in 0..30 {
+            let (w, h) = if i % 2 == 0 { ("90", "26") } else { ("140", "40") };
+            t.tmux(&["resize-window", "-t", "e2e", "-x", w, "-y", h]);
+        }
+        t.tmux(&["resize-window", "-t", "e2e", "-x", "100", "-y", "30"]);
+        t.wait("the frame at 100x30", |s| {
+            s.lines()
+                .nth(1)
+                .is_some_and(|l| l.chars().count() == 100 && l.ends_with('┐'))
+        });
+
         // [stop] on the cat job: asked first, then stopped.
         let (col, row) = t.find("alpha job-1", "[stop]");
         t.click(col + 1, row);
@@ -206,7 +246,7 @@ async fn the_dashboard_in_a_real_terminal() {
     let beta = fleet.crews.remove(1);
     beta.stop().await;
     blocking(Box::new(|t| {
-        t.wait_for("beta reconnecting");
+        t.wait_for("◌ beta");
     }))
     .await
     .expect("reconnecting");
@@ -215,9 +255,13 @@ async fn the_dashboard_in_a_real_terminal() {
         .crews
         .push(LocalCrew::start(pki, "beta", shim(), |c| c.listen = beta_addr).await);
     blocking(Box::new(|t| {
-        t.wait("beta back", |s| {
-            s.contains("● beta") && !s.contains("reconnecting")
+        t.wait("beta back", |s| s.contains("● beta"));
+        // The mute crew never got anywhere, and said nothing to hold us.
+        t.keys(&["c"]);
+        t.wait("the crews overlay", |s| {
+            s.lines().any(|l| l.contains("mute") && l.contains("you are -"))
         });
+        t.keys(&["Escape"]);
         // Quit: the dashboard leaves, the terminal is the shell's again.
         t.keys(&["q"]);
         t.wait_for("FOREMAN-EXIT=0");
@@ -225,5 +269,6 @@ async fn the_dashboard_in_a_real_terminal() {
     .await
     .expect("the last part");
     drop(term);
+    drop(mute);
     fleet.stop().await;
 }

@@ -708,3 +708,22 @@ fn no_key_is_bound_twice_in_a_mode_and_help_lists_them_all() {
         assert!(help.contains(&format!(":{}", c.name)), "help lacks :{}", c.name);
     }
 }
+
+#[test]
+fn a_late_start_answer_never_brings_an_ended_job_back() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    let running = job(0, &JobSpec::default());
+    let ended = job(
+        0,
+        &JobSpec {
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    // The watch tells of the end before StartJob's answer arrives.
+    update(&mut app, Action::Crew(0, CrewEvent::Job(Box::new(ended))));
+    update(&mut app, Action::Started(0, Box::new(running)));
+    let e = app.jobs.values().next().unwrap();
+    assert!(e.job.outcome.is_some(), "still ended");
+    assert_eq!(app.selected.as_ref().unwrap().seq, 1, "and selected");
+}
