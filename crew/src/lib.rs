@@ -148,8 +148,9 @@ pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<rustls::ServerConfig>, S
 
 /// Runs a prepared crew until `shutdown` is cancelled: then stops taking
 /// calls, ends the streams, stops every job with its grace period, and
-/// returns.
-pub async fn run(config: &CrewConfig, prepared: Prepared, shutdown: CancellationToken) {
+/// returns. An error: the API server failed (the jobs were stopped all the
+/// same).
+pub async fn run(config: &CrewConfig, prepared: Prepared, shutdown: CancellationToken) -> Result<(), String> {
     let Prepared {
         listener,
         tls,
@@ -169,10 +170,12 @@ pub async fn run(config: &CrewConfig, prepared: Prepared, shutdown: Cancellation
         shutdown.cancelled().await;
         tokio::time::sleep(Duration::from_secs(10)).await;
     };
+    let mut failed = None;
     tokio::select! {
         served = api::serve(listener, engine.handle(), opts, shutdown.clone()) => {
             if let Err(e) = served {
                 tracing::error!(error = %e, "the API server failed");
+                failed = Some(format!("the API server failed: {e}"));
             }
         }
         () = drain_bound => tracing::warn!("connections did not drain in 10 s; closing them"),
@@ -181,4 +184,5 @@ pub async fn run(config: &CrewConfig, prepared: Prepared, shutdown: Cancellation
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: stopping every job");
     engine.shutdown(config.shutdown_grace).await;
     tracing::info!("stopped");
+    failed.map_or(Ok(()), Err)
 }

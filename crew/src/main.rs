@@ -162,21 +162,30 @@ async fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
-    crew::run(&config, prepared, shutdown).await;
-    ExitCode::SUCCESS
+    match crew::run(&config, prepared, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        // Logged already; non-zero so that a supervisor restarts us.
+        Err(_) => ExitCode::FAILURE,
+    }
 }
 
-/// SIGTERM or SIGINT: shut down cleanly (stop the jobs, then exit 0).
+/// SIGTERM, SIGINT or SIGHUP (the terminal a crew was started from went
+/// away): shut down cleanly (stop the jobs, remove their cgroups, exit 0),
+/// never die with cgroups left behind.
 async fn on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         tracing::error!("cannot listen for signals");
         return;
     };
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = int.recv() => tracing::info!("SIGINT"),
+        _ = hup.recv() => tracing::info!("SIGHUP"),
     }
     shutdown.cancel();
 }

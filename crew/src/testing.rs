@@ -58,7 +58,7 @@ pub struct LocalCrew {
     pub name: String,
     pub shutdown: CancellationToken,
     pub state: tempfile::TempDir,
-    server: Option<tokio::task::JoinHandle<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
 impl LocalCrew {
@@ -105,7 +105,8 @@ impl LocalCrew {
             tokio::time::timeout(Duration::from_secs(30), s)
                 .await
                 .expect("the crew stops within 30 s")
-                .expect("the crew task ends cleanly");
+                .expect("the crew task ends cleanly")
+                .expect("the crew served without error");
         }
     }
 }

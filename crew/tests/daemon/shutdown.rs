@@ -118,3 +118,11 @@ async fn sigint_does_the_same() {
     skip_unless_crew_can_run!();
     shuts_down_cleanly_on(Signal::SIGINT).await;
 }
+
+/// The terminal a crew was started from closing must not kill it with its
+/// cgroups left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_does_the_same() {
+    skip_unless_crew_can_run!();
+    shuts_down_cleanly_on(Signal::SIGHUP).await;
+}

@@ -18,17 +18,17 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "foreman", version)]
 pub struct Cli {
     /// A crew to talk to, as NAME=HOST:PORT (repeat for more); replaces the
-    /// config file's crews.
+    /// config file's crews. Before the command (`start --crew` picks one).
     #[arg(long = "crew", value_name = "NAME=HOST:PORT")]
     pub crews: Vec<String>,
     /// Whose certificate to use: CERTS/users/USER.{crt,key}. Default: $USER.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub user: Option<String>,
     /// Directory with ca.crt and users/ (default /etc/tasker).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub certs: Option<PathBuf>,
     /// Config file (default ~/.config/tasker/foreman.toml).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,

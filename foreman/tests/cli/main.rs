@@ -355,3 +355,41 @@ async fn unknown_jobs_refusals_and_bad_input_have_their_exit_codes() {
     assert!(ran.stderr.contains("nobody-here.crt"), "{}", ran.stderr);
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn a_follow_cut_by_a_crew_shutdown_says_so_and_exits_2() {
+    let fleet = fleet_or_skip!("alpha");
+    fleet
+        .run(ALICE, &["start", "--", "sh", "-c", "echo ready; exec sleep 1000"])
+        .await
+        .expect(0);
+    let mut child = fleet
+        .foreman(ALICE, &["logs", "-f", "job-1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("ready"));
+    fleet.crews[0].shutdown.cancel();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the follow ends with the crew")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn config_user_and_certs_may_follow_the_command() {
+    let fleet = fleet_or_skip!("alpha");
+    let config = fleet.config();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_foreman"));
+    cmd.args(["crews", "--json", "--user", ALICE, "--config"])
+        .arg(&config);
+    let ran = support::Ran::from(cmd.output().await.unwrap()).expect(0);
+    assert_eq!(ran.json()[0]["identity"], ALICE);
+    fleet.stop().await;
+}

@@ -77,7 +77,12 @@ pub async fn handle(
     tracing::info!(job = %job.handle, by = ?who.name, writable, ?from, "attach");
 
     let done = state.shutdown.child_token();
-    tokio::spawn(pump_output(reader, tx.clone(), done.clone()));
+    tokio::spawn(pump_output(
+        reader,
+        tx.clone(),
+        done.clone(),
+        state.shutdown.clone(),
+    ));
     let input = Input {
         state: Arc::clone(state),
         who,
@@ -100,10 +105,26 @@ async fn send(tx: &Tx, done: &CancellationToken, msg: Result<Out, Status>) -> bo
     }
 }
 
-async fn pump_output(mut reader: crate::engine::OutputReader, tx: Tx, done: CancellationToken) {
+async fn pump_output(
+    mut reader: crate::engine::OutputReader,
+    tx: Tx,
+    done: CancellationToken,
+    shutdown: CancellationToken,
+) {
     loop {
         let event = tokio::select! {
-            () = done.cancelled() => break,
+            () = done.cancelled() => {
+                // Not a detach: the crew is going. Say so, so that a
+                // follower does not take the end of the stream for the
+                // end of the job.
+                if shutdown.is_cancelled() {
+                    let gone = Err(Status::unavailable(
+                        "the crew is shutting down (its jobs are being stopped)",
+                    ));
+                    let _ = tokio::time::timeout(Duration::from_millis(200), tx.send(gone)).await;
+                }
+                break;
+            }
             () = tx.closed() => break,
             ev = reader.next() => ev,
         };

@@ -160,7 +160,6 @@ pub async fn session(
             next = step(&crew.name, &mut opened, &mut sink, &mut offset) => match next? {
                 Next::Data => {}
                 Next::Ended(j) => break End::Job(j),
-                Next::Closed => break End::Detached,
             },
             Some(input) = keys.recv() => match input {
                 Some(bytes) => {

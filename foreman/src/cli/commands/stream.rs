@@ -89,8 +89,6 @@ impl Sink {
 pub enum Next {
     Data,
     Ended(Box<pb::Job>),
-    /// The stream closed without a final state (detached, or the crew went away).
-    Closed,
 }
 
 /// Reads one message: writes output to `sink`, reports drops on stderr.
@@ -119,7 +117,12 @@ pub async fn step(
             Out::Ended(j) => Ok(Next::Ended(Box::new(j))),
             Out::Attached(_) => Ok(Next::Data),
         },
-        Ok(_) => Ok(Next::Closed),
+        Ok(Some(_)) => Ok(Next::Data),
+        // A follow ends with the job's final state; a stream that just
+        // stops means the crew went away, and the job's fate is unknown.
+        Ok(None) => Err(Failure::Connection(format!(
+            "{crew}: the stream ended before the job did (did the crew restart?)"
+        ))),
         Err(s) => Err(Failure::from_status(crew, &s)),
     }
 }

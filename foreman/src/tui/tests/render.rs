@@ -150,7 +150,15 @@ fn tiny_windows_never_panic_and_say_too_small() {
     }
     // The smallest full view, one below it, and odd shapes, with wide
     // characters in a job's command.
-    for (w, h) in [(40, 10), (39, 10), (40, 9), (41, 11), (300, 2), (300, 12), (41, 60)] {
+    for (w, h) in [
+        (40, 10),
+        (39, 10),
+        (40, 9),
+        (41, 11),
+        (300, 2),
+        (300, 12),
+        (41, 60),
+    ] {
         let mut app = busy((80, 24));
         add(
             &mut app,
