@@ -139,6 +139,10 @@ impl OutputReader {
             let file = Arc::clone(&self.file);
             let kept = Arc::clone(&self.kept);
             let (offset, chunk) = (self.offset, self.chunk);
+            // In the blocking pool, not inline with RWF_NOWAIT: the pool
+            // thread reads the next chunk while a runtime thread encrypts
+            // the last one (measured: 1 GiB in 0.85 s this way, 1.09 s
+            // inline, for the same CPU).
             let read = tokio::task::spawn_blocking(move || read_chunk(&file, &kept, offset, chunk))
                 .await
                 .map_err(|e| EngineError::Shim(format!("output reader task: {e}")))?
@@ -173,6 +177,11 @@ enum Chunk {
     Nothing,
 }
 
+/// A read that found less than this share of a chunk is copied into a
+/// buffer of its size: a follower's queue of small live writes must not
+/// pin a chunk-sized allocation each.
+const SHRINK_BELOW: usize = 4;
+
 fn read_chunk(file: &File, kept: &KeptFrom, offset: u64, max: usize) -> io::Result<Chunk> {
     let mut buf = BytesMut::with_capacity(max);
     let at = (HEADER + offset) as libc::off_t;
@@ -185,8 +194,9 @@ fn read_chunk(file: &File, kept: &KeptFrom, offset: u64, max: usize) -> io::Resu
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
+    let n = n as usize;
     // SAFETY: pread(2) initialised the first `n` bytes.
-    unsafe { buf.set_len(n as usize) };
+    unsafe { buf.set_len(n) };
     // After the read: see the module's comment.
     let first = kept.get();
     if first > offset {
@@ -195,7 +205,12 @@ fn read_chunk(file: &File, kept: &KeptFrom, offset: u64, max: usize) -> io::Resu
     if n == 0 {
         return Ok(Chunk::Nothing);
     }
-    Ok(Chunk::Data(buf.freeze()))
+    let bytes = if n < max / SHRINK_BELOW {
+        Bytes::copy_from_slice(&buf)
+    } else {
+        buf.freeze()
+    };
+    Ok(Chunk::Data(bytes))
 }
 
 /// The oldest kept stream offset of a job's output, in the file's header

@@ -315,12 +315,28 @@ pub(crate) fn try_send(link: &ShimLink, msg: &[u8]) -> std::io::Result<bool> {
 }
 
 /// Receives one message without blocking: `Ok(None)` when there is none,
-/// `Ok(Some(empty))` at EOF (the shim is gone).
+/// `Ok(Some(0))` at EOF (the shim is gone).
 pub(crate) fn try_recv(link: &ShimLink, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
-    match nix::sys::socket::recv(link.ctl.get_ref().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
-        Ok(n) => Ok(Some(n)),
-        Err(nix::errno::Errno::EAGAIN) => Ok(None),
-        Err(e) => Err(e.into()),
+    recv_seqpacket(link.ctl.get_ref().as_fd(), buf)
+}
+
+/// One `recv` on a `SOCK_SEQPACKET` socket that does not lose the peer's
+/// last messages. A peer that exits with messages of ours unread (the shim
+/// reporting the job's end just as we send it stdin's EOF) makes the kernel
+/// set ECONNRESET on our socket, and the next `recv` returns that error
+/// *before* the messages still queued for us. The error is reported once
+/// and then cleared, so it is a notice, not the end: read on, and the queue
+/// drains and ends in a real EOF.
+fn recv_seqpacket(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    let mut resets = 0;
+    loop {
+        match nix::sys::socket::recv(fd.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => return Ok(Some(n)),
+            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+            // Bounded: the kernel clears the error when it reports it.
+            Err(nix::errno::Errno::ECONNRESET) if resets < 2 => resets += 1,
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -328,4 +344,56 @@ pub(crate) fn try_recv(link: &ShimLink, buf: &mut [u8]) -> std::io::Result<Optio
 pub(crate) fn drain_eventfd(link: &ShimLink) -> bool {
     let mut buf = [0u8; 8];
     matches!(nix::unistd::read(link.events.get_ref().as_fd(), &mut buf), Ok(8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shim's last message must survive the shim closing its end with
+    /// ours unread (which makes the kernel report ECONNRESET first).
+    #[test]
+    fn last_message_survives_a_reset() {
+        let (crew, shim) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let send = |fd: &OwnedFd, msg: &[u8]| {
+            nix::sys::socket::send(fd.as_raw_fd(), msg, MsgFlags::MSG_NOSIGNAL).unwrap();
+        };
+        send(&crew, b"stdin EOF, never read");
+        send(&shim, b"exited");
+        drop(shim);
+
+        // What the kernel does without our handling: the reset comes first.
+        let (probe_crew, probe_shim) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        send(&probe_crew, b"unread");
+        send(&probe_shim, b"exited");
+        drop(probe_shim);
+        let mut buf = [0u8; 64];
+        let raw = nix::sys::socket::recv(probe_crew.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT);
+        assert_eq!(
+            raw,
+            Err(nix::errno::Errno::ECONNRESET),
+            "the kernel's behaviour this guards against"
+        );
+
+        let mut buf = [0u8; 64];
+        let n = recv_seqpacket(crew.as_fd(), &mut buf).unwrap();
+        assert_eq!(n.map(|n| &buf[..n]), Some(&b"exited"[..]));
+        assert_eq!(
+            recv_seqpacket(crew.as_fd(), &mut buf).unwrap(),
+            Some(0),
+            "then EOF"
+        );
+    }
 }

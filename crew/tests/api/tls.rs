@@ -95,3 +95,64 @@ async fn a_client_that_never_finishes_its_handshake_does_not_block_others() {
     drop(idle);
     crew.stop().await;
 }
+
+/// The crew picks the suite, AES-128-GCM first, whatever order the client
+/// offers (rustls's own client lists AES-256-GCM first); a client that
+/// offers only another TLS 1.3 suite still gets it.
+#[tokio::test]
+async fn the_crew_chooses_aes_128_gcm_and_still_serves_other_suites() {
+    use rustls::CipherSuite::{TLS13_AES_128_GCM_SHA256, TLS13_CHACHA20_POLY1305_SHA256};
+    let crew = crew_or_skip!();
+    let files = crew.pki.user(ALICE, Role::User);
+    use rustls_pki_types::pem::PemObject as _;
+    let chain = || {
+        rustls::pki_types::CertificateDer::pem_file_iter(&files.cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    let key = || rustls::pki_types::PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let addr = crew.addr;
+    let negotiated = |config: std::sync::Arc<rustls::ClientConfig>| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        tls.get_ref().1.negotiated_cipher_suite().unwrap().suite()
+    };
+
+    let default = client_tls(
+        &crew.pki.ca_cert_path(),
+        Some((chain(), key())),
+        &[&rustls::version::TLS13],
+    );
+    assert_ne!(
+        default.crypto_provider().cipher_suites[0].suite(),
+        TLS13_AES_128_GCM_SHA256,
+        "the client prefers another suite, or this proves nothing"
+    );
+    assert_eq!(negotiated(default).await, TLS13_AES_128_GCM_SHA256);
+
+    let mut only_chacha = rustls::crypto::ring::default_provider();
+    only_chacha
+        .cipher_suites
+        .retain(|s| s.suite() == TLS13_CHACHA20_POLY1305_SHA256);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(crew.pki.ca_cert_path()).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(only_chacha))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain(), key())
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    assert_eq!(
+        negotiated(std::sync::Arc::new(config)).await,
+        TLS13_CHACHA20_POLY1305_SHA256
+    );
+    crew.stop().await;
+}

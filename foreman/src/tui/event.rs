@@ -1,6 +1,7 @@
-//! Everything that feeds the one event channel: the terminal's keys,
-//! mouse and resizes; a tick; one task per crew (its connection and
-//! `WatchJobs`); one task per attach; and the answers to effects.
+//! Everything that feeds the loop: on a channel of its own, the terminal's
+//! keys, mouse and resizes; on the other, a tick, one task per crew (its
+//! connection and `WatchJobs`), one task per attach, and the answers to
+//! effects.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -51,6 +52,17 @@ pub async fn terminal_input(tx: Tx, cancel: CancellationToken) {
             return;
         }
     }
+}
+
+/// Whether the terminal event is a person's doing (a key, a click, a
+/// paste, a resize), as opposed to the mouse merely moving over the window:
+/// its frame is drawn at once.
+pub fn is_a_persons(action: &Action) -> bool {
+    use crossterm::event::MouseEventKind;
+    !matches!(
+        action,
+        Action::Mouse(m) if matches!(m.kind, MouseEventKind::Moved | MouseEventKind::Drag(_))
+    )
 }
 
 /// A tick a second, for ages and "since" times.

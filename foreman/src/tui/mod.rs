@@ -8,15 +8,17 @@
 //!   `update` for mouse clicks).
 //! - `keys.rs`: the key and command tables (dispatch, hints and help).
 //! - `term.rs`: the terminal emulator and key encoding.
-//! - `event.rs`: the tasks feeding the one event channel.
+//! - `event.rs`: the tasks feeding the event channels.
+//! - `pace.rs`: when to draw.
 //! - here: the loop: events in, `update`, effects out, a frame when
-//!   something changed (at most 60 a second).
+//!   something changed (60 a second at most on average; a key's at once).
 
 pub mod action;
 pub mod app;
 pub mod event;
 pub mod keys;
 pub mod layout;
+pub mod pace;
 pub mod term;
 pub mod update;
 pub mod view;
@@ -40,12 +42,10 @@ use tokio_util::sync::CancellationToken;
 use self::action::{Effect, Input, SessionId};
 use self::app::App;
 use self::event::{Event, Tx};
+use self::pace::Pacer;
 use crate::cli::Failure;
 use crate::client::{self, Crew};
 use crate::config::{self, Overrides};
-
-/// At most this many frames a second.
-const FRAME: Duration = Duration::from_millis(16);
 
 pub async fn run(over: Overrides) -> Result<(), Failure> {
     let config = config::load(&over)?;
@@ -73,9 +73,12 @@ pub async fn run(over: Overrides) -> Result<(), Failure> {
 
 async fn event_loop(screen: &mut Screen, app: &mut App, crews: Vec<Crew>) -> Result<(), Failure> {
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    // The terminal's own channel, read first: a key never waits behind
+    // queued job output.
+    let (keys_tx, mut keys) = mpsc::channel::<Event>(256);
     let cancel = CancellationToken::new();
     let _stop_tasks = cancel.clone().drop_guard();
-    tokio::spawn(event::terminal_input(tx.clone(), cancel.clone()));
+    tokio::spawn(event::terminal_input(keys_tx, cancel.clone()));
     tokio::spawn(event::ticks(tx.clone(), cancel.clone()));
     for (ix, crew) in crews.iter().enumerate() {
         tokio::spawn(event::watch_crew(ix, crew.clone(), tx.clone(), cancel.clone()));
@@ -87,30 +90,46 @@ async fn event_loop(screen: &mut Screen, app: &mut App, crews: Vec<Crew>) -> Res
         .map_err(|e| Failure::Usage(e.to_string()))?;
 
     let mut dirty = true;
-    let mut last_frame = Instant::now().checked_sub(FRAME).unwrap_or_else(Instant::now);
+    // A person did something: the frame that shows it goes out now.
+    let mut urgent = false;
+    let mut pacer = Pacer::new(Instant::now());
     loop {
-        if dirty && last_frame.elapsed() >= FRAME {
+        if dirty && pacer.take(Instant::now(), urgent) {
             screen
                 .terminal
                 .draw(|f| view::draw(f, app))
                 .map_err(|e| Failure::Usage(format!("drawing failed: {e}")))?;
             dirty = false;
-            last_frame = Instant::now();
+            urgent = false;
         }
         let next_frame = if dirty {
-            tokio::time::Instant::from_std(last_frame + FRAME)
+            tokio::time::Instant::from_std(pacer.next())
         } else {
             tokio::time::Instant::now() + Duration::from_secs(3600)
         };
         tokio::select! {
+            biased;
+            ev = keys.recv() => {
+                let Some(ev) = ev else { break };
+                dirty = true;
+                urgent |= event::is_a_persons(&ev.action);
+                let mut quit = handle(app, ev, &crews, &tx, &mut sessions);
+                while !quit && let Ok(ev) = keys.try_recv() {
+                    urgent |= event::is_a_persons(&ev.action);
+                    quit = handle(app, ev, &crews, &tx, &mut sessions);
+                }
+                if quit {
+                    break;
+                }
+            }
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
                 dirty = true;
                 let mut quit = handle(app, ev, &crews, &tx, &mut sessions);
                 // Take what else is ready, for at most a few ms, so that a
-                // flood still leaves room for frames.
+                // flood still leaves room for frames; a key goes first.
                 let t0 = Instant::now();
-                while !quit && t0.elapsed() < Duration::from_millis(8) {
+                while !quit && keys.is_empty() && t0.elapsed() < Duration::from_millis(8) {
                     match rx.try_recv() {
                         Ok(ev) => quit = handle(app, ev, &crews, &tx, &mut sessions),
                         Err(_) => break,
