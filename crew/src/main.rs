@@ -33,8 +33,8 @@ struct Args {
     /// starts are refused.
     #[arg(long)]
     allow_root: bool,
-    /// Bytes of output kept per job; older bytes are dropped.
-    #[arg(long, default_value_t = crew::engine::DEFAULT_OUTPUT_LIMIT)]
+    /// Output kept per job (bytes, or 512K, 64M, 2G); older bytes are dropped.
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
     output_limit: u64,
     /// How long jobs get to end after SIGTERM when the crew shuts down (ms, s, m).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -42,6 +42,22 @@ struct Args {
     /// Log format on stderr.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+}
+
+/// `4096`, `512K`, `64M`, `2G` (powers of 1024), as foreman's sizes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let err = || format!("{s:?} is not a size like 4096, 512K, 64M or 2G");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        _ => return Err(err()),
+    };
+    let n: u64 = num.parse().map_err(|_| err())?;
+    n.checked_mul(1 << shift).ok_or_else(err)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

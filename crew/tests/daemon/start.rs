@@ -233,3 +233,24 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
         .map(|d| Path::new(d).join(program))
         .find(|p| p.is_file())
 }
+
+#[test]
+fn output_limit_takes_sizes_and_names_a_bad_one() {
+    let run = |limit: &str| {
+        std::process::Command::new(CREW)
+            .args(["--output-limit", limit, "--certs", "/nonexistent/tasker-certs"])
+            .output()
+            .unwrap()
+    };
+    let bad = run("64Q");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("\"64Q\" is not a size"), "{err}");
+    // A good size gets past the flags: what stops this start is later.
+    for good in ["2G", "512K", "1048576"] {
+        let out = run(good);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("is not a size"), "{good}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{good}: {out:?}");
+    }
+}
