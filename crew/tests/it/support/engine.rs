@@ -291,6 +291,12 @@ pub async fn read_all(handle: &EngineHandle, id: &JobId, from: ReadFrom) -> (Vec
         match event {
             Some(OutputEvent::Data { offset, bytes }) => {
                 assert_eq!(offset, expected, "gap or overlap in output");
+                // Read ahead in bigger reads, handed out a chunk at most.
+                assert!(
+                    bytes.len() <= crew::engine::DEFAULT_CHUNK,
+                    "a chunk of {}",
+                    bytes.len()
+                );
                 expected += bytes.len() as u64;
                 out.extend_from_slice(&bytes);
             }
