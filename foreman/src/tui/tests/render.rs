@@ -269,3 +269,23 @@ fn hostile_output_never_reaches_the_real_terminal_as_a_sequence() {
         rest = &rest[i + 1..];
     }
 }
+
+/// The empty list tells a new user a `:start` that works: with several
+/// crews it must name one.
+#[test]
+fn the_empty_list_shows_a_start_that_works() {
+    let text = |t: &Terminal<TestBackend>| {
+        let buf = t.backend().buffer();
+        buf.content().iter().map(|c| c.symbol()).collect::<String>()
+    };
+    let one = app(&["alpha"], "ada", "admin", (80, 24));
+    assert!(text(&render(&one)).contains("no jobs yet: :start -- CMD starts one"));
+    let mut two = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    assert!(text(&render(&two)).contains("no jobs yet: :start alpha -- CMD starts one"));
+    // And that line does start a job.
+    let effects = command(&mut two, "start alpha -- true");
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Start { .. })),
+        "{effects:?}"
+    );
+}

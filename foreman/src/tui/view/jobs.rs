@@ -192,13 +192,21 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
     frame.render_widget(Paragraph::new(Line::styled(header, bold())), areas.jobs_header);
 
     if visible.is_empty() {
-        let any_up = app.crews.iter().any(|c| c.link.is_up());
+        let up = app.crews.iter().find(|c| c.link.is_up());
         let text = if !app.filter.is_empty() {
-            "no job matches the filter (Esc in / clears it)"
-        } else if any_up {
-            "no jobs yet: :start -- CMD starts one"
+            "no job matches the filter (Esc in / clears it)".to_owned()
+        } else if let Some(crew) = up {
+            // With several crews `:start` needs one named: show a real one.
+            if app.crews.len() == 1 {
+                "no jobs yet: :start -- CMD starts one".to_owned()
+            } else {
+                format!(
+                    "no jobs yet: :start {} -- CMD starts one",
+                    crate::sanitize::Sanitizer::clean(&crew.name)
+                )
+            }
         } else {
-            "waiting for crews…"
+            "waiting for crews…".to_owned()
         };
         frame.render_widget(Paragraph::new(Line::styled(text, dim())), areas.job_rows);
         return;
