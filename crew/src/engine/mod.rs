@@ -322,17 +322,39 @@ impl EngineHandle {
             }
         });
 
+        // A ready shim first: on a hybrid host its init already sits in the
+        // v1 cgroups made for the job it gets, under that job's id.
+        // Topped up by `start` once the job runs: starting a shim now would
+        // compete with this job's start for the cpu.
+        let idle = self.take_ready();
+        let init_in = idle.as_ref().map(IdleShim::init_in).unwrap_or_default();
         let number = locked(&inner.registry).allocate_number();
-        let id = JobId::random();
+        let id = idle
+            .as_ref()
+            .and_then(IdleShim::slot_id)
+            .cloned()
+            .unwrap_or_else(JobId::random);
         let handle = format!("job-{number}");
+        let give_back = |idle: Option<IdleShim>| {
+            if let Some(idle) = idle {
+                self.inner.tracker.spawn_blocking(move || idle.dismiss());
+            }
+        };
         // One file per job, its own header included: on some filesystems a
         // file creation costs more than the rest of the start together.
         let output_path = inner.jobs_dir.join(format!("{id}.out"));
-        let output = output::create_output(&output_path).ctx("create", &output_path)?;
-        let cgroup = match inner.tree.create_job(id.as_str(), &spec.limits) {
+        let output = match output::create_output(&output_path).ctx("create", &output_path) {
+            Ok(o) => o,
+            Err(e) => {
+                give_back(idle);
+                return Err(e);
+            }
+        };
+        let cgroup = match inner.tree.create_job(id.as_str(), &spec.limits, &init_in) {
             Ok(c) => c,
             Err(e) => {
                 let _ = std::fs::remove_file(&output_path);
+                give_back(idle);
                 return Err(e);
             }
         };
@@ -347,7 +369,8 @@ impl EngineHandle {
             groups: spec.run_as.groups.clone(),
             tty: spec.tty.is_some(),
             host_network: spec.network == Network::Host,
-            v1_procs: cgroup.v1_dir_count() as u32,
+            // Set by `assign`, which knows the cgroups init is in.
+            v1_procs: 0,
             clone_into_cgroup: true,
         };
         let limit = inner.config.output_limit;
@@ -357,7 +380,10 @@ impl EngineHandle {
             output_limit: limit,
             drop_unit: drop_unit(limit),
         };
-        let link = match self.assign_shim(launch, serve, spec.tty, &output, &cgroup).await {
+        let link = match self
+            .assign_shim(idle, launch, serve, spec.tty, &output, &cgroup)
+            .await
+        {
             Ok(l) => l,
             Err(e) => {
                 // The command may have started before its shim failed.
@@ -448,6 +474,7 @@ impl EngineHandle {
     /// the ready one died meanwhile).
     async fn assign_shim(
         &self,
+        idle: Option<IdleShim>,
         launch: Launch,
         serve: Serve,
         tty: Option<WinSize>,
@@ -455,9 +482,7 @@ impl EngineHandle {
         cgroup: &cgroup::JobCgroup,
     ) -> Result<(spawn::ShimLink, spawn::ExecResult), EngineError> {
         use std::os::fd::AsFd as _;
-        // Topped up by `start` once the job runs: starting a shim now would
-        // compete with this job's start for the cpu.
-        let idle = match self.take_ready() {
+        let idle = match idle {
             Some(idle) => idle,
             None => self.spawn_fresh().await?,
         };
@@ -494,9 +519,12 @@ impl EngineHandle {
 
     async fn spawn_fresh(&self) -> Result<IdleShim, EngineError> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || spawn_idle(&inner.config.shim_path, &inner.tree.shims_dir()))
-            .await
-            .map_err(|e| EngineError::Shim(format!("shim start task: {e}")))?
+        // No slot: joining v1 cgroups ahead would be on the clock here.
+        tokio::task::spawn_blocking(move || {
+            spawn_idle(&inner.config.shim_path, &inner.tree.shims_dir(), None)
+        })
+        .await
+        .map_err(|e| EngineError::Shim(format!("shim start task: {e}")))?
     }
 
     /// Tops the pool of ready shims up, in the background.
@@ -514,8 +542,19 @@ impl EngineHandle {
                         && lock_pool(&inner.pool).len() < inner.config.shim_pool
                 };
                 while short() {
-                    match spawn_idle(&inner.config.shim_path, &inner.tree.shims_dir()) {
-                        Ok(idle) => lock_pool(&inner.pool).push(idle),
+                    match spawn_idle(
+                        &inner.config.shim_path,
+                        &inner.tree.shims_dir(),
+                        new_slot(&inner.tree),
+                    ) {
+                        Ok(idle) if idle.wait_joined(Duration::from_secs(2)) => {
+                            lock_pool(&inner.pool).push(idle)
+                        }
+                        Ok(idle) => {
+                            tracing::warn!("a ready shim's init did not join its cgroups; letting it go");
+                            idle.dismiss();
+                            break;
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "could not start a ready shim");
                             break;
@@ -670,6 +709,23 @@ impl EngineHandle {
     /// events behind gets `Lagged` and should re-read the list.
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.inner.events.subscribe()
+    }
+}
+
+/// A job id and its v1 cgroups for a ready shim, on hybrid hosts; none on
+/// cgroup2 hosts, or if the directories cannot be made (the job's command
+/// then joins its cgroups itself, as without a ready shim).
+fn new_slot(tree: &cgroup::CgroupTree) -> Option<spawn::Slot> {
+    let id = JobId::random();
+    if tree.slot_dirs(id.as_str()).is_empty() {
+        return None;
+    }
+    match tree.create_slot(id.as_str()) {
+        Ok(dirs) => Some(spawn::Slot { id, dirs }),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not make a ready shim's cgroups");
+            None
+        }
     }
 }
 

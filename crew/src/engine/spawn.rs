@@ -15,7 +15,7 @@
 use std::io::IoSlice;
 use std::os::fd::{AsFd as _, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -48,6 +48,17 @@ pub(crate) struct IdleShim {
     init: OwnedFd,
     child: Child,
     born: std::time::Instant,
+    /// On hybrid hosts: the next job's id and the v1 cgroups its init
+    /// joined while waiting (see `CgroupTree::slot_dirs`).
+    slot: Option<Slot>,
+}
+
+/// A job id reserved for a ready shim, with the v1 cgroup directories made
+/// for it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub id: super::job::JobId,
+    pub dirs: Vec<PathBuf>,
 }
 
 impl IdleShim {
@@ -59,22 +70,70 @@ impl IdleShim {
         self.born.elapsed()
     }
 
-    /// Lets the shim go: it and its init see EOF and exit; this reaps it.
+    /// Lets the shim go: it and its init see EOF and exit; this reaps it,
+    /// and removes its slot's cgroups once init is out of them.
     pub(crate) fn dismiss(self) {
         let Self {
-            ctl, init, mut child, ..
+            ctl,
+            init,
+            mut child,
+            slot,
+            ..
         } = self;
         drop((ctl, init));
         let _ = child.wait();
+        if let Some(slot) = slot {
+            super::cgroup::remove_slot(&slot.dirs);
+        }
+    }
+
+    /// The job id reserved for this shim, if it has a slot.
+    pub(crate) fn slot_id(&self) -> Option<&super::job::JobId> {
+        self.slot.as_ref().map(|s| &s.id)
+    }
+
+    /// The v1 cgroups this shim's init is in (those of its slot, once
+    /// [`wait_joined`](Self::wait_joined) said so): the command inherits
+    /// these and joins only the others.
+    pub(crate) fn init_in(&self) -> Vec<PathBuf> {
+        self.slot.as_ref().map(|s| s.dirs.clone()).unwrap_or_default()
+    }
+
+    /// Waits (bounded, blocking) until init is in every cgroup of its
+    /// slot. A shim is only ready once that is settled: a start must know
+    /// whether init counts against the job's pids limit, and which cgroups
+    /// the command must join itself.
+    pub(crate) fn wait_joined(&self, timeout: std::time::Duration) -> bool {
+        let Some(slot) = &self.slot else { return true };
+        let deadline = std::time::Instant::now() + timeout;
+        let joined = |d: &PathBuf| {
+            std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|procs| !procs.trim().is_empty())
+        };
+        loop {
+            if slot.dirs.iter().all(joined) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }
 
 /// The environment variable that tells a shim which cgroup to join before
 /// it forks the job's init.
 pub(crate) const SHIMS_CGROUP_ENV: &str = "TASKER_SHIMS_CGROUP";
+/// The v1 cgroup directories (one a line) the job's init joins at once.
+pub(crate) const INIT_CGROUPS_ENV: &str = "TASKER_INIT_CGROUPS";
 
-/// Starts a shim; it joins the crew's `shims` cgroup and prepares its init.
-pub(crate) fn spawn_idle(shim_path: &Path, shims_cgroup: &Path) -> Result<IdleShim, EngineError> {
+/// Starts a shim; it joins the crew's `shims` cgroup and prepares its init,
+/// which joins the `slot`'s cgroups.
+pub(crate) fn spawn_idle(
+    shim_path: &Path,
+    shims_cgroup: &Path,
+    slot: Option<Slot>,
+) -> Result<IdleShim, EngineError> {
     // Blocking for the shim and init (they wait in poll or recv), not for
     // the crew, whose end goes to the runtime.
     let pair = || -> Result<(OwnedFd, OwnedFd), EngineError> {
@@ -93,7 +152,8 @@ pub(crate) fn spawn_idle(shim_path: &Path, shims_cgroup: &Path) -> Result<IdleSh
     };
     let (ctl, shim_ctl) = pair()?;
     let (init, shim_init) = pair()?;
-    let child = Command::new(shim_path)
+    let mut command = Command::new(shim_path);
+    command
         .arg0("tasker-shim")
         // Room for the title the shim writes there once it has a job.
         .arg(" ".repeat(wire::TITLE_ROOM))
@@ -102,14 +162,26 @@ pub(crate) fn spawn_idle(shim_path: &Path, shims_cgroup: &Path) -> Result<IdleSh
         .stdin(Stdio::from(shim_ctl))
         .stdout(Stdio::from(shim_init))
         .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .ctx("start shim", shim_path)?;
+        .process_group(0);
+    if let Some(slot) = &slot {
+        let dirs: Vec<&std::ffi::OsStr> = slot.dirs.iter().map(|d| d.as_os_str()).collect();
+        command.env(INIT_CGROUPS_ENV, dirs.join(std::ffi::OsStr::new("\n")));
+    }
+    let child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(slot) = &slot {
+                super::cgroup::remove_slot(&slot.dirs);
+            }
+            return Err(EngineError::io("start shim", shim_path, e));
+        }
+    };
     Ok(IdleShim {
         ctl,
         init,
         child,
         born: std::time::Instant::now(),
+        slot,
     })
 }
 
@@ -216,10 +288,21 @@ impl ExecResult {
 
 /// Hands a job to an idle shim. On failure the shim is reaped and the error
 /// says whether a fresh shim might do better (`Shim`) or not.
-pub(crate) fn assign(idle: IdleShim, job: Assignment<'_>) -> Result<(ShimLink, ExecResult), EngineError> {
+pub(crate) fn assign(idle: IdleShim, mut job: Assignment<'_>) -> Result<(ShimLink, ExecResult), EngineError> {
+    let init_in = idle.init_in();
     let IdleShim {
         ctl, init, mut child, ..
     } = idle;
+    // The command joins the v1 cgroups its init is not in already.
+    let v1_procs = match job.cgroup.open_v1_procs(&init_in) {
+        Ok(fds) => fds,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    job.launch.v1_procs = v1_procs.len() as u32;
     let fail = |child: &mut Child, e: EngineError| {
         let _ = child.kill();
         let _ = child.wait();
@@ -251,7 +334,7 @@ pub(crate) fn assign(idle: IdleShim, job: Assignment<'_>) -> Result<(ShimLink, E
         to_init.extend(stdio.init);
         to_init.push(job.cgroup.open_unified()?);
         to_init.push(job.cgroup.open_unified_procs()?);
-        to_init.extend(job.cgroup.open_v1_procs()?);
+        to_init.extend(v1_procs);
         let mut to_shim = vec![
             job.output.try_clone_to_owned().ctx("dup", Path::new("output"))?,
             eventfd.try_clone().ctx("dup", Path::new("eventfd"))?,

@@ -424,20 +424,60 @@ impl CgroupTree {
         }
     }
 
-    /// Creates the job's cgroup and applies its limits. On any error nothing
-    /// is left behind.
-    pub fn create_job(&self, name: &str, limits: &Limits) -> Result<JobCgroup, EngineError> {
+    /// Creates the job's cgroup and applies its limits. `init_in`: the v1
+    /// directories (of a [`create_slot`](Self::create_slot)) that the job's
+    /// init already joined; the pids limit leaves room for it there, so
+    /// that the command gets the same count as on a cgroup2 host. On any
+    /// error nothing the call made is left behind.
+    pub fn create_job(
+        &self,
+        name: &str,
+        limits: &Limits,
+        init_in: &[PathBuf],
+    ) -> Result<JobCgroup, EngineError> {
         if name == SHIMS || name.contains('/') || name.starts_with('.') {
             return Err(EngineError::Cgroup(format!("bad job cgroup name {name:?}")));
         }
         let cg = self.job_cgroup_named(name, &self.controllers_for(limits));
-        let result = cg.create().and_then(|()| self.apply_limits(&cg, limits));
+        let init_counts = cg.v1_dir(Controller::Pids).is_some_and(|d| init_in.contains(&d));
+        let result = cg
+            .create()
+            .and_then(|()| self.apply_limits(&cg, limits, u64::from(init_counts)));
         if let Err(e) = result {
-            // Best effort: the directories are empty, so removal cannot block.
-            let _ = cg.remove();
+            // Best effort: the directories are empty, so removal cannot block
+            // (those with an init in them stay, for its shim's dismissal).
+            let _ = remove_dir_retrying(&cg.unified);
+            for dir in cg.v1_dirs().iter().filter(|d| !init_in.contains(d)) {
+                let _ = remove_dir_retrying(dir);
+            }
             return Err(e);
         }
         Ok(cg)
+    }
+
+    /// The v1 directories a ready shim's init joins ahead of its job, on
+    /// hybrid hosts: memory and pids, which every job has. A process joining
+    /// a v1 cgroup waits for an RCU grace period (~20 ms after an idle
+    /// spell); done while the shim waits, the job's command inherits them
+    /// and its start pays nothing. None on a cgroup2 host, where the command
+    /// is cloned straight into its cgroup.
+    pub fn slot_dirs(&self, name: &str) -> Vec<PathBuf> {
+        self.job_cgroup_named(name, &[Controller::Memory, Controller::Pids])
+            .v1_dirs()
+    }
+
+    /// Makes the [`slot_dirs`](Self::slot_dirs) of a job not started yet.
+    pub fn create_slot(&self, name: &str) -> Result<Vec<PathBuf>, EngineError> {
+        let dirs = self.slot_dirs(name);
+        for (i, dir) in dirs.iter().enumerate() {
+            if let Err(e) = std::fs::create_dir(dir) {
+                for made in &dirs[..i] {
+                    let _ = std::fs::remove_dir(made);
+                }
+                return Err(EngineError::io("create cgroup", dir, e));
+            }
+        }
+        Ok(dirs)
     }
 
     /// The controllers a job needs: memory (usage, peak, OOM kills) and pids
@@ -455,7 +495,7 @@ impl CgroupTree {
         wanted
     }
 
-    fn apply_limits(&self, cg: &JobCgroup, limits: &Limits) -> Result<(), EngineError> {
+    fn apply_limits(&self, cg: &JobCgroup, limits: &Limits, pids_extra: u64) -> Result<(), EngineError> {
         let dir_for = |c: Controller, what: &str| -> Result<(bool, PathBuf), EngineError> {
             match self.hier.backend(c) {
                 Backend::V2 => Ok((true, cg.unified.clone())),
@@ -481,14 +521,14 @@ impl CgroupTree {
         match (limits.pids, self.hier.backend(Controller::Pids)) {
             (Some(n), _) => {
                 let (_, dir) = dir_for(Controller::Pids, "pids")?;
-                pids::apply(&dir, n)?;
+                pids::apply(&dir, n.saturating_add(pids_extra))?;
             }
             // The default is a safety net; a host without the controller
             // simply has none.
             (None, Backend::Unavailable) => {}
             (None, _) => {
                 let (_, dir) = dir_for(Controller::Pids, "pids")?;
-                pids::apply(&dir, self.opts.default_pids)?;
+                pids::apply(&dir, self.opts.default_pids.saturating_add(pids_extra))?;
             }
         }
         Ok(())
@@ -529,6 +569,17 @@ fn subdirs(dir: &Path) -> Result<Vec<String>, EngineError> {
         }
     }
     Ok(names)
+}
+
+/// Removes a slot's directories (see [`CgroupTree::create_slot`]) once its
+/// init is gone; best effort, a leftover is logged (and removed at the
+/// crew's next start).
+pub(crate) fn remove_slot(dirs: &[PathBuf]) {
+    for dir in dirs {
+        if let Err(e) = remove_dir_retrying(dir) {
+            tracing::warn!(error = %e, "removing a ready shim's cgroup");
+        }
+    }
 }
 
 /// `rmdir` of a cgroup can fail with EBUSY for a moment after its last
@@ -595,17 +646,14 @@ impl JobCgroup {
         Ok(f.into())
     }
 
-    /// How many v1 directories the job has (and `cgroup.procs` files to
-    /// join).
-    pub fn v1_dir_count(&self) -> usize {
-        self.v1_dirs().len()
-    }
-
-    /// `cgroup.procs` of every v1 directory, opened for writing: the job's
-    /// first process writes itself into each before it runs the command.
-    pub fn open_v1_procs(&self) -> Result<Vec<OwnedFd>, EngineError> {
+    /// `cgroup.procs` of every v1 directory but those the job's init is
+    /// already in (which the command inherits), opened for writing: the
+    /// job's first process writes itself into each before it runs the
+    /// command.
+    pub fn open_v1_procs(&self, init_in: &[PathBuf]) -> Result<Vec<OwnedFd>, EngineError> {
         self.v1_dirs()
             .into_iter()
+            .filter(|d| !init_in.contains(d))
             .map(|d| {
                 let p = d.join("cgroup.procs");
                 let f = std::fs::OpenOptions::new().write(true).open(&p).ctx("open", &p)?;

@@ -46,6 +46,23 @@ pub(crate) struct InitArgs {
     pub ctl_r: RawFd,
 }
 
+/// Joins the v1 cgroups the crew made for the next job (hybrid hosts), so
+/// the command inherits them instead of paying a cgroup migration at its
+/// start. Best effort: the crew checks which ones init is in.
+fn join_slot_cgroups() {
+    let Some(dirs) = std::env::var_os(crate::engine::spawn::INIT_CGROUPS_ENV) else {
+        return;
+    };
+    for dir in dirs.as_encoded_bytes().split(|b| *b == b'\n') {
+        if dir.is_empty() {
+            continue;
+        }
+        // SAFETY: the bytes came from an OsStr split at an ASCII byte.
+        let dir = unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(dir) };
+        let _ = std::fs::write(std::path::Path::new(dir).join("cgroup.procs"), "0");
+    }
+}
+
 /// Runs as the job's PID 1. Never returns.
 pub(crate) fn run(args: InitArgs, shim_only: &[RawFd]) -> ! {
     // SAFETY: closing and duplicating fds this process inherited from the
@@ -70,6 +87,7 @@ pub(crate) fn run(args: InitArgs, shim_only: &[RawFd]) -> ! {
         sock
     };
     super::rewrite_cmdline(b"tasker-init", b"");
+    join_slot_cgroups();
     if sock < 0 {
         // SAFETY: _exit(2); the shim sees init gone and gives up the job.
         unsafe { libc::_exit(1) }

@@ -84,12 +84,13 @@ async fn a_fork_bomb_under_pids_64_is_contained_and_fully_stopped() {
         events.lines().any(|l| l.starts_with("max ") && l != "max 0")
     })
     .await;
-    let current: u64 = std::fs::read_to_string(pids_dir.join("pids.current"))
+    // The command's processes (the job's init is not one of them, wherever
+    // the kernel counts it).
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(current <= 64, "pids.current {current}");
+        .lines()
+        .count();
+    assert!(procs <= 64, "{procs} processes");
     let started = Instant::now();
     let end = bounded(
         "stop",
@@ -105,6 +106,33 @@ async fn a_fork_bomb_under_pids_64_is_contained_and_fully_stopped() {
     );
     assert!(matches!(ended(&end).outcome, Outcome::StoppedBy { .. }));
     assert!(!dir.exists());
+    t.assert_clean().await;
+    t.shutdown().await;
+}
+
+/// A pids limit of N lets the command run N processes, not one more and
+/// not one less: on hybrid hosts the job's init waits in the job's v1 pids
+/// cgroup (so the start pays no cgroup migration) and must not take one
+/// of the N.
+#[tokio::test]
+async fn a_pids_limit_of_n_gives_the_command_exactly_n_processes() {
+    let t = engine_or_skip!(exclusive);
+    // sh and its two children: three processes.
+    let three = "sleep 1 & sleep 1 & wait";
+    for (limit, ok) in [(3, true), (2, false)] {
+        // From a ready shim, whose init is in the v1 cgroups already.
+        let pool = t.handle.config().shim_pool;
+        wait_for("the ready shims", Duration::from_secs(10), || {
+            t.handle.ready_shims().len() == pool
+        })
+        .await;
+        let mut s = sh(three);
+        s.limits.pids = Some(limit);
+        let (out, end) = run(&t.handle, s).await;
+        let outcome = &ended(&end).outcome;
+        let succeeded = matches!(outcome, Outcome::Finished(Termination::Exited(0)));
+        assert_eq!(succeeded, ok, "pids {limit}: {outcome:?}, output {out:?}");
+    }
     t.assert_clean().await;
     t.shutdown().await;
 }
