@@ -729,10 +729,17 @@ impl JobCgroup {
             return Ok(());
         }
         let kill_file = self.unified.join("cgroup.kill");
-        if !self.force_freeze_kill && kill_file.exists() {
-            return write_file(&kill_file, "1");
+        let result = if !self.force_freeze_kill && kill_file.exists() {
+            write_file(&kill_file, "1")
+        } else {
+            self.freeze_kill_thaw()
+        };
+        match result {
+            // Removed meanwhile (its job ended and was cleaned up): nothing
+            // is left to kill, as above.
+            Err(_) if !self.unified.exists() => Ok(()),
+            other => other,
         }
-        self.freeze_kill_thaw()
     }
 
     fn freeze_kill_thaw(&self) -> Result<(), EngineError> {
