@@ -7,6 +7,9 @@
 //! - `authz.rs`: who may do what, as one pure function.
 //! - `service.rs` + `handlers/`: one file per RPC.
 //! - `convert.rs`: proto ⇄ engine; `status.rs`: engine errors → gRPC codes.
+//! - `shards.rs`: the threads that own connections (one-thread runtimes,
+//!   one per core), so that a connection's tasks never bounce between
+//!   threads.
 //!
 //! We run our own accept loop rather than tonic's TLS, so we also own what
 //! tonic would have done for us there: a handshake timeout, a cap on
@@ -18,6 +21,7 @@ pub mod convert;
 pub mod handlers;
 pub mod identity;
 pub mod service;
+mod shards;
 pub mod status;
 pub mod tls;
 
@@ -36,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::identity::{Peer, identity_of};
 use self::service::{CrewService, State};
+use self::shards::{Shard, Shards};
 use crate::engine::EngineHandle;
 
 /// How the API serves.
@@ -76,13 +81,14 @@ impl ServeOptions {
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then ends
-/// every stream and returns once the connections have drained.
+/// every stream and returns once the connections have drained. Dropping
+/// the future closes every connection at once.
 pub async fn serve(
     listener: TcpListener,
     engine: EngineHandle,
     opts: ServeOptions,
     shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), String> {
     let state = Arc::new(State {
         engine,
         crew_name: opts.crew_name.clone(),
@@ -90,31 +96,46 @@ pub async fn serve(
         started_at: SystemTime::now(),
         shutdown: shutdown.clone(),
         usage_every: opts.usage_every,
+        main: tokio::runtime::Handle::current(),
     });
     let service = CrewServer::new(CrewService { state })
         .max_decoding_message_size(opts.max_request_bytes)
         .max_encoding_message_size(4 << 20);
-    let (tx, rx) = mpsc::channel::<std::io::Result<Authed>>(64);
-    tokio::spawn(accept_loop(listener, opts.clone(), tx, shutdown.clone()));
-    tonic::transport::Server::builder()
-        .max_concurrent_streams(opts.max_concurrent_streams)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .http2_max_pending_accept_reset_streams(Some(32))
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(4 << 20)
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-            shutdown.cancelled(),
-        )
-        .await
+    let server = |incoming: mpsc::Receiver<std::io::Result<Authed>>, stop: CancellationToken| {
+        tonic::transport::Server::builder()
+            .max_concurrent_streams(opts.max_concurrent_streams)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .http2_max_pending_accept_reset_streams(Some(32))
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .add_service(service.clone())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::ReceiverStream::new(incoming),
+                async move { stop.cancelled().await },
+            )
+    };
+    let count = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_SHARDS);
+    let shards = Shards::start(count, server, &shutdown)
+        .map_err(|e| format!("cannot start the connection threads: {e}"))?;
+    tokio::spawn(accept_loop(
+        listener,
+        opts.clone(),
+        Arc::clone(&shards.shards),
+        shutdown.clone(),
+    ));
+    shards.wait().await
 }
+
+/// Connection shards at most, one per core below that.
+const MAX_SHARDS: usize = 16;
 
 async fn accept_loop(
     listener: TcpListener,
     opts: ServeOptions,
-    tx: mpsc::Sender<std::io::Result<Authed>>,
+    shards: Arc<[Shard]>,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(Arc::clone(&opts.tls));
@@ -137,25 +158,43 @@ async fn accept_loop(
             tracing::warn!(%addr, "too many connections; closing a new one");
             continue;
         };
+        // The connection moves to its shard's runtime, handshake and all.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot hand a connection over");
+                continue;
+            }
+        };
         // Every handshake slot taken: the oldest pending handshake goes. A
         // real client finishes in milliseconds, so the oldest is the one
         // saying nothing; connections that never speak cannot lock others
         // out (slowloris).
         let (id, evicted) = pending.admit();
-        let (acceptor, tx, timeout, pending) = (
+        let shard = shards::least_loaded(&shards);
+        let (acceptor, tx, timeout, pending, load) = (
             acceptor.clone(),
-            tx.clone(),
+            shard.incoming.clone(),
             opts.handshake_timeout,
             Arc::clone(&pending),
+            shard.load(),
         );
-        tokio::spawn(async move {
-            tune(&tcp);
-            let outcome = tokio::select! {
-                () = evicted.cancelled() => {
-                    tracing::info!(%addr, "handshake slots full: dropped the oldest pending handshake");
+        shard.runtime.spawn(async move {
+            let outcome = match TcpStream::from_std(tcp) {
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot take a connection over");
                     None
                 }
-                r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => Some(r),
+                Ok(tcp) => {
+                    tune(&tcp);
+                    tokio::select! {
+                        () = evicted.cancelled() => {
+                            tracing::info!(%addr, "handshake slots full: dropped the oldest pending handshake");
+                            None
+                        }
+                        r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => Some(r),
+                    }
+                }
             };
             pending.done(id);
             match outcome {
@@ -176,6 +215,7 @@ async fn accept_loop(
                             tls,
                             peer,
                             _permit: permit,
+                            _load: load,
                         }))
                         .await;
                 }
@@ -245,6 +285,7 @@ struct Authed {
     peer: Peer,
     /// Held for as long as the connection lives.
     _permit: OwnedSemaphorePermit,
+    _load: shards::Load,
 }
 
 impl tonic::transport::server::Connected for Authed {

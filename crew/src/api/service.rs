@@ -24,6 +24,24 @@ pub struct State {
     pub shutdown: CancellationToken,
     /// How often WatchJobs reports usage.
     pub usage_every: Duration,
+    /// The crew's main runtime, where the engine and jobs' tasks live.
+    pub main: tokio::runtime::Handle,
+}
+
+impl State {
+    /// Runs a request's work on the crew's main runtime, whichever
+    /// connection shard it came in on: what it starts there (a job's
+    /// tasks, an attach's input task) outlives the connection.
+    async fn on_main<T, F>(self: &Arc<Self>, work: impl FnOnce(Arc<Self>) -> F) -> Result<T, Status>
+    where
+        F: Future<Output = Result<T, Status>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.main
+            .spawn(work(Arc::clone(self)))
+            .await
+            .map_err(|e| Status::internal(format!("the request's task failed: {e}")))?
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -39,34 +57,42 @@ impl pb::crew_server::Crew for CrewService {
         &self,
         req: Request<pb::StartJobRequest>,
     ) -> Result<Response<pb::StartJobResponse>, Status> {
-        handlers::start::handle(&self.state, req)
+        self.state
+            .on_main(|s| async move { handlers::start::handle(&s, req).await.map_err(Into::into) })
             .await
-            .map_err(Into::into)
     }
 
     async fn stop_job(
         &self,
         req: Request<pb::StopJobRequest>,
     ) -> Result<Response<pb::StopJobResponse>, Status> {
-        handlers::stop::handle(&self.state, req).await.map_err(Into::into)
+        self.state
+            .on_main(|s| async move { handlers::stop::handle(&s, req).await.map_err(Into::into) })
+            .await
     }
 
     async fn archive_job(
         &self,
         req: Request<pb::ArchiveJobRequest>,
     ) -> Result<Response<pb::ArchiveJobResponse>, Status> {
-        handlers::archive::handle(&self.state, req).map_err(Into::into)
+        self.state
+            .on_main(|s| async move { handlers::archive::handle(&s, req).map_err(Into::into) })
+            .await
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
-        handlers::get::handle(&self.state, req).map_err(Into::into)
+        self.state
+            .on_main(|s| async move { handlers::get::handle(&s, req).map_err(Into::into) })
+            .await
     }
 
     async fn list_jobs(
         &self,
         req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        handlers::list::handle(&self.state, req).map_err(Into::into)
+        self.state
+            .on_main(|s| async move { handlers::list::handle(&s, req).map_err(Into::into) })
+            .await
     }
 
     type WatchJobsStream = Stream<pb::WatchJobsResponse>;
@@ -75,7 +101,9 @@ impl pb::crew_server::Crew for CrewService {
         &self,
         req: Request<pb::WatchJobsRequest>,
     ) -> Result<Response<Self::WatchJobsStream>, Status> {
-        handlers::watch::handle(&self.state, req).map_err(Into::into)
+        self.state
+            .on_main(|s| async move { handlers::watch::handle(&s, req).map_err(Into::into) })
+            .await
     }
 
     type AttachJobStream = Stream<pb::AttachJobResponse>;
@@ -84,12 +112,16 @@ impl pb::crew_server::Crew for CrewService {
         &self,
         req: Request<Streaming<pb::AttachJobRequest>>,
     ) -> Result<Response<Self::AttachJobStream>, Status> {
-        handlers::attach::handle(&self.state, req)
+        // The output stream it returns is polled here, on the connection's
+        // shard: moving bytes is what a shard is for.
+        self.state
+            .on_main(|s| async move { handlers::attach::handle(&s, req).await.map_err(Into::into) })
             .await
-            .map_err(Into::into)
     }
 
     async fn info(&self, req: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
-        handlers::info::handle(&self.state, req).map_err(Into::into)
+        self.state
+            .on_main(|s| async move { handlers::info::handle(&s, req).map_err(Into::into) })
+            .await
     }
 }

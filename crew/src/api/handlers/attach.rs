@@ -2,9 +2,12 @@
 //! no gap (one reader, one offset), then the final state; and, for callers
 //! who may manage the job, stdin, EOF and resize.
 //!
-//! Two tasks per attach: one pumps output to the client (each send waits
-//! for the client, so a slow client slows only itself), one applies what
-//! the client sends. Either ending ends both; nothing of the job stops.
+//! The response is the output reader itself, polled by the connection as
+//! the client takes it (so a slow client slows only itself, and a chunk
+//! goes from the file to the socket without a hand-off between tasks),
+//! merged with what the input task has to say. The input task applies
+//! what the client sends. Either ending ends both; nothing of the job
+//! stops, and dropping the response releases the reader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +17,7 @@ use tasker_proto::v1::attach_job_request::{Msg as In, open::From};
 
 use tasker_proto::v1::attach_job_response::{Attached, Dropped, Msg as Out, Output};
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -66,28 +70,20 @@ pub async fn handle(
         Some(From::Now(_)) => ReadFrom::TailBytes(0),
     };
     let reader = state.engine.reader(&job.id, from)?.with_chunk_size(CHUNK);
-    // Two chunks queued per follower: enough to keep the connection busy
-    // while the next is read, and a hundred followers stay within memory.
-    let (tx, rx) = mpsc::channel(2);
-    let attached = Out::Attached(Attached {
-        job: Some(convert::job(&job)),
-        offset: reader.offset(),
-        writable,
-        end: reader.stored_end(),
-    });
-
-    tx.send(Ok(pb::AttachJobResponse { msg: Some(attached) }))
-        .await
-        .map_err(|_| ApiError::invalid("the client left"))?;
+    let done = state.shutdown.child_token();
+    let attached = pb::AttachJobResponse {
+        msg: Some(Out::Attached(Attached {
+            job: Some(convert::job(&job)),
+            offset: reader.offset(),
+            writable,
+            end: reader.stored_end(),
+        })),
+    };
     tracing::info!(job = %job.handle, by = ?who.name, writable, ?from, "attach");
 
-    let done = state.shutdown.child_token();
-    tokio::spawn(pump_output(
-        reader,
-        tx.clone(),
-        done.clone(),
-        state.shutdown.clone(),
-    ));
+    // What the input task says (an error for the client), one at a time.
+    let (tx, rx) = mpsc::channel(1);
+    let output = output(reader, done.clone(), state.shutdown.clone());
     let input = Input {
         state: Arc::clone(state),
         who,
@@ -97,60 +93,73 @@ pub async fn handle(
         done,
     };
     tokio::spawn(input.run(inbound));
+    // The response ends when both parts have: the output at the job's end
+    // (or a detach, or shutdown), then the input task, which sees that.
+    let said = tokio_stream::wrappers::ReceiverStream::new(rx);
     Ok(Response::new(Box::pin(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
+        tokio_stream::once(Ok(attached)).chain(output.merge(said)),
     )))
 }
 
-async fn send(tx: &Tx, done: &CancellationToken, msg: Result<Out, Status>) -> bool {
-    let msg = msg.map(|m| pb::AttachJobResponse { msg: Some(m) });
+async fn send(tx: &Tx, done: &CancellationToken, msg: Status) -> bool {
     tokio::select! {
         () = done.cancelled() => false,
-        sent = tx.send(msg) => sent.is_ok(),
+        sent = tx.send(Err(msg)) => sent.is_ok(),
     }
 }
 
-async fn pump_output(
-    mut reader: crate::engine::OutputReader,
-    tx: Tx,
+/// The job's output as response messages, then its final state. Ends (and
+/// cancels `done`, so the input task ends too) at the job's end, a
+/// detach, an error, shutdown, or when the client leaves and the response
+/// is dropped.
+fn output(
+    reader: crate::engine::OutputReader,
     done: CancellationToken,
     shutdown: CancellationToken,
-) {
-    loop {
+) -> impl tokio_stream::Stream<Item = Result<pb::AttachJobResponse, Status>> + Send + 'static {
+    struct Pump {
+        reader: crate::engine::OutputReader,
+        done: CancellationToken,
+        shutdown: CancellationToken,
+        _ends: tokio_util::sync::DropGuard,
+    }
+    let pump = Pump {
+        reader,
+        _ends: done.clone().drop_guard(),
+        done,
+        shutdown,
+    };
+    futures_util::stream::unfold(Some(pump), |pump| async move {
+        let mut pump = pump?;
         let event = tokio::select! {
-            () = done.cancelled() => {
+            () = pump.done.cancelled() => {
                 // Not a detach: the crew is going. Say so, so that a
                 // follower does not take the end of the stream for the
                 // end of the job.
-                if shutdown.is_cancelled() {
-                    let gone = Err(Status::unavailable(
+                if pump.shutdown.is_cancelled() {
+                    let gone = Status::unavailable(
                         "the crew is shutting down (its jobs are being stopped)",
-                    ));
-                    let _ = tokio::time::timeout(Duration::from_millis(200), tx.send(gone)).await;
+                    );
+                    return Some((Err(gone), None));
                 }
-                break;
+                return None;
             }
-            () = tx.closed() => break,
-            ev = reader.next() => ev,
+            ev = pump.reader.next() => ev,
         };
-        let (msg, last) = match event {
+        let (msg, more) = match event {
             Ok(Some(OutputEvent::Data { offset, bytes })) => {
-                (Ok(Out::Output(Output { offset, data: bytes })), false)
+                (Ok(Out::Output(Output { offset, data: bytes })), true)
             }
             Ok(Some(OutputEvent::Dropped { offset, len })) => {
-                (Ok(Out::Dropped(Dropped { offset, len })), false)
+                (Ok(Out::Dropped(Dropped { offset, len })), true)
             }
-            Ok(Some(OutputEvent::End(info))) => (Ok(Out::Ended(convert::job(&info))), true),
-            Ok(None) => break,
-            Err(e) => (Err(ApiError::from(e).0), true),
+            Ok(Some(OutputEvent::End(info))) => (Ok(Out::Ended(convert::job(&info))), false),
+            Ok(None) => return None,
+            Err(e) => (Err(ApiError::from(e).0), false),
         };
-        if !send(&tx, &done, msg).await || last {
-            break;
-        }
-    }
-    // The response stream ends when every sender is gone: the input task
-    // holds one until the client leaves or detaches.
-    done.cancel();
+        let msg = msg.map(|m| pb::AttachJobResponse { msg: Some(m) });
+        Some((msg, more.then_some(pump)))
+    })
 }
 
 struct Input {
@@ -181,7 +190,7 @@ impl Input {
                 Err(_) => break,
             };
             if let Err(e) = self.apply(msg).await {
-                let _ = send(&self.tx, &self.done, Err(e.0)).await;
+                let _ = send(&self.tx, &self.done, e.0).await;
                 break;
             }
         }
