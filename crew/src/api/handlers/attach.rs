@@ -30,10 +30,10 @@ use crate::api::status::ApiError;
 use crate::engine::{EngineError, JobInfo, OutputEvent, ReadFrom, WinSize};
 
 /// Output chunk size: large enough for throughput, small enough for a
-/// snappy terminal and for memory: a follower holds a few chunks (its
-/// queue, tonic's encoder, h2's send buffer), and 100 followers of a busy
-/// job peaked at 90 MiB of crew RSS with 128 KiB chunks, 219 MiB with
-/// 256 KiB (docs/benchmarks.md).
+/// snappy terminal and for memory: a follower holds a few chunks (the
+/// reader's read-ahead, tonic's encoder, h2's send buffer), and 100
+/// followers of a busy job peaked at 90-144 MiB of crew RSS with 128 KiB
+/// chunks, 219 MiB with 256 KiB (docs/benchmarks.md).
 const CHUNK: usize = 128 << 10;
 /// How long a client may take to say what it wants.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
