@@ -131,7 +131,17 @@ pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<rustls::ServerConfig>, S
     let chain = api::tls::load_certs(&crt)?;
     let key = api::tls::load_key(&key)?;
     match api::identity::identity_of(chain[0].as_ref()) {
-        Ok(id) if id.role == api::identity::Role::Crew => {}
+        Ok(id) if id.role == api::identity::Role::Crew && id.name == name => {}
+        Ok(id) if id.role == api::identity::Role::Crew => {
+            return Err(StartError::Certificate {
+                path: crt,
+                why: format!(
+                    "it is crew {:?}'s certificate (CN={}), not {name:?}'s; make this crew's with \
+                     `certgen crew {name}`",
+                    id.name, id.name
+                ),
+            });
+        }
         Ok(id) => {
             return Err(StartError::Certificate {
                 path: crt,
@@ -143,6 +153,10 @@ pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<rustls::ServerConfig>, S
         }
         Err(why) => return Err(StartError::Certificate { path: crt, why }),
     }
+    api::tls::check_own_certificate(&roots, &chain, name).map_err(|why| StartError::Certificate {
+        path: crt.clone(),
+        why,
+    })?;
     Ok(api::tls::server_config(roots, chain, key)?)
 }
 

@@ -35,6 +35,58 @@ fn file_err(path: &Path, why: impl std::fmt::Display) -> TlsError {
     }
 }
 
+/// Checks the crew's own certificate as its clients will: signed by the
+/// CA in `roots`, valid now, and for serverAuth. A crew whose certificate
+/// every client would refuse says so at its start instead of serving
+/// handshakes that all fail.
+pub fn check_own_certificate(
+    roots: &RootCertStore,
+    chain: &[CertificateDer<'_>],
+    name: &str,
+) -> Result<(), String> {
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Err("it holds no certificate".to_owned());
+    };
+    let cert = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("it cannot be parsed: {e}"))?;
+    let algs = rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .all;
+    let when = |f: fn(&x509_parser::certificate::Validity) -> &x509_parser::time::ASN1Time| {
+        x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map(|(_, c)| f(c.validity()).to_string())
+            .unwrap_or_default()
+    };
+    match cert.verify_for_usage(
+        algs,
+        &roots.roots,
+        intermediates,
+        UnixTime::now(),
+        webpki::KeyUsage::server_auth(),
+        None,
+        None,
+    ) {
+        Ok(_) => Ok(()),
+        Err(webpki::Error::CertExpired { .. }) => Err(format!(
+            "it expired ({}); make a new one with `certgen crew {name} --force`",
+            when(|v| &v.not_after)
+        )),
+        Err(webpki::Error::CertNotValidYet { .. }) => Err(format!(
+            "it is not valid yet (from {}; is this host's clock right?)",
+            when(|v| &v.not_before)
+        )),
+        // Another CA of the same name: the issuer is found, its signature
+        // does not match.
+        Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey) => {
+            Err("it is not signed by the CA in ca.crt, so no client would accept it".to_owned())
+        }
+        #[allow(deprecated)]
+        Err(webpki::Error::RequiredEkuNotFound | webpki::Error::RequiredEkuNotFoundContext(_)) => {
+            Err("it lacks the serverAuth extended key usage a crew's certificate needs".to_owned())
+        }
+        Err(e) => Err(format!("clients would refuse it: {e}")),
+    }
+}
+
 /// Reads every certificate of a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;

@@ -105,6 +105,59 @@ async fn a_user_certificate_is_not_a_crew_certificate() {
 }
 
 #[tokio::test]
+async fn another_crews_certificate_is_refused_with_the_command_to_make_this_ones() {
+    skip_unless_root!();
+    let (pki, state, name) = (TestPki::new(), tempfile::tempdir().unwrap(), unique_name("cn"));
+    let other = format!("{name}-other");
+    let files = pki.crew(&other);
+    let crews = pki.dir().join("crews");
+    std::fs::copy(&files.cert, crews.join(format!("{name}.crt"))).unwrap();
+    std::fs::copy(&files.key, crews.join(format!("{name}.key"))).unwrap();
+    let got = run_to_exit(&[], &flags(&name, pki.dir(), state.path(), free_port())).await;
+    assert_refused(
+        &got,
+        &name,
+        &[
+            &format!("crews/{name}.crt"),
+            &format!("CN={other}"),
+            &format!("certgen crew {name}"),
+        ],
+    );
+}
+
+/// A certificate no client would accept: the crew says why at its start,
+/// rather than serving handshakes that all fail.
+#[tokio::test]
+async fn a_certificate_clients_would_refuse_is_refused_at_the_start() {
+    skip_unless_root!();
+    let (pki, state, name) = (TestPki::new(), tempfile::tempdir().unwrap(), unique_name("chain"));
+    let day = std::time::Duration::from_secs(86_400);
+    let valid = certgen::Validity::leaf_default().unwrap();
+    let past = certgen::Validity {
+        not_before: valid.not_before - 30 * day,
+        not_after: valid.not_before - day,
+    };
+    let future = certgen::Validity {
+        not_before: valid.not_before + 2 * day,
+        not_after: valid.not_before + 30 * day,
+    };
+    let foreign = TestPki::foreign_ca();
+    let cases = [
+        (
+            foreign.issue_crew(&name, &[], &valid).unwrap(),
+            "not signed by the CA in ca.crt",
+        ),
+        (pki.ca().issue_crew(&name, &[], &past).unwrap(), "it expired"),
+        (pki.ca().issue_crew(&name, &[], &future).unwrap(), "not valid yet"),
+    ];
+    for (issued, says) in cases {
+        certgen::write_crew(pki.dir(), &name, &issued, true).unwrap();
+        let got = run_to_exit(&[], &flags(&name, pki.dir(), state.path(), free_port())).await;
+        assert_refused(&got, &name, &[&format!("crews/{name}.crt"), says]);
+    }
+}
+
+#[tokio::test]
 async fn a_port_in_use_is_named() {
     skip_unless_root!();
     let (pki, state, name) = (TestPki::new(), tempfile::tempdir().unwrap(), unique_name("port"));
