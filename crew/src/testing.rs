@@ -140,3 +140,103 @@ pub async fn bounded<F: std::future::Future>(what: &str, timeout: Duration, f: F
         Err(_) => panic!("timed out after {timeout:?}: {what}"),
     }
 }
+
+/// A raw gRPC client of a crew over mutual TLS 1.3, built as foreman
+/// builds its own: the crew's CA as the only root, ALPN `h2`,
+/// `TCP_NODELAY`.
+pub type Client = tasker_proto::v1::crew_client::CrewClient<tonic::transport::Channel>;
+
+/// A client TLS config trusting the CA in `ca` only, presenting
+/// `identity` (or nothing), offering `versions`.
+///
+/// # Panics
+///
+/// If the CA file cannot be read or the identity is unusable.
+pub fn client_tls(
+    ca: &std::path::Path,
+    identity: Option<(
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("read the CA") {
+        roots
+            .add(c.expect("a CA certificate"))
+            .expect("a usable CA certificate");
+    }
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .expect("TLS versions")
+            .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .expect("a usable client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// A TLS 1.3 client config for the user certificate `files` of `pki`.
+///
+/// # Panics
+///
+/// If the files cannot be read.
+pub fn user_tls(pki: &TestPki, files: &certgen::CertFiles) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject as _;
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(&files.cert)
+        .expect("read the certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("a certificate");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&files.key).expect("read the key");
+    client_tls(
+        &pki.ca_cert_path(),
+        Some((chain, key)),
+        &[&rustls::version::TLS13],
+    )
+}
+
+/// Connects and makes one call (Info), so that a refused handshake shows
+/// up here, as an error, rather than at the first real call.
+///
+/// # Errors
+///
+/// The connection or the handshake failed, or Info was refused.
+pub async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Result<Client, String> {
+    use tonic::transport::{Endpoint, Uri};
+    let connector = tower::service_fn(move |_: Uri| {
+        let tls = Arc::clone(&tls);
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            // Without it, Nagle and delayed ACKs stall each call ~40 ms.
+            tcp.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("a server name");
+            let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    let channel = Endpoint::from_static("http://localhost")
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let mut client = Client::new(channel).max_decoding_message_size(8 << 20);
+    client
+        .info(tasker_proto::v1::InfoRequest {})
+        .await
+        .map_err(|e| format!("{}: {}", e.code(), e.message()))?;
+    Ok(client)
+}
+
+/// A job spec running `argv`, everything else default.
+pub fn spec(argv: &[&str]) -> tasker_proto::v1::JobSpec {
+    tasker_proto::v1::JobSpec {
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
+    }
+}

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +10,13 @@ use certgen::Role;
 use certgen::testing::{ClientVariant, TestPki};
 use crew::CrewConfig;
 use crew::testing::LocalCrew;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls_pki_types::pem::PemObject as _;
 use tasker_proto::v1 as pb;
 use tasker_proto::v1::crew_client::CrewClient;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
-pub use crew::testing::{ADA, ALICE, BOB, VIC, ensure_user, skip_reason};
+pub use crew::testing::{ADA, ALICE, BOB, VIC, client_tls, connect, ensure_user, skip_reason, spec};
 
 macro_rules! crew_or_skip {
     () => {
@@ -54,10 +52,8 @@ impl TestCrew {
 
     /// A client with a good certificate for `name` in `role`.
     pub async fn client(&self, name: &str, role: Role) -> CrewClient<Channel> {
-        let files = self.pki.user(name, role);
-        let cert = std::fs::read(&files.cert).unwrap();
-        let key = std::fs::read(&files.key).unwrap();
-        self.client_with_pem(&cert, &key).await.expect("connects")
+        let tls = crew::testing::user_tls(&self.pki, &self.pki.user(name, role));
+        connect(self.addr, tls).await.expect("connects")
     }
 
     /// A client presenting a hostile or broken certificate.
@@ -96,66 +92,6 @@ impl TestCrew {
 
     pub async fn stop(self) {
         self.0.stop().await;
-    }
-}
-
-pub fn client_tls(
-    ca: &Path,
-    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let builder =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Arc::new(config)
-}
-
-/// Connects and makes one call (Info) so that a refused handshake shows up
-/// here, as an error, rather than at the first real call.
-pub async fn connect(
-    addr: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<CrewClient<Channel>, String> {
-    let connector = tower::service_fn(move |_: Uri| {
-        let tls = Arc::clone(&tls);
-        async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await?;
-            // Without it, Nagle and delayed ACKs stall each call ~40 ms.
-            tcp.set_nodelay(true)?;
-
-            let name = ServerName::try_from("localhost").unwrap();
-            let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-        }
-    });
-    let channel = Endpoint::from_static("http://localhost")
-        .connect_timeout(Duration::from_secs(5))
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let mut client = CrewClient::new(channel).max_decoding_message_size(8 << 20);
-    client
-        .info(pb::InfoRequest {})
-        .await
-        .map_err(|e| format!("{}: {}", e.code(), e.message()))?;
-    Ok(client)
-}
-
-pub fn spec(argv: &[&str]) -> pb::JobSpec {
-    pb::JobSpec {
-        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-        ..Default::default()
     }
 }
 
