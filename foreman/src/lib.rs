@@ -12,5 +12,6 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod panic_restore;
 pub mod sanitize;
 pub mod tui;

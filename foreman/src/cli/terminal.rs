@@ -35,7 +35,7 @@ impl RawMode {
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
         *SAVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(saved);
-        install_panic_hook();
+        crate::panic_restore::restore_on_panic(restore);
         termios::tcsetattr(fd, SetArg::TCSAFLUSH, &raw)?;
         Ok(Self { _private: () })
     }
@@ -56,17 +56,6 @@ pub fn restore() {
     if let Some(t) = saved {
         let _ = termios::tcsetattr(stdin_fd(), SetArg::TCSAFLUSH, &t);
     }
-}
-
-fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            restore();
-            previous(info);
-        }));
-    });
 }
 
 /// The terminal's size as (rows, cols), if stdout is one.

@@ -227,7 +227,7 @@ struct Screen {
 
 impl Screen {
     fn enter() -> std::io::Result<Self> {
-        install_panic_hook();
+        crate::panic_restore::restore_on_panic(restore);
         crossterm::terminal::enable_raw_mode()?;
         let mut out = std::io::stdout();
         crossterm::execute!(
@@ -257,15 +257,4 @@ fn restore() {
         LeaveAlternateScreen,
         crossterm::cursor::Show
     );
-}
-
-fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            restore();
-            previous(info);
-        }));
-    });
 }
