@@ -175,6 +175,76 @@ pub fn key_bytes(key: &KeyEvent, tty: bool, app_cursor: bool) -> Option<Vec<u8>>
     Some(out)
 }
 
+/// The bytes a terminal sends a program that asked for the mouse, for a
+/// mouse event at `col`, `row` (0-based, in the program's screen), in the
+/// program's reporting `mode` and `encoding`: X10 (presses only), VT200
+/// (and releases, the wheel), button motion, any motion; default, UTF-8 or
+/// SGR (1006) encoding. `None` for an event the mode does not report, or
+/// a position the encoding cannot express.
+pub fn mouse_bytes(
+    m: &crossterm::event::MouseEvent,
+    col: u16,
+    row: u16,
+    mode: vt100::MouseProtocolMode,
+    encoding: vt100::MouseProtocolEncoding,
+) -> Option<Vec<u8>> {
+    use crossterm::event::{MouseButton as B, MouseEventKind as K};
+    use vt100::MouseProtocolEncoding as E;
+    use vt100::MouseProtocolMode as M;
+    let button = |b: B| match b {
+        B::Left => 0u32,
+        B::Middle => 1,
+        B::Right => 2,
+    };
+    let vt200 = matches!(mode, M::PressRelease | M::ButtonMotion | M::AnyMotion);
+    let drags = matches!(mode, M::ButtonMotion | M::AnyMotion);
+    let (mut code, release) = match m.kind {
+        _ if mode == M::None => return None,
+        K::Down(b) => (button(b), false),
+        K::Up(b) if vt200 => (button(b), true),
+        K::Drag(b) if drags => (button(b) + 32, false),
+        K::Moved if mode == M::AnyMotion => (3 + 32, false),
+        K::ScrollUp if vt200 => (64, false),
+        K::ScrollDown if vt200 => (65, false),
+        _ => return None,
+    };
+    // X10 reports no modifiers.
+    if mode != M::Press {
+        let held = m.modifiers;
+        for (key, bit) in [
+            (KeyModifiers::SHIFT, 4),
+            (KeyModifiers::ALT, 8),
+            (KeyModifiers::CONTROL, 16),
+        ] {
+            if held.contains(key) {
+                code += bit;
+            }
+        }
+    }
+    let (x, y) = (u32::from(col) + 1, u32::from(row) + 1);
+    if encoding == E::Sgr {
+        let end = if release { 'm' } else { 'M' };
+        return Some(format!("\x1b[<{code};{x};{y}{end}").into_bytes());
+    }
+    // The older encodings say "a button was released", not which.
+    if release {
+        code = (code & !3) | 3;
+    }
+    let mut out = b"\x1b[M".to_vec();
+    for v in [code, x, y] {
+        let v = v + 32;
+        match encoding {
+            E::Utf8 => {
+                let c = char::from_u32(v).filter(|_| v < 2048)?;
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+            _ => out.push(u8::try_from(v).ok()?),
+        }
+    }
+    Some(out)
+}
+
 /// Pasted text for a job: bracketed when the job asked for it (so an editor
 /// does not run it as keys), with the end marker removed from the text so a
 /// paste cannot break out of its brackets.
@@ -193,6 +263,106 @@ mod tests {
 
     fn key(code: KeyCode, mods: KeyModifiers) -> KeyEvent {
         KeyEvent::new(code, mods)
+    }
+
+    #[test]
+    fn mouse_events_become_what_the_program_asked_for() {
+        use crossterm::event::{MouseButton as B, MouseEvent, MouseEventKind as K};
+        use vt100::MouseProtocolEncoding as E;
+        use vt100::MouseProtocolMode as M;
+        let ev = |kind, modifiers| MouseEvent {
+            kind,
+            column: 0,
+            row: 0,
+            modifiers,
+        };
+        let (none, shift) = (KeyModifiers::NONE, KeyModifiers::SHIFT);
+        // The event, its column, the program's mode and encoding, the bytes.
+        type Case<'a> = (MouseEvent, u16, M, E, Option<&'a [u8]>);
+        let cases: &[Case] = &[
+            // Nothing asked for, nothing sent.
+            (ev(K::Down(B::Left), none), 0, M::None, E::Sgr, None),
+            // SGR: 1-based, release says 'm' and which button.
+            (
+                ev(K::Down(B::Right), shift),
+                9,
+                M::PressRelease,
+                E::Sgr,
+                Some(b"\x1b[<6;10;1M"),
+            ),
+            (
+                ev(K::Up(B::Right), none),
+                9,
+                M::PressRelease,
+                E::Sgr,
+                Some(b"\x1b[<2;10;1m"),
+            ),
+            (
+                ev(K::ScrollDown, none),
+                0,
+                M::PressRelease,
+                E::Sgr,
+                Some(b"\x1b[<65;1;1M"),
+            ),
+            // Motion only in the modes that report it.
+            (ev(K::Drag(B::Left), none), 0, M::PressRelease, E::Sgr, None),
+            (
+                ev(K::Drag(B::Left), none),
+                0,
+                M::ButtonMotion,
+                E::Sgr,
+                Some(b"\x1b[<32;1;1M"),
+            ),
+            (ev(K::Moved, none), 0, M::ButtonMotion, E::Sgr, None),
+            (
+                ev(K::Moved, none),
+                0,
+                M::AnyMotion,
+                E::Sgr,
+                Some(b"\x1b[<35;1;1M"),
+            ),
+            // X10: presses only, no modifiers, no wheel.
+            (
+                ev(K::Down(B::Left), shift),
+                0,
+                M::Press,
+                E::Default,
+                Some(b"\x1b[M !!"),
+            ),
+            (ev(K::Up(B::Left), none), 0, M::Press, E::Default, None),
+            (ev(K::ScrollUp, none), 0, M::Press, E::Default, None),
+            // The default encoding: a release is button 3; bytes end at 223.
+            (
+                ev(K::Up(B::Middle), none),
+                0,
+                M::PressRelease,
+                E::Default,
+                Some(b"\x1b[M#!!"),
+            ),
+            (
+                ev(K::Down(B::Left), none),
+                222,
+                M::PressRelease,
+                E::Default,
+                Some(b"\x1b[M \xff!"),
+            ),
+            (ev(K::Down(B::Left), none), 223, M::PressRelease, E::Default, None),
+            // UTF-8 goes further, as characters.
+            (
+                ev(K::Down(B::Left), none),
+                223,
+                M::PressRelease,
+                E::Utf8,
+                Some("\x1b[M \u{100}!".as_bytes()),
+            ),
+        ];
+        for (m, col, mode, encoding, want) in cases {
+            assert_eq!(
+                mouse_bytes(m, *col, 0, *mode, *encoding).as_deref(),
+                *want,
+                "{m:?} at column {col} in {mode:?}/{encoding:?}"
+            );
+        }
     }
 
     #[test]

@@ -397,6 +397,9 @@ fn on_mouse(app: &mut App, m: MouseEvent, fx: &mut Vec<Effect>) {
     if areas.too_small {
         return;
     }
+    if forward_mouse(app, &m, areas.screen, fx) {
+        return;
+    }
     let (col, row) = (m.column, m.row);
     match m.kind {
         MouseEventKind::Down(MouseButton::Left) => {
@@ -428,6 +431,34 @@ fn on_mouse(app: &mut App, m: MouseEvent, fx: &mut Vec<Effect>) {
         }
         _ => {}
     }
+}
+
+/// While typing goes to a tty job whose program asked for the mouse (vim,
+/// htop, `less --mouse`), the mouse over its live screen is the program's:
+/// each event goes to it as a terminal would send it, and the dashboard
+/// does nothing else with it. `Ctrl-]` still leaves input mode.
+fn forward_mouse(app: &App, m: &MouseEvent, screen: ratatui::layout::Rect, fx: &mut Vec<Effect>) -> bool {
+    let Some(a) = &app.attached else {
+        return false;
+    };
+    let s = a.term.screen();
+    let mode = s.mouse_protocol_mode();
+    if !matches!(app.mode, Mode::Input)
+        || !a.tty
+        || a.term.scrolled() != 0
+        || mode == vt100::MouseProtocolMode::None
+        || !layout::contains(screen, m.column, m.row)
+    {
+        return false;
+    }
+    let (col, row) = (m.column - screen.x, m.row - screen.y);
+    if let Some(bytes) = term::mouse_bytes(m, col, row, mode, s.mouse_protocol_encoding()) {
+        fx.push(Effect::Send {
+            session: a.session,
+            input: Input::Bytes(bytes),
+        });
+    }
+    true
 }
 
 fn click_job(app: &mut App, areas: layout::Areas, col: u16, row: u16, fx: &mut Vec<Effect>) {

@@ -200,6 +200,21 @@ async fn the_dashboard_in_a_real_terminal() {
         t.type_text("echo $((6*7))");
         t.keys(&["Enter"]);
         t.wait("bash's answer", |s| pane(s).lines().any(|l| l.contains("│42 ")));
+
+        // A program that asks for the mouse (SGR reporting, as vim and htop
+        // do) gets a click on its screen, at its own coordinates.
+        t.type_text(
+            r#"printf '\033[?1000h\033[?1006h'; echo ready-$((1+1)); read -rsd M a; read -rsd m b; printf '\033[?1000l\033[?1006l'; echo "mouse:${a:3}/${b:3}""#,
+        );
+        t.keys(&["Enter"]);
+        t.wait("the program waiting for the mouse", |s| pane(s).contains("ready-2"));
+        let (_, title) = t.find("beta/job-1 · tty", "beta/job-1");
+        let (col, row) = t.find("ready-2", "ready-2");
+        t.click(col + 3, row);
+        let at = format!("4;{}", row - title);
+        t.wait("the click, as the program saw it", |s| {
+            pane(s).contains(&format!("mouse:0;{at}/0;{at}"))
+        });
         t.keys(&["C-]"]);
 
         // Hostile output: a title, a clipboard write, a hyperlink. The pane

@@ -584,6 +584,88 @@ fn clicks_on_a_rows_buttons_stop_and_attach_that_job() {
 }
 
 #[test]
+fn the_mouse_over_a_tty_program_that_asked_for_it_goes_to_the_program() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    three_jobs(&mut app);
+    command(&mut app, "attach beta/job-1");
+    let session = app.attached.as_ref().unwrap().session;
+    update(
+        &mut app,
+        Action::Attach(session, AttachEvent::Opened { writable: true }),
+    );
+    assert!(matches!(app.mode, Mode::Input));
+    let screen = layout::areas(&app).screen;
+    let wheel = |app: &mut App| {
+        update(
+            app,
+            Action::Mouse(MouseEvent {
+                kind: MouseEventKind::ScrollUp,
+                column: screen.x + 1,
+                row: screen.y + 1,
+                modifiers: KeyModifiers::NONE,
+            }),
+        )
+    };
+    // Not asked for: the wheel scrolls the pane, nothing is sent.
+    update(
+        &mut app,
+        Action::Attach(session, AttachEvent::Output(Bytes::from("x\r\n".repeat(40)))),
+    );
+    assert!(wheel(&mut app).is_empty());
+    assert!(app.attached.as_ref().unwrap().term.scrolled() > 0);
+    app.attached.as_mut().unwrap().term.scroll_to_live();
+    // Asked for (VT200 + SGR): a click and the wheel go to the program,
+    // at its own coordinates (1-based, from the screen's corner).
+    update(
+        &mut app,
+        Action::Attach(
+            session,
+            AttachEvent::Output(Bytes::from_static(b"\x1b[?1000h\x1b[?1006h")),
+        ),
+    );
+    assert_eq!(
+        click(&mut app, screen.x + 4, screen.y + 2),
+        vec![Effect::Send {
+            session,
+            input: Input::Bytes(b"\x1b[<0;5;3M".to_vec())
+        }]
+    );
+    let release = update(
+        &mut app,
+        Action::Mouse(MouseEvent {
+            kind: MouseEventKind::Up(crossterm::event::MouseButton::Left),
+            column: screen.x + 4,
+            row: screen.y + 2,
+            modifiers: KeyModifiers::CONTROL,
+        }),
+    );
+    assert_eq!(
+        release,
+        vec![Effect::Send {
+            session,
+            input: Input::Bytes(b"\x1b[<16;5;3m".to_vec())
+        }]
+    );
+    assert_eq!(
+        wheel(&mut app),
+        vec![Effect::Send {
+            session,
+            input: Input::Bytes(b"\x1b[<64;2;2M".to_vec())
+        }]
+    );
+    assert_eq!(app.attached.as_ref().unwrap().term.scrolled(), 0);
+    // Outside the screen, and out of input mode, the dashboard's own.
+    let (_, attach) = layout::buttons(ratatui::layout::Rect::new(
+        layout::areas(&app).job_rows.x,
+        layout::areas(&app).job_rows.y,
+        layout::areas(&app).job_rows.width,
+        1,
+    ));
+    let (crew, _, _) = attach_fx(&click(&mut app, attach.x + 1, attach.y)).expect("attach clicked");
+    assert_eq!(crew, 0, "the first row is alpha/job-1");
+}
+
+#[test]
 fn crews_go_down_come_back_and_replace_their_jobs() {
     let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
     three_jobs(&mut app);
