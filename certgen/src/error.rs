@@ -86,6 +86,14 @@ pub enum Error {
     },
 
     /// A key file could not be parsed.
+    #[error("{}: not a valid CRL: {reason}", path.display())]
+    BadCrl {
+        /// The CRL file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     #[error("{}: not a valid PEM private key: {source}", path.display())]
     BadKey {
         /// The file.

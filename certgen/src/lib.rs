@@ -36,6 +36,7 @@
 //! - `main.rs`    — the `certgen` command line (clap), nothing else.
 
 mod ca;
+pub mod crl;
 mod error;
 mod layout;
 mod leaf;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use certgen::crl::DEFAULT_CRL_DAYS;
 use certgen::{Ca, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, Host, Ownership, Role, Validity};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -30,13 +31,15 @@ Keys are created with mode 0600, certificates 0644, directories 0755.
 A user's files are given to the Linux user NAME when it exists on this host.
 Existing files are never replaced without --force.
 
+  DIR/crl.pem                         revoked certificates (certgen revoke, certgen crl)
 Exit status: 0 success, 1 error (one line on stderr naming the file), 2 usage error.
 
 Examples:
   certgen ca
   certgen crew alpha --host alpha.example.org --host 10.0.0.5
   certgen user alice --role admin
-  certgen user bob --dir ./dev-pki --days 30";
+  certgen user bob --dir ./dev-pki --days 30
+  certgen revoke user bob";
 
 #[derive(Debug, Parser)]
 #[command(name = "certgen", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -94,6 +97,42 @@ enum Command {
         #[arg(long, default_value_t = DEFAULT_LEAF_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         days: u32,
     },
+    /// Revoke a crew or user certificate: add it to DIR/crl.pem and sign that again.
+    ///
+    /// Crews re-read the CRL when it changes (no restart) and refuse new
+    /// connections with a revoked certificate; open connections end within
+    /// the crews' maximum connection age. Copy DIR/crl.pem to every crew's
+    /// certificate directory. A CRL expires: sign it again with `certgen crl`
+    /// before then, or crews refuse every client.
+    Revoke {
+        /// Whose certificate: a user's (DIR/users/NAME.crt) or a crew's (DIR/crews/NAME.crt).
+        #[arg(value_enum)]
+        kind: Kind,
+        /// The user or crew name.
+        name: String,
+        /// The certificate directory.
+        #[arg(long, value_name = "DIR", default_value = certgen::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// How many days the new CRL is valid.
+        #[arg(long, default_value_t = DEFAULT_CRL_DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+    },
+    /// Sign DIR/crl.pem again (same revocations, or none), valid for --days from now.
+    Crl {
+        /// The certificate directory.
+        #[arg(long, value_name = "DIR", default_value = certgen::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// How many days the CRL is valid.
+        #[arg(long, default_value_t = DEFAULT_CRL_DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+    },
+}
+
+/// Whose certificate a revocation names.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    User,
+    Crew,
 }
 
 #[derive(Debug, Args)]
@@ -206,8 +245,33 @@ fn run(command: Command) -> certgen::Result<()> {
                 }
             }
         }
+        Command::Revoke {
+            kind,
+            name,
+            dir,
+            days,
+        } => {
+            certgen::validate_name(&name)?;
+            let files = match kind {
+                Kind::User => certgen::user_files(&dir, &name),
+                Kind::Crew => certgen::crew_files(&dir, &name),
+            };
+            let crl = certgen::crl::revoke(&dir, &files.cert, days)?;
+            print_crl(&crl);
+        }
+        Command::Crl { dir, days } => print_crl(&certgen::crl::refresh(&dir, days)?),
     }
     Ok(())
+}
+
+fn print_crl(crl: &certgen::crl::CrlWritten) {
+    println!(
+        "wrote {} ({} revoked), valid until {}",
+        crl.path.display(),
+        crl.revoked,
+        crl.next_update.date()
+    );
+    println!("copy it to every crew's certificate directory; crews pick it up without a restart");
 }
 
 fn print_written(files: &certgen::CertFiles) {

@@ -312,6 +312,35 @@ impl TestPki {
         }
     }
 
+    /// Revokes `files`' certificate: `DIR/crl.pem`, as `certgen revoke` writes it.
+    ///
+    /// # Panics
+    ///
+    /// If the certificate is not this CA's or the CRL cannot be written.
+    pub fn revoke(&self, files: &CertFiles) -> crate::crl::CrlWritten {
+        crate::crl::revoke(self.dir(), &files.cert, crate::crl::DEFAULT_CRL_DAYS)
+            .unwrap_or_else(|e| panic!("TestPki::revoke({}): {e}", files.cert.display()))
+    }
+
+    /// Writes a CRL that revokes nothing and expired yesterday: crews must
+    /// then refuse everyone (fail closed).
+    ///
+    /// # Panics
+    ///
+    /// If the CRL cannot be written.
+    pub fn write_expired_crl(&self) {
+        let now = OffsetDateTime::now_utc();
+        crate::crl::write_dated(
+            self.dir(),
+            &self.ca,
+            &[],
+            1_000,
+            now - Duration::days(30),
+            now - Duration::days(1),
+        )
+        .unwrap_or_else(|e| panic!("TestPki::write_expired_crl: {e}"));
+    }
+
     /// A second, unrelated CA with the same subject as this one's
     /// (`CN=Tasker CA`), for tests of a crew or foreman trusting the wrong CA.
     ///

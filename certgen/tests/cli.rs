@@ -268,6 +268,8 @@ fn help_explains_every_subcommand_and_option() {
         "ca",
         "crew",
         "user",
+        "revoke",
+        "crl.pem",
         "/etc/tasker",
         "0600",
         "--force",
@@ -296,4 +298,75 @@ fn help_explains_every_subcommand_and_option() {
             );
         }
     }
+}
+
+/// `certgen revoke` adds a certificate's serial to `crl.pem`, signed by the
+/// CA; again, nothing more; `certgen crl` signs it again later; a
+/// certificate another CA issued, or none at all, is refused.
+#[test]
+fn revoke_and_crl_keep_one_signed_list() {
+    use x509_parser::prelude::FromDer as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().to_str().expect("UTF-8 path");
+    assert_ok(&certgen(&["ca", "--dir", d]));
+    assert_ok(&certgen(&["user", "bob", "--dir", d]));
+    assert_ok(&certgen(&["user", "carol", "--dir", d]));
+    let serial = |who: &str| {
+        let pem = std::fs::read(tmp.path().join(format!("users/{who}.crt"))).unwrap();
+        let (_, pem) = parse_x509_pem(&pem).unwrap();
+        pem.parse_x509().unwrap().raw_serial().to_vec()
+    };
+    let crl = || {
+        let pem = std::fs::read(tmp.path().join("crl.pem")).expect("crl.pem");
+        let (_, pem) = parse_x509_pem(&pem).unwrap();
+        assert_eq!(pem.label, "X509 CRL");
+        let (_, crl) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(&pem.contents).unwrap();
+        let ca = std::fs::read(tmp.path().join("ca.crt")).unwrap();
+        let (_, ca) = parse_x509_pem(&ca).unwrap();
+        let ca = ca.parse_x509().unwrap();
+        crl.verify_signature(ca.public_key()).expect("signed by the CA");
+        let serials: Vec<Vec<u8>> = crl
+            .iter_revoked_certificates()
+            .map(|r| r.raw_serial().to_vec())
+            .collect();
+        let next = crl.next_update().expect("a nextUpdate").timestamp();
+        (serials, next)
+    };
+
+    let out = certgen(&["revoke", "user", "bob", "--dir", d]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("1 revoked"), "{}", stdout(&out));
+    assert_eq!(mode(&tmp.path().join("crl.pem")), 0o644);
+    assert_eq!(crl().0, vec![serial("bob")]);
+    assert_ok(&certgen(&["revoke", "user", "bob", "--dir", d]));
+    assert_eq!(crl().0, vec![serial("bob")], "revoking twice adds nothing");
+    assert_ok(&certgen(&["revoke", "user", "carol", "--dir", d]));
+    assert_eq!(crl().0, vec![serial("bob"), serial("carol")]);
+
+    let day = 86_400;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_ok(&certgen(&["crl", "--dir", d, "--days", "7"]));
+    let (serials, next) = crl();
+    assert_eq!(serials.len(), 2, "the same revocations");
+    assert!((next - (now + 7 * day)).abs() < 120, "valid for 7 days");
+
+    // Another CA's certificate, and none at all.
+    let other = tempfile::tempdir().expect("tempdir");
+    let o = other.path().to_str().unwrap();
+    assert_ok(&certgen(&["ca", "--dir", o]));
+    assert_ok(&certgen(&["user", "mallory", "--dir", o]));
+    std::fs::copy(
+        other.path().join("users/mallory.crt"),
+        tmp.path().join("users/mallory.crt"),
+    )
+    .unwrap();
+    let err = assert_fails_with_one_line(&certgen(&["revoke", "user", "mallory", "--dir", d]));
+    assert!(err.contains("this CA did not issue it"), "{err}");
+    let err = assert_fails_with_one_line(&certgen(&["revoke", "crew", "nobody", "--dir", d]));
+    assert!(err.contains("crews/nobody.crt"), "{err}");
+    assert_eq!(crl().0.len(), 2, "a refused revocation leaves the list alone");
 }

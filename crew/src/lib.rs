@@ -83,7 +83,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Prepared {
     pub listener: TcpListener,
-    pub tls: Arc<rustls::ServerConfig>,
+    pub tls: Arc<api::tls::ServerTls>,
     pub engine: Engine,
 }
 
@@ -123,7 +123,7 @@ pub async fn prepare(config: &CrewConfig) -> Result<Prepared, StartError> {
 
 /// The crew's TLS from certgen's layout, refusing a certificate that is not
 /// a crew's.
-pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<rustls::ServerConfig>, StartError> {
+pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<api::tls::ServerTls>, StartError> {
     let ca = certs.join("ca.crt");
     let crt = certs.join("crews").join(format!("{name}.crt"));
     let key = certs.join("crews").join(format!("{name}.key"));
@@ -157,7 +157,8 @@ pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<rustls::ServerConfig>, S
         path: crt.clone(),
         why,
     })?;
-    Ok(api::tls::server_config(roots, chain, key)?)
+    let crl = certs.join("crl.pem");
+    Ok(Arc::new(api::tls::ServerTls::new(roots, chain, key, Some(crl))?))
 }
 
 /// Runs a prepared crew until `shutdown` is cancelled: then stops taking

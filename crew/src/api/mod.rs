@@ -47,7 +47,7 @@ use crate::engine::EngineHandle;
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
     pub crew_name: String,
-    pub tls: Arc<rustls::ServerConfig>,
+    pub tls: Arc<tls::ServerTls>,
     pub allow_root: bool,
     /// A client that has not finished its handshake by then is dropped.
     pub handshake_timeout: Duration,
@@ -65,7 +65,7 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    pub fn new(crew_name: &str, tls: Arc<rustls::ServerConfig>) -> Self {
+    pub fn new(crew_name: &str, tls: Arc<tls::ServerTls>) -> Self {
         Self {
             crew_name: crew_name.to_owned(),
             tls,
@@ -138,7 +138,6 @@ async fn accept_loop(
     shards: Arc<[Shard]>,
     shutdown: CancellationToken,
 ) {
-    let acceptor = TlsAcceptor::from(Arc::clone(&opts.tls));
     let pending = Arc::new(Pending::new(opts.max_handshakes));
     let connections = Arc::new(Semaphore::new(opts.max_connections));
     loop {
@@ -173,7 +172,8 @@ async fn accept_loop(
         let (id, evicted) = pending.admit();
         let shard = shards::least_loaded(&shards);
         let (acceptor, tx, timeout, pending, load) = (
-            acceptor.clone(),
+            // The CRL as it is now (see `tls::ServerTls`).
+            TlsAcceptor::from(opts.tls.current()),
             shard.incoming.clone(),
             opts.handshake_timeout,
             Arc::clone(&pending),

@@ -10,9 +10,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
@@ -127,16 +128,24 @@ pub fn load_roots(ca: &Path) -> Result<RootCertStore, TlsError> {
 }
 
 /// The crew's server config: TLS 1.3 only, client certificates required,
-/// verified against `roots`, with the clientAuth EKU.
+/// verified against `roots` (and, when there are any, the CRLs: a revoked
+/// certificate, an expired CRL, or a certificate whose status the CRLs
+/// cannot tell are all refused), with the clientAuth EKU.
 pub fn server_config(
-    roots: RootCertStore,
+    roots: Arc<RootCertStore>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(provider());
-    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .build()
-        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider));
+    if !crls.is_empty() {
+        builder = builder
+            .with_crls(crls)
+            .only_check_end_entity_revocation()
+            .enforce_revocation_expiration();
+    }
+    let webpki = builder.build().map_err(|e| TlsError::Setup(e.to_string()))?;
     let verifier = Arc::new(RequireClientAuthEku(webpki));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -148,6 +157,128 @@ pub fn server_config(
     // Our order, not the client's: see `provider`.
     config.ignore_client_order = true;
     Ok(Arc::new(config))
+}
+
+/// Reads the CRLs of a PEM file (`certgen revoke` writes one).
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, format!("not a PEM CRL: {e}")))?;
+    if crls.is_empty() {
+        return Err(file_err(path, "no CRL in it"));
+    }
+    Ok(crls)
+}
+
+/// How often at most the CRL file is looked at for a change.
+const CRL_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The crew's TLS, following its CRL file: each new connection is accepted
+/// with [`current`](Self::current), which is rebuilt when the file
+/// changes (looked at once a second at most), so a revocation takes effect
+/// without a restart. A CRL that cannot be read keeps the last good one
+/// (logged); so does a CRL file that disappears: revocations are never
+/// dropped behind the operator's back.
+#[derive(Debug)]
+pub struct ServerTls {
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    crl: Option<PathBuf>,
+    current: std::sync::Mutex<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    config: Arc<ServerConfig>,
+    /// The CRL file as last loaded (None: there was none).
+    stamp: Option<Stamp>,
+    checked: Instant,
+}
+
+/// What tells a changed file: inode, size, modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp(u64, u64, i64, i64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp(m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+impl ServerTls {
+    /// The config for `chain` and `key`, verifying clients against `roots`
+    /// and the CRL file `crl` whenever it exists. An invalid CRL file here,
+    /// at the start, is an error.
+    pub fn new(
+        roots: RootCertStore,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        crl: Option<PathBuf>,
+    ) -> Result<Self, TlsError> {
+        let roots = Arc::new(roots);
+        let stamp = crl.as_deref().and_then(stamp);
+        let crls = match (&crl, stamp) {
+            (Some(path), Some(_)) => load_crls(path)?,
+            _ => Vec::new(),
+        };
+        let config = server_config(Arc::clone(&roots), chain.clone(), key.clone_key(), crls)?;
+        Ok(Self {
+            roots,
+            chain,
+            key,
+            crl,
+            current: std::sync::Mutex::new(Current {
+                config,
+                stamp,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    /// The config to accept the next connection with.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        let mut cur = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(path) = &self.crl else {
+            return Arc::clone(&cur.config);
+        };
+        if cur.checked.elapsed() < CRL_CHECK_EVERY {
+            return Arc::clone(&cur.config);
+        }
+        cur.checked = Instant::now();
+        let now = stamp(path);
+        if now == cur.stamp {
+            return Arc::clone(&cur.config);
+        }
+        let Some(now) = now else {
+            tracing::warn!(crl = %path.display(), "the CRL file is gone; still refusing what it revoked (restart the crew to drop it)");
+            cur.stamp = None;
+            return Arc::clone(&cur.config);
+        };
+        let rebuilt = load_crls(path).and_then(|crls| {
+            let n = crls.len();
+            server_config(
+                Arc::clone(&self.roots),
+                self.chain.clone(),
+                self.key.clone_key(),
+                crls,
+            )
+            .map(|c| (c, n))
+        });
+        match rebuilt {
+            Ok((config, lists)) => {
+                tracing::info!(crl = %path.display(), lists, "loaded the CRL; new connections follow it");
+                cur.config = config;
+            }
+            Err(e) => tracing::error!(error = %e, "the CRL changed but cannot be used; keeping the last one"),
+        }
+        cur.stamp = Some(now);
+        Arc::clone(&cur.config)
+    }
 }
 
 /// ring's suites with AES-128-GCM first (rustls puts AES-256-GCM first):

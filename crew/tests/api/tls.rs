@@ -156,3 +156,57 @@ async fn the_crew_chooses_aes_128_gcm_and_still_serves_other_suites() {
     );
     crew.stop().await;
 }
+
+/// Connects with `files` until `refused` says the outcome is the one
+/// wanted, for at most 5 s: the crew looks at its CRL once a second.
+async fn until(
+    crew: &TestCrew,
+    files: &certgen::CertFiles,
+    refused: bool,
+) -> Result<crew::testing::Client, String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let got = connect(crew.addr, crew::testing::user_tls(&crew.pki, files)).await;
+        if got.is_err() == refused || std::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// `certgen revoke` takes effect on new connections without a restart, for
+/// that certificate only; a CRL past its nextUpdate refuses everyone
+/// (fail closed: a CRL nobody maintains must not pass for a clean one).
+#[tokio::test]
+async fn a_revoked_certificate_is_refused_without_a_restart_and_a_stale_crl_refuses_all() {
+    let crew = crew_or_skip!();
+    let bob = crew.pki.user(BOB, Role::User);
+    let alice = crew.pki.user(ALICE, Role::User);
+    until(&crew, &bob, false).await.expect("bob gets in before");
+
+    crew.pki.revoke(&bob);
+    // (In TLS 1.3 the client has finished its side before the crew
+    // refuses, so all it learns is that the connection ended.)
+    assert!(
+        until(&crew, &bob, true).await.is_err(),
+        "bob's revoked certificate got in"
+    );
+    until(&crew, &alice, false).await.expect("alice still gets in");
+    // A new certificate for bob is another certificate.
+    let bob_again = crew.pki.user(BOB, Role::User);
+    until(&crew, &bob_again, false)
+        .await
+        .expect("bob's new certificate gets in");
+
+    crew.pki.write_expired_crl();
+    assert!(
+        until(&crew, &alice, true).await.is_err(),
+        "a stale CRL let alice in"
+    );
+    // Signed again, it lets her in again: it was the CRL's age.
+    certgen::crl::refresh(crew.pki.dir(), 30).unwrap();
+    until(&crew, &alice, false)
+        .await
+        .expect("alice gets in with a fresh CRL");
+    crew.stop().await;
+}

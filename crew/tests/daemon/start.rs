@@ -158,6 +158,16 @@ async fn a_certificate_clients_would_refuse_is_refused_at_the_start() {
 }
 
 #[tokio::test]
+async fn a_crl_that_cannot_be_used_is_named() {
+    skip_unless_root!();
+    let (pki, state, name) = (TestPki::new(), tempfile::tempdir().unwrap(), unique_name("crl"));
+    let _ = pki.crew(&name);
+    std::fs::write(pki.dir().join("crl.pem"), "not a CRL\n").unwrap();
+    let got = run_to_exit(&[], &flags(&name, pki.dir(), state.path(), free_port())).await;
+    assert_refused(&got, &name, &["crl.pem", "no CRL in it"]);
+}
+
+#[tokio::test]
 async fn a_port_in_use_is_named() {
     skip_unless_root!();
     let (pki, state, name) = (TestPki::new(), tempfile::tempdir().unwrap(), unique_name("port"));
