@@ -99,9 +99,9 @@ enum Command {
     },
     /// Revoke a crew or user certificate: add it to DIR/crl.pem and sign that again.
     ///
-    /// Crews re-read the CRL when it changes (no restart) and refuse new
-    /// connections with a revoked certificate; open connections end within
-    /// the crews' maximum connection age. Copy DIR/crl.pem to every crew's
+    /// Crews re-read the CRL when it changes (no restart): they refuse new
+    /// connections with a revoked certificate and close open ones (within
+    /// 30 s when idle). Copy DIR/crl.pem to every crew's
     /// certificate directory. A CRL expires: sign it again with `certgen crl`
     /// before then, or crews refuse every client.
     Revoke {

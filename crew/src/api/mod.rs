@@ -120,6 +120,19 @@ pub async fn serve(
         .min(MAX_SHARDS);
     let shards = Shards::start(count, server, &shutdown)
         .map_err(|e| format!("cannot start the connection threads: {e}"))?;
+    // The CRL is looked at once a second even when no connection comes in,
+    // so that open connections of a revoked certificate close.
+    let (tls, stop) = (Arc::clone(&opts.tls), shutdown.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = every.tick() => drop(tls.current()),
+            }
+        }
+    });
     tokio::spawn(accept_loop(
         listener,
         opts.clone(),
@@ -171,6 +184,7 @@ async fn accept_loop(
         // out (slowloris).
         let (id, evicted) = pending.admit();
         let shard = shards::least_loaded(&shards);
+        let server_tls = Arc::clone(&opts.tls);
         let (acceptor, tx, timeout, pending, load) = (
             // The CRL as it is now (see `tls::ServerTls`).
             TlsAcceptor::from(opts.tls.current()),
@@ -206,6 +220,14 @@ async fn accept_loop(
                     if let Err(why) = &identity {
                         tracing::warn!(%addr, why = ?why, "a verified certificate gives no identity");
                     }
+                    let serial = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|leaf| x509_parser::parse_x509_certificate(leaf.as_ref()).ok())
+                        .map(|(_, c)| c.raw_serial().to_vec())
+                        .unwrap_or_default();
                     let peer = Peer {
                         addr: Some(addr),
                         identity,
@@ -214,6 +236,12 @@ async fn accept_loop(
                         .send(Ok(Authed {
                             tls,
                             peer,
+                            revocation: Revocation {
+                                server: server_tls,
+                                serial,
+                                seen: u64::MAX,
+                                revoked: false,
+                            },
                             _permit: permit,
                             _load: load,
                         }))
@@ -283,9 +311,43 @@ fn tune(tcp: &TcpStream) {
 struct Authed {
     tls: TlsStream<TcpStream>,
     peer: Peer,
+    revocation: Revocation,
     /// Held for as long as the connection lives.
     _permit: OwnedSemaphorePermit,
     _load: shards::Load,
+}
+
+/// Whether the certificate a connection came with was revoked since: a
+/// CRL loaded later closes the connections of the certificates it revokes,
+/// at their next read or write (an idle one's next HTTP/2 keepalive ping,
+/// 30 s at most).
+struct Revocation {
+    server: Arc<tls::ServerTls>,
+    serial: Vec<u8>,
+    /// The CRL loads last looked at.
+    seen: u64,
+    revoked: bool,
+}
+
+impl Revocation {
+    fn check(&mut self, peer: &Peer) -> std::io::Result<()> {
+        let loads = self.server.loads();
+        if loads != self.seen {
+            self.seen = loads;
+            if !self.revoked && self.server.is_revoked(&self.serial) {
+                self.revoked = true;
+                let who = peer.identity.as_ref().map(|i| i.name.as_str()).unwrap_or("?");
+                tracing::warn!(addr = ?peer.addr, who, "closing a connection: its certificate was revoked");
+            }
+        }
+        if self.revoked {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the client's certificate was revoked",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl tonic::transport::server::Connected for Authed {
@@ -302,6 +364,8 @@ impl AsyncRead for Authed {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        let me = &mut *self;
+        me.revocation.check(&me.peer)?;
         Pin::new(&mut self.tls).poll_read(cx, buf)
     }
 }
@@ -312,6 +376,8 @@ impl AsyncWrite for Authed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        let me = &mut *self;
+        me.revocation.check(&me.peer)?;
         Pin::new(&mut self.tls).poll_write(cx, buf)
     }
 
@@ -328,6 +394,8 @@ impl AsyncWrite for Authed {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        let me = &mut *self;
+        me.revocation.check(&me.peer)?;
         Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
     }
 

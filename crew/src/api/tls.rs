@@ -171,13 +171,28 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     Ok(crls)
 }
 
+/// The serial numbers (raw DER bytes) the CRLs revoke: to find the open
+/// connections to close. (The handshake's check is webpki's.)
+fn revoked_serials(crls: &[CertificateRevocationListDer<'_>]) -> std::collections::HashSet<Vec<u8>> {
+    crls.iter()
+        .filter_map(|der| x509_parser::parse_x509_crl(der.as_ref()).ok())
+        .flat_map(|(_, crl)| {
+            crl.iter_revoked_certificates()
+                .map(|r| r.raw_serial().to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// How often at most the CRL file is looked at for a change.
 const CRL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The crew's TLS, following its CRL file: each new connection is accepted
 /// with [`current`](Self::current), which is rebuilt when the file
-/// changes (looked at once a second at most), so a revocation takes effect
-/// without a restart. A CRL that cannot be read keeps the last good one
+/// changes (looked at once a second at most, and once a second by the
+/// server whatever comes in), so a revocation takes effect without a
+/// restart; open connections of a revoked certificate see
+/// [`loads`](Self::loads) change and close. A CRL that cannot be read keeps the last good one
 /// (logged); so does a CRL file that disappears: revocations are never
 /// dropped behind the operator's back.
 #[derive(Debug)]
@@ -187,6 +202,11 @@ pub struct ServerTls {
     key: PrivateKeyDer<'static>,
     crl: Option<PathBuf>,
     current: std::sync::Mutex<Current>,
+    /// The serials the loaded CRLs revoke, and a count of loads that open
+    /// connections compare with the one they last saw (one atomic load
+    /// per read or write of theirs).
+    revoked: std::sync::RwLock<Arc<std::collections::HashSet<Vec<u8>>>>,
+    loads: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -223,6 +243,7 @@ impl ServerTls {
             (Some(path), Some(_)) => load_crls(path)?,
             _ => Vec::new(),
         };
+        let revoked = revoked_serials(&crls);
         let config = server_config(Arc::clone(&roots), chain.clone(), key.clone_key(), crls)?;
         Ok(Self {
             roots,
@@ -234,7 +255,23 @@ impl ServerTls {
                 stamp,
                 checked: Instant::now(),
             }),
+            revoked: std::sync::RwLock::new(Arc::new(revoked)),
+            loads: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many times a changed CRL was loaded.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether the loaded CRLs revoke the certificate with this serial
+    /// (its raw DER bytes).
+    pub fn is_revoked(&self, serial: &[u8]) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(serial)
     }
 
     /// The config to accept the next connection with.
@@ -260,19 +297,24 @@ impl ServerTls {
             return Arc::clone(&cur.config);
         };
         let rebuilt = load_crls(path).and_then(|crls| {
-            let n = crls.len();
+            let revoked = revoked_serials(&crls);
             server_config(
                 Arc::clone(&self.roots),
                 self.chain.clone(),
                 self.key.clone_key(),
                 crls,
             )
-            .map(|c| (c, n))
+            .map(|c| (c, revoked))
         });
         match rebuilt {
-            Ok((config, lists)) => {
-                tracing::info!(crl = %path.display(), lists, "loaded the CRL; new connections follow it");
+            Ok((config, revoked)) => {
+                tracing::info!(crl = %path.display(), revoked = revoked.len(), "loaded the CRL");
                 cur.config = config;
+                *self
+                    .revoked
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(revoked);
+                self.loads.fetch_add(1, std::sync::atomic::Ordering::Release);
             }
             Err(e) => tracing::error!(error = %e, "the CRL changed but cannot be used; keeping the last one"),
         }

@@ -174,15 +174,15 @@ async fn until(
     }
 }
 
-/// `certgen revoke` takes effect on new connections without a restart, for
-/// that certificate only; a CRL past its nextUpdate refuses everyone
+/// `certgen revoke` takes effect without a restart, for that certificate
+/// only: new connections are refused and open ones closed; a CRL past its nextUpdate refuses everyone
 /// (fail closed: a CRL nobody maintains must not pass for a clean one).
 #[tokio::test]
-async fn a_revoked_certificate_is_refused_without_a_restart_and_a_stale_crl_refuses_all() {
+async fn a_revoked_certificate_is_cut_off_without_a_restart_and_a_stale_crl_refuses_all() {
     let crew = crew_or_skip!();
     let bob = crew.pki.user(BOB, Role::User);
     let alice = crew.pki.user(ALICE, Role::User);
-    until(&crew, &bob, false).await.expect("bob gets in before");
+    let mut open = until(&crew, &bob, false).await.expect("bob gets in before");
 
     crew.pki.revoke(&bob);
     // (In TLS 1.3 the client has finished its side before the crew
@@ -191,6 +191,9 @@ async fn a_revoked_certificate_is_refused_without_a_restart_and_a_stale_crl_refu
         until(&crew, &bob, true).await.is_err(),
         "bob's revoked certificate got in"
     );
+    // And the connection bob opened before is closed at its next call.
+    let call = open.info(tasker_proto::v1::InfoRequest {}).await;
+    assert!(call.is_err(), "bob's open connection still serves: {call:?}");
     until(&crew, &alice, false).await.expect("alice still gets in");
     // A new certificate for bob is another certificate.
     let bob_again = crew.pki.user(BOB, Role::User);
