@@ -220,13 +220,13 @@ async fn accept_loop(
                     if let Err(why) = &identity {
                         tracing::warn!(%addr, why = ?why, "a verified certificate gives no identity");
                     }
-                    let serial = tls
+                    let (serial, not_after) = tls
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .and_then(|leaf| x509_parser::parse_x509_certificate(leaf.as_ref()).ok())
-                        .map(|(_, c)| c.raw_serial().to_vec())
+                        .map(|(_, c)| (c.raw_serial().to_vec(), c.validity().not_after.timestamp()))
                         .unwrap_or_default();
                     let peer = Peer {
                         addr: Some(addr),
@@ -236,11 +236,12 @@ async fn accept_loop(
                         .send(Ok(Authed {
                             tls,
                             peer,
-                            revocation: Revocation {
+                            standing: Standing {
                                 server: server_tls,
                                 serial,
+                                not_after,
                                 seen: u64::MAX,
-                                revoked: false,
+                                over: None,
                             },
                             _permit: permit,
                             _load: load,
@@ -311,42 +312,56 @@ fn tune(tcp: &TcpStream) {
 struct Authed {
     tls: TlsStream<TcpStream>,
     peer: Peer,
-    revocation: Revocation,
+    standing: Standing,
     /// Held for as long as the connection lives.
     _permit: OwnedSemaphorePermit,
     _load: shards::Load,
 }
 
-/// Whether the certificate a connection came with was revoked since: a
-/// CRL loaded later closes the connections of the certificates it revokes,
-/// at their next read or write (an idle one's next HTTP/2 keepalive ping,
-/// 30 s at most).
-struct Revocation {
+/// Whether the certificate a connection came with still stands: a CRL
+/// loaded later that revokes it, or its end of validity, closes the
+/// connection at its next read or write (an idle one's next HTTP/2
+/// keepalive ping, 30 s at most). The handshake checked both once; a
+/// connection can outlive either.
+struct Standing {
     server: Arc<tls::ServerTls>,
     serial: Vec<u8>,
+    /// The certificate's notAfter, in seconds since the epoch.
+    not_after: i64,
     /// The CRL loads last looked at.
     seen: u64,
-    revoked: bool,
+    /// Why the connection is over, once it is.
+    over: Option<&'static str>,
 }
 
-impl Revocation {
+impl Standing {
     fn check(&mut self, peer: &Peer) -> std::io::Result<()> {
-        let loads = self.server.loads();
-        if loads != self.seen {
-            self.seen = loads;
-            if !self.revoked && self.server.is_revoked(&self.serial) {
-                self.revoked = true;
+        if self.over.is_none() {
+            let loads = self.server.loads();
+            if loads != self.seen {
+                self.seen = loads;
+                if self.server.is_revoked(&self.serial) {
+                    self.over = Some("revoked");
+                }
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            if now > self.not_after {
+                self.over = Some("expired");
+            }
+            if let Some(why) = self.over {
                 let who = peer.identity.as_ref().map(|i| i.name.as_str()).unwrap_or("?");
-                tracing::warn!(addr = ?peer.addr, who, "closing a connection: its certificate was revoked");
+                tracing::warn!(addr = ?peer.addr, who, why, "closing a connection: its certificate no longer stands");
             }
         }
-        if self.revoked {
-            return Err(std::io::Error::new(
+        match self.over {
+            Some(why) => Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                "the client's certificate was revoked",
-            ));
+                format!("the client's certificate was {why}"),
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -365,7 +380,7 @@ impl AsyncRead for Authed {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let me = &mut *self;
-        me.revocation.check(&me.peer)?;
+        me.standing.check(&me.peer)?;
         Pin::new(&mut self.tls).poll_read(cx, buf)
     }
 }
@@ -377,7 +392,7 @@ impl AsyncWrite for Authed {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let me = &mut *self;
-        me.revocation.check(&me.peer)?;
+        me.standing.check(&me.peer)?;
         Pin::new(&mut self.tls).poll_write(cx, buf)
     }
 
@@ -395,7 +410,7 @@ impl AsyncWrite for Authed {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let me = &mut *self;
-        me.revocation.check(&me.peer)?;
+        me.standing.check(&me.peer)?;
         Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
     }
 

@@ -213,3 +213,38 @@ async fn a_revoked_certificate_is_cut_off_without_a_restart_and_a_stale_crl_refu
         .expect("alice gets in with a fresh CRL");
     crew.stop().await;
 }
+
+/// A connection does not outlive its certificate: once the certificate's
+/// validity ends, the connection's next call is refused and it is closed
+/// (the handshake alone checks the validity only once).
+#[tokio::test]
+async fn a_connection_ends_when_its_certificate_does() {
+    let crew = crew_or_skip!();
+    let long = certgen::Validity::days_from_now(1).unwrap();
+    // From five minutes ago (certgen's clock skew) to three seconds from now.
+    let short = certgen::Validity {
+        not_before: long.not_before,
+        not_after: long.not_before + certgen::CLOCK_SKEW + std::time::Duration::from_secs(3),
+    };
+    let issued = crew.pki.ca().issue_client(ALICE, Role::User, &short).unwrap();
+    let mut open = crew
+        .client_with_pem(issued.cert_pem().as_bytes(), issued.key_pem().as_bytes())
+        .await
+        .expect("a certificate valid for three more seconds gets in");
+    open.info(tasker_proto::v1::InfoRequest {})
+        .await
+        .expect("a call while it is valid");
+    let end: std::time::SystemTime = short.not_after.into();
+    if let Ok(left) = end.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left + std::time::Duration::from_millis(1500)).await;
+    }
+    let call = open.info(tasker_proto::v1::InfoRequest {}).await;
+    assert!(call.is_err(), "the connection outlived its certificate: {call:?}");
+    // Others are served as before.
+    let mut other = crew.client(BOB, Role::User).await;
+    other
+        .info(tasker_proto::v1::InfoRequest {})
+        .await
+        .expect("bob is served");
+    crew.stop().await;
+}
