@@ -131,12 +131,39 @@ pub fn explain(status: &tonic::Status) -> String {
     if kept.is_empty() {
         return status.message().to_owned();
     }
-    kept.join(": ")
+    let text = kept.join(": ");
+    // The crew's TLS alerts about our own certificate, in words.
+    const OURS: [(&str, &str); 2] = [
+        (
+            "CertificateRevoked",
+            "the crew refuses your certificate: it is revoked (ask for a new one)",
+        ),
+        (
+            "CertificateExpired",
+            "the crew refuses your certificate: it has expired (ask for a new one)",
+        ),
+    ];
+    match OURS.iter().find(|(alert, _)| text.contains(alert)) {
+        Some((_, words)) => format!("{words} [{text}]"),
+        None => text,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_crews_alerts_about_our_certificate_are_put_in_words() {
+        let revoked = tonic::Status::unavailable("received fatal alert: CertificateRevoked");
+        assert_eq!(
+            explain(&revoked),
+            "the crew refuses your certificate: it is revoked (ask for a new one) \
+             [received fatal alert: CertificateRevoked]"
+        );
+        let other = tonic::Status::unavailable("Connection refused (os error 111)");
+        assert_eq!(explain(&other), "Connection refused (os error 111)");
+    }
 
     #[test]
     fn addresses_split_into_host_and_port() {
