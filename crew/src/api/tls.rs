@@ -184,6 +184,37 @@ fn revoked_serials(crls: &[CertificateRevocationListDer<'_>]) -> std::collection
         .collect()
 }
 
+/// When the first of the CRLs expires (its nextUpdate, seconds since the
+/// epoch), if any says.
+fn crls_expire(crls: &[CertificateRevocationListDer<'_>]) -> Option<i64> {
+    crls.iter()
+        .filter_map(|der| x509_parser::parse_x509_crl(der.as_ref()).ok())
+        .filter_map(|(_, crl)| crl.next_update().map(|t| t.timestamp()))
+        .min()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A CRL this close to its end is worth a warning when it is loaded.
+const CRL_WARN_BEFORE: i64 = 14 * 86_400;
+
+/// Says, once per CRL, what its end means, as it comes.
+fn warn_about_expiry(path: &Path, expires: Option<i64>, said: &mut Option<i64>) {
+    let Some(at) = expires else { return };
+    let left = at - unix_now();
+    if left <= 0 && *said != Some(at) {
+        tracing::error!(crl = %path.display(), "the CRL has expired: every client is refused until it is signed again (`certgen crl`) and copied here");
+        *said = Some(at);
+    } else if left > 0 && left < CRL_WARN_BEFORE && said.is_none() {
+        tracing::warn!(crl = %path.display(), days_left = left / 86_400, "the CRL expires soon; after that every client is refused: sign it again with `certgen crl` and copy it here");
+        *said = Some(0);
+    }
+}
+
 /// How often at most the CRL file is looked at for a change.
 const CRL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -215,6 +246,10 @@ struct Current {
     /// The CRL file as last loaded (None: there was none).
     stamp: Option<Stamp>,
     checked: Instant,
+    /// When the loaded CRL expires, and what was said about it (0: that
+    /// it is near; its end: that it passed).
+    expires: Option<i64>,
+    said: Option<i64>,
 }
 
 /// What tells a changed file: inode, size, modification time.
@@ -244,6 +279,7 @@ impl ServerTls {
             _ => Vec::new(),
         };
         let revoked = revoked_serials(&crls);
+        let expires = crls_expire(&crls);
         let config = server_config(Arc::clone(&roots), chain.clone(), key.clone_key(), crls)?;
         Ok(Self {
             roots,
@@ -254,6 +290,8 @@ impl ServerTls {
                 config,
                 stamp,
                 checked: Instant::now(),
+                expires,
+                said: None,
             }),
             revoked: std::sync::RwLock::new(Arc::new(revoked)),
             loads: std::sync::atomic::AtomicU64::new(0),
@@ -287,6 +325,9 @@ impl ServerTls {
             return Arc::clone(&cur.config);
         }
         cur.checked = Instant::now();
+        let (expires, mut said) = (cur.expires, cur.said);
+        warn_about_expiry(path, expires, &mut said);
+        cur.said = said;
         let now = stamp(path);
         if now == cur.stamp {
             return Arc::clone(&cur.config);
@@ -298,16 +339,19 @@ impl ServerTls {
         };
         let rebuilt = load_crls(path).and_then(|crls| {
             let revoked = revoked_serials(&crls);
+            let expires = crls_expire(&crls);
             server_config(
                 Arc::clone(&self.roots),
                 self.chain.clone(),
                 self.key.clone_key(),
                 crls,
             )
-            .map(|c| (c, revoked))
+            .map(|c| (c, revoked, expires))
         });
         match rebuilt {
-            Ok((config, revoked)) => {
+            Ok((config, revoked, expires)) => {
+                cur.expires = expires;
+                cur.said = None;
                 tracing::info!(crl = %path.display(), revoked = revoked.len(), "loaded the CRL");
                 cur.config = config;
                 *self

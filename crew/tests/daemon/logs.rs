@@ -132,3 +132,16 @@ async fn json_logs_are_one_object_per_line_with_untrusted_strings_in_fields() {
         lines.join("\n")
     );
 }
+
+/// The log says when the CRL loads and when it has expired: then every
+/// client is refused, and the operator must learn why from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_says_when_the_crl_loads_and_when_it_expired() {
+    skip_unless_crew_can_run!();
+    let mut crew = Crew::start("crllog", &[]).await;
+    crew.pki.write_expired_crl();
+    for what in ["loaded the CRL", "the CRL has expired: every client is refused"] {
+        wait_for(what, Duration::from_secs(10), || crew.stderr.has(what)).await;
+    }
+    assert_eq!(crew.stop().await.code(), Some(0));
+}
