@@ -156,7 +156,21 @@ fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line, as every bad start: clap's first, without its prefix.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!(
+                "crew: {} (crew --help explains the flags)",
+                escape_controls(first)
+            );
+            return ExitCode::from(2);
+        }
+    };
     init_logging(&args.log_format);
     let name = args.name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()

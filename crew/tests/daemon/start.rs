@@ -168,6 +168,20 @@ async fn a_crl_that_cannot_be_used_is_named() {
 }
 
 #[tokio::test]
+async fn a_bad_flag_is_one_line_too() {
+    let name = unique_name("flag");
+    for (args, says) in [
+        (vec!["--bogus"], "--bogus"),
+        (vec!["--output-limit", "lots"], "lots"),
+        (vec!["--listen", "nowhere"], "nowhere"),
+    ] {
+        let args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
+        let got = run_to_exit(&[], &args).await;
+        assert_refused(&got, &name, &[says, "crew --help"]);
+    }
+}
+
+#[tokio::test]
 async fn a_port_in_use_is_named() {
     skip_unless_root!();
     let (pki, state, name) = (TestPki::new(), tempfile::tempdir().unwrap(), unique_name("port"));
