@@ -88,16 +88,22 @@ pub fn check_own_certificate(
     }
 }
 
+/// Every PEM object of one kind in a file, at least one; `what` names the
+/// kind in errors.
+fn load_all<T: rustls_pki_types::pem::PemObject>(path: &Path, what: &str) -> Result<Vec<T>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let all = T::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, format!("not a PEM {what}: {e}")))?;
+    if all.is_empty() {
+        return Err(file_err(path, format!("no {what} in it")));
+    }
+    Ok(all)
+}
+
 /// Reads every certificate of a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(path, format!("not a PEM certificate: {e}")))?;
-    if certs.is_empty() {
-        return Err(file_err(path, "no certificate in it"));
-    }
-    Ok(certs)
+    load_all(path, "certificate")
 }
 
 /// Reads a private key, refusing one that others may read: a crew key is
@@ -161,14 +167,7 @@ pub fn server_config(
 
 /// Reads the CRLs of a PEM file (`certgen revoke` writes one).
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
-    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(path, format!("not a PEM CRL: {e}")))?;
-    if crls.is_empty() {
-        return Err(file_err(path, "no CRL in it"));
-    }
-    Ok(crls)
+    load_all(path, "CRL")
 }
 
 /// The serial numbers (raw DER bytes) the CRLs revoke: to find the open
