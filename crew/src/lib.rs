@@ -158,7 +158,7 @@ pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<api::tls::ServerTls>, St
         why,
     })?;
     let crl = certs.join("crl.pem");
-    Ok(Arc::new(api::tls::ServerTls::new(roots, chain, key, Some(crl))?))
+    Ok(Arc::new(api::tls::ServerTls::new(roots, chain, key, crl)?))
 }
 
 /// Runs a prepared crew until `shutdown` is cancelled: then stops taking

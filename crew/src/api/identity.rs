@@ -71,6 +71,11 @@ pub struct Peer {
 pub fn identity_of(der: &[u8]) -> Result<Identity, String> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| format!("unreadable certificate: {e}"))?;
+    identity_in(&cert)
+}
+
+/// Reads CN and OU from a parsed certificate.
+pub fn identity_in(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<Identity, String> {
     let subject = cert.subject();
     let texts = |attrs: Vec<&x509_parser::x509::AttributeTypeAndValue<'_>>| -> Result<Vec<String>, String> {
         attrs

@@ -38,7 +38,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use self::identity::{Peer, identity_of};
+use self::identity::{Peer, identity_in};
 use self::service::{CrewService, State};
 use self::shards::{Shard, Shards};
 use crate::engine::EngineHandle;
@@ -213,21 +213,21 @@ async fn accept_loop(
             pending.done(id);
             match outcome {
                 Some(Ok(Ok(tls))) => {
-                    let identity = match tls.get_ref().1.peer_certificates() {
-                        Some([leaf, ..]) => identity_of(leaf.as_ref()),
-                        _ => Err("no client certificate".to_owned()),
+                    // The certificate, parsed once: who, and how long it stands.
+                    let (identity, serial, not_after) = match tls.get_ref().1.peer_certificates() {
+                        Some([leaf, ..]) => match x509_parser::parse_x509_certificate(leaf.as_ref()) {
+                            Ok((_, cert)) => (
+                                identity_in(&cert),
+                                cert.raw_serial().to_vec(),
+                                cert.validity().not_after.timestamp(),
+                            ),
+                            Err(e) => (Err(format!("unreadable certificate: {e}")), Vec::new(), 0),
+                        },
+                        _ => (Err("no client certificate".to_owned()), Vec::new(), 0),
                     };
                     if let Err(why) = &identity {
                         tracing::warn!(%addr, why = ?why, "a verified certificate gives no identity");
                     }
-                    let (serial, not_after) = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(|leaf| x509_parser::parse_x509_certificate(leaf.as_ref()).ok())
-                        .map(|(_, c)| (c.raw_serial().to_vec(), c.validity().not_after.timestamp()))
-                        .unwrap_or_default();
                     let peer = Peer {
                         addr: Some(addr),
                         identity,
@@ -320,15 +320,15 @@ struct Authed {
 
 /// Whether the certificate a connection came with still stands: a CRL
 /// loaded later that revokes it, or its end of validity, closes the
-/// connection at its next read or write (an idle one's next HTTP/2
-/// keepalive ping, 30 s at most). The handshake checked both once; a
-/// connection can outlive either.
+/// connection at its next read or write (within a second of either; an
+/// idle connection at its next HTTP/2 keepalive ping, 30 s at most). The
+/// handshake checked both once; a connection can outlive either.
 struct Standing {
     server: Arc<tls::ServerTls>,
     serial: Vec<u8>,
     /// The certificate's notAfter, in seconds since the epoch.
     not_after: i64,
-    /// The CRL loads last looked at.
+    /// The server's CRL epoch when this last looked.
     seen: u64,
     /// Why the connection is over, once it is.
     over: Option<&'static str>,
@@ -336,18 +336,12 @@ struct Standing {
 
 impl Standing {
     fn check(&mut self, peer: &Peer) -> std::io::Result<()> {
-        if self.over.is_none() {
-            let loads = self.server.loads();
-            if loads != self.seen {
-                self.seen = loads;
-                if self.server.is_revoked(&self.serial) {
-                    self.over = Some("revoked");
-                }
-            }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            if now > self.not_after {
+        let epoch = self.server.epoch();
+        if self.over.is_none() && epoch != self.seen {
+            self.seen = epoch;
+            if self.server.is_revoked(&self.serial) {
+                self.over = Some("revoked");
+            } else if tls::unix_now() > self.not_after {
                 self.over = Some("expired");
             }
             if let Some(why) = self.over {

@@ -8,6 +8,7 @@
 //!   accepts a certificate with no EKU at all, and a crew's own certificate
 //!   (serverAuth) must never act as a client.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -170,29 +171,27 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     load_all(path, "CRL")
 }
 
-/// The serial numbers (raw DER bytes) the CRLs revoke: to find the open
-/// connections to close. (The handshake's check is webpki's.)
-fn revoked_serials(crls: &[CertificateRevocationListDer<'_>]) -> std::collections::HashSet<Vec<u8>> {
-    crls.iter()
+/// What the crew itself needs from the CRLs (the handshake's check is
+/// webpki's): the serial numbers (raw DER bytes) they revoke, to close open
+/// connections; and when the first of them expires (its nextUpdate,
+/// seconds since the epoch), to say so in the log.
+fn crl_facts(crls: &[CertificateRevocationListDer<'_>]) -> (HashSet<Vec<u8>>, Option<i64>) {
+    let mut revoked = HashSet::new();
+    let mut expires: Option<i64> = None;
+    for (_, crl) in crls
+        .iter()
         .filter_map(|der| x509_parser::parse_x509_crl(der.as_ref()).ok())
-        .flat_map(|(_, crl)| {
-            crl.iter_revoked_certificates()
-                .map(|r| r.raw_serial().to_vec())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    {
+        revoked.extend(crl.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()));
+        if let Some(at) = crl.next_update().map(|t| t.timestamp()) {
+            expires = Some(expires.map_or(at, |e| e.min(at)));
+        }
+    }
+    (revoked, expires)
 }
 
-/// When the first of the CRLs expires (its nextUpdate, seconds since the
-/// epoch), if any says.
-fn crls_expire(crls: &[CertificateRevocationListDer<'_>]) -> Option<i64> {
-    crls.iter()
-        .filter_map(|der| x509_parser::parse_x509_crl(der.as_ref()).ok())
-        .filter_map(|(_, crl)| crl.next_update().map(|t| t.timestamp()))
-        .min()
-}
-
-fn unix_now() -> i64 {
+/// Seconds since the epoch.
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -221,22 +220,21 @@ const CRL_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// with [`current`](Self::current), which is rebuilt when the file
 /// changes (looked at once a second at most, and once a second by the
 /// server whatever comes in), so a revocation takes effect without a
-/// restart; open connections of a revoked certificate see
-/// [`loads`](Self::loads) change and close. A CRL that cannot be read keeps the last good one
-/// (logged); so does a CRL file that disappears: revocations are never
-/// dropped behind the operator's back.
+/// restart. Each look moves the [`epoch`](Self::epoch) on: open
+/// connections then check their certificate's standing again. A CRL that
+/// cannot be read keeps the last good one (logged); so does a CRL file
+/// that disappears: revocations are never dropped behind the operator's
+/// back.
 #[derive(Debug)]
 pub struct ServerTls {
     roots: Arc<RootCertStore>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-    crl: Option<PathBuf>,
+    crl: PathBuf,
     current: std::sync::Mutex<Current>,
-    /// The serials the loaded CRLs revoke, and a count of loads that open
-    /// connections compare with the one they last saw (one atomic load
-    /// per read or write of theirs).
-    revoked: std::sync::RwLock<Arc<std::collections::HashSet<Vec<u8>>>>,
-    loads: std::sync::atomic::AtomicU64,
+    /// The serials the loaded CRLs revoke.
+    revoked: std::sync::RwLock<HashSet<Vec<u8>>>,
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -269,16 +267,15 @@ impl ServerTls {
         roots: RootCertStore,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
-        crl: Option<PathBuf>,
+        crl: PathBuf,
     ) -> Result<Self, TlsError> {
         let roots = Arc::new(roots);
-        let stamp = crl.as_deref().and_then(stamp);
-        let crls = match (&crl, stamp) {
-            (Some(path), Some(_)) => load_crls(path)?,
-            _ => Vec::new(),
+        let stamp = stamp(&crl);
+        let crls = match stamp {
+            Some(_) => load_crls(&crl)?,
+            None => Vec::new(),
         };
-        let revoked = revoked_serials(&crls);
-        let expires = crls_expire(&crls);
+        let (revoked, expires) = crl_facts(&crls);
         let config = server_config(Arc::clone(&roots), chain.clone(), key.clone_key(), crls)?;
         Ok(Self {
             roots,
@@ -292,14 +289,16 @@ impl ServerTls {
                 expires,
                 said: None,
             }),
-            revoked: std::sync::RwLock::new(Arc::new(revoked)),
-            loads: std::sync::atomic::AtomicU64::new(0),
+            revoked: std::sync::RwLock::new(revoked),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    /// How many times a changed CRL was loaded.
-    pub fn loads(&self) -> u64 {
-        self.loads.load(std::sync::atomic::Ordering::Acquire)
+    /// Moves on each time the CRL is looked at (once a second, and when a
+    /// changed one is loaded): open connections compare it with the one
+    /// they last saw, one atomic load per read or write of theirs.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether the loaded CRLs revoke the certificate with this serial
@@ -317,28 +316,30 @@ impl ServerTls {
             .current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(path) = &self.crl else {
-            return Arc::clone(&cur.config);
-        };
-        if cur.checked.elapsed() < CRL_CHECK_EVERY {
-            return Arc::clone(&cur.config);
+        if cur.checked.elapsed() >= CRL_CHECK_EVERY {
+            cur.checked = Instant::now();
+            self.look(&mut cur);
+            self.epoch.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
-        cur.checked = Instant::now();
-        let (expires, mut said) = (cur.expires, cur.said);
-        warn_about_expiry(path, expires, &mut said);
-        cur.said = said;
+        Arc::clone(&cur.config)
+    }
+
+    /// Looks at the CRL file: says what its end means as it comes, and
+    /// loads it if it changed.
+    fn look(&self, cur: &mut Current) {
+        let path = &self.crl;
+        warn_about_expiry(path, cur.expires, &mut cur.said);
         let now = stamp(path);
         if now == cur.stamp {
-            return Arc::clone(&cur.config);
+            return;
         }
         let Some(now) = now else {
             tracing::warn!(crl = %path.display(), "the CRL file is gone; still refusing what it revoked (restart the crew to drop it)");
             cur.stamp = None;
-            return Arc::clone(&cur.config);
+            return;
         };
         let rebuilt = load_crls(path).and_then(|crls| {
-            let revoked = revoked_serials(&crls);
-            let expires = crls_expire(&crls);
+            let (revoked, expires) = crl_facts(&crls);
             server_config(
                 Arc::clone(&self.roots),
                 self.chain.clone(),
@@ -349,20 +350,18 @@ impl ServerTls {
         });
         match rebuilt {
             Ok((config, revoked, expires)) => {
-                cur.expires = expires;
-                cur.said = None;
                 tracing::info!(crl = %path.display(), revoked = revoked.len(), "loaded the CRL");
                 cur.config = config;
+                cur.expires = expires;
+                cur.said = None;
                 *self
                     .revoked
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(revoked);
-                self.loads.fetch_add(1, std::sync::atomic::Ordering::Release);
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = revoked;
             }
             Err(e) => tracing::error!(error = %e, "the CRL changed but cannot be used; keeping the last one"),
         }
         cur.stamp = Some(now);
-        Arc::clone(&cur.config)
     }
 }
 

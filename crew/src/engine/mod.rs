@@ -717,10 +717,8 @@ impl EngineHandle {
 /// then joins its cgroups itself, as without a ready shim).
 fn new_slot(tree: &cgroup::CgroupTree) -> Option<spawn::Slot> {
     let id = JobId::random();
-    if tree.slot_dirs(id.as_str()).is_empty() {
-        return None;
-    }
     match tree.create_slot(id.as_str()) {
+        Ok(dirs) if dirs.is_empty() => None,
         Ok(dirs) => Some(spawn::Slot { id, dirs }),
         Err(e) => {
             tracing::warn!(error = %e, "could not make a ready shim's cgroups");

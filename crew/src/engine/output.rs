@@ -78,8 +78,9 @@ pub struct OutputReader {
     offset: u64,
     changes: watch::Receiver<u64>,
     chunk: usize,
-    /// Chunks read ahead, in order, starting at `offset`.
-    ahead: std::collections::VecDeque<Bytes>,
+    /// Bytes read ahead, starting at `offset`, handed out a chunk at a
+    /// time.
+    ahead: Bytes,
     /// Whether to try a read that fails rather than waits for the disk.
     nowait: bool,
     done: bool,
@@ -111,7 +112,7 @@ impl OutputReader {
             offset,
             changes,
             chunk: DEFAULT_CHUNK,
-            ahead: std::collections::VecDeque::new(),
+            ahead: Bytes::new(),
             nowait: true,
             done: false,
         })
@@ -133,16 +134,22 @@ impl OutputReader {
         self.file.metadata().map_or(0, |m| m.len().saturating_sub(HEADER))
     }
 
+    /// The next chunk of the bytes read ahead (there are some).
+    fn hand_out(&mut self) -> OutputEvent {
+        let offset = self.offset;
+        let bytes = self.ahead.split_to(self.ahead.len().min(self.chunk));
+        self.offset += bytes.len() as u64;
+        OutputEvent::Data { offset, bytes }
+    }
+
     /// The next event; waits for output while the job runs. `None` after
     /// [`OutputEvent::End`].
     pub async fn next(&mut self) -> Result<Option<OutputEvent>, EngineError> {
         if self.done {
             return Ok(None);
         }
-        if let Some(bytes) = self.ahead.pop_front() {
-            let offset = self.offset;
-            self.offset += bytes.len() as u64;
-            return Ok(Some(OutputEvent::Data { offset, bytes }));
+        if !self.ahead.is_empty() {
+            return Ok(Some(self.hand_out()));
         }
         loop {
             // Mark the counter seen, then look at the state, then read: a
@@ -186,13 +193,9 @@ impl OutputReader {
                     self.offset += len;
                     return Ok(Some(OutputEvent::Dropped { offset, len }));
                 }
-                Chunk::Data(mut bytes) => {
-                    let first = bytes.split_to(bytes.len().min(self.chunk));
-                    while !bytes.is_empty() {
-                        self.ahead.push_back(bytes.split_to(bytes.len().min(self.chunk)));
-                    }
-                    self.offset += first.len() as u64;
-                    return Ok(Some(OutputEvent::Data { offset, bytes: first }));
+                Chunk::Data(bytes) => {
+                    self.ahead = bytes;
+                    return Ok(Some(self.hand_out()));
                 }
                 Chunk::Nothing => {}
             }

@@ -49,7 +49,7 @@ pub(crate) struct IdleShim {
     child: Child,
     born: std::time::Instant,
     /// On hybrid hosts: the next job's id and the v1 cgroups its init
-    /// joined while waiting (see `CgroupTree::slot_dirs`).
+    /// joined while waiting (see `CgroupTree::create_slot`).
     slot: Option<Slot>,
 }
 
@@ -293,21 +293,17 @@ pub(crate) fn assign(idle: IdleShim, mut job: Assignment<'_>) -> Result<(ShimLin
     let IdleShim {
         ctl, init, mut child, ..
     } = idle;
-    // The command joins the v1 cgroups its init is not in already.
-    let v1_procs = match job.cgroup.open_v1_procs(&init_in) {
-        Ok(fds) => fds,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
-        }
-    };
-    job.launch.v1_procs = v1_procs.len() as u32;
     let fail = |child: &mut Child, e: EngineError| {
         let _ = child.kill();
         let _ = child.wait();
         e
     };
+    // The command joins the v1 cgroups its init is not in already.
+    let v1_procs = job
+        .cgroup
+        .open_v1_procs(&init_in)
+        .map_err(|e| fail(&mut child, e))?;
+    job.launch.v1_procs = v1_procs.len() as u32;
     let launch = job.launch.encode();
     if launch.len() > wire::MAX_MESSAGE {
         return Err(fail(

@@ -455,20 +455,16 @@ impl CgroupTree {
         Ok(cg)
     }
 
-    /// The v1 directories a ready shim's init joins ahead of its job, on
-    /// hybrid hosts: memory and pids, which every job has. A process joining
-    /// a v1 cgroup waits for an RCU grace period (~20 ms after an idle
-    /// spell); done while the shim waits, the job's command inherits them
-    /// and its start pays nothing. None on a cgroup2 host, where the command
-    /// is cloned straight into its cgroup.
-    pub fn slot_dirs(&self, name: &str) -> Vec<PathBuf> {
-        self.job_cgroup_named(name, &[Controller::Memory, Controller::Pids])
-            .v1_dirs()
-    }
-
-    /// Makes the [`slot_dirs`](Self::slot_dirs) of a job not started yet.
+    /// Makes the v1 directories a ready shim's init joins ahead of its job
+    /// `name`, on hybrid hosts: memory and pids, which every job has. A
+    /// process joining a v1 cgroup waits for an RCU grace period (~20 ms
+    /// after an idle spell); done while the shim waits, the job's command
+    /// inherits them and its start pays nothing. None on a cgroup2 host,
+    /// where the command is cloned straight into its cgroup.
     pub fn create_slot(&self, name: &str) -> Result<Vec<PathBuf>, EngineError> {
-        let dirs = self.slot_dirs(name);
+        let dirs = self
+            .job_cgroup_named(name, &[Controller::Memory, Controller::Pids])
+            .v1_dirs();
         for (i, dir) in dirs.iter().enumerate() {
             if let Err(e) = std::fs::create_dir(dir) {
                 for made in &dirs[..i] {
