@@ -40,7 +40,7 @@ fn main() {
             .tempdir()
             .unwrap();
         let mut config = EngineConfig::new(state.path(), "bench");
-        config.shim_path = env!("CARGO_BIN_EXE_tasker-shim").into();
+        config.shim_path = crew::testing::shim_binary();
         config.cgroup_parent = PathBuf::from(format!("tasker/bench-{}", std::process::id()));
         let engine = Engine::new(config.clone()).await.expect("engine");
         let h = engine.handle();

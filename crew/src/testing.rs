@@ -4,9 +4,9 @@
 //! feature; the daemon never carries it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use certgen::testing::TestPki;
@@ -25,6 +25,77 @@ pub fn skip_reason() -> Option<String> {
         return Some("no cgroup2 hierarchy is mounted".into());
     }
     None
+}
+
+/// The `tasker-shim` binary of this build: `target/<profile>/tasker-shim`,
+/// beside the running test's own profile directory (where `cargo build
+/// --workspace` and `cargo nextest run --workspace` put it, and where the
+/// `crew` binary looks for it). When it is missing, or older than the shim
+/// crate's sources (only one package's tests were built), it is built here
+/// first, once per test process.
+pub fn shim_binary() -> PathBuf {
+    static SHIM: OnceLock<PathBuf> = OnceLock::new();
+    SHIM.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test's own path");
+        let mut profile_dir = exe.parent().expect("the test's directory");
+        if profile_dir.ends_with("deps") {
+            profile_dir = profile_dir.parent().expect("the profile directory");
+        }
+        let shim = profile_dir.join("tasker-shim");
+        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shim");
+        if is_fresh(&shim, &sources) {
+            return shim;
+        }
+        let target_dir = profile_dir.parent().expect("the target directory");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .unwrap_or("debug");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .args(["build", "--quiet", "-p", "tasker-shim", "--bin", "tasker-shim"])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(&sources);
+        match profile {
+            "debug" => {}
+            "release" => {
+                build.arg("--release");
+            }
+            other => {
+                build.args(["--profile", other]);
+            }
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building tasker-shim failed");
+        assert!(shim.exists(), "{} was not built", shim.display());
+        shim
+    })
+    .clone()
+}
+
+/// Whether `binary` exists and is newer than every file under `sources`
+/// (where there are no sources, as in a VM given only the binaries, any
+/// existing binary is).
+fn is_fresh(binary: &Path, sources: &Path) -> bool {
+    fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+        let mut latest = None;
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let t = if meta.is_dir() {
+                newest(&entry.path())
+            } else {
+                meta.modified().ok()
+            };
+            latest = latest.max(t);
+        }
+        latest
+    }
+    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
+        return false;
+    };
+    newest(sources).is_none_or(|src| src <= built)
 }
 
 /// Test users: Linux users of these names are created, if missing, so jobs

@@ -9,9 +9,9 @@
 //!   controller.
 //! - `spawn.rs`: starting a job's shim; `supervisor.rs`: the task that
 //!   follows one job from its shim's messages to its final state.
-//! - `shim/`: the `tasker-shim` process (runs outside the crew): the job's
-//!   PID 1, output writer and stdin owner.
-//! - `namespaces.rs`: what the job's PID 1 sets up inside its namespaces.
+//! - the `tasker-shim` process (runs outside the crew: the job's PID 1,
+//!   output writer and stdin owner) is its own crate, `tasker_shim`, which
+//!   also holds the contract with it: wire messages, the output format.
 //! - `output.rs`: readers of a job's output.
 //! - `user.rs`: Linux users from the passwd database.
 //!
@@ -33,10 +33,8 @@
 mod cgroup;
 mod error;
 mod job;
-mod namespaces;
 mod output;
 mod registry;
-pub mod shim;
 mod spawn;
 mod supervisor;
 pub mod user;
@@ -61,9 +59,10 @@ pub use self::job::{
 };
 pub use self::output::{DEFAULT_CHUNK, OutputEvent, OutputReader, ReadFrom};
 use self::registry::{Control, JobEntry, Registry, StdinOp, StopReason, locked};
-use self::shim::wire::{Launch, Serve};
 use self::spawn::{Assignment, IdleShim, assign, spawn_idle};
 use self::supervisor::Supervisor;
+use tasker_shim::output::{create_output, drop_unit};
+use tasker_shim::wire::{Launch, Serve};
 
 /// How the engine is set up.
 #[derive(Clone, Debug)]
@@ -343,7 +342,7 @@ impl EngineHandle {
         // One file per job, its own header included: on some filesystems a
         // file creation costs more than the rest of the start together.
         let output_path = inner.jobs_dir.join(format!("{id}.out"));
-        let output = match output::create_output(&output_path).ctx("create", &output_path) {
+        let output = match create_output(&output_path).ctx("create", &output_path) {
             Ok(o) => o,
             Err(e) => {
                 give_back(idle);
@@ -406,7 +405,7 @@ impl EngineHandle {
             Ok(()) => (Some(SystemTime::now()), None),
             Err(failure) => {
                 let reason = match failure {
-                    Some((stage, errno)) => shim::child::failure_message(
+                    Some((stage, errno)) => tasker_shim::exec::failure_message(
                         stage,
                         errno,
                         &spec.argv[0],
@@ -744,12 +743,6 @@ fn raise_fd_limit() {
     }
 }
 
-/// Output is dropped in whole units: 1/16 of the limit, between 4 KiB and
-/// 1 MiB, a multiple of the page size.
-pub(crate) fn drop_unit(limit: u64) -> u64 {
-    ((limit / 16) & !4095).clamp(4096, 1 << 20)
-}
-
 fn validate(spec: &JobSpec, online_cpus: usize) -> Result<(), EngineError> {
     let bad = |m: String| Err(EngineError::InvalidSpec(m));
     match spec.argv.first() {
@@ -918,12 +911,5 @@ mod tests {
             assert!(err.contains(expected), "{err:?} does not mention {expected:?}");
         }
         validate(&spec(), 2).unwrap();
-    }
-
-    #[test]
-    fn drop_units_are_pages_between_4k_and_1m() {
-        assert_eq!(drop_unit(64 << 20), 1 << 20);
-        assert_eq!(drop_unit(256 << 10), 16 << 10);
-        assert_eq!(drop_unit(1000), 4096);
     }
 }

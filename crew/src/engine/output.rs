@@ -1,26 +1,15 @@
 //! Reading a job's output: from the start, from a byte offset, or from the
 //! last N bytes or lines, then following live, each reader at its own pace.
 //!
-//! The output file is written once, by the job's shim (`shim/sink.rs`); byte
+//! The output file is written once, by the job's shim (`tasker_shim::sink`); byte
 //! offsets in the file are offsets in the stream. A reader holds only its
 //! offset and an fd: a reader that stops reading costs nothing that grows.
 //! Readers wait on the job's change counter, which the crew bumps when the
 //! shim signals new bytes (eventfd) and when the job's state changes, so a
 //! follower is woken by notification, never by a timer.
 //!
-//! The file (`jobs/<id>.out`) starts with a one-page header ([`HEADER`]):
-//! a magic number, then the oldest kept stream offset ([`KeptFrom`]),
-//! which the shim maps writable and the crew read-only. Stream offset `o`
-//! is file offset `HEADER + o`. One file per job keeps the start of a job
-//! to one file creation, which on some filesystems costs more than the rest
-//! of the start together.
-//!
-//! When the shim punches out the oldest bytes to keep the file under its
-//! limit, those offsets become a hole. The shim raises the kept offset
-//! *before* it punches. A reader checks it *after* each read: if its read
-//! offset is still kept then, no punch had begun over it, so everything the
-//! read returned was real; otherwise the bytes up to the kept offset are
-//! reported dropped.
+//! The file's layout (the header page, the kept offset, why a reader can
+//! trust what it read) is the shim crate's: `tasker_shim::output`.
 
 use std::fs::File;
 use std::io;
@@ -29,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use tasker_shim::output::{HEADER, KeptFrom};
 use tokio::sync::watch;
 
 use super::error::{EngineError, IoContext};
@@ -261,95 +251,6 @@ fn read_chunk(file: &File, kept: &KeptFrom, offset: u64, max: usize, nowait: boo
     Ok(Chunk::Data(bytes))
 }
 
-/// The oldest kept stream offset of a job's output, in the file's header
-/// page, which the shim maps writable and the crew read-only. The shim
-/// stores a new value before it punches the bytes below it out.
-#[derive(Debug)]
-pub struct KeptFrom {
-    ptr: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
-}
-
-// SAFETY: the mapping is only ever accessed through the AtomicU64, which is
-// Sync, and it lives until drop.
-unsafe impl Send for KeptFrom {}
-// SAFETY: as above.
-unsafe impl Sync for KeptFrom {}
-
-/// The header page of an output file; the stream starts after it.
-pub const HEADER: u64 = 4096;
-/// Identifies an output file (and its layout version) in the header.
-pub(crate) const MAGIC: &[u8; 8] = b"TASKOUT1";
-/// Where the kept offset sits in the header: after the magic, aligned.
-const KEPT_AT: usize = 8;
-
-/// Creates a job's output file: the header page, a zero kept offset.
-pub(crate) fn create_output(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_len(HEADER)?;
-    file.write_all_at(MAGIC, 0)?;
-    Ok(file)
-}
-
-impl KeptFrom {
-    /// Maps the header page of an output file, writable or not.
-    pub(crate) fn map(file: &File, writable: bool) -> io::Result<Self> {
-        let prot = if writable {
-            libc::PROT_READ | libc::PROT_WRITE
-        } else {
-            libc::PROT_READ
-        };
-        // SAFETY: a fresh shared mapping of our own file; the result is
-        // checked, and the page is 8-byte aligned for the AtomicU64.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                HEADER as usize,
-                prot,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the mapping is HEADER bytes long, KEPT_AT + 8 fits, and
-        // KEPT_AT keeps the page's 8-byte alignment.
-        let kept = unsafe { p.cast::<u8>().add(KEPT_AT) };
-        let ptr = std::ptr::NonNull::new(kept.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?;
-        Ok(Self { ptr })
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        // SAFETY: the mapping is valid until drop (see `map`).
-        unsafe { self.ptr.as_ref() }.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Only the shim's writable mapping may call this.
-    pub(crate) fn set(&self, offset: u64) {
-        // SAFETY: the mapping is valid until drop (see `map`).
-        unsafe { self.ptr.as_ref() }.store(offset, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Drop for KeptFrom {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the mapping made in `map`, used by nothing else.
-        unsafe {
-            libc::munmap(
-                self.ptr.as_ptr().cast::<u8>().sub(KEPT_AT).cast(),
-                HEADER as usize,
-            );
-        }
-    }
-}
-
 /// The offset where the last `n` lines begin, or the oldest kept byte.
 fn tail_lines_offset(file: &File, size: u64, kept: u64, n: u64) -> io::Result<u64> {
     use std::os::unix::fs::FileExt as _;
@@ -437,6 +338,7 @@ fn tempfile_in(dir: &Path) -> Result<TempFile, EngineError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::FileExt as _;
+    use tasker_shim::output::{MAGIC, create_output};
 
     /// An output file holding `data` as its stream.
     fn output_with(data: &[u8]) -> (tempfile::TempDir, File) {

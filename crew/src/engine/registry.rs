@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::cgroup::JobCgroup;
 use super::error::EngineError;
 use super::job::{JobEvent, JobId, JobInfo, JobState, WinSize};
-use super::output::KeptFrom;
+use tasker_shim::output::KeptFrom;
 
 /// Requests to a job's supervisor task.
 #[derive(Debug)]

@@ -27,8 +27,8 @@ use tokio::io::unix::AsyncFd;
 use super::cgroup::JobCgroup;
 use super::error::{EngineError, IoContext};
 use super::job::WinSize;
-use super::shim::child::{Stage, decode_failure};
-use super::shim::wire::{self, Launch, Serve, ToShim};
+use tasker_shim::exec::{Stage, decode_failure};
+use tasker_shim::wire::{self, INIT_CGROUPS_ENV, Launch, SHIMS_CGROUP_ENV, Serve, ToShim};
 
 /// The crew's end of one shim.
 #[derive(Debug)]
@@ -120,12 +120,6 @@ impl IdleShim {
         }
     }
 }
-
-/// The environment variable that tells a shim which cgroup to join before
-/// it forks the job's init.
-pub(crate) const SHIMS_CGROUP_ENV: &str = "TASKER_SHIMS_CGROUP";
-/// The v1 cgroup directories (one a line) the job's init joins at once.
-pub(crate) const INIT_CGROUPS_ENV: &str = "TASKER_INIT_CGROUPS";
 
 /// Starts a shim; it joins the crew's `shims` cgroup and prepares its init,
 /// which joins the `slot`'s cgroups.
@@ -231,7 +225,7 @@ fn job_stdio(tty: Option<WinSize>, uid: u32) -> Result<JobStdio, EngineError> {
             nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(uid)), None)
                 .map_err(|e| err("chown pty", e))?;
             let master: OwnedFd = master.into();
-            super::shim::set_winsize(master.as_fd(), size.rows, size.cols)
+            tasker_shim::sys::set_winsize(master.as_fd(), size.rows, size.cols)
                 .map_err(|e| err("resize pty", e))?;
             Ok(JobStdio {
                 init: vec![slave],

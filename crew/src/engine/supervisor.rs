@@ -14,7 +14,7 @@ use super::cgroup::JobCgroup;
 use super::error::EngineError;
 use super::job::{Ended, JobState, Outcome, Termination, Totals};
 use super::registry::{Control, JobChannels, JobEntry, StdinOp, StopReason};
-use super::shim::wire::{FromShim, MAX_FROM_SHIM, STDIN_CHUNK, ToShim};
+use tasker_shim::wire::{FromShim, MAX_FROM_SHIM, STDIN_CHUNK, ToShim};
 
 use super::spawn::{ShimLink, drain_eventfd, try_recv, try_send};
 

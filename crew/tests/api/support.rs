@@ -46,7 +46,7 @@ impl std::ops::Deref for TestCrew {
 
 impl TestCrew {
     pub async fn start(configure: impl FnOnce(&mut CrewConfig)) -> Self {
-        let shim = env!("CARGO_BIN_EXE_tasker-shim").into();
+        let shim = crew::testing::shim_binary();
         Self(LocalCrew::start(Arc::new(TestPki::new()), "alpha", shim, configure).await)
     }
 

@@ -122,6 +122,8 @@ pub struct Refusal {
 /// Runs `crew` (optionally through `wrapper`, e.g. setpriv) with `args` to
 /// its exit, within 20 s, and returns its status and every stderr line.
 pub async fn run_to_exit(wrapper: &[&str], args: &[OsString]) -> Refusal {
+    // The crew finds the shim beside itself.
+    crew::testing::shim_binary();
     let mut cmd = match wrapper.split_first() {
         Some((program, rest)) => {
             let mut c = Command::new(program);
@@ -195,6 +197,8 @@ impl Crew {
     /// and `extra` flags, and waits for it to serve.
     pub async fn start(tag: &str, extra: &[&str]) -> Crew {
         let name = unique_name(tag);
+        // The crew finds the shim beside itself.
+        crew::testing::shim_binary();
         let pki = TestPki::new();
         let _ = pki.crew(&name);
         let state = tempfile::tempdir().unwrap();

@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use certgen::Role;
@@ -28,45 +28,9 @@ macro_rules! fleet_or_skip {
 }
 pub(crate) use fleet_or_skip;
 
-/// `tasker-shim`, next to the foreman binary: `cargo nextest run
-/// --workspace` builds it with everything else. When it is missing (only
-/// foreman's tests were built), it is built here first. After changing the
-/// crew, build the workspace (or `-p crew`) again: this does not check that
-/// the shim is up to date.
+/// `tasker-shim`, built if need be (see `crew::testing::shim_binary`).
 pub fn shim() -> PathBuf {
-    static SHIM: OnceLock<PathBuf> = OnceLock::new();
-    SHIM.get_or_init(|| {
-        let foreman = Path::new(env!("CARGO_BIN_EXE_foreman"));
-        let profile_dir = foreman.parent().expect("the binary's directory");
-        let built = profile_dir.join("tasker-shim");
-        if built.exists() {
-            return built;
-        }
-
-        let target_dir = profile_dir.parent().expect("the target directory");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|p| p.to_str())
-            .unwrap_or("debug");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = std::process::Command::new(cargo);
-        build
-            // With the features this test build gave crew, so that nothing
-            // is rebuilt.
-            .args(["build", "--quiet", "-p", "crew", "--features", "testing"])
-            .args(["--bin", "tasker-shim", "--target-dir"])
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile != "debug" {
-            build.args(["--profile", profile]);
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building tasker-shim failed");
-        let shim = profile_dir.join("tasker-shim");
-        assert!(shim.exists(), "{} was not built", shim.display());
-        shim
-    })
-    .clone()
+    crew::testing::shim_binary()
 }
 
 /// Several crews on loopback sharing one CA, and a foreman config naming

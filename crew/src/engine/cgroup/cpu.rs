@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use super::flat_keyed;
+use super::EngineError;
+use super::fs::flat_keyed;
 use super::fs::{read_file, write_file};
-use crate::engine::error::EngineError;
 
 /// The CFS period; 100 ms is the kernel's and systemd's default.
 const PERIOD_USEC: u64 = 100_000;

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
+use super::EngineError;
+use super::IoLimit;
 use super::fs::write_file;
-use crate::engine::error::EngineError;
-use crate::engine::job::IoLimit;
 
 pub(crate) fn apply(dir: &Path, v2: bool, limits: &[IoLimit]) -> Result<(), EngineError> {
     for l in limits {
@@ -37,8 +37,8 @@ pub(crate) fn apply(dir: &Path, v2: bool, limits: &[IoLimit]) -> Result<(), Engi
 
 #[cfg(test)]
 mod tests {
+    use super::super::DeviceNumber;
     use super::*;
-    use crate::engine::job::DeviceNumber;
 
     #[test]
     fn writes_one_line_per_device() {

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use super::flat_keyed;
+use super::EngineError;
+use super::fs::flat_keyed;
 use super::fs::{read_file, write_file};
-use crate::engine::error::EngineError;
 
 pub(crate) fn apply(dir: &Path, v2: bool, bytes: u64) -> Result<(), EngineError> {
     if v2 {

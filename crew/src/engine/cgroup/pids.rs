@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use super::EngineError;
 use super::fs::write_file;
-use crate::engine::error::EngineError;
 
 pub(crate) fn apply(dir: &Path, max: u64) -> Result<(), EngineError> {
     write_file(&dir.join("pids.max"), &max.to_string())

@@ -111,7 +111,7 @@ impl TestEngine {
         configure: impl FnOnce(&mut EngineConfig),
     ) -> Self {
         let mut config = EngineConfig::new(state.path(), "unused");
-        config.shim_path = env!("CARGO_BIN_EXE_tasker-shim").into();
+        config.shim_path = crew::testing::shim_binary();
         config.cgroup_parent = parent.clone();
         configure(&mut config);
         let engine = Engine::new(config).await.expect("engine starts");

@@ -1,6 +1,6 @@
 //! `tasker-shim`: the per-job helper the crew starts for every job. Not meant
-//! to be run by hand; see `crew::engine::shim`.
+//! to be run by hand; see `tasker_shim::shim`.
 
 fn main() -> std::process::ExitCode {
-    crew::engine::shim::main()
+    tasker_shim::shim::main()
 }

@@ -18,7 +18,7 @@ use std::io;
 use std::os::fd::{AsRawFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt as _;
 
-use crate::engine::output::{HEADER, KeptFrom};
+use crate::output::{HEADER, KeptFrom};
 
 /// What one read from the job brought.
 #[derive(Debug, PartialEq, Eq)]
@@ -255,7 +255,7 @@ mod tests {
     fn keeps_at_most_the_limit_by_punching_whole_units() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("job.out");
-        let file = crate::engine::output::create_output(&path).unwrap();
+        let file = crate::output::create_output(&path).unwrap();
         let reader = KeptFrom::map(&file, false).unwrap();
         let kept = KeptFrom::map(&file, true).unwrap();
         let mut sink = Sink::new(file, eventfd(), kept, 16 << 10, 4 << 10);
@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(b[0], 0);
         let mut magic = [0u8; 8];
         f.read_exact_at(&mut magic, 0).unwrap();
-        assert_eq!(&magic, crate::engine::output::MAGIC);
+        assert_eq!(&magic, crate::output::MAGIC);
 
         assert!(sink.error().is_none());
     }

@@ -370,9 +370,22 @@ impl FromShim {
     }
 }
 
+// How a shim is started: fd 0 is its `SOCK_SEQPACKET` socket to the crew,
+// fd 1 its init's (on which init receives the `Launch`), fd 2 /dev/null; its
+// one argument is a blank title of `TITLE_ROOM` bytes; its environment holds
+// only the two names below.
+
 /// The bytes a shim is started with after its name, which it overwrites
 /// with its job's title: room for `job-N` and an id.
 pub const TITLE_ROOM: usize = 64;
+
+/// The cgroup2 directory the shim joins before it forks the job's init (the
+/// crew's cgroup for its helpers).
+pub const SHIMS_CGROUP_ENV: &str = "TASKER_SHIMS_CGROUP";
+
+/// The v1 cgroup directories (one a line) the job's init joins at once, so
+/// the command inherits them (hybrid hosts; see the crew's `create_slot`).
+pub const INIT_CGROUPS_ENV: &str = "TASKER_INIT_CGROUPS";
 
 #[cfg(test)]
 mod tests {

@@ -8,28 +8,20 @@
 //!
 //! Life of a shim:
 //! 1. Ready (the crew keeps a few): `unshare(CLONE_NEWPID)` and fork; the
-//!    child is the job's PID 1 ([`init`]), which prepares the job's mount
+//!    child is the job's PID 1 (`init.rs`), which prepares the job's mount
 //!    and network namespaces at once and waits on its own socket (fd 1 when
 //!    the shim starts) for the command. A job's start then costs only what
 //!    is particular to it.
 //! 2. The crew sends init the command ([`wire::Launch`]), and the shim the
 //!    job to serve ([`wire::Serve`]): the output file, the eventfd, and its
 //!    ends of the job's stdio. init clones the command into the job's
-//!    cgroup ([`child`]); its exec closes the crew's exec-result pipe.
+//!    cgroup (`exec.rs`); its exec closes the crew's exec-result pipe.
 //! 3. Loop: move output to the file, stdin to the job, crew requests to init.
 //! 4. When init has exited (so every process of the job is gone) and the
 //!    output is drained, report `Exited` and exit.
 //!
 //! The shim is single-threaded and does not use tokio: it is small, and its
 //! fork is an ordinary fork.
-//!
-//! Layout: `wire.rs` (messages), `init.rs` (PID 1), `child.rs` (the steps
-//! before exec), `sink.rs` (the output file).
-
-pub(crate) mod child;
-mod init;
-pub(crate) mod sink;
-pub mod wire;
 
 use std::fs::File;
 use std::io::IoSliceMut;
@@ -37,7 +29,7 @@ use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -45,8 +37,11 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recv, recvmsg, send};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
-use self::sink::{Flow, Sink};
-use self::wire::{FromShim, Serve, ToShim};
+use crate::init;
+use crate::output::KeptFrom;
+use crate::sink::{Flow, Sink};
+use crate::sys::{rewrite_cmdline, set_nonblocking, set_winsize};
+use crate::wire::{self, FromShim, Serve, ToShim};
 
 /// Bytes of stdin the shim holds for a job that is not reading; past this it
 /// stops reading the crew's socket, which pushes back to the client.
@@ -122,7 +117,7 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
     let _ = std::fs::write("/proc/self/oom_score_adj", "-999");
     // Into the crew's cgroup for helpers, before init is forked, so init
     // lands there too.
-    if let Some(dir) = std::env::var_os("TASKER_SHIMS_CGROUP") {
+    if let Some(dir) = std::env::var_os(wire::SHIMS_CGROUP_ENV) {
         let _ = std::fs::write(std::path::Path::new(&dir).join("cgroup.procs"), "0");
     }
 
@@ -174,8 +169,7 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
     let mut next = || fds.next().ok_or("the job came with too few fds");
     let output = File::from(next()?);
     let eventfd = next()?;
-    let kept = crate::engine::output::KeptFrom::map(&output, true)
-        .map_err(|e| format!("map the output's header: {e}"))?;
+    let kept = KeptFrom::map(&output, true).map_err(|e| format!("map the output's header: {e}"))?;
 
     let stdio = if serve.tty {
         let master = next()?;
@@ -281,42 +275,9 @@ fn receive_serve(sock: &OwnedFd) -> Result<Option<(Serve, Vec<OwnedFd>)>, String
 }
 
 /// Writes `title` over the blank argument the shim was started with, so
-/// `ps` on the host shows `tasker-shim job-3 <id>` (what setproctitle does;
-/// the argument area is the process's own memory). With `name`, rewrites
-/// the program name too (init calls itself `tasker-init`).
-pub(crate) fn set_title(title: &[u8]) {
+/// `ps` on the host shows `tasker-shim job-3 <id>`.
+fn set_title(title: &[u8]) {
     rewrite_cmdline(b"tasker-shim", title);
-}
-
-pub(crate) fn rewrite_cmdline(name: &[u8], title: &[u8]) {
-    use std::os::unix::fs::FileExt as _;
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return;
-    };
-    let Some((_, after_comm)) = stat.rsplit_once(')') else {
-        return;
-    };
-    // Fields 48 and 49 (arg_start, arg_end); field 3 follows the comm.
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let (Some(Ok(start)), Some(Ok(end))) = (
-        fields.get(45).map(|f| f.parse::<u64>()),
-        fields.get(46).map(|f| f.parse::<u64>()),
-    ) else {
-        return;
-    };
-    let room = end.saturating_sub(start) as usize;
-    if room <= name.len() + 2 {
-        return;
-    }
-    let mut area = vec![b' '; room];
-    area[..name.len()].copy_from_slice(name);
-    area[name.len()] = 0;
-    let n = title.len().min(room - name.len() - 2);
-    area[name.len() + 1..name.len() + 1 + n].copy_from_slice(&title[..n]);
-    *area.last_mut().expect("room checked") = 0;
-    if let Ok(mem) = std::fs::OpenOptions::new().write(true).open("/proc/self/mem") {
-        let _ = mem.write_all_at(&area, start);
-    }
 }
 
 /// How the job's stdio is wired on the shim's side.
@@ -345,23 +306,6 @@ struct Job {
     sigfd: SignalFd,
     status: Option<i32>,
     init_exited: bool,
-}
-
-fn set_nonblocking(fd: BorrowedFd<'_>) -> nix::Result<()> {
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(drop)
-}
-
-pub(crate) fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<()> {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize we own.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    nix::errno::Errno::result(r).map(drop)
 }
 
 impl Job {

@@ -19,11 +19,9 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use super::child::{ChildPlan, ExecArrays, Stage, exec_candidates, exec_command, report_failure};
-use super::wire::Launch;
-use crate::engine::namespaces::enter_job_namespaces;
-
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+use crate::exec::{ChildPlan, ExecArrays, Stage, exec_candidates, exec_command, report_failure};
+use crate::namespaces::enter_job_namespaces;
+use crate::wire::{self, Launch};
 
 /// Signals init passes on to the command.
 const FORWARDED: [Signal; 6] = [
@@ -50,7 +48,7 @@ pub(crate) struct InitArgs {
 /// the command inherits them instead of paying a cgroup migration at its
 /// start. Best effort: the crew checks which ones init is in.
 fn join_slot_cgroups() {
-    let Some(dirs) = std::env::var_os(crate::engine::spawn::INIT_CGROUPS_ENV) else {
+    let Some(dirs) = std::env::var_os(wire::INIT_CGROUPS_ENV) else {
         return;
     };
     for dir in dirs.as_encoded_bytes().split(|b| *b == b'\n') {
@@ -86,7 +84,7 @@ pub(crate) fn run(args: InitArgs, shim_only: &[RawFd]) -> ! {
         libc::prctl(libc::PR_SET_NAME, c"tasker-init".as_ptr(), 0, 0, 0);
         sock
     };
-    super::rewrite_cmdline(b"tasker-init", b"");
+    crate::sys::rewrite_cmdline(b"tasker-init", b"");
     join_slot_cgroups();
     if sock < 0 {
         // SAFETY: _exit(2); the shim sees init gone and gives up the job.
@@ -196,7 +194,7 @@ fn receive_launch(sock: RawFd) -> Option<(Launch, Vec<OwnedFd>)> {
             Err(_) => return None,
         }
     };
-    if len > super::wire::MAX_MESSAGE {
+    if len > wire::MAX_MESSAGE {
         return None;
     }
     let mut buf = vec![0u8; len];
@@ -260,42 +258,16 @@ fn die(errpipe: RawFd, stage: Stage, err: i32) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-/// `clone3(2)` with `CLONE_INTO_CGROUP` when a cgroup fd is given. Returns
-/// the child's pid in the parent, 0 in the child, or the errno.
+/// The command's process, straight into its cgroup where the kernel can
+/// (`clone3` with `CLONE_INTO_CGROUP`). Returns the child's pid in the
+/// parent, 0 in the child, or the errno.
 fn clone_into_cgroup(cgroup: Option<RawFd>) -> Result<libc::pid_t, i32> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
     let Some(fd) = cgroup else {
         return Err(libc::EINVAL);
     };
-    let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: fd as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: without CLONE_VM and with a zero stack, clone3 duplicates the
-    // process like fork(2); init is single-threaded, and the child only makes
-    // system calls on prepared data before it execs or exits.
-    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>()) };
-    if ret < 0 {
-        Err(last_errno())
-    } else {
-        Ok(ret as libc::pid_t)
-    }
+    // SAFETY: init is single-threaded, and the child only makes system
+    // calls on prepared data before it execs or exits.
+    unsafe { crate::sys::clone_into_cgroup(0, fd) }
 }
 
 fn supervise(command: Pid, sigfd: &SignalFd, status_w: RawFd, ctl_r: RawFd) -> ! {
