@@ -6,6 +6,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use super::spec::{Limits, Network, RunAs, WinSize};
+
 /// A job's unique id: 128 random bits as 32 lowercase hex digits. Never reused,
 /// never guessable; the short `job-N` handle is for people.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,107 +62,6 @@ fn fill_random(buf: &mut [u8]) {
 
 /// How a caller names a job: the id, the `job-N` handle, or the name.
 pub type JobRef = String;
-
-/// Everything needed to start a job. The engine trusts `run_as` (the API edge
-/// resolved it from the caller's identity) and validates the rest.
-#[derive(Clone, Debug)]
-pub struct JobSpec {
-    /// The program and its arguments; never passed through a shell.
-    pub argv: Vec<String>,
-    /// Variables added to (or replacing) the defaults of [`default_env`].
-    pub env: Vec<(String, String)>,
-    /// Working directory; default: the user's home if it exists, else `/`.
-    pub cwd: Option<PathBuf>,
-    pub run_as: RunAs,
-    pub limits: Limits,
-    /// Run under a pseudo-terminal of this size.
-    pub tty: Option<WinSize>,
-    pub network: Network,
-    /// Stop the job (and mark it timed out) after this long.
-    pub timeout: Option<Duration>,
-    pub name: Option<String>,
-    /// Who started it, as the API edge names callers (the certificate CN).
-    pub owner: String,
-}
-
-/// The Linux identity a job runs as.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunAs {
-    pub user: String,
-    pub uid: u32,
-    pub gid: u32,
-    /// Supplementary groups, the primary group included.
-    pub groups: Vec<u32>,
-    pub home: PathBuf,
-    pub shell: PathBuf,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Limits {
-    /// CPU limit in cores (0.25 = a quarter of one core).
-    pub cpu: Option<f64>,
-    /// Hard memory limit in bytes; swap is not allowed to extend it.
-    pub memory: Option<u64>,
-    /// Per-device bandwidth limits.
-    pub io: Vec<IoLimit>,
-    /// Maximum number of processes and threads; `None` takes the engine default.
-    pub pids: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IoLimit {
-    pub device: DeviceNumber,
-    pub read_bps: Option<u64>,
-    pub write_bps: Option<u64>,
-}
-
-/// A block device as the kernel numbers it (`major:minor`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DeviceNumber {
-    pub major: u32,
-    pub minor: u32,
-}
-
-impl fmt::Display for DeviceNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.major, self.minor)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WinSize {
-    pub rows: u16,
-    pub cols: u16,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Network {
-    /// A network namespace of its own with only `lo`, up.
-    #[default]
-    Isolated,
-    /// The host's network.
-    Host,
-}
-
-/// The environment every job starts from: a clean PATH and the user's
-/// identity, never anything of the crew's own environment.
-pub fn default_env(run_as: &RunAs, tty: bool) -> Vec<(String, String)> {
-    let mut env = vec![
-        (
-            "PATH".to_owned(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
-        ),
-        ("HOME".to_owned(), run_as.home.display().to_string()),
-        ("USER".to_owned(), run_as.user.clone()),
-        ("LOGNAME".to_owned(), run_as.user.clone()),
-        ("SHELL".to_owned(), run_as.shell.display().to_string()),
-        ("LANG".to_owned(), "C.UTF-8".to_owned()),
-    ];
-    if tty {
-        env.push(("TERM".to_owned(), "xterm-256color".to_owned()));
-    }
-    env
-}
 
 /// How the command itself ended, as `waitpid` reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,9 @@
 //! library with no gRPC in it; the API edge wraps [`EngineHandle`].
 //!
 //! Layout:
-//! - `job.rs`: what a job is (spec, state, outcome).
+//! - `spec.rs`: what a start asks for ([`JobSpec`]), its defaults and its
+//!   checks.
+//! - `job.rs`: what a job is (id, state, outcome).
 //! - `registry.rs`: the job table and the shared part of one job.
 //! - `cgroup/`: detection, the crew's subtree, one job's cgroup; one file per
 //!   controller.
@@ -36,6 +38,7 @@ mod job;
 mod output;
 mod registry;
 mod spawn;
+mod spec;
 mod supervisor;
 pub mod user;
 
@@ -53,14 +56,14 @@ pub use self::cgroup::{CgroupMode, Hierarchy};
 use self::cgroup::{CgroupTree, TreeOptions};
 pub use self::error::EngineError;
 use self::error::IoContext;
-pub use self::job::{
-    DeviceNumber, Ended, IoLimit, JobEvent, JobId, JobInfo, JobSpec, JobState, Limits, Network, Outcome,
-    Phase, RunAs, Termination, Totals, Usage, WinSize, default_env,
-};
+pub use self::job::{Ended, JobEvent, JobId, JobInfo, JobState, Outcome, Phase, Termination, Totals, Usage};
 pub use self::output::{DEFAULT_CHUNK, OutputEvent, OutputReader, ReadFrom};
 use self::registry::{Control, JobEntry, Registry, StdinOp, StopReason, locked};
 use self::spawn::{Assignment, IdleShim, assign, spawn_idle};
-use self::supervisor::Supervisor;
+pub use self::spec::{
+    DeviceNumber, IoLimit, JobSpec, Limits, MAX_ARGV_ENV, Network, RunAs, WinSize, default_env,
+};
+use self::supervisor::{Supervisor, SupervisorArgs};
 use tasker_shim::output::{create_output, drop_unit};
 use tasker_shim::wire::{Launch, Serve};
 
@@ -100,9 +103,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHIM_POOL: usize = 2;
 /// A ready shim older than this is replaced rather than used.
 pub const MAX_READY_AGE: Duration = Duration::from_secs(60);
-/// argv plus environment, in bytes (the kernel's own limit is 2 MiB on a
-/// default 8 MiB stack).
-pub const MAX_ARGV_ENV: usize = 1 << 20;
 
 impl EngineConfig {
     /// Defaults for a crew named `crew_name`: cgroups under
@@ -298,67 +298,39 @@ impl EngineHandle {
 
     /// Starts a job. Returns once the command is running (its `execve`
     /// succeeded) or has failed to start; the latter is a job too, ended with
-    /// [`Outcome::StartFailed`].
+    /// [`Outcome::StartFailed`]. A start that fails before the job exists
+    /// leaves nothing behind (see [`Unmade`]).
     pub async fn start(&self, spec: JobSpec) -> Result<JobInfo, EngineError> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::SeqCst) {
             return Err(EngineError::ShuttingDown);
         }
-        validate(&spec, inner.online_cpus)?;
-        let tty = spec.tty.is_some();
-        let mut env = default_env(&spec.run_as, tty);
-        for (k, v) in &spec.env {
-            match env.iter_mut().find(|(key, _)| key == k) {
-                Some(slot) => slot.1.clone_from(v),
-                None => env.push((k.clone(), v.clone())),
-            }
-        }
-        let cwd = spec.cwd.clone().unwrap_or_else(|| {
-            if spec.run_as.home.is_dir() {
-                spec.run_as.home.clone()
-            } else {
-                PathBuf::from("/")
-            }
-        });
+        spec.validate(inner.online_cpus)?;
+        let env = spec.environment();
+        let cwd = spec.working_dir();
 
         // A ready shim first: on a hybrid host its init already sits in the
         // v1 cgroups made for the job it gets, under that job's id.
         // Topped up by `start` once the job runs: starting a shim now would
         // compete with this job's start for the cpu.
-        let idle = self.take_ready();
-        let init_in = idle.as_ref().map(IdleShim::init_in).unwrap_or_default();
+        let mut made = Unmade::new(self, self.take_ready());
+        let init_in = made.idle.as_ref().map(IdleShim::init_in).unwrap_or_default();
         let number = locked(&inner.registry).allocate_number();
-        let id = idle
+        let id = made
+            .idle
             .as_ref()
             .and_then(IdleShim::slot_id)
             .cloned()
             .unwrap_or_else(JobId::random);
         let handle = format!("job-{number}");
-        let give_back = |idle: Option<IdleShim>| {
-            if let Some(idle) = idle {
-                self.inner.tracker.spawn_blocking(move || idle.dismiss());
-            }
-        };
         // One file per job, its own header included: on some filesystems a
         // file creation costs more than the rest of the start together.
         let output_path = inner.jobs_dir.join(format!("{id}.out"));
-        let output = match create_output(&output_path).ctx("create", &output_path) {
-            Ok(o) => o,
-            Err(e) => {
-                give_back(idle);
-                return Err(e);
-            }
-        };
-        let cgroup = match inner.tree.create_job(id.as_str(), &spec.limits, &init_in) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_file(&output_path);
-                give_back(idle);
-                return Err(e);
-            }
-        };
+        let output = create_output(&output_path).ctx("create", &output_path)?;
+        made.output = Some(output_path.clone());
+        let cgroup = Arc::new(inner.tree.create_job(id.as_str(), &spec.limits, &init_in)?);
+        made.cgroup = Some(Arc::clone(&cgroup));
 
-        let cgroup = Arc::new(cgroup);
         let launch = Launch {
             argv: spec.argv.iter().map(|a| a.clone().into_bytes()).collect(),
             env: env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()).collect(),
@@ -379,26 +351,14 @@ impl EngineHandle {
             output_limit: limit,
             drop_unit: drop_unit(limit),
         };
-        let link = match self
+        let idle = made.idle.take();
+        let (link, exec) = self
             .assign_shim(idle, launch, serve, spec.tty, &output, &cgroup)
-            .await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                // The command may have started before its shim failed.
-                let cg = Arc::clone(&cgroup);
-                let _ = tokio::task::spawn_blocking(move || {
-                    let _ = cg.kill_until_empty(Duration::from_secs(5));
-                    cg.remove()
-                })
-                .await;
-                let _ = std::fs::remove_file(&output_path);
-                return Err(e);
-            }
-        };
+            .await?;
+        // The shim has the job: from here on it is the supervisor's.
+        made.disarm();
         drop(output);
 
-        let (link, exec) = link;
         // The command runs once its exec closed the pipe; otherwise the pipe
         // says where it failed.
         let (started_at, start_failed) = match exec.wait().await {
@@ -447,7 +407,7 @@ impl EngineHandle {
             entry.set_state(JobState::Running { started_at, pid });
         }
         inner.tracker.spawn(
-            Supervisor {
+            Supervisor::new(SupervisorArgs {
                 entry: Arc::clone(&entry),
                 started_at,
                 start_failed,
@@ -456,7 +416,7 @@ impl EngineHandle {
                 channels,
                 timeout: spec.timeout,
                 default_grace: inner.config.default_grace,
-            }
+            })
             .run(),
         );
         let info = loop {
@@ -711,6 +671,60 @@ impl EngineHandle {
     }
 }
 
+/// What a start has made before its job exists, undone when dropped unless
+/// [`disarm`](Self::disarm)ed: a ready shim taken (let go), the output file
+/// (removed), the job's cgroup (emptied, since the command may have started
+/// before its shim failed, and removed). One place for every early return
+/// of [`EngineHandle::start`].
+struct Unmade<'a> {
+    engine: &'a EngineHandle,
+    idle: Option<IdleShim>,
+    output: Option<PathBuf>,
+    cgroup: Option<Arc<cgroup::JobCgroup>>,
+}
+
+impl<'a> Unmade<'a> {
+    fn new(engine: &'a EngineHandle, idle: Option<IdleShim>) -> Self {
+        Self {
+            engine,
+            idle,
+            output: None,
+            cgroup: None,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.idle = None;
+        self.output = None;
+        self.cgroup = None;
+    }
+}
+
+impl Drop for Unmade<'_> {
+    fn drop(&mut self) {
+        let tracker = &self.engine.inner.tracker;
+        if let Some(idle) = self.idle.take() {
+            tracker.spawn_blocking(move || idle.dismiss());
+        }
+        if let Some(path) = self.output.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            // Empty (the command never ran): gone before the caller hears
+            // of the failure. Otherwise the command did start: kill it and
+            // wait for the cgroup to empty, off the runtime's threads.
+            if cg.populated().unwrap_or(true) || cg.remove().is_err() {
+                tracker.spawn_blocking(move || {
+                    let _ = cg.kill_until_empty(Duration::from_secs(5));
+                    if let Err(e) = cg.remove() {
+                        tracing::warn!(error = %e, "could not remove the cgroup of a failed start");
+                    }
+                });
+            }
+        }
+    }
+}
+
 /// A job id and its v1 cgroups for a ready shim, on hybrid hosts; none on
 /// cgroup2 hosts, or if the directories cannot be made (the job's command
 /// then joins its cgroups itself, as without a ready shim).
@@ -740,176 +754,5 @@ fn raise_fd_limit() {
         && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
     {
         tracing::warn!(error = %e, "could not raise the fd limit");
-    }
-}
-
-fn validate(spec: &JobSpec, online_cpus: usize) -> Result<(), EngineError> {
-    let bad = |m: String| Err(EngineError::InvalidSpec(m));
-    match spec.argv.first() {
-        None => return bad("argv is empty: give the program to run".into()),
-        Some(p) if p.is_empty() => return bad("the program name is empty".into()),
-        _ => {}
-    }
-    if let Some(i) = spec.argv.iter().position(|a| a.contains('\0')) {
-        return bad(format!("argument {i} contains a NUL byte"));
-    }
-    for (k, v) in &spec.env {
-        if k.is_empty() || k.contains(['=', '\0']) {
-            return bad(format!("environment variable name {k:?} is not valid"));
-        }
-        if v.contains('\0') {
-            return bad(format!("environment variable {k} contains a NUL byte"));
-        }
-    }
-    let size: usize = spec.argv.iter().map(|a| a.len() + 1).sum::<usize>()
-        + spec.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
-    if size > MAX_ARGV_ENV {
-        return bad(format!(
-            "argv and environment take {size} bytes; the limit is {MAX_ARGV_ENV}"
-        ));
-    }
-    if let Some(cwd) = &spec.cwd
-        && (!cwd.is_absolute() || cwd.as_os_str().as_encoded_bytes().contains(&0))
-    {
-        return bad(format!("cwd {} must be an absolute path", cwd.display()));
-    }
-    let l = &spec.limits;
-    if let Some(cpu) = l.cpu
-        && !(cpu.is_finite() && cpu >= 0.01 && cpu <= online_cpus as f64)
-    {
-        return bad(format!(
-            "cpu limit {cpu} is out of range: give 0.01 to {online_cpus} cores (this host has {online_cpus})"
-        ));
-    }
-    if let Some(m) = l.memory {
-        if m < 1 << 20 {
-            return bad(format!(
-                "memory limit {m} bytes is too small: the minimum is 1 MiB"
-            ));
-        }
-        if m > 1 << 53 {
-            return bad(format!("memory limit {m} bytes is larger than any machine"));
-        }
-    }
-    if let Some(p) = l.pids
-        && !(1..=4_194_304).contains(&p)
-    {
-        return bad(format!("pids limit {p} is out of range: give 1 to 4194304"));
-    }
-    for (i, io) in l.io.iter().enumerate() {
-        if io.read_bps.is_none() && io.write_bps.is_none() {
-            return bad(format!(
-                "io limit for device {} sets neither read nor write",
-                io.device
-            ));
-        }
-        if io.read_bps == Some(0) || io.write_bps == Some(0) {
-            return bad(format!(
-                "io limit for device {} must be at least 1 byte/s",
-                io.device
-            ));
-        }
-        if l.io[..i].iter().any(|o| o.device == io.device) {
-            return bad(format!("device {} has two io limits", io.device));
-        }
-    }
-    if let Some(w) = spec.tty
-        && (w.rows == 0 || w.cols == 0)
-    {
-        return bad("a terminal needs at least 1 row and 1 column".into());
-    }
-    if spec.timeout == Some(Duration::ZERO) {
-        return bad("timeout must be positive".into());
-    }
-    if let Some(name) = &spec.name {
-        let valid_chars = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if name.is_empty() || name.len() > 64 || !valid_chars {
-            return bad(format!(
-                "name {name:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-'"
-            ));
-        }
-        if name
-            .strip_prefix("job-")
-            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return bad(format!("name {name:?} would be confused with a job handle"));
-        }
-    }
-    if spec.owner.is_empty() {
-        return bad("a job needs an owner".into());
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec() -> JobSpec {
-        JobSpec {
-            argv: vec!["/bin/true".into()],
-            env: vec![],
-            cwd: None,
-            run_as: user::lookup("root").unwrap(),
-            limits: Limits::default(),
-            tty: None,
-            network: Network::Isolated,
-            timeout: None,
-            name: None,
-            owner: "alice".into(),
-        }
-    }
-
-    #[test]
-    fn validation_names_the_problem() {
-        type Mutation = Box<dyn Fn(&mut JobSpec)>;
-        let cases: Vec<(Mutation, &str)> = vec![
-            (Box::new(|s| s.argv.clear()), "argv is empty"),
-            (
-                Box::new(|s| s.argv = vec![String::new()]),
-                "program name is empty",
-            ),
-            (
-                Box::new(|s| s.argv.push("a\0b".into())),
-                "argument 1 contains a NUL",
-            ),
-            (Box::new(|s| s.argv.push("x".repeat(2 << 20))), "the limit is"),
-            (Box::new(|s| s.env.push(("A=B".into(), "x".into()))), "not valid"),
-            (Box::new(|s| s.cwd = Some("rel".into())), "absolute"),
-            (Box::new(|s| s.limits.cpu = Some(0.0)), "cpu limit"),
-            (Box::new(|s| s.limits.cpu = Some(f64::NAN)), "cpu limit"),
-            (Box::new(|s| s.limits.cpu = Some(1e9)), "cpu limit"),
-            (Box::new(|s| s.limits.memory = Some(0)), "too small"),
-            (Box::new(|s| s.limits.memory = Some(u64::MAX)), "larger than any"),
-            (Box::new(|s| s.limits.pids = Some(0)), "pids limit"),
-            (Box::new(|s| s.limits.pids = Some(u64::MAX)), "pids limit"),
-            (
-                Box::new(|s| {
-                    s.limits.io = vec![IoLimit {
-                        device: DeviceNumber { major: 7, minor: 0 },
-                        read_bps: Some(0),
-                        write_bps: None,
-                    }]
-                }),
-                "at least 1 byte/s",
-            ),
-            (
-                Box::new(|s| s.tty = Some(WinSize { rows: 0, cols: 80 })),
-                "at least 1 row",
-            ),
-            (Box::new(|s| s.timeout = Some(Duration::ZERO)), "timeout"),
-            (Box::new(|s| s.name = Some("a b".into())), "not valid"),
-            (Box::new(|s| s.name = Some("job-3".into())), "confused"),
-            (Box::new(|s| s.owner.clear()), "owner"),
-        ];
-        for (mutate, expected) in cases {
-            let mut s = spec();
-            mutate(&mut s);
-            let err = validate(&s, 2).expect_err(expected).to_string();
-            assert!(err.contains(expected), "{err:?} does not mention {expected:?}");
-        }
-        validate(&spec(), 2).unwrap();
     }
 }

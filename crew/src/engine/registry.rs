@@ -12,7 +12,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::cgroup::JobCgroup;
 use super::error::EngineError;
-use super::job::{JobEvent, JobId, JobInfo, JobState, WinSize};
+use super::job::{JobEvent, JobId, JobInfo, JobState};
+use super::spec::WinSize;
 use tasker_shim::output::KeptFrom;
 
 /// Requests to a job's supervisor task.

@@ -26,7 +26,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::cgroup::JobCgroup;
 use super::error::{EngineError, IoContext};
-use super::job::WinSize;
+use super::spec::WinSize;
 use tasker_shim::exec::{Stage, decode_failure};
 use tasker_shim::wire::{self, INIT_CGROUPS_ENV, Launch, SHIMS_CGROUP_ENV, Serve, ToShim};
 

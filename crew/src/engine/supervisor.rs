@@ -4,9 +4,11 @@
 //! removes the cgroup.
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::io::unix::AsyncFdReadyGuard;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -20,7 +22,8 @@ use super::spawn::{ShimLink, drain_eventfd, try_recv, try_send};
 
 type Reply = oneshot::Sender<Result<(), EngineError>>;
 
-pub(crate) struct Supervisor {
+/// What a supervisor starts with.
+pub(crate) struct SupervisorArgs {
     pub entry: Arc<JobEntry>,
     /// When the command started; `None` if it failed to.
     pub started_at: Option<SystemTime>,
@@ -35,6 +38,29 @@ pub(crate) struct Supervisor {
     pub default_grace: Duration,
 }
 
+/// The task that follows one job: a loop over events (the shim's messages,
+/// new output, requests, stdin, the socket's room, the timeout, the end of
+/// a stop's grace), one method each.
+pub(crate) struct Supervisor {
+    entry: Arc<JobEntry>,
+    /// The job's handle, for logs.
+    job: String,
+    link: ShimLink,
+    cgroup: Arc<JobCgroup>,
+    channels: JobChannels,
+    default_grace: Duration,
+    heard: Heard,
+    /// Messages for the shim, each with whom to tell once it is sent.
+    outbox: VecDeque<(Vec<u8>, Option<Reply>)>,
+    stdin_open: bool,
+    /// Why the job is being stopped, once it is.
+    stop: Option<StopReason>,
+    timeout_at: Option<Instant>,
+    /// When a stop's grace period ends (the earliest of all stops').
+    kill_at: Option<Instant>,
+    killed: bool,
+}
+
 /// What the shim has told us so far.
 #[derive(Default)]
 struct Heard {
@@ -44,161 +70,210 @@ struct Heard {
     eof: bool,
 }
 
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Supervisor {
-    pub(crate) async fn run(self) {
-        let Self {
+    pub(crate) fn new(args: SupervisorArgs) -> Self {
+        let SupervisorArgs {
             entry,
             started_at,
             start_failed,
             link,
             cgroup,
-            mut channels,
+            channels,
             timeout,
             default_grace,
-        } = self;
-        let job = entry.info().handle;
-        let mut heard = Heard {
-            started_at,
-            start_failed,
-            ..Heard::default()
-        };
-        let mut outbox: VecDeque<(Vec<u8>, Option<Reply>)> = VecDeque::new();
-        let mut stdin_open = true;
-        let mut stop: Option<StopReason> = None;
-        let timeout_at: Option<Instant> = started_at.and(timeout).map(|t| Instant::now() + t);
-        let mut kill_at: Option<Instant> = None;
-        let mut killed = false;
+        } = args;
+        Self {
+            job: entry.info().handle,
+            entry,
+            link,
+            cgroup,
+            channels,
+            default_grace,
+            heard: Heard {
+                started_at,
+                start_failed,
+                ..Heard::default()
+            },
+            outbox: VecDeque::new(),
+            stdin_open: true,
+            stop: None,
+            timeout_at: started_at.and(timeout).map(|t| Instant::now() + t),
+            kill_at: None,
+            killed: false,
+        }
+    }
 
-        while !heard.eof && heard.exited.is_none() {
-            let timeout_deadline = if stop.is_none() { timeout_at } else { None };
-            let kill_deadline = if killed { None } else { kill_at };
-            let timeout_due = async move {
-                match timeout_deadline {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let kill_due = async move {
-                match kill_deadline {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
+    pub(crate) async fn run(mut self) {
+        while !self.heard.eof && self.heard.exited.is_none() {
+            let timeout_due = sleep_until(self.timeout_at.filter(|_| self.stop.is_none()));
+            let kill_due = sleep_until(self.kill_at.filter(|_| !self.killed));
             tokio::select! {
-                ready = link.ctl.readable() => match ready {
-                    Ok(mut guard) => loop {
-                        // On the stack: a running job holds no buffer.
-                        let mut buf = [0u8; MAX_FROM_SHIM];
-                        match try_recv(&link, &mut buf) {
-
-                            Ok(Some(0)) | Err(_) => {
-                                heard.eof = true;
-                                break;
-                            }
-                            Ok(Some(n)) => match FromShim::decode(&buf[..n]) {
-                                Ok(msg) => heard.apply(msg, &job, &mut stdin_open),
-                                Err(e) => tracing::warn!(%job, error = %e, "bad message from shim"),
-                            },
-                            Ok(None) => {
-                                guard.clear_ready();
-                                break;
-                            }
-                        }
-                    },
-                    Err(_) => heard.eof = true,
-                },
-                ready = link.events.readable() => {
+                ready = self.link.ctl.readable() => {
+                    let (messages, eof) = match ready {
+                        Ok(guard) => receive(&self.link, guard),
+                        Err(_) => (Vec::new(), true),
+                    };
+                    self.on_messages(messages, eof);
+                }
+                ready = self.link.events.readable() => {
                     if let Ok(mut guard) = ready {
-                        while drain_eventfd(&link) {}
+                        while drain_eventfd(&self.link) {}
                         guard.clear_ready();
-                        entry.output_grew();
+                        self.entry.output_grew();
                     }
                 }
-                Some(control) = channels.control.recv() => match control {
-                    Control::Stop { grace, reason } => {
-                        begin_stop(&mut stop, &mut kill_at, &mut outbox, reason, grace);
-                    }
-                    Control::Resize(size) => outbox.push_back((
-                        ToShim::Resize { rows: size.rows, cols: size.cols }.encode(),
-                        None,
-                    )),
-                },
-                Some(op) = channels.stdin.recv(), if outbox.is_empty() => match op {
-                    StdinOp::Data(bytes, reply) if stdin_open => {
-                        let mut chunks = bytes.chunks(STDIN_CHUNK).peekable();
-                        if chunks.peek().is_none() {
-                            let _ = reply.send(Ok(()));
-                        } else {
-                            let mut reply = Some(reply);
-                            while let Some(c) = chunks.next() {
-                                let last = chunks.peek().is_none();
-                                let r = if last { reply.take() } else { None };
-                                outbox.push_back((ToShim::Stdin(c.to_vec()).encode(), r));
-                            }
-                        }
-                    }
-                    StdinOp::Close(reply) if stdin_open => {
-                        stdin_open = false;
-                        outbox.push_back((ToShim::CloseStdin.encode(), Some(reply)));
-                    }
-                    StdinOp::Data(_, reply) | StdinOp::Close(reply) => {
-                        let _ = reply.send(Err(EngineError::StdinClosed(job.clone())));
-                    }
-                },
-                ready = link.ctl.writable(), if !outbox.is_empty() => {
-                    if let Ok(mut guard) = ready && !flush(&link, &mut outbox) {
+                Some(control) = self.channels.control.recv() => self.on_control(control),
+                Some(op) = self.channels.stdin.recv(), if self.outbox.is_empty() => self.on_stdin(op),
+                ready = self.link.ctl.writable(), if !self.outbox.is_empty() => {
+                    if let Ok(mut guard) = ready && !flush(&self.link, &mut self.outbox) {
                         guard.clear_ready();
                     }
                 }
-                () = timeout_due => {
-                    tracing::info!(%job, "timeout reached; stopping the job");
-                    begin_stop(&mut stop, &mut kill_at, &mut outbox, StopReason::Timeout, default_grace);
-                }
-                () = kill_due => {
-                    killed = true;
-                    tracing::info!(%job, "grace period over; killing every process of the job");
-                    let cg = Arc::clone(&cgroup);
-                    match tokio::task::spawn_blocking(move || cg.kill()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::warn!(%job, error = %e, "cgroup kill failed"),
-                        Err(e) => tracing::warn!(%job, error = %e, "cgroup kill task failed"),
-                    }
-                    outbox.push_back((ToShim::Kill.encode(), None));
-                }
+                () = timeout_due => self.on_timeout(),
+                () = kill_due => self.on_grace_over().await,
             }
             // Try to send right away; the writable branch takes over when
             // the socket is full.
-            if !outbox.is_empty() {
-                flush(&link, &mut outbox);
+            if !self.outbox.is_empty() {
+                flush(&self.link, &mut self.outbox);
             }
         }
+        self.finish().await;
+    }
 
-        for (_, reply) in outbox.drain(..) {
+    fn on_messages(&mut self, messages: Vec<FromShim>, eof: bool) {
+        for msg in messages {
+            self.heard.apply(msg, &self.job, &mut self.stdin_open);
+        }
+        self.heard.eof |= eof;
+    }
+
+    fn on_control(&mut self, control: Control) {
+        match control {
+            Control::Stop { grace, reason } => self.begin_stop(reason, grace),
+            Control::Resize(size) => self.outbox.push_back((
+                ToShim::Resize {
+                    rows: size.rows,
+                    cols: size.cols,
+                }
+                .encode(),
+                None,
+            )),
+        }
+    }
+
+    fn on_stdin(&mut self, op: StdinOp) {
+        match op {
+            StdinOp::Data(bytes, reply) if self.stdin_open => {
+                let mut chunks = bytes.chunks(STDIN_CHUNK).peekable();
+                if chunks.peek().is_none() {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                let mut reply = Some(reply);
+                while let Some(c) = chunks.next() {
+                    let last = chunks.peek().is_none();
+                    let r = if last { reply.take() } else { None };
+                    self.outbox.push_back((ToShim::Stdin(c.to_vec()).encode(), r));
+                }
+            }
+            StdinOp::Close(reply) if self.stdin_open => {
+                self.stdin_open = false;
+                self.outbox.push_back((ToShim::CloseStdin.encode(), Some(reply)));
+            }
+            StdinOp::Data(_, reply) | StdinOp::Close(reply) => {
+                let _ = reply.send(Err(EngineError::StdinClosed(self.job.clone())));
+            }
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        tracing::info!(job = %self.job, "timeout reached; stopping the job");
+        self.begin_stop(StopReason::Timeout, self.default_grace);
+    }
+
+    async fn on_grace_over(&mut self) {
+        self.killed = true;
+        let job = &self.job;
+        tracing::info!(%job, "grace period over; killing every process of the job");
+        let cg = Arc::clone(&self.cgroup);
+        match tokio::task::spawn_blocking(move || cg.kill()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(%job, error = %e, "cgroup kill failed"),
+            Err(e) => tracing::warn!(%job, error = %e, "cgroup kill task failed"),
+        }
+        self.outbox.push_back((ToShim::Kill.encode(), None));
+    }
+
+    /// The first stop sets the reason and sends SIGTERM; every stop may
+    /// bring the SIGKILL deadline closer.
+    fn begin_stop(&mut self, reason: StopReason, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        self.kill_at = Some(self.kill_at.map_or(deadline, |k| k.min(deadline)));
+        if self.stop.is_none() {
+            self.stop = Some(reason);
+            self.outbox.push_back((ToShim::Terminate.encode(), None));
+        }
+    }
+
+    /// The shim is gone: answers whoever still waits on stdin, cleans up
+    /// and records the final state.
+    async fn finish(mut self) {
+        let job = self.job.clone();
+        for (_, reply) in self.outbox.drain(..) {
             if let Some(reply) = reply {
                 let _ = reply.send(Err(EngineError::StdinClosed(job.clone())));
             }
         }
-        channels.stdin.close();
-        while let Some(op) = channels.stdin.recv().await {
+        self.channels.stdin.close();
+        while let Some(op) = self.channels.stdin.recv().await {
             let (StdinOp::Data(_, reply) | StdinOp::Close(reply)) = op;
             let _ = reply.send(Err(EngineError::StdinClosed(job.clone())));
         }
 
-        let (totals, cleanup_error) = finish_processes(link, Arc::clone(&cgroup), &job).await;
-        let outcome = decide_outcome(&heard, stop, totals.oom_kills);
-        let output_error = heard
+        let (totals, cleanup_error) = finish_processes(self.link, Arc::clone(&self.cgroup), &job).await;
+        let outcome = decide_outcome(&self.heard, self.stop, totals.oom_kills);
+        let output_error = self
+            .heard
             .exited
             .as_ref()
             .and_then(|(_, e)| e.clone())
             .or(cleanup_error);
         tracing::info!(%job, %outcome, "job ended");
-        entry.set_state(JobState::Ended(Ended {
-            started_at: heard.started_at,
+        self.entry.set_state(JobState::Ended(Ended {
+            started_at: self.heard.started_at,
             ended_at: SystemTime::now(),
             outcome,
             totals,
             output_error,
         }));
+    }
+}
+
+/// Reads what the shim sent: the messages, and whether its end is closed.
+fn receive(link: &ShimLink, mut guard: AsyncFdReadyGuard<'_, OwnedFd>) -> (Vec<FromShim>, bool) {
+    let mut messages = Vec::new();
+    loop {
+        // On the stack: a running job holds no buffer.
+        let mut buf = [0u8; MAX_FROM_SHIM];
+        match try_recv(link, &mut buf) {
+            Ok(Some(0)) | Err(_) => return (messages, true),
+            Ok(Some(n)) => match FromShim::decode(&buf[..n]) {
+                Ok(msg) => messages.push(msg),
+                Err(e) => tracing::warn!(error = %e, "bad message from shim"),
+            },
+            Ok(None) => {
+                guard.clear_ready();
+                return (messages, false);
+            }
+        }
     }
 }
 
@@ -218,23 +293,6 @@ impl Heard {
                 status, output_error, ..
             } => self.exited = Some((status, output_error)),
         }
-    }
-}
-
-/// The first stop sets the reason and sends SIGTERM; every stop may bring
-/// the SIGKILL deadline closer.
-fn begin_stop(
-    stop: &mut Option<StopReason>,
-    kill_at: &mut Option<Instant>,
-    outbox: &mut VecDeque<(Vec<u8>, Option<Reply>)>,
-    reason: StopReason,
-    grace: Duration,
-) {
-    let deadline = Instant::now() + grace;
-    *kill_at = Some(kill_at.map_or(deadline, |k| k.min(deadline)));
-    if stop.is_none() {
-        *stop = Some(reason);
-        outbox.push_back((ToShim::Terminate.encode(), None));
     }
 }
 

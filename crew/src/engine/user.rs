@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use nix::unistd::{Gid, User, getgrouplist};
 
 use super::error::EngineError;
-use super::job::RunAs;
+use super::spec::RunAs;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UserError {

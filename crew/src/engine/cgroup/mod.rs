@@ -35,9 +35,10 @@ mod tree;
 
 // What the files below share from the engine.
 use super::error::{EngineError, IoContext};
+use super::job::{Totals, Usage};
 #[cfg(test)]
-use super::job::DeviceNumber;
-use super::job::{IoLimit, Limits, Totals, Usage};
+use super::spec::DeviceNumber;
+use super::spec::{IoLimit, Limits};
 
 pub use self::hierarchy::{Backend, CgroupMode, Controller, Hierarchy};
 pub use self::job_cgroup::JobCgroup;
