@@ -5,8 +5,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::job::JobRef;
-
 /// What went wrong in the engine. The API edge maps these to gRPC codes in
 /// exactly one place; the `Display` text is written for the person who made
 /// the request.
@@ -15,8 +13,9 @@ pub enum EngineError {
     // Bad requests: the caller can fix them.
     #[error("invalid job spec: {0}")]
     InvalidSpec(String),
+    /// What the caller named the job (an id, a `job-N` handle, a name).
     #[error("no such job: {0}")]
-    NotFound(JobRef),
+    NotFound(String),
     #[error("job {job} is {state}: {what}")]
     WrongState {
         job: String,

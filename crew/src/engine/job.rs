@@ -60,9 +60,6 @@ fn fill_random(buf: &mut [u8]) {
     }
 }
 
-/// How a caller names a job: the id, the `job-N` handle, or the name.
-pub type JobRef = String;
-
 /// How the command itself ended, as `waitpid` reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Termination {
