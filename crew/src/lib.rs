@@ -35,7 +35,11 @@ pub struct CrewConfig {
     pub certs: PathBuf,
     pub state_dir: PathBuf,
     pub allow_root: bool,
-    /// Grace period of the stops a shutdown makes.
+    /// Whether the crew stops every job when it exits. By default it does
+    /// not: jobs run on, and the next crew with this name and state
+    /// directory finds them again.
+    pub stop_jobs_on_exit: bool,
+    /// Grace period of the stops an exit makes (with `stop_jobs_on_exit`).
     pub shutdown_grace: Duration,
     pub engine: EngineConfig,
 }
@@ -55,6 +59,7 @@ impl CrewConfig {
             engine: EngineConfig::new(&state_dir, name),
             state_dir,
             allow_root: false,
+            stop_jobs_on_exit: false,
             shutdown_grace: engine::DEFAULT_GRACE,
         }
     }
@@ -162,7 +167,8 @@ pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<api::tls::ServerTls>, St
 }
 
 /// Runs a prepared crew until `shutdown` is cancelled: then stops taking
-/// calls, ends the streams, stops every job with its grace period, and
+/// calls, ends the streams, leaves every job running (or, with
+/// `stop_jobs_on_exit`, stops them all with their grace period), and
 /// returns. An error: the API server failed (the jobs were stopped all the
 /// same).
 pub async fn run(config: &CrewConfig, prepared: Prepared, shutdown: CancellationToken) -> Result<(), String> {
@@ -196,8 +202,13 @@ pub async fn run(config: &CrewConfig, prepared: Prepared, shutdown: Cancellation
         () = drain_bound => tracing::warn!("connections did not drain in 10 s; closing them"),
     }
 
-    tracing::info!(grace = ?config.shutdown_grace, "shutting down: stopping every job");
-    engine.shutdown(config.shutdown_grace).await;
+    if config.stop_jobs_on_exit {
+        tracing::info!(grace = ?config.shutdown_grace, "stopping every job, as asked (--stop-jobs-on-exit)");
+        engine.shutdown(config.shutdown_grace).await;
+    } else {
+        tracing::info!("leaving every job running, for the next crew to find");
+        engine.leave().await;
+    }
     tracing::info!("stopped");
     failed.map_or(Ok(()), Err)
 }

@@ -36,9 +36,25 @@ struct Args {
     /// Output kept per job (bytes, or 512K, 64M, 2G); older bytes are dropped.
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     output_limit: u64,
-    /// How long jobs get to end after SIGTERM when the crew shuts down (ms, s, m).
+    /// Stop every job when the crew exits. Without it, jobs run on when
+    /// the crew exits (a restart, an upgrade, a crash) and the next crew
+    /// with this name and state directory takes them over.
+    #[arg(long)]
+    stop_jobs_on_exit: bool,
+    /// How long jobs get to end after SIGTERM when the crew stops them as it
+    /// exits (--stop-jobs-on-exit) (ms, s, m).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// Ended jobs kept (records and output), at most; the oldest go first.
+    #[arg(long, default_value_t = 10_000)]
+    keep_jobs: u64,
+    /// How long ended jobs are kept (ms, s, m, h).
+    #[arg(long, default_value = "720h", value_parser = parse_duration)]
+    keep_for: Duration,
+    /// Output of ended jobs kept in the state directory, in all; past it the
+    /// oldest ended jobs go (bytes, or 512K, 64M, 2G).
+    #[arg(long, default_value = "4G", value_parser = parse_size)]
+    output_budget: u64,
     /// Log format on stderr.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -71,6 +87,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(format!("{s:?} is not a duration like 500ms, 5s or 2m")),
     }
 }
@@ -180,8 +197,14 @@ async fn main() -> ExitCode {
     });
     let mut config = crew::CrewConfig::new(&name, args.listen, &args.certs, &args.state_dir);
     config.allow_root = args.allow_root;
+    config.stop_jobs_on_exit = args.stop_jobs_on_exit;
     config.shutdown_grace = args.shutdown_grace;
     config.engine.output_limit = args.output_limit;
+    config.engine.retention = crew::engine::Retention {
+        max_age: args.keep_for,
+        max_jobs: args.keep_jobs,
+        output_budget: args.output_budget,
+    };
     let prepared = match crew::prepare(&config).await {
         Ok(p) => p,
         Err(e) => {

@@ -153,6 +153,9 @@ impl LocalCrew {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         config.engine.cgroup_parent = format!("tasker/test-{name}-{}-{n}", std::process::id()).into();
         config.shutdown_grace = Duration::from_secs(1);
+        // Tests leave nothing running behind them (the restart tests opt
+        // out, to leave jobs for the next crew).
+        config.stop_jobs_on_exit = true;
         configure(&mut config);
         let prepared = crate::prepare(&config).await.expect("the crew starts");
         let addr = prepared.listener.local_addr().expect("a bound address");

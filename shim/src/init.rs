@@ -12,7 +12,7 @@
 //! say) ignores SIGTERM, and nothing would reap the zombies of orphans.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
@@ -181,37 +181,21 @@ pub(crate) fn run(args: InitArgs, shim_only: &[RawFd]) -> ! {
     supervise(Pid::from_raw(command), &sigfd, args.status_w, args.ctl_r)
 }
 
-/// Receives the command, blocking. `None` when the crew closed the socket.
+/// Receives the command, blocking. `None` when the crew closed the socket
+/// (or sent something that is not a command).
 fn receive_launch(sock: RawFd) -> Option<(Launch, Vec<OwnedFd>)> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recv, recvmsg};
-    use std::io::IoSliceMut;
-    // The datagram's real size, so the buffer fits it exactly.
-    let len = loop {
-        match recv(sock, &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
-            Ok(0) => return None,
-            Ok(n) => break n,
+    // SAFETY: `sock` is init's socket, open until closed right below.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(sock) };
+    let received = loop {
+        match crate::sys::recv_with_fds(borrowed, wire::MAX_MESSAGE) {
             Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return None,
+            other => break other,
         }
     };
-    if len > wire::MAX_MESSAGE {
-        return None;
-    }
-    let mut buf = vec![0u8; len];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 64]);
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC).ok()?;
-    let mut fds = Vec::new();
-    for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            // SAFETY: SCM_RIGHTS installed these fds in this process just now.
-            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
-        }
-    }
-    let n = msg.bytes;
     // SAFETY: the socket is ours; nothing more will come on it.
     unsafe { libc::close(sock) };
-    let launch = Launch::decode(&buf[..n]).ok()?;
+    let (msg, fds) = received.ok()??;
+    let launch = Launch::decode(&msg).ok()?;
     (fds.len() == launch.fd_count()).then_some((launch, fds))
 }
 

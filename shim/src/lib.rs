@@ -15,6 +15,8 @@
 //! - `sink.rs`: the output file's one writer, in the shim.
 //! - [`shim`]: the shim's life: prepare init, wait for a job, then move
 //!   output, stdin and the crew's requests until the job ends.
+//! - `crew_link.rs`: the link to the crew, which outlives any one crew (the
+//!   job's socket, the handshake), and the exit record on disk.
 //! - `init.rs`: the job's PID 1 (reaps, forwards signals, clones the
 //!   command into its cgroup).
 //! - `namespaces.rs`: the mount and network namespaces init prepares.
@@ -24,6 +26,7 @@
 //!   size, process title).
 //! - `main.rs`: the `tasker-shim` binary.
 
+mod crew_link;
 pub mod exec;
 mod init;
 mod namespaces;

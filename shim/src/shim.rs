@@ -24,24 +24,24 @@
 //! fork is an ordinary fork.
 
 use std::fs::File;
-use std::io::IoSliceMut;
 use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::SystemTime;
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recv, recvmsg, send};
+use nix::sys::socket::{MsgFlags, recv};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
+use crate::crew_link::{CrewLink, JobSummary, write_exit_record};
 use crate::init;
 use crate::output::KeptFrom;
 use crate::sink::{Flow, Sink};
-use crate::sys::{rewrite_cmdline, set_nonblocking, set_winsize};
-use crate::wire::{self, FromShim, Serve, ToShim};
+use crate::sys::{recv_with_fds, rewrite_cmdline, set_nonblocking, set_winsize};
+use crate::wire::{self, ExitRecord, FromShim, Serve, ToShim};
 
 /// Bytes of stdin the shim holds for a job that is not reading; past this it
 /// stops reading the crew's socket, which pushes back to the client.
@@ -55,44 +55,6 @@ pub fn main() -> ExitCode {
     match run(ctl, init_sock) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
-    }
-}
-
-struct Crew {
-    sock: OwnedFd,
-    gone: bool,
-}
-
-impl Crew {
-    /// Sends one message; waits (bounded) when the socket is full. A crew
-    /// that is gone is not an error: the job goes on.
-    fn send(&mut self, msg: &FromShim) {
-        if self.gone {
-            return;
-        }
-        let bytes = msg.encode();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match send(
-                self.sock.as_raw_fd(),
-                &bytes,
-                MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(_) => return,
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) if Instant::now() < deadline => {
-                    let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLOUT)];
-                    let _ = poll(&mut fds, PollTimeout::from(100u16));
-                }
-                Err(_) => {
-                    self.gone = true;
-                    return;
-                }
-            }
-        }
-    }
-
-    fn log(&mut self, message: String) {
-        self.send(&FromShim::Log { message });
     }
 }
 
@@ -121,10 +83,7 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
         let _ = std::fs::write(std::path::Path::new(&dir).join("cgroup.procs"), "0");
     }
 
-    let mut crew = Crew {
-        sock: ctl,
-        gone: false,
-    };
+    let mut crew = CrewLink::new(ctl);
     let sys = |what: &str, e: nix::errno::Errno| format!("{what}: {}", e.desc());
     let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
     let (ctl_r, ctl_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
@@ -136,7 +95,7 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
 
     unshare(CloneFlags::CLONE_NEWPID).map_err(|e| sys("unshare(CLONE_NEWPID)", e))?;
     let shim_only = [
-        crew.sock.as_raw_fd(),
+        crew.connected().map_or(-1, |s| s.as_raw_fd()),
         status_r.as_raw_fd(),
         ctl_w.as_raw_fd(),
         sigfd.as_raw_fd(),
@@ -160,13 +119,26 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
     }
     let init = InitLink { pid, ctl_w, status_r };
 
-    let Some((serve, fds, init_exited)) = wait_for_job(&crew.sock, &sigfd, init.pid)? else {
+    let Some(sock) = crew.connected() else {
+        return Ok(());
+    };
+    let Some((serve, fds, init_exited)) = wait_for_job(sock, &sigfd, init.pid)? else {
         // Dismissed by the crew.
         return Ok(());
     };
     set_title(&serve.title);
     let mut fds = fds.into_iter();
     let mut next = || fds.next().ok_or("the job came with too few fds");
+    let dir = next()?;
+    let id = String::from_utf8(serve.job_id.clone()).map_err(|_| "the job's id is not text")?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("the job's id is not a plain name".into());
+    }
+    let listen_dir = dir.try_clone().map_err(|e| format!("dup: {e}"))?;
+    if let Err(e) = crew.listen(listen_dir, &id) {
+        // The job runs all the same; only a later crew could not find it.
+        crew.log(format!("cannot make the job's socket {id}.sock: {}", e.desc()));
+    }
     let output = File::from(next()?);
     let eventfd = next()?;
     let kept = KeptFrom::map(&output, true).map_err(|e| format!("map the output's header: {e}"))?;
@@ -188,6 +160,10 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
         }
     };
     let mut job = Job {
+        id,
+        dir,
+        record: serve.record,
+        ended_at: None,
         sink: Sink::new(output, eventfd, kept, serve.output_limit, serve.drop_unit),
         stdio,
         stdin_buf: Vec::new(),
@@ -201,6 +177,7 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
         init_exited,
     };
     if init_exited {
+        job.ended_at = Some(SystemTime::now());
         job.read_status();
     }
     job.event_loop(&mut crew);
@@ -212,13 +189,13 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
 /// The flag says init has already exited: a quick command may run and end
 /// between the crew's message to init and its message to us.
 fn wait_for_job(
-    sock: &OwnedFd,
+    sock: BorrowedFd<'_>,
     sigfd: &SignalFd,
     init: Pid,
 ) -> Result<Option<(Serve, Vec<OwnedFd>, bool)>, String> {
     let mut init_gone = false;
     loop {
-        let mut pfd = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        let mut pfd = vec![PollFd::new(sock, PollFlags::POLLIN)];
         if !init_gone {
             pfd.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
         }
@@ -245,29 +222,13 @@ fn wait_for_job(
     }
 }
 
-fn receive_serve(sock: &OwnedFd) -> Result<Option<(Serve, Vec<OwnedFd>)>, String> {
-    let mut buf = vec![0u8; 64 << 10];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 8]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| format!("receive the job: {e}"))?;
-    let mut fds = Vec::new();
-    for c in msg.cmsgs().map_err(|e| e.to_string())? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            // SAFETY: SCM_RIGHTS installed these fds in this process just now.
-            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
-        }
-    }
-    let n = msg.bytes;
-    if n == 0 {
+fn receive_serve(sock: BorrowedFd<'_>) -> Result<Option<(Serve, Vec<OwnedFd>)>, String> {
+    let Some((msg, fds)) =
+        recv_with_fds(sock, wire::MAX_MESSAGE).map_err(|e| format!("receive the job: {}", e.desc()))?
+    else {
         return Ok(None);
-    }
-    match ToShim::decode(&buf[..n]).map_err(|e| e.to_string())? {
+    };
+    match ToShim::decode(&msg).map_err(|e| e.to_string())? {
         ToShim::Serve(s) if fds.len() == s.fd_count() => Ok(Some((s, fds))),
         ToShim::Serve(_) => Err("the job came with the wrong number of fds".into()),
         _ => Err("the first message was not the job".into()),
@@ -295,6 +256,14 @@ enum Stdio {
 }
 
 struct Job {
+    /// The job's id; names its socket and exit record in `dir`.
+    id: String,
+    /// The jobs directory.
+    dir: OwnedFd,
+    /// The crew's record of the job (`Serve::record`).
+    record: Vec<u8>,
+    /// When init was seen to exit.
+    ended_at: Option<SystemTime>,
     sink: Sink,
     stdio: Stdio,
     stdin_buf: Vec<u8>,
@@ -309,7 +278,7 @@ struct Job {
 }
 
 impl Job {
-    fn event_loop(&mut self, crew: &mut Crew) {
+    fn event_loop(&mut self, crew: &mut CrewLink) {
         loop {
             if self.init_exited && !self.out_open() {
                 break;
@@ -326,12 +295,17 @@ impl Job {
         }
     }
 
-    fn poll_once(&mut self, crew: &mut Crew) {
+    fn poll_once(&mut self, crew: &mut CrewLink) {
         // Which fd sits at which index of the poll set.
         let mut slots: Vec<(Slot, RawFd, PollFlags)> = Vec::with_capacity(5);
         let want_stdin = !self.stdin_buf.is_empty();
-        if !crew.gone && self.stdin_buf.len() < STDIN_BUFFER {
-            slots.push((Slot::Crew, crew.sock.as_raw_fd(), PollFlags::POLLIN));
+        if let Some(sock) = crew.connected()
+            && self.stdin_buf.len() < STDIN_BUFFER
+        {
+            slots.push((Slot::Crew, sock.as_raw_fd(), PollFlags::POLLIN));
+        }
+        for fd in crew.rendezvous_fds() {
+            slots.push((Slot::Rendezvous, fd, PollFlags::POLLIN));
         }
         match &self.stdio {
             Stdio::Pipes { out, stdin } => {
@@ -365,7 +339,7 @@ impl Job {
             // stays open until the poll returns.
             .map(|(_, fd, flags)| PollFd::new(unsafe { BorrowedFd::borrow_raw(*fd) }, *flags))
             .collect();
-        if let Err(e) = poll(&mut pfds, PollTimeout::NONE)
+        if let Err(e) = poll(&mut pfds, crew.poll_timeout())
             && e != nix::errno::Errno::EINTR
         {
             crew.log(format!("poll: {e}"));
@@ -376,6 +350,15 @@ impl Job {
             .filter_map(|((slot, _, _), p)| p.revents().filter(|r| !r.is_empty()).map(|r| (*slot, r)))
             .collect();
         drop(pfds);
+        if !crew.rendezvous_fds().is_empty() {
+            // Also when nothing is ready: a pending crew may have timed out.
+            crew.rendezvous(&JobSummary {
+                record: &self.record,
+                stdin_open: !self.stdin_dead && !self.stdin_close_pending,
+                output_end: self.sink.end(),
+                eventfd: self.sink.notify_fd(),
+            });
+        }
         for (slot, revents) in ready {
             match slot {
                 Slot::Crew => self.read_crew(crew),
@@ -389,6 +372,7 @@ impl Job {
                         self.write_stdin(crew);
                     }
                 }
+                Slot::Rendezvous => {}
                 Slot::Signal => self.reap(),
                 Slot::Status => self.read_status(),
             }
@@ -401,18 +385,19 @@ impl Job {
         }
     }
 
-    fn read_crew(&mut self, crew: &mut Crew) {
+    fn read_crew(&mut self, crew: &mut CrewLink) {
         let mut buf = vec![0u8; wire::STDIN_CHUNK + 16];
         while self.stdin_buf.len() < STDIN_BUFFER {
-            let n = match recv(crew.sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            let Some(sock) = crew.connected() else { return };
+            let n = match recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
                 Ok(0) => {
-                    crew.gone = true;
+                    crew.lost();
                     return;
                 }
                 Ok(n) => n,
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return,
                 Err(_) => {
-                    crew.gone = true;
+                    crew.lost();
                     return;
                 }
             };
@@ -423,7 +408,7 @@ impl Job {
         }
     }
 
-    fn handle(&mut self, msg: ToShim, crew: &mut Crew) {
+    fn handle(&mut self, msg: ToShim, crew: &mut CrewLink) {
         match msg {
             ToShim::Stdin(bytes) => {
                 if self.stdin_dead || self.stdin_close_pending {
@@ -450,6 +435,7 @@ impl Job {
             ToShim::Terminate => self.tell_init(b'T'),
             ToShim::Kill => self.tell_init(b'K'),
             ToShim::Serve(_) => crew.log("a second job for one shim was ignored".into()),
+            ToShim::Hello { .. } => crew.log("a hello on an introduced connection was ignored".into()),
         }
     }
 
@@ -466,7 +452,7 @@ impl Job {
         self.stdin_dead = true;
     }
 
-    fn write_stdin(&mut self, crew: &mut Crew) {
+    fn write_stdin(&mut self, crew: &mut CrewLink) {
         let fd = match &self.stdio {
             Stdio::Pipes { stdin: Some(fd), .. } => fd.as_raw_fd(),
             Stdio::Tty { master, .. } => master.as_raw_fd(),
@@ -534,6 +520,7 @@ impl Job {
             Ok(nix::sys::wait::WaitStatus::StillAlive) => {}
             Ok(_) | Err(_) => {
                 self.init_exited = true;
+                self.ended_at.get_or_insert_with(SystemTime::now);
                 self.read_status();
             }
         }
@@ -550,12 +537,29 @@ impl Job {
         }
     }
 
-    fn finish(&mut self, crew: &mut Crew) {
+    /// Every process of the job is gone and its output is on disk: the exit
+    /// record goes to disk first (a crew that is away reads it there), then
+    /// the socket goes, then the crew hears of it, if one is connected.
+    fn finish(&mut self, crew: &mut CrewLink) {
         self.read_status();
-        crew.send(&FromShim::Exited {
+        let ended_at = self.ended_at.unwrap_or_else(SystemTime::now);
+        let record = ExitRecord {
             status: self.status,
             output_end: self.sink.end(),
             output_error: self.sink.error(),
+            ended_at_ns: ended_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            record: std::mem::take(&mut self.record),
+        };
+        if let Err(e) = write_exit_record(self.dir.as_fd(), &self.id, &record) {
+            crew.log(format!("cannot write the exit record {}.exit: {e}", self.id));
+        }
+        crew.stop_listening();
+        crew.send(&FromShim::Exited {
+            status: record.status,
+            output_end: record.output_end,
+            output_error: record.output_error,
         });
     }
 }
@@ -563,6 +567,7 @@ impl Job {
 #[derive(Clone, Copy, Debug)]
 enum Slot {
     Crew,
+    Rendezvous,
     Output,
     Stdin,
     Tty,

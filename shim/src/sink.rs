@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd as _, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt as _;
 
 use crate::output::{HEADER, KeptFrom};
@@ -71,6 +71,11 @@ impl Sink {
             devnull: None,
             buf: Vec::new(),
         }
+    }
+
+    /// The eventfd rung after every write (handed to a crew that comes).
+    pub(crate) fn notify_fd(&self) -> BorrowedFd<'_> {
+        self.notify.as_fd()
     }
 
     pub(crate) fn end(&self) -> u64 {
@@ -236,7 +241,6 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd as _;
 
     fn eventfd() -> OwnedFd {
         nix::sys::eventfd::EventFd::from_flags(nix::sys::eventfd::EfdFlags::EFD_CLOEXEC)

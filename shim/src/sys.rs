@@ -1,6 +1,6 @@
 //! Small system-call wrappers the shim, init and the crew share.
 
-use std::os::fd::{AsRawFd as _, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
@@ -113,4 +113,84 @@ pub(crate) fn rewrite_cmdline(name: &[u8], title: &[u8]) {
     if let Ok(mem) = std::fs::OpenOptions::new().write(true).open("/proc/self/mem") {
         let _ = mem.write_all_at(&area, start);
     }
+}
+
+/// Receives one datagram from a `SOCK_SEQPACKET` socket with the fds that
+/// came with it (close-on-exec), sized to fit: it peeks at the datagram's
+/// length first. `Ok(None)` at EOF. A datagram over `max_len` is refused
+/// (and consumed).
+///
+/// # Errors
+///
+/// recv(2)'s and recvmsg(2)'s (`EAGAIN` on a non-blocking socket with
+/// nothing to read), and `EMSGSIZE` for a datagram over `max_len`.
+pub fn recv_with_fds(sock: BorrowedFd<'_>, max_len: usize) -> nix::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recv, recvmsg};
+    let len = loop {
+        match recv(
+            sock.as_raw_fd(),
+            &mut [],
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+        ) {
+            Ok(0) => {
+                // EOF, or an empty datagram: tell them apart by reading it.
+                let mut none = [0u8; 0];
+                return match recv(sock.as_raw_fd(), &mut none, MsgFlags::empty()) {
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(e),
+                };
+            }
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let mut buf = vec![0u8; len.min(max_len)];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 64]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: SCM_RIGHTS installed these fds in this process just
+            // now; nothing else owns them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }),
+            );
+        }
+    }
+    if len > max_len {
+        return Err(nix::errno::Errno::EMSGSIZE);
+    }
+    let n = msg.bytes;
+    buf.truncate(n);
+    Ok(Some((buf, fds)))
+}
+
+/// Sends one datagram with fds (`SCM_RIGHTS`), never raising SIGPIPE.
+///
+/// # Errors
+///
+/// sendmsg(2)'s.
+pub fn send_with_fds(sock: BorrowedFd<'_>, msg: &[u8], fds: &[BorrowedFd<'_>]) -> nix::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let iov = [std::io::IoSlice::new(msg)];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None).map(drop)
+}
+
+/// A path that names `name` in the directory `dir` is open on, short
+/// whatever the directory's own path: a Unix socket's path must fit 108
+/// bytes, and a state directory's may not.
+#[must_use]
+pub fn path_in(dir: BorrowedFd<'_>, name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
 }

@@ -1,7 +1,17 @@
 //! The messages between the crew and a job's shim and init, one per
-//! `SOCK_SEQPACKET` datagram. The encoding is a tag byte followed by fixed-width
-//! little-endian integers and length-prefixed byte strings: both ends are the
-//! same build, but a decoder must still never panic on what it is handed.
+//! `SOCK_SEQPACKET` datagram, and the shim's exit record. The encoding is a
+//! tag byte followed by fixed-width little-endian integers and
+//! length-prefixed byte strings; a decoder never panics on what it is
+//! handed.
+//!
+//! A shim outlives the crew that started it, so the two ends are not always
+//! the same build. A crew that starts a shim speaks [`PROTOCOL`] with it
+//! over the socket pair it made. A crew that comes back (a restart, an
+//! upgrade) connects to the shim's socket (`jobs/<id>.sock`), says which
+//! versions it speaks ([`ToShim::Hello`]), and the shim answers with its
+//! own version first ([`FromShim::Welcome`]): a crew that cannot speak it
+//! reads that much ([`welcome_version`]), says so and leaves the job
+//! running for a crew that can.
 
 /// Crew to init, the one message init gets: the command to run.
 ///
@@ -33,14 +43,27 @@ impl Launch {
     }
 }
 
+/// The version of this protocol (the messages below and their meaning).
+/// Raise it with any change a shim of the previous version would not
+/// understand, and keep decoding the previous one where it can be done.
+pub const PROTOCOL: u32 = 1;
+
 /// Crew to shim, first: the job to serve.
 ///
-/// Fds, in order: the output file, the eventfd; then the pty master for a
-/// tty job, or the output pipe's read end and the stdin pipe's write end.
+/// Fds, in order: the jobs directory (where the shim makes its socket and
+/// its exit record), the output file, the eventfd; then the pty master for
+/// a tty job, or the output pipe's read end and the stdin pipe's write end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Serve {
+    /// The job's id: names `<id>.sock` and `<id>.exit` in the jobs directory.
+    pub job_id: Vec<u8>,
     /// What `ps` shows after the program name (the job's handle and id).
     pub title: Vec<u8>,
+    /// The crew's record of the job, opaque to the shim, handed back in
+    /// [`FromShim::Welcome`] and kept in the exit record: what a crew that
+    /// lost its store needs to know the job again. At most
+    /// [`MAX_RECORD`] bytes.
+    pub record: Vec<u8>,
     pub tty: bool,
     /// Bytes of output kept on disk; older bytes are dropped.
     pub output_limit: u64,
@@ -50,9 +73,16 @@ pub struct Serve {
 
 impl Serve {
     pub fn fd_count(&self) -> usize {
-        if self.tty { 3 } else { 4 }
+        if self.tty { 4 } else { 5 }
     }
 }
+
+/// For tests: the protocol version a shim claims instead of its own, to play
+/// a shim of another release.
+pub const PROTOCOL_OVERRIDE_ENV: &str = "TASKER_SHIM_PROTOCOL";
+
+/// The largest [`Serve::record`].
+pub const MAX_RECORD: usize = 64 << 10;
 
 /// Crew to shim.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +98,12 @@ pub enum ToShim {
     Terminate,
     /// SIGKILL to every process of the job.
     Kill,
+    /// The first message on a connection to a shim's socket: the versions
+    /// of this protocol the crew speaks.
+    Hello {
+        min: u32,
+        max: u32,
+    },
 }
 
 /// Shim to crew.
@@ -86,7 +122,37 @@ pub enum FromShim {
         output_end: u64,
         output_error: Option<String>,
     },
+    /// The answer to [`ToShim::Hello`], its own version first (see
+    /// [`welcome_version`]); with it comes the job's eventfd. From then on
+    /// this connection is the crew's: the shim sends its messages here and
+    /// drops the previous one.
+    Welcome {
+        version: u32,
+        /// [`Serve::record`].
+        record: Vec<u8>,
+        stdin_open: bool,
+        output_end: u64,
+    },
 }
+
+/// How a job ended, as its shim saw it: written (`<id>.exit`, atomically
+/// and synced) once every process of the job is gone and its output is on
+/// disk, before the shim tells the crew and exits. A crew that was away
+/// when the job ended reads it there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitRecord {
+    /// The command's wait status; `None` if it never ran.
+    pub status: Option<i32>,
+    pub output_end: u64,
+    pub output_error: Option<String>,
+    /// When init exited, in nanoseconds since the Unix epoch.
+    pub ended_at_ns: u64,
+    /// The crew's record of the job ([`Serve::record`]).
+    pub record: Vec<u8>,
+}
+
+/// The first bytes of an exit record file: its format and version.
+pub const EXIT_MAGIC: &[u8; 8] = b"TASKEXT1";
 
 /// The largest message the crew sends; `Launch` is bounded by the engine's
 /// argv + env limit well below this.
@@ -214,7 +280,9 @@ impl ToShim {
                 w.u8(u8::from(v.tty))
                     .u64(v.output_limit)
                     .u64(v.drop_unit)
-                    .bytes(&v.title);
+                    .bytes(&v.job_id)
+                    .bytes(&v.title)
+                    .bytes(&v.record);
                 w.0
             }
             Self::Stdin(b) => {
@@ -226,6 +294,7 @@ impl ToShim {
             Self::Resize { rows, cols } => Writer::new(4).u16(*rows).u16(*cols).0.clone(),
             Self::Terminate => vec![5],
             Self::Kill => vec![6],
+            Self::Hello { min, max } => Writer::new(7).u32(*min).u32(*max).0.clone(),
         }
     }
 
@@ -237,7 +306,9 @@ impl ToShim {
                 let tty = r.bool()?;
                 let (output_limit, drop_unit) = (r.u64()?, r.u64()?);
                 Self::Serve(Serve {
+                    job_id: r.bytes()?,
                     title: r.bytes()?,
+                    record: r.bytes()?,
                     tty,
                     output_limit,
                     drop_unit,
@@ -251,6 +322,10 @@ impl ToShim {
             },
             5 => Self::Terminate,
             6 => Self::Kill,
+            7 => Self::Hello {
+                min: r.u32()?,
+                max: r.u32()?,
+            },
             _ => return Err(DecodeError("unknown tag")),
         };
         r.done()?;
@@ -309,6 +384,54 @@ impl Launch {
     }
 }
 
+const WELCOME: u8 = 106;
+
+/// The protocol version a shim's [`FromShim::Welcome`] speaks, read from its
+/// first bytes, which every version keeps: a tag, then the version.
+#[must_use]
+pub fn welcome_version(buf: &[u8]) -> Option<u32> {
+    match buf {
+        [WELCOME, a, b, c, d, ..] => Some(u32::from_le_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+impl ExitRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(EXIT_MAGIC.to_vec());
+        match self.status {
+            Some(s) => w.u8(1).u32(s as u32),
+            None => w.u8(0),
+        };
+        w.u64(self.output_end)
+            .opt_bytes(self.output_error.as_deref().map(str::as_bytes))
+            .u64(self.ended_at_ns)
+            .bytes(&self.record);
+        w.0
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let rest = buf
+            .strip_prefix(EXIT_MAGIC.as_slice())
+            .ok_or(DecodeError("not an exit record"))?;
+        let mut r = Reader(rest);
+        let status = match r.u8()? {
+            0 => None,
+            1 => Some(r.u32()? as i32),
+            _ => return Err(DecodeError("bad option tag")),
+        };
+        let rec = Self {
+            status,
+            output_end: r.u64()?,
+            output_error: r.opt_string()?,
+            ended_at_ns: r.u64()?,
+            record: r.bytes()?,
+        };
+        r.done()?;
+        Ok(rec)
+    }
+}
+
 /// Cuts a text so that its message fits [`MAX_FROM_SHIM`].
 fn cut(text: &str) -> &[u8] {
     let limit = MAX_FROM_SHIM - 64;
@@ -341,6 +464,19 @@ impl FromShim {
                 w.u64(*output_end).opt_bytes(output_error.as_deref().map(cut));
                 w.0
             }
+            Self::Welcome {
+                version,
+                record,
+                stdin_open,
+                output_end,
+            } => {
+                let mut w = Writer::new(WELCOME);
+                w.u32(*version)
+                    .bytes(record)
+                    .u8(u8::from(*stdin_open))
+                    .u64(*output_end);
+                w.0
+            }
         }
     }
 
@@ -361,6 +497,18 @@ impl FromShim {
                     status,
                     output_end: r.u64()?,
                     output_error: r.opt_string()?,
+                }
+            }
+            WELCOME => {
+                let version = r.u32()?;
+                if version != PROTOCOL {
+                    return Err(DecodeError("a welcome of another protocol version"));
+                }
+                Self::Welcome {
+                    version,
+                    record: r.bytes()?,
+                    stdin_open: r.bool()?,
+                    output_end: r.u64()?,
                 }
             }
             _ => return Err(DecodeError("unknown tag")),
@@ -418,8 +566,11 @@ mod tests {
             assert_eq!(Launch::decode(&l.encode()), Ok(l.clone()));
         }
         let to = [
+            ToShim::Hello { min: 1, max: 3 },
             ToShim::Serve(Serve {
+                job_id: b"0123".to_vec(),
                 title: b"job-1 0123".to_vec(),
+                record: b"{}".to_vec(),
                 tty: true,
                 output_limit: 64 << 20,
                 drop_unit: 1 << 20,
@@ -453,10 +604,59 @@ mod tests {
                 output_end: 0,
                 output_error: Some("disk full".into()),
             },
+            FromShim::Welcome {
+                version: PROTOCOL,
+                record: b"{\"handle\":\"job-1\"}".to_vec(),
+                stdin_open: true,
+                output_end: 12,
+            },
         ];
         for m in from {
             assert_eq!(FromShim::decode(&m.encode()), Ok(m.clone()));
         }
+    }
+
+    fn exit_record() -> ExitRecord {
+        ExitRecord {
+            status: Some(9),
+            output_end: 1 << 40,
+            output_error: Some("disk full".into()),
+            ended_at_ns: 1_700_000_000_000_000_000,
+            record: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn exit_records_round_trip_and_refuse_what_is_not_one() {
+        let rec = exit_record();
+        let bytes = rec.encode();
+        assert_eq!(ExitRecord::decode(&bytes), Ok(rec));
+        for n in 0..bytes.len() {
+            assert!(
+                ExitRecord::decode(&bytes[..n]).is_err(),
+                "prefix of {n} bytes accepted"
+            );
+        }
+        assert!(ExitRecord::decode(b"TASKEXT9\0").is_err());
+    }
+
+    #[test]
+    fn any_crew_can_read_the_version_a_shim_speaks() {
+        let w = FromShim::Welcome {
+            version: PROTOCOL,
+            record: Vec::new(),
+            stdin_open: true,
+            output_end: 0,
+        };
+        assert_eq!(welcome_version(&w.encode()), Some(PROTOCOL));
+        // A later version's welcome: its version is readable even though
+        // the rest is not this build's to decode.
+        let mut later = w.encode();
+        later[1..5].copy_from_slice(&(PROTOCOL + 1).to_le_bytes());
+        later.extend_from_slice(b"fields of the future");
+        assert_eq!(welcome_version(&later), Some(PROTOCOL + 1));
+        assert!(FromShim::decode(&later).is_err());
+        assert_eq!(welcome_version(&[WELCOME, 1]), None);
     }
 
     #[test]

@@ -31,14 +31,16 @@ impl From<EngineError> for ApiError {
             EngineError::WrongState { .. } | EngineError::StdinClosed(_) | EngineError::NotTty(_) => {
                 Code::FailedPrecondition
             }
-            EngineError::Unsupported(_) => Code::FailedPrecondition,
+            EngineError::Unsupported(_) | EngineError::Taken(_) => Code::FailedPrecondition,
             EngineError::ShuttingDown => Code::Unavailable,
+            EngineError::StateFull => Code::ResourceExhausted,
             // The host failed us: the operator has to look, the caller
             // gets what happened without internals.
             EngineError::Io { .. }
             | EngineError::Cgroup(_)
             | EngineError::Shim(_)
-            | EngineError::ShimStale(_) => {
+            | EngineError::ShimStale(_)
+            | EngineError::Store(_) => {
                 tracing::error!(error = %e, "engine failure");
                 Code::Internal
             }
@@ -81,6 +83,7 @@ mod tests {
             (EngineError::StdinClosed("job-1".into()), Code::FailedPrecondition),
             (EngineError::NotTty("job-1".into()), Code::FailedPrecondition),
             (EngineError::ShuttingDown, Code::Unavailable),
+            (EngineError::StateFull, Code::ResourceExhausted),
             (EngineError::Cgroup("boom".into()), Code::Internal),
         ];
         for (e, code) in cases {

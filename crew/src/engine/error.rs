@@ -47,9 +47,28 @@ pub enum EngineError {
     ShimStale(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// The state directory's filesystem has no room (bytes or inodes) for
+    /// a new job's files or record. Running jobs are not affected.
+    #[error("the crew's state directory is full: no room for a new job (its running jobs go on)")]
+    StateFull,
+    #[error("job store: {0}")]
+    Store(String),
+    /// What this crew needs (its name, its state directory) belongs to a
+    /// crew that runs.
+    #[error("{0}")]
+    Taken(String),
 }
 
 impl EngineError {
+    /// An I/O error in the state directory: a full filesystem (bytes,
+    /// inodes or quota) is [`EngineError::StateFull`].
+    pub(crate) fn state_io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+            return Self::StateFull;
+        }
+        Self::io(op, path, source)
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {
             op,

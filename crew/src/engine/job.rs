@@ -10,7 +10,8 @@ use super::spec::{Limits, Network, RunAs, WinSize};
 
 /// A job's unique id: 128 random bits as 32 lowercase hex digits. Never reused,
 /// never guessable; the short `job-N` handle is for people.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct JobId(String);
 
 impl JobId {
@@ -61,7 +62,7 @@ fn fill_random(buf: &mut [u8]) {
 }
 
 /// How the command itself ended, as `waitpid` reported it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Termination {
     Exited(i32),
     Signaled(i32),
@@ -98,7 +99,7 @@ impl fmt::Display for Termination {
 }
 
 /// Why a job ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// The command ended on its own: an exit code, or a signal it did not get
     /// from a stop.
@@ -177,7 +178,7 @@ impl fmt::Display for Phase {
 }
 
 /// Resource totals of an ended job, where the kernel gives them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     pub peak_memory_bytes: Option<u64>,
     pub cpu_usec: Option<u64>,
@@ -192,7 +193,7 @@ pub struct Usage {
     pub memory_bytes: u64,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum JobState {
     Starting,
     Running {
@@ -203,7 +204,7 @@ pub enum JobState {
     Ended(Ended),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ended {
     /// `None` when the command never ran.
     pub started_at: Option<SystemTime>,
@@ -229,7 +230,7 @@ impl JobState {
 }
 
 /// A snapshot of a job, as handed to callers.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobInfo {
     pub id: JobId,
     /// `job-N`, unique per crew run.

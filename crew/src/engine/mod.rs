@@ -6,11 +6,17 @@
 //! - `spec.rs`: what a start asks for ([`JobSpec`]), its defaults and its
 //!   checks.
 //! - `job.rs`: what a job is (id, state, outcome).
-//! - `registry.rs`: the job table and the shared part of one job.
 //! - `cgroup/`: detection, the crew's subtree, one job's cgroup; one file per
 //!   controller.
-//! - `spawn.rs`: starting a job's shim; `supervisor.rs`: the task that
-//!   follows one job from its shim's messages to its final state.
+//! - `start.rs`: a job's start; `spawn.rs`: starting a job's shim;
+//!   `supervisor.rs`: the task that follows one job from its shim's
+//!   messages to its final state.
+//! - `restart.rs`: the engine's own start (one owner per name and state
+//!   directory: `ownership.rs`), finding the jobs of a previous crew again
+//!   (`adopt.rs`), leaving them running or stopping them at the end, and
+//!   retention.
+//! - `registry.rs`: the running jobs in memory; `store.rs`: every job's
+//!   record on disk (SQLite).
 //! - the `tasker-shim` process (runs outside the crew: the job's PID 1,
 //!   output writer and stdin owner) is its own crate, `tasker_shim`, which
 //!   also holds the contract with it: wire messages, the output format.
@@ -29,48 +35,52 @@
 //! The shim and init are not in the job's cgroup, so limits, the OOM killer
 //! and `cgroup.kill` act on the job alone, and the shim lives to record the
 //! job's end. Because the shim, not the crew, owns the output file and
-//! stdin, a later version can let jobs outlive a crew restart by
-//! reconnecting to shims instead of killing them.
+//! stdin, jobs outlive the crew: a crew that exits leaves them running, and
+//! the next one finds them again (`restart.rs`).
 
+mod adopt;
 mod cgroup;
 mod error;
 mod job;
 mod output;
+mod ownership;
 mod registry;
+mod restart;
 mod spawn;
 mod spec;
+mod start;
+mod store;
 mod supervisor;
+mod sync;
 pub mod user;
 
-use std::os::unix::fs::DirBuilderExt as _;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, oneshot};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::cgroup::CgroupTree;
 pub use self::cgroup::{CgroupMode, Hierarchy};
-use self::cgroup::{CgroupTree, TreeOptions};
 pub use self::error::EngineError;
-use self::error::IoContext;
 pub use self::job::{Ended, JobEvent, JobId, JobInfo, JobState, Outcome, Phase, Termination, Totals, Usage};
 pub use self::output::{DEFAULT_CHUNK, OutputEvent, OutputReader, ReadFrom};
-use self::registry::{Control, JobEntry, Registry, StdinOp, StopReason, locked};
-use self::spawn::{Assignment, IdleShim, assign, spawn_idle};
+use self::registry::{Control, JobEntry, Registry, StdinOp, StopReason};
+use self::spawn::IdleShim;
 pub use self::spec::{
     DeviceNumber, IoLimit, JobSpec, Limits, MAX_ARGV_ENV, Network, RunAs, WinSize, default_env,
 };
-use self::supervisor::{Supervisor, SupervisorArgs};
-use tasker_shim::output::{create_output, drop_unit};
-use tasker_shim::wire::{Launch, Serve};
+use self::sync::lock;
 
 /// How the engine is set up.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Where job output lives (`<state_dir>/jobs/<id>.out`).
+    /// Where job records (`jobs.db`) and output (`jobs/<id>.out`) live.
     pub state_dir: PathBuf,
     /// The `tasker-shim` binary.
     pub shim_path: PathBuf,
@@ -88,10 +98,49 @@ pub struct EngineConfig {
     /// Shims kept started and waiting for a job, so that a start need not
     /// wait for an exec. 0 starts each shim on demand.
     pub shim_pool: usize,
+    /// How long ended jobs are kept, and how much of them.
+    pub retention: Retention,
+    /// How long the crew waits for one shim of a previous crew to answer
+    /// (they are all asked at once).
+    pub adopt_timeout: Duration,
     /// For tests: a pause between handing the command to init and the job
     /// to the shim, so that a quick job ends before its shim hears of it.
     #[doc(hidden)]
     pub test_serve_delay: Duration,
+    /// For tests: the protocol versions this crew speaks with shims of an
+    /// earlier crew (`min..=max`), and the version the shims it starts
+    /// claim to speak: together, a crew and shims of other releases.
+    #[doc(hidden)]
+    pub test_protocols: Option<TestProtocols>,
+}
+
+/// See [`EngineConfig::test_protocols`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct TestProtocols {
+    pub min: u32,
+    pub max: u32,
+    pub shims_claim: Option<u32>,
+}
+
+/// When ended jobs (their records and their output) are removed, oldest
+/// first: past `max_age`, past `max_jobs`, or while the ended jobs' output
+/// together takes more than `output_budget` bytes of the state directory.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_jobs: u64,
+    pub output_budget: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            max_jobs: 10_000,
+            output_budget: 4 << 30,
+        }
+    }
 }
 
 /// 64 MiB, as SPEC §3 says.
@@ -121,13 +170,17 @@ impl EngineConfig {
             default_pids: DEFAULT_PIDS,
             force_freeze_kill: false,
             shim_pool: DEFAULT_SHIM_POOL,
+            retention: Retention::default(),
+            adopt_timeout: Duration::from_secs(2),
             test_serve_delay: Duration::ZERO,
+            test_protocols: None,
         }
     }
 }
 
-/// The engine's owner. Dropping it without [`Engine::shutdown`] kills every
-/// job it runs (nothing may run untracked).
+/// The engine's owner. It ends with [`Engine::leave`] (jobs run on, for
+/// the next crew to find) or [`Engine::shutdown`] (every job is stopped);
+/// dropped without either, it leaves the jobs running, as a crash would.
 #[derive(Debug)]
 pub struct Engine {
     handle: EngineHandle,
@@ -143,142 +196,28 @@ pub struct EngineHandle {
 struct Inner {
     config: EngineConfig,
     jobs_dir: PathBuf,
+    /// The jobs directory, open: shims get it to make their sockets and
+    /// exit records there, and the crew reaches them through it.
+    jobs_dir_fd: OwnedFd,
     tree: CgroupTree,
-    registry: Mutex<Registry>,
-    events: broadcast::Sender<JobEvent>,
+    registry: Arc<Registry>,
     tracker: TaskTracker,
+    /// Cancelled when the engine ends: supervisors let go of their shims
+    /// (the jobs go on) and the background tasks stop.
+    leave: CancellationToken,
     shutting_down: AtomicBool,
-    shut_down: AtomicBool,
     online_cpus: usize,
     /// Started shims waiting for a job.
     pool: Mutex<Vec<IdleShim>>,
     refilling: AtomicBool,
+    /// The locks on the state directory and the cgroup parent, held while
+    /// the engine runs (see `ownership.rs`).
+    claims: Mutex<Vec<OwnedFd>>,
 }
 
 impl Engine {
-    /// Checks the host, prepares the state directory and the cgroup subtree,
-    /// and kills and removes whatever a previous run left in it.
-    pub async fn new(config: EngineConfig) -> Result<Self, EngineError> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(EngineError::Unsupported(
-                "the crew must run as root (it creates cgroups and namespaces)".into(),
-            ));
-        }
-        raise_fd_limit();
-        let shim = &config.shim_path;
-        let meta = std::fs::metadata(shim).ctx("find the shim", shim)?;
-        if !meta.is_file() {
-            return Err(EngineError::Unsupported(format!(
-                "the shim {} is not a file",
-                shim.display()
-            )));
-        }
-        let jobs_dir = config.state_dir.join("jobs");
-        let cfg = config.clone();
-        let jobs = jobs_dir.clone();
-        let (tree, leftovers) = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&cfg.state_dir)
-                .ctx("create state directory", &cfg.state_dir)?;
-            // Output of a previous run's jobs: nothing tracks those jobs any
-            // more (their cgroups are killed below).
-            if jobs.exists() {
-                std::fs::remove_dir_all(&jobs).ctx("clear old jobs", &jobs)?;
-            }
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&jobs)
-                .ctx("create jobs directory", &jobs)?;
-            output::probe_hole_punching(&jobs)?;
-            let hier = Hierarchy::detect_host()?;
-            CgroupTree::init(
-                hier,
-                TreeOptions {
-                    parent: cfg.cgroup_parent.clone(),
-                    default_pids: cfg.default_pids,
-                    force_freeze_kill: cfg.force_freeze_kill,
-                },
-            )
-        })
-        .await
-        .map_err(|e| EngineError::Cgroup(format!("setup task failed: {e}")))??;
-        if leftovers > 0 {
-            tracing::warn!(leftovers, "killed and removed cgroups left by a previous run");
-        }
-        tracing::info!(cgroups = %tree.hierarchy(), "job engine ready");
-        let online_cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let engine = Self {
-            handle: EngineHandle {
-                inner: Arc::new(Inner {
-                    config,
-                    jobs_dir,
-                    tree,
-                    registry: Mutex::new(Registry::default()),
-                    events: broadcast::channel(1024).0,
-                    tracker: TaskTracker::new(),
-                    shutting_down: AtomicBool::new(false),
-                    shut_down: AtomicBool::new(false),
-                    online_cpus,
-                    pool: Mutex::new(Vec::new()),
-                    refilling: AtomicBool::new(false),
-                }),
-            },
-        };
-        engine.handle.refill_pool();
-        Ok(engine)
-    }
-
     pub fn handle(&self) -> EngineHandle {
         self.handle.clone()
-    }
-
-    /// Refuses new jobs, stops every running job with `grace`, waits for
-    /// them all to end and removes the crew's cgroup subtree.
-    pub async fn shutdown(self, grace: Duration) {
-        let inner = &self.handle.inner;
-        inner.shutting_down.store(true, Ordering::SeqCst);
-        let running: Vec<Arc<JobEntry>> = locked(&inner.registry)
-            .all()
-            .filter(|e| !e.info().state.is_ended())
-            .cloned()
-            .collect();
-        for entry in running {
-            if let Some(control) = entry.control() {
-                let _ = control
-                    .send(Control::Stop {
-                        grace,
-                        reason: StopReason::By("crew shutdown".into()),
-                    })
-                    .await;
-            }
-        }
-        inner.tracker.close();
-        inner.tracker.wait().await;
-        let idle: Vec<IdleShim> = std::mem::take(&mut *lock_pool(&inner.pool));
-        let _ = tokio::task::spawn_blocking(move || idle.into_iter().for_each(IdleShim::dismiss)).await;
-        let tree = inner.tree.clone();
-        let _ = tokio::task::spawn_blocking(move || tree.destroy()).await;
-        inner.shut_down.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let inner = &self.handle.inner;
-        if inner.shut_down.load(Ordering::SeqCst) {
-            return;
-        }
-        // Not shut down (a panic, a test that forgot): take everything down
-        // now, jobs and shims, so that nothing runs untracked, and reap the
-        // ready shims (the supervisors reap the others if the runtime lives
-        // on).
-        inner.shutting_down.store(true, Ordering::SeqCst);
-        inner.tree.destroy();
-        for idle in std::mem::take(&mut *lock_pool(&inner.pool)) {
-            idle.dismiss();
-        }
     }
 }
 
@@ -296,261 +235,64 @@ impl EngineHandle {
         &self.inner.config
     }
 
-    /// Starts a job. Returns once the command is running (its `execve`
-    /// succeeded) or has failed to start; the latter is a job too, ended with
-    /// [`Outcome::StartFailed`]. A start that fails before the job exists
-    /// leaves nothing behind (see [`Unmade`]).
-    pub async fn start(&self, spec: JobSpec) -> Result<JobInfo, EngineError> {
-        let inner = &self.inner;
-        if inner.shutting_down.load(Ordering::SeqCst) {
-            return Err(EngineError::ShuttingDown);
-        }
-        spec.validate(inner.online_cpus)?;
-        let env = spec.environment();
-        let cwd = spec.working_dir();
-
-        // A ready shim first: on a hybrid host its init already sits in the
-        // v1 cgroups made for the job it gets, under that job's id.
-        // Topped up by `start` once the job runs: starting a shim now would
-        // compete with this job's start for the cpu.
-        let mut made = Unmade::new(self, self.take_ready());
-        let init_in = made.idle.as_ref().map(IdleShim::init_in).unwrap_or_default();
-        let number = locked(&inner.registry).allocate_number();
-        let id = made
-            .idle
-            .as_ref()
-            .and_then(IdleShim::slot_id)
-            .cloned()
-            .unwrap_or_else(JobId::random);
-        let handle = format!("job-{number}");
-        // One file per job, its own header included: on some filesystems a
-        // file creation costs more than the rest of the start together.
-        let output_path = inner.jobs_dir.join(format!("{id}.out"));
-        let output = create_output(&output_path).ctx("create", &output_path)?;
-        made.output = Some(output_path.clone());
-        let cgroup = Arc::new(inner.tree.create_job(id.as_str(), &spec.limits, &init_in)?);
-        made.cgroup = Some(Arc::clone(&cgroup));
-
-        let launch = Launch {
-            argv: spec.argv.iter().map(|a| a.clone().into_bytes()).collect(),
-            env: env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()).collect(),
-            cwd: cwd.as_os_str().as_encoded_bytes().to_vec(),
-            uid: spec.run_as.uid,
-            gid: spec.run_as.gid,
-            groups: spec.run_as.groups.clone(),
-            tty: spec.tty.is_some(),
-            host_network: spec.network == Network::Host,
-            // Set by `assign`, which knows the cgroups init is in.
-            v1_procs: 0,
-            clone_into_cgroup: true,
-        };
-        let limit = inner.config.output_limit;
-        let serve = Serve {
-            title: format!("{handle} {id}").into_bytes(),
-            tty: spec.tty.is_some(),
-            output_limit: limit,
-            drop_unit: drop_unit(limit),
-        };
-        let idle = made.idle.take();
-        let (link, exec) = self
-            .assign_shim(idle, launch, serve, spec.tty, &output, &cgroup)
-            .await?;
-        // The shim has the job: from here on it is the supervisor's.
-        made.disarm();
-        drop(output);
-
-        // The command runs once its exec closed the pipe; otherwise the pipe
-        // says where it failed.
-        let (started_at, start_failed) = match exec.wait().await {
-            Ok(()) => (Some(SystemTime::now()), None),
-            Err(failure) => {
-                let reason = match failure {
-                    Some((stage, errno)) => tasker_shim::exec::failure_message(
-                        stage,
-                        errno,
-                        &spec.argv[0],
-                        &cwd.display().to_string(),
-                        !spec.argv[0].contains('/'),
-                    ),
-                    None => "the job's shim failed".to_owned(),
-                };
-                (None, Some(reason))
-            }
-        };
-        let info = JobInfo {
-            id: id.clone(),
-            handle,
-            name: spec.name.clone(),
-            owner: spec.owner.clone(),
-            argv: spec.argv.clone(),
-            cwd,
-            run_as: spec.run_as.clone(),
-            limits: spec.limits.clone(),
-            tty: spec.tty,
-            network: spec.network,
-            timeout: spec.timeout,
-            created_at: SystemTime::now(),
-            state: JobState::Starting,
-            archived: false,
-        };
-        let (entry, channels) = JobEntry::new(
-            info.clone(),
-            output_path,
-            inner.events.clone(),
-            Arc::clone(&cgroup),
-        );
-        let mut changes = entry.subscribe_changes();
-        locked(&inner.registry).insert(Arc::clone(&entry));
-        let _ = inner.events.send(JobEvent::Created(Box::new(info)));
-        if let Some(started_at) = started_at {
-            let pid = cgroup.first_pid().unwrap_or(0);
-            entry.set_state(JobState::Running { started_at, pid });
-        }
-        inner.tracker.spawn(
-            Supervisor::new(SupervisorArgs {
-                entry: Arc::clone(&entry),
-                started_at,
-                start_failed,
-                link,
-                cgroup,
-                channels,
-                timeout: spec.timeout,
-                default_grace: inner.config.default_grace,
-            })
-            .run(),
-        );
-        let info = loop {
-            let info = entry.info();
-            if info.state != JobState::Starting || changes.changed().await.is_err() {
-                break info;
-            }
-        };
-        self.refill_pool();
-        Ok(info)
-    }
-
-    /// Hands the job to a ready shim, or a fresh one when none is ready (or
-    /// the ready one died meanwhile).
-    async fn assign_shim(
-        &self,
-        idle: Option<IdleShim>,
-        launch: Launch,
-        serve: Serve,
-        tty: Option<WinSize>,
-        output: &std::fs::File,
-        cgroup: &cgroup::JobCgroup,
-    ) -> Result<(spawn::ShimLink, spawn::ExecResult), EngineError> {
-        use std::os::fd::AsFd as _;
-        let idle = match idle {
-            Some(idle) => idle,
-            None => self.spawn_fresh().await?,
-        };
-        let job = |launch, serve| Assignment {
-            launch,
-            serve,
-            serve_delay: self.inner.config.test_serve_delay,
-            tty,
-            output: output.as_fd(),
-
-            cgroup,
-        };
-        match assign(idle, job(launch.clone(), serve.clone())) {
-            Err(EngineError::ShimStale(why)) => {
-                tracing::warn!(%why, "a ready shim was unusable; starting a fresh one");
-                assign(self.spawn_fresh().await?, job(launch, serve))
-            }
-            other => other,
-        }
-    }
-
-    /// A ready shim, if one is fresh enough: a ready init's mount namespace
-    /// is a copy of the host's from when it was made, so an old one could
-    /// miss a mount made since (on hosts whose `/` does not propagate).
-    fn take_ready(&self) -> Option<IdleShim> {
-        loop {
-            let idle = lock_pool(&self.inner.pool).pop()?;
-            if idle.age() < MAX_READY_AGE {
-                return Some(idle);
-            }
-            self.inner.tracker.spawn_blocking(move || idle.dismiss());
-        }
-    }
-
-    async fn spawn_fresh(&self) -> Result<IdleShim, EngineError> {
-        let inner = Arc::clone(&self.inner);
-        // No slot: joining v1 cgroups ahead would be on the clock here.
-        tokio::task::spawn_blocking(move || {
-            spawn_idle(&inner.config.shim_path, &inner.tree.shims_dir(), None)
-        })
-        .await
-        .map_err(|e| EngineError::Shim(format!("shim start task: {e}")))?
-    }
-
-    /// Tops the pool of ready shims up, in the background.
-    fn refill_pool(&self) {
-        let inner = &self.inner;
-        if inner.config.shim_pool == 0 || inner.refilling.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let weak = Arc::downgrade(inner);
-        inner.tracker.spawn_blocking(move || {
-            loop {
-                let Some(inner) = weak.upgrade() else { return };
-                let short = || {
-                    !inner.shutting_down.load(Ordering::SeqCst)
-                        && lock_pool(&inner.pool).len() < inner.config.shim_pool
-                };
-                while short() {
-                    match spawn_idle(
-                        &inner.config.shim_path,
-                        &inner.tree.shims_dir(),
-                        new_slot(&inner.tree),
-                    ) {
-                        Ok(idle) if idle.wait_joined(Duration::from_secs(2)) => {
-                            lock_pool(&inner.pool).push(idle)
-                        }
-                        Ok(idle) => {
-                            tracing::warn!("a ready shim's init did not join its cgroups; letting it go");
-                            idle.dismiss();
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not start a ready shim");
-                            break;
-                        }
-                    }
-                }
-                inner.refilling.store(false, Ordering::SeqCst);
-                // A take between the last check and the reset found the
-                // flag set and left the work to us.
-                if !short() || inner.refilling.swap(true, Ordering::SeqCst) {
-                    return;
-                }
-            }
-        });
-    }
-
     /// The pids of the shims started and waiting for a job.
     pub fn ready_shims(&self) -> Vec<u32> {
-        lock_pool(&self.inner.pool).iter().map(IdleShim::pid).collect()
+        lock(&self.inner.pool).iter().map(IdleShim::pid).collect()
     }
 
-    fn entry(&self, id: &JobId) -> Result<Arc<JobEntry>, EngineError> {
-        locked(&self.inner.registry)
+    /// A running job, or why there is none to act on.
+    fn running(&self, id: &JobId) -> Result<Arc<JobEntry>, EngineError> {
+        let registry = &self.inner.registry;
+        if let Some(entry) = registry.live(id) {
+            return Ok(entry);
+        }
+        if let Some(why) = registry.unadopted(id) {
+            return Err(EngineError::Unsupported(why));
+        }
+        let info = registry
             .get(id)
-            .ok_or_else(|| EngineError::NotFound(id.to_string()))
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        Err(EngineError::StdinClosed(info.handle))
     }
 
     pub fn get(&self, id: &JobId) -> Option<JobInfo> {
-        self.entry(id).ok().map(|e| e.info())
+        self.inner.registry.get(id)
     }
 
-    /// Every job, in creation order; archived ones only if asked.
+    /// Every job, in creation order; archived ones only if asked. Reads the
+    /// whole store: for tests and small crews (the API pages, see
+    /// [`page`](Self::page)).
     pub fn list(&self, include_archived: bool) -> Vec<JobInfo> {
-        locked(&self.inner.registry)
-            .all()
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.page(include_archived, after, 1000);
+            let Some(last) = page.last() else { return all };
+            after = store::number_of(&last.handle).unwrap_or(u64::MAX);
+            all.extend(page);
+        }
+    }
+
+    /// Up to `limit` jobs whose `job-N` number is above `after`, in
+    /// creation order; archived ones only if asked.
+    pub fn page(&self, include_archived: bool, after: u64, limit: usize) -> Vec<JobInfo> {
+        self.inner
+            .registry
+            .page(include_archived, after, limit)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "reading jobs from the store");
+                Vec::new()
+            })
+    }
+
+    /// The jobs running now (in memory).
+    pub fn running_jobs(&self) -> Vec<JobInfo> {
+        self.inner
+            .registry
+            .running()
+            .iter()
             .map(|e| e.info())
-            .filter(|i| include_archived || !i.archived)
+            .filter(|i| !i.state.is_ended())
             .collect()
     }
 
@@ -558,17 +300,24 @@ impl EngineHandle {
     /// id prefix of at least 4 characters. More than one is ambiguous; the
     /// caller decides what to do with that.
     pub fn find(&self, reference: &str) -> Vec<JobInfo> {
-        locked(&self.inner.registry)
-            .find(reference)
-            .into_iter()
-            .map(|e| e.info())
-            .collect()
+        self.inner.registry.find(reference).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading jobs from the store");
+            Vec::new()
+        })
     }
 
     /// Stops a job: SIGTERM to every process, SIGKILL to all after `grace`.
     /// Returns the final state. Stopping an ended job returns its state.
     pub async fn stop(&self, id: &JobId, grace: Option<Duration>, who: &str) -> Result<JobInfo, EngineError> {
-        let entry = self.entry(id)?;
+        let registry = &self.inner.registry;
+        let Some(entry) = registry.live(id) else {
+            if let Some(why) = registry.unadopted(id) {
+                return Err(EngineError::Unsupported(why));
+            }
+            return registry
+                .get(id)
+                .ok_or_else(|| EngineError::NotFound(id.to_string()));
+        };
         let mut changes = entry.subscribe_changes();
         if let Some(info) = entry.ended_info() {
             return Ok(info);
@@ -595,14 +344,14 @@ impl EngineHandle {
 
     /// Hides an ended job from the default list and from watchers.
     pub fn archive(&self, id: &JobId) -> Result<JobInfo, EngineError> {
-        self.entry(id)?.archive()
+        self.inner.registry.archive(id)
     }
 
     /// Writes bytes to the job's stdin (a pipe job's pipe, or a tty job's
     /// terminal). Returns once the job's shim has them; waits while the job
     /// is not reading and the buffers are full.
     pub async fn write_stdin(&self, id: &JobId, bytes: Bytes) -> Result<(), EngineError> {
-        let entry = self.entry(id)?;
+        let entry = self.running(id)?;
         let (tx, rx) = oneshot::channel();
         let handle = || entry.info().handle;
         let stdin = entry.stdin().ok_or_else(|| EngineError::StdinClosed(handle()))?;
@@ -615,7 +364,7 @@ impl EngineHandle {
 
     /// Closes a pipe job's stdin: the job reads EOF.
     pub async fn close_stdin(&self, id: &JobId) -> Result<(), EngineError> {
-        let entry = self.entry(id)?;
+        let entry = self.running(id)?;
         let info = entry.info();
         if info.tty.is_some() {
             return Err(EngineError::Unsupported(format!(
@@ -637,8 +386,9 @@ impl EngineHandle {
 
     /// Resizes a tty job's terminal (the job gets SIGWINCH).
     pub async fn resize(&self, id: &JobId, size: WinSize) -> Result<(), EngineError> {
-        let entry = self.entry(id)?;
-        let info = entry.info();
+        let info = self
+            .get(id)
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         if info.tty.is_none() {
             return Err(EngineError::NotTty(info.handle));
         }
@@ -648,7 +398,7 @@ impl EngineHandle {
             ));
         }
         // An ended job has nothing to resize; that is not worth an error.
-        if let Some(control) = entry.control() {
+        if let Some(control) = self.inner.registry.live(id).and_then(|e| e.control()) {
             let _ = control.send(Control::Resize(size)).await;
         }
         Ok(())
@@ -656,97 +406,24 @@ impl EngineHandle {
 
     /// A reader of the job's output, from `from`, following it live.
     pub fn reader(&self, id: &JobId, from: ReadFrom) -> Result<OutputReader, EngineError> {
-        OutputReader::open(self.entry(id)?, from)
+        OutputReader::open(self.inner.registry.entry(id)?, from)
     }
 
     /// Live cpu and memory usage of a running job.
     pub fn usage(&self, id: &JobId) -> Option<Usage> {
-        self.entry(id).ok()?.cgroup().map(|c| c.usage())
+        self.inner.registry.live(id)?.cgroup().map(|c| c.usage())
     }
 
     /// Job events from now on. A subscriber that falls more than 1024
     /// events behind gets `Lagged` and should re-read the list.
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
-        self.inner.events.subscribe()
+        self.inner.registry.events().subscribe()
     }
-}
-
-/// What a start has made before its job exists, undone when dropped unless
-/// [`disarm`](Self::disarm)ed: a ready shim taken (let go), the output file
-/// (removed), the job's cgroup (emptied, since the command may have started
-/// before its shim failed, and removed). One place for every early return
-/// of [`EngineHandle::start`].
-struct Unmade<'a> {
-    engine: &'a EngineHandle,
-    idle: Option<IdleShim>,
-    output: Option<PathBuf>,
-    cgroup: Option<Arc<cgroup::JobCgroup>>,
-}
-
-impl<'a> Unmade<'a> {
-    fn new(engine: &'a EngineHandle, idle: Option<IdleShim>) -> Self {
-        Self {
-            engine,
-            idle,
-            output: None,
-            cgroup: None,
-        }
-    }
-
-    fn disarm(mut self) {
-        self.idle = None;
-        self.output = None;
-        self.cgroup = None;
-    }
-}
-
-impl Drop for Unmade<'_> {
-    fn drop(&mut self) {
-        let tracker = &self.engine.inner.tracker;
-        if let Some(idle) = self.idle.take() {
-            tracker.spawn_blocking(move || idle.dismiss());
-        }
-        if let Some(path) = self.output.take() {
-            let _ = std::fs::remove_file(path);
-        }
-        if let Some(cg) = self.cgroup.take() {
-            // Empty (the command never ran): gone before the caller hears
-            // of the failure. Otherwise the command did start: kill it and
-            // wait for the cgroup to empty, off the runtime's threads.
-            if cg.populated().unwrap_or(true) || cg.remove().is_err() {
-                tracker.spawn_blocking(move || {
-                    let _ = cg.kill_until_empty(Duration::from_secs(5));
-                    if let Err(e) = cg.remove() {
-                        tracing::warn!(error = %e, "could not remove the cgroup of a failed start");
-                    }
-                });
-            }
-        }
-    }
-}
-
-/// A job id and its v1 cgroups for a ready shim, on hybrid hosts; none on
-/// cgroup2 hosts, or if the directories cannot be made (the job's command
-/// then joins its cgroups itself, as without a ready shim).
-fn new_slot(tree: &cgroup::CgroupTree) -> Option<spawn::Slot> {
-    let id = JobId::random();
-    match tree.create_slot(id.as_str()) {
-        Ok(dirs) if dirs.is_empty() => None,
-        Ok(dirs) => Some(spawn::Slot { id, dirs }),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not make a ready shim's cgroups");
-            None
-        }
-    }
-}
-
-fn lock_pool(pool: &Mutex<Vec<IdleShim>>) -> std::sync::MutexGuard<'_, Vec<IdleShim>> {
-    pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Each running job holds two fds in the crew (its shim's socket and
 /// eventfd), and each reader one: raise the soft limit to the hard one.
-/// Jobs get the usual soft limit back (see `shim/child.rs`).
+/// Jobs get the usual soft limit back (see the shim's `exec.rs`).
 fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)

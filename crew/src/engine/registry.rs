@@ -6,14 +6,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::cgroup::JobCgroup;
 use super::error::EngineError;
-use super::job::{JobEvent, JobId, JobInfo, JobState};
+use super::job::{Ended, JobEvent, JobId, JobInfo, JobState};
 use super::spec::WinSize;
+use super::store::Store;
+use super::sync::lock;
 use tasker_shim::output::KeptFrom;
 
 /// Requests to a job's supervisor task.
@@ -72,12 +74,6 @@ pub(crate) struct JobChannels {
     pub stdin: mpsc::Receiver<StdinOp>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks cannot leave the data
-    // half-written (every critical section is a copy or an assignment).
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl JobEntry {
     pub(crate) fn new(
         info: JobInfo,
@@ -105,6 +101,24 @@ impl JobEntry {
             stdin: stdin_rx,
         };
         (entry, channels)
+    }
+
+    /// The entry of a job that is not running (for its readers): no
+    /// supervisor, no cgroup.
+    pub(crate) fn recorded(
+        info: JobInfo,
+        output_path: PathBuf,
+        events: broadcast::Sender<JobEvent>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id: info.id.clone(),
+            output_path,
+            kept: std::sync::OnceLock::new(),
+            info: Mutex::new(info),
+            changes: watch::Sender::new(0),
+            events,
+            live: Mutex::new(None),
+        })
     }
 
     pub(crate) fn info(&self) -> JobInfo {
@@ -155,24 +169,8 @@ impl JobEntry {
         self.output_grew();
     }
 
-    pub(crate) fn archive(&self) -> Result<JobInfo, EngineError> {
-        let snapshot = {
-            let mut info = lock(&self.info);
-            if !info.state.is_ended() {
-                return Err(EngineError::WrongState {
-                    job: info.handle.clone(),
-                    state: info.state.phase().as_str(),
-                    what: "only an ended job can be archived",
-                });
-            }
-            if info.archived {
-                return Ok(info.clone());
-            }
-            info.archived = true;
-            info.clone()
-        };
-        let _ = self.events.send(JobEvent::Archived(Box::new(snapshot.clone())));
-        Ok(snapshot)
+    pub(crate) fn set_archived(&self) {
+        lock(&self.info).archived = true;
     }
 
     pub(crate) fn cgroup(&self) -> Option<Arc<JobCgroup>> {
@@ -190,52 +188,246 @@ impl JobEntry {
     }
 }
 
-/// All jobs of this crew run, in creation order.
-#[derive(Debug, Default)]
+/// Every job of this crew: the running ones in memory ([`JobEntry`]s, with
+/// their supervisors' channels), all of them in the store. What is asked of
+/// a job that has ended is read from the store, so memory does not grow
+/// with the number of ended jobs.
+#[derive(Debug)]
 pub(crate) struct Registry {
-    jobs: HashMap<JobId, Arc<JobEntry>>,
-    order: Vec<JobId>,
-    next_number: u64,
+    store: Store,
+    live: Mutex<HashMap<JobId, Arc<JobEntry>>>,
+    /// Jobs whose shims run on but this crew could not adopt, with why
+    /// (a shim of another protocol version).
+    unadopted: Mutex<HashMap<JobId, String>>,
+    events: broadcast::Sender<JobEvent>,
+    jobs_dir: PathBuf,
+    next_number: Mutex<u64>,
 }
 
 impl Registry {
-    /// The next `job-N` number, starting at 1.
-    pub(crate) fn allocate_number(&mut self) -> u64 {
-        self.next_number += 1;
-        self.next_number
+    pub(crate) fn new(
+        store: Store,
+        events: broadcast::Sender<JobEvent>,
+        jobs_dir: PathBuf,
+    ) -> Result<Self, EngineError> {
+        let next = store.next_number()?;
+        Ok(Self {
+            store,
+            live: Mutex::new(HashMap::new()),
+            unadopted: Mutex::new(HashMap::new()),
+            events,
+            jobs_dir,
+            next_number: Mutex::new(next),
+        })
     }
 
-    pub(crate) fn insert(&mut self, entry: Arc<JobEntry>) {
-        self.order.push(entry.id.clone());
-        self.jobs.insert(entry.id.clone(), entry);
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
-    pub(crate) fn get(&self, id: &JobId) -> Option<Arc<JobEntry>> {
-        self.jobs.get(id).cloned()
+    /// The next `job-N` number: never one given before on this crew.
+    pub(crate) fn allocate_number(&self) -> u64 {
+        let mut next = lock(&self.next_number);
+        let n = *next;
+        *next += 1;
+        n
     }
 
-    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<JobEntry>> {
-        self.order.iter().filter_map(|id| self.jobs.get(id))
+    /// A number found on a job (one adopted, or rebuilt from its files)
+    /// is never given again.
+    pub(crate) fn note_number(&self, n: u64) {
+        let mut next = lock(&self.next_number);
+        *next = (*next).max(n + 1);
+    }
+
+    pub(crate) fn output_path(&self, id: &JobId) -> PathBuf {
+        self.jobs_dir.join(format!("{id}.out"))
+    }
+
+    pub(crate) fn events(&self) -> &broadcast::Sender<JobEvent> {
+        &self.events
+    }
+
+    /// A new job, already in the store, is running: it is kept in memory
+    /// while it runs, and watchers hear of it.
+    pub(crate) fn publish(&self, entry: &Arc<JobEntry>) {
+        lock(&self.live).insert(entry.id.clone(), Arc::clone(entry));
+        let _ = self.events.send(JobEvent::Created(Box::new(entry.info())));
+    }
+
+    /// Records a running job's new state (best effort: what matters on disk
+    /// is that the job exists, which it does, and how it ends).
+    pub(crate) fn save(&self, entry: &JobEntry) {
+        if let Err(e) = self.store.update(&entry.info(), None) {
+            tracing::warn!(job = %entry.id, error = %e, "could not record the job's state");
+        }
+    }
+
+    /// Records a job found again (adopted, or rebuilt), without telling
+    /// watchers of a new job.
+    pub(crate) fn restore(&self, entry: &Arc<JobEntry>) -> Result<(), EngineError> {
+        let info = entry.info();
+        if let Some(n) = super::store::number_of(&info.handle) {
+            self.note_number(n);
+        }
+        self.store.insert(&info)?;
+        if !info.state.is_ended() {
+            lock(&self.live).insert(entry.id.clone(), Arc::clone(entry));
+        }
+        Ok(())
+    }
+
+    /// A job has ended: its final state goes to its followers and watchers,
+    /// then to the store, and the job leaves memory. If the store cannot
+    /// take it now, it stays in memory until [`retry_unsaved`] can.
+    ///
+    /// [`retry_unsaved`]: Self::retry_unsaved
+    pub(crate) fn ended(&self, entry: &JobEntry, ended: Ended) {
+        entry.set_state(JobState::Ended(ended));
+        let info = entry.info();
+        match self
+            .store
+            .update(&info, Some(stored_bytes(&self.output_path(&info.id))))
+        {
+            Ok(()) => {
+                lock(&self.live).remove(&info.id);
+                self.forget_exit_record(&info.id);
+            }
+            Err(e) => {
+                tracing::error!(job = %info.handle, error = %e, "could not record the job's end; will retry")
+            }
+        }
+    }
+
+    /// Records the ends the store could not take when they happened.
+    pub(crate) fn retry_unsaved(&self) {
+        let unsaved: Vec<Arc<JobEntry>> = lock(&self.live)
+            .values()
+            .filter(|e| e.ended_info().is_some())
+            .cloned()
+            .collect();
+        for entry in unsaved {
+            let info = entry.info();
+            if self
+                .store
+                .update(&info, Some(stored_bytes(&self.output_path(&info.id))))
+                .is_ok()
+            {
+                lock(&self.live).remove(&info.id);
+                self.forget_exit_record(&info.id);
+            }
+        }
+    }
+
+    /// Removes a job's exit record once its end is in the store: it is
+    /// only for a crew that was not there when the job ended.
+    pub(crate) fn forget_exit_record(&self, id: &JobId) {
+        let _ = std::fs::remove_file(self.jobs_dir.join(format!("{id}.exit")));
+    }
+
+    pub(crate) fn mark_unadopted(&self, id: &JobId, why: String) {
+        lock(&self.unadopted).insert(id.clone(), why);
+    }
+
+    pub(crate) fn unadopted(&self, id: &JobId) -> Option<String> {
+        lock(&self.unadopted).get(id).cloned()
+    }
+
+    pub(crate) fn unadopted_ids(&self) -> Vec<JobId> {
+        lock(&self.unadopted).keys().cloned().collect()
+    }
+
+    /// The running job's entry.
+    pub(crate) fn live(&self, id: &JobId) -> Option<Arc<JobEntry>> {
+        lock(&self.live).get(id).cloned()
+    }
+
+    /// Every job in memory (running, or ended and not yet recorded).
+    pub(crate) fn running(&self) -> Vec<Arc<JobEntry>> {
+        lock(&self.live).values().cloned().collect()
+    }
+
+    /// A job's entry: the running one, or one made for an ended job (for
+    /// its readers).
+    pub(crate) fn entry(&self, id: &JobId) -> Result<Arc<JobEntry>, EngineError> {
+        if let Some(e) = self.live(id) {
+            return Ok(e);
+        }
+        let info = self
+            .store
+            .get(id)?
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        let path = self.output_path(id);
+        Ok(JobEntry::recorded(info, path, self.events.clone()))
+    }
+
+    pub(crate) fn get(&self, id: &JobId) -> Option<JobInfo> {
+        if let Some(e) = self.live(id) {
+            return Some(e.info());
+        }
+        match self.store.get(id) {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::error!(error = %e, "reading a job from the store");
+                None
+            }
+        }
     }
 
     /// Jobs a reference names: exactly (id, handle or name), else by a
     /// prefix of the id of at least 4 characters.
-    pub(crate) fn find(&self, reference: &str) -> Vec<Arc<JobEntry>> {
-        let exact: Vec<_> = self
-            .all()
-            .filter(|e| lock(&e.info).matches_exactly(reference))
-            .cloned()
-            .collect();
-        if !exact.is_empty() || reference.len() < 4 {
-            return exact;
+    pub(crate) fn find(&self, reference: &str) -> Result<Vec<JobInfo>, EngineError> {
+        Ok(self.overlay(self.store.find(reference)?))
+    }
+
+    /// Up to `limit` jobs numbered above `after`, in number order.
+    pub(crate) fn page(
+        &self,
+        include_archived: bool,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JobInfo>, EngineError> {
+        Ok(self.overlay(self.store.page(include_archived, after, limit)?))
+    }
+
+    /// The store's records, with the running jobs' state as memory has it.
+    fn overlay(&self, mut jobs: Vec<JobInfo>) -> Vec<JobInfo> {
+        let live = lock(&self.live);
+        for job in &mut jobs {
+            if let Some(e) = live.get(&job.id) {
+                *job = e.info();
+            }
         }
-        self.all()
-            .filter(|e| e.id.as_str().starts_with(reference))
-            .cloned()
-            .collect()
+        jobs
+    }
+
+    /// Hides an ended job from the default list and from watchers.
+    pub(crate) fn archive(&self, id: &JobId) -> Result<JobInfo, EngineError> {
+        let mut info = self
+            .get(id)
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        if !info.state.is_ended() {
+            return Err(EngineError::WrongState {
+                job: info.handle.clone(),
+                state: info.state.phase().as_str(),
+                what: "only an ended job can be archived",
+            });
+        }
+        if info.archived {
+            return Ok(info);
+        }
+        info.archived = true;
+        self.store.update(&info, None)?;
+        if let Some(e) = self.live(id) {
+            e.set_archived();
+        }
+        let _ = self.events.send(JobEvent::Archived(Box::new(info.clone())));
+        Ok(info)
     }
 }
 
-pub(crate) fn locked(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
-    lock(registry)
+/// The bytes a job's output takes on disk (holes punched out do not count).
+fn stored_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
 }

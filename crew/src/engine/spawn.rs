@@ -12,16 +12,13 @@
 //! ([`IdleShim`]), and a job start only hands one its job ([`assign`]): the
 //! command straight to init, the output to the shim.
 
-use std::io::IoSlice;
-use std::os::fd::{AsFd as _, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, setsockopt, socketpair, sockopt,
-};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, setsockopt, socketpair, sockopt};
 use tokio::io::unix::AsyncFd;
 
 use super::cgroup::JobCgroup;
@@ -35,7 +32,9 @@ use tasker_shim::wire::{self, INIT_CGROUPS_ENV, Launch, SHIMS_CGROUP_ENV, Serve,
 pub(crate) struct ShimLink {
     pub ctl: AsyncFd<OwnedFd>,
     pub events: AsyncFd<OwnedFd>,
-    pub child: Child,
+    /// The shim's process, when this crew started it (an adopted shim is
+    /// a previous crew's child, reaped by whoever inherited it).
+    pub child: Option<Child>,
 }
 
 /// A started shim waiting for its job, its init already in the job's
@@ -122,11 +121,13 @@ impl IdleShim {
 }
 
 /// Starts a shim; it joins the crew's `shims` cgroup and prepares its init,
-/// which joins the `slot`'s cgroups.
+/// which joins the `slot`'s cgroups. `claim`: for tests, the protocol
+/// version the shim is to claim it speaks.
 pub(crate) fn spawn_idle(
     shim_path: &Path,
     shims_cgroup: &Path,
     slot: Option<Slot>,
+    claim: Option<u32>,
 ) -> Result<IdleShim, EngineError> {
     // Blocking for the shim and init (they wait in poll or recv), not for
     // the crew, whose end goes to the runtime.
@@ -157,6 +158,9 @@ pub(crate) fn spawn_idle(
         .stdout(Stdio::from(shim_init))
         .stderr(Stdio::null())
         .process_group(0);
+    if let Some(version) = claim {
+        command.env(wire::PROTOCOL_OVERRIDE_ENV, version.to_string());
+    }
     if let Some(slot) = &slot {
         let dirs: Vec<&std::ffi::OsStr> = slot.dirs.iter().map(|d| d.as_os_str()).collect();
         command.env(INIT_CGROUPS_ENV, dirs.join(std::ffi::OsStr::new("\n")));
@@ -192,7 +196,8 @@ pub(crate) struct Assignment<'a> {
     /// The pty's size, for a tty job.
     pub tty: Option<WinSize>,
     pub output: std::os::fd::BorrowedFd<'a>,
-
+    /// The jobs directory: the shim makes its socket and exit record there.
+    pub jobs_dir: std::os::fd::BorrowedFd<'a>,
     pub cgroup: &'a JobCgroup,
 }
 
@@ -326,6 +331,9 @@ pub(crate) fn assign(idle: IdleShim, mut job: Assignment<'_>) -> Result<(ShimLin
         to_init.push(job.cgroup.open_unified_procs()?);
         to_init.extend(v1_procs);
         let mut to_shim = vec![
+            job.jobs_dir
+                .try_clone_to_owned()
+                .ctx("dup", Path::new("jobs directory"))?,
             job.output.try_clone_to_owned().ctx("dup", Path::new("output"))?,
             eventfd.try_clone().ctx("dup", Path::new("eventfd"))?,
         ];
@@ -348,7 +356,13 @@ pub(crate) fn assign(idle: IdleShim, mut job: Assignment<'_>) -> Result<(ShimLin
     }
     // Past this point the command may be running: a failure kills the shim,
     // whose init takes the job's namespace down with it.
-    if let Err(e) = send_with_fds(&ctl, &ToShim::Serve(job.serve).encode(), &to_shim) {
+    let serve = ToShim::Serve(job.serve).encode();
+    if serve.len() > 100 << 10
+        && let Err(e) = setsockopt(&ctl, sockopt::SndBufForce, &(serve.len() + (64 << 10)))
+    {
+        return Err(fail(&mut child, shim_err("SO_SNDBUFFORCE", e)));
+    }
+    if let Err(e) = send_with_fds(&ctl, &serve, &to_shim) {
         return Err(fail(&mut child, shim_err("hand the job to its shim", e)));
     }
     // Our copies go: only the shim, init and the command hold them now (in
@@ -357,17 +371,22 @@ pub(crate) fn assign(idle: IdleShim, mut job: Assignment<'_>) -> Result<(ShimLin
     let ctl = register(ctl).ctx("register", Path::new("shim socket"))?;
     let events = register(eventfd).ctx("register", Path::new("eventfd"))?;
     let exec = register(exec_r).ctx("register", Path::new("exec pipe"))?;
-    Ok((ShimLink { ctl, events, child }, ExecResult(exec)))
+    Ok((
+        ShimLink {
+            ctl,
+            events,
+            child: Some(child),
+        },
+        ExecResult(exec),
+    ))
 }
 
 fn send_with_fds(sock: &OwnedFd, msg: &[u8], fds: &[OwnedFd]) -> nix::Result<()> {
-    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let iov = [IoSlice::new(msg)];
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map(drop)
+    let fds: Vec<std::os::fd::BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+    tasker_shim::sys::send_with_fds(sock.as_fd(), msg, &fds)
 }
 
-fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+pub(crate) fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: an OwnedFd stays open for exactly as long as the AsyncFd that
     // owns it, which is what registration requires.
     unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)

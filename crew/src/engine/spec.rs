@@ -34,7 +34,7 @@ pub struct JobSpec {
 }
 
 /// The Linux identity a job runs as.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunAs {
     pub user: String,
     pub uid: u32,
@@ -45,7 +45,7 @@ pub struct RunAs {
     pub shell: PathBuf,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// CPU limit in cores (0.25 = a quarter of one core).
     pub cpu: Option<f64>,
@@ -57,7 +57,7 @@ pub struct Limits {
     pub pids: Option<u64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IoLimit {
     pub device: DeviceNumber,
     pub read_bps: Option<u64>,
@@ -65,7 +65,7 @@ pub struct IoLimit {
 }
 
 /// A block device as the kernel numbers it (`major:minor`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct DeviceNumber {
     pub major: u32,
     pub minor: u32,
@@ -77,13 +77,13 @@ impl fmt::Display for DeviceNumber {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WinSize {
     pub rows: u16,
     pub cols: u16,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Network {
     /// A network namespace of its own with only `lo`, up.
     #[default]

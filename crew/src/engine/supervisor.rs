@@ -11,11 +11,12 @@ use std::time::{Duration, SystemTime};
 use tokio::io::unix::AsyncFdReadyGuard;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::cgroup::JobCgroup;
 use super::error::EngineError;
-use super::job::{Ended, JobState, Outcome, Termination, Totals};
-use super::registry::{Control, JobChannels, JobEntry, StdinOp, StopReason};
+use super::job::{Ended, Outcome, Termination, Totals};
+use super::registry::{Control, JobChannels, JobEntry, Registry, StdinOp, StopReason};
 use tasker_shim::wire::{FromShim, MAX_FROM_SHIM, STDIN_CHUNK, ToShim};
 
 use super::spawn::{ShimLink, drain_eventfd, try_recv, try_send};
@@ -33,9 +34,17 @@ pub(crate) struct SupervisorArgs {
     pub link: ShimLink,
     pub cgroup: Arc<JobCgroup>,
     pub channels: JobChannels,
+    /// Time left until the job's timeout (the whole timeout for a job just
+    /// started; what remains of it for one adopted).
     pub timeout: Option<Duration>,
     /// The grace period of a stop made by the timeout.
     pub default_grace: Duration,
+    /// Whether the job's stdin is still open (an adopted job's may not be).
+    pub stdin_open: bool,
+    pub registry: Arc<Registry>,
+    /// Cancelled when the crew leaves its jobs running (it exits): the
+    /// supervisor lets go of the shim without a word, and the job goes on.
+    pub leave: CancellationToken,
 }
 
 /// The task that follows one job: a loop over events (the shim's messages,
@@ -49,6 +58,8 @@ pub(crate) struct Supervisor {
     cgroup: Arc<JobCgroup>,
     channels: JobChannels,
     default_grace: Duration,
+    registry: Arc<Registry>,
+    leave: CancellationToken,
     heard: Heard,
     /// Messages for the shim, each with whom to tell once it is sent.
     outbox: VecDeque<(Vec<u8>, Option<Reply>)>,
@@ -88,6 +99,9 @@ impl Supervisor {
             channels,
             timeout,
             default_grace,
+            stdin_open,
+            registry,
+            leave,
         } = args;
         Self {
             job: entry.info().handle,
@@ -96,13 +110,15 @@ impl Supervisor {
             cgroup,
             channels,
             default_grace,
+            registry,
+            leave,
             heard: Heard {
                 started_at,
                 start_failed,
                 ..Heard::default()
             },
             outbox: VecDeque::new(),
-            stdin_open: true,
+            stdin_open,
             stop: None,
             timeout_at: started_at.and(timeout).map(|t| Instant::now() + t),
             kill_at: None,
@@ -115,6 +131,7 @@ impl Supervisor {
             let timeout_due = sleep_until(self.timeout_at.filter(|_| self.stop.is_none()));
             let kill_due = sleep_until(self.kill_at.filter(|_| !self.killed));
             tokio::select! {
+                () = self.leave.cancelled() => return,
                 ready = self.link.ctl.readable() => {
                     let (messages, eof) = match ready {
                         Ok(guard) => receive(&self.link, guard),
@@ -247,13 +264,16 @@ impl Supervisor {
             .and_then(|(_, e)| e.clone())
             .or(cleanup_error);
         tracing::info!(%job, %outcome, "job ended");
-        self.entry.set_state(JobState::Ended(Ended {
-            started_at: self.heard.started_at,
-            ended_at: SystemTime::now(),
-            outcome,
-            totals,
-            output_error,
-        }));
+        self.registry.ended(
+            &self.entry,
+            Ended {
+                started_at: self.heard.started_at,
+                ended_at: SystemTime::now(),
+                outcome,
+                totals,
+                output_error,
+            },
+        );
     }
 }
 
@@ -289,6 +309,7 @@ impl Heard {
                 *stdin_open = false;
             }
             FromShim::Log { message } => tracing::warn!(%job, %message, "shim"),
+            FromShim::Welcome { .. } => tracing::warn!(%job, "a welcome on an introduced link was ignored"),
             FromShim::Exited {
                 status, output_error, ..
             } => self.exited = Some((status, output_error)),
@@ -316,50 +337,65 @@ fn flush(link: &ShimLink, outbox: &mut VecDeque<(Vec<u8>, Option<Reply>)>) -> bo
     true
 }
 
-/// Reaps the shim, makes sure nothing of the job is left, reads the totals
-/// and removes the cgroup.
+/// Reaps the shim (if it is this crew's child), then settles the job's
+/// cgroup (see [`settle_cgroup`]).
 async fn finish_processes(link: ShimLink, cgroup: Arc<JobCgroup>, job: &str) -> (Totals, Option<String>) {
-    let ShimLink {
-        ctl,
-        events,
-        mut child,
-    } = link;
+    let ShimLink { ctl, events, child } = link;
     drop((ctl, events));
     let job = job.to_owned();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = child.wait() {
+        if let Some(mut child) = child
+            && let Err(e) = child.wait()
+        {
             tracing::warn!(%job, error = %e, "reaping the shim");
         }
-        let mut problem = None;
-        // Only a shim that died abnormally leaves processes behind: its init
-        // dies with it, and the kernel kills the PID namespace.
-        if cgroup.populated().unwrap_or(false) {
-            problem = Some("the job's shim died; its processes were killed".to_owned());
-            if let Err(e) = cgroup
-                .kill()
-                .and_then(|()| cgroup.wait_empty(Duration::from_secs(10)))
-            {
-                tracing::error!(%job, error = %e, "could not empty the job's cgroup");
-            }
-        }
-        let totals = cgroup.totals();
-        if let Err(e) = cgroup.remove() {
-            tracing::error!(%job, error = %e, "could not remove the job's cgroup");
-        }
-        (totals, problem)
+        settle_cgroup(&cgroup, &job)
     })
     .await
     .unwrap_or_else(|e| (Totals::default(), Some(format!("cleanup task failed: {e}"))))
+}
+
+/// Makes sure nothing of an ended job is left in its cgroup, reads the
+/// totals and removes the cgroup (blocking). Says what went wrong, if
+/// anything did.
+pub(crate) fn settle_cgroup(cgroup: &JobCgroup, job: &str) -> (Totals, Option<String>) {
+    let mut problem = None;
+    // Only a shim that died abnormally leaves processes behind: its init
+    // dies with it, and the kernel kills the PID namespace.
+    if cgroup.populated().unwrap_or(false) {
+        problem = Some("the job's shim died; its processes were killed".to_owned());
+        if let Err(e) = cgroup
+            .kill()
+            .and_then(|()| cgroup.wait_empty(Duration::from_secs(10)))
+        {
+            tracing::error!(%job, error = %e, "could not empty the job's cgroup");
+        }
+    }
+    let totals = cgroup.totals();
+    if let Err(e) = cgroup.remove() {
+        tracing::error!(%job, error = %e, "could not remove the job's cgroup");
+    }
+    (totals, problem)
 }
 
 fn decide_outcome(heard: &Heard, stop: Option<StopReason>, oom_kills: u64) -> Outcome {
     if let Some(reason) = &heard.start_failed {
         return Outcome::StartFailed(reason.clone());
     }
-    let Some((Some(status), _)) = &heard.exited else {
-        return Outcome::Lost("the job's shim exited without reporting the job's end".into());
+    match &heard.exited {
+        Some((status, _)) => outcome_of(*status, stop, oom_kills),
+        None => Outcome::Lost("the job's shim exited without reporting the job's end".into()),
+    }
+}
+
+/// How a job ended, from the command's wait status as its shim reported it
+/// (`None`: it has none), why it was stopped if it was, and the kernel's OOM
+/// kill counter of its cgroup.
+pub(crate) fn outcome_of(status: Option<i32>, stop: Option<StopReason>, oom_kills: u64) -> Outcome {
+    let Some(status) = status else {
+        return Outcome::Lost("the job's shim saw no exit status for the command".into());
     };
-    let t = Termination::from_wait_status(*status);
+    let t = Termination::from_wait_status(status);
     match stop {
         Some(StopReason::Timeout) => Outcome::TimedOut(t),
         Some(StopReason::By(who)) => Outcome::StoppedBy { who, termination: t },

@@ -1,6 +1,7 @@
-//! SIGTERM and SIGINT: the crew stops every job (SIGTERM, SIGKILL after the
-//! grace period), ends the streams of connected clients, removes its cgroups
-//! and exits 0.
+//! SIGTERM and SIGINT with `--stop-jobs-on-exit`: the crew stops every job
+//! (SIGTERM, SIGKILL after the grace period), ends the streams of connected
+//! clients, removes its cgroups and exits 0. (Without the flag, the jobs run
+//! on: `restart.rs`.)
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
 
 async fn shuts_down_cleanly_on(sig: Signal) {
     ensure_user(ALICE);
-    let mut crew = Crew::start("sig", &[]).await;
+    let mut crew = Crew::start("sig", &["--stop-jobs-on-exit"]).await;
     let mut alice = crew.client(ALICE, Role::User).await;
     let job = start(&mut alice, &["/bin/sh", "-c", "trap '' TERM; sleep 1000"])
         .await

@@ -300,8 +300,40 @@ impl Crew {
 
 impl Drop for Crew {
     /// A crew still running when its test ends (a failed assertion) is
-    /// stopped the way an operator would, so its jobs do not outlive it.
+    /// stopped the way an operator would; then whatever jobs it left
+    /// running (a crew leaves them by default) are killed, so that nothing
+    /// of a test outlives it.
     fn drop(&mut self) {
+        self.end_child();
+        kill_jobs_left(&self.name);
+    }
+}
+
+/// Kills every process in the crew's cgroups and removes them.
+pub fn kill_jobs_left(crew: &str) {
+    let Some(root) = cgroup2_root() else { return };
+    let parent = root.join("tasker").join(crew);
+    let Ok(entries) = std::fs::read_dir(&parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        for _ in 0..100 {
+            if std::fs::remove_dir(&dir).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = std::fs::remove_dir(&parent);
+}
+
+impl Crew {
+    fn end_child(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };

@@ -33,9 +33,9 @@ pub fn handle(
         0 => DEFAULT_PAGE,
         n => (n as usize).min(DEFAULT_PAGE),
     };
-    let mut jobs = state.engine.list(r.include_archived);
-    jobs.sort_by_key(seq);
-    let (page, more) = page(&mut jobs.iter().filter(|j| seq(j) > after).peekable(), size);
+    // One more than the page holds: whether there is more to come.
+    let jobs = state.engine.page(r.include_archived, after, size + 1);
+    let (page, more) = page(&mut jobs.iter().peekable(), size);
     let next_page_token = match (more, page.last()) {
         (true, Some(last)) => last.handle.trim_start_matches("job-").to_owned(),
         _ => String::new(),

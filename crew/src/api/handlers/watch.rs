@@ -75,11 +75,19 @@ async fn run(state: Arc<State>, mut events: broadcast::Receiver<JobEvent>, tx: T
 /// Every job not archived, in messages of about a megabyte (`more` on all
 /// but the last), so that no number or size of jobs outgrows a message.
 async fn send_snapshot(state: &State, tx: &Tx) -> bool {
-    let mut jobs = state.engine.list(false);
-    jobs.sort_by_key(super::list::seq);
-    let mut rest = jobs.iter().peekable();
+    // Read from the store a thousand at a time; sent by size.
+    const READ: usize = 1000;
+    let mut after = 0;
+    let mut read = state.engine.page(false, after, READ);
+    let mut rest = read.iter().peekable();
     loop {
-        let (page, more) = super::list::page(&mut rest, usize::MAX);
+        let (page, mut more) = super::list::page(&mut rest, usize::MAX);
+        if !more && read.len() == READ {
+            after = read.last().map_or(u64::MAX, super::list::seq);
+            read = state.engine.page(false, after, READ);
+            more = !read.is_empty();
+            rest = read.iter().peekable();
+        }
         if !send(state, tx, Event::Snapshot(Snapshot { jobs: page, more })).await {
             return false;
         }
@@ -93,7 +101,7 @@ fn usage(state: &State, last: &mut HashMap<JobId, (u64, Instant)>) -> Event {
     let now = Instant::now();
     let mut jobs = Vec::new();
     let mut seen = HashMap::new();
-    for job in state.engine.list(false) {
+    for job in state.engine.running_jobs() {
         if !matches!(job.state, JobState::Running { .. }) {
             continue;
         }

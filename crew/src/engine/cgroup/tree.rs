@@ -1,5 +1,6 @@
 //! The crew's own subtree, `<root>/<parent>/` in every hierarchy in use.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,10 +33,17 @@ pub struct CgroupTree {
 const SHIMS: &str = "shims";
 
 impl CgroupTree {
-    /// Creates the parent in every hierarchy in use, enables the v2
-    /// controllers down to it, and kills and removes whatever a previous run
-    /// left there. Returns the tree and how many leftover cgroups it removed.
-    pub fn init(hier: Hierarchy, opts: TreeOptions) -> Result<(Self, usize), EngineError> {
+    /// The crew's parent in the cgroup2 tree (what its name owns on the
+    /// host; see `ownership.rs`).
+    pub fn unified_parent(hier: &Hierarchy, opts: &TreeOptions) -> Result<PathBuf, EngineError> {
+        validate_parent(&opts.parent)?;
+        Ok(hier.unified.join(&opts.parent))
+    }
+
+    /// Creates the parent in every hierarchy in use and enables the v2
+    /// controllers down to it. What a previous run left there stays until
+    /// [`remove_leftovers`](Self::remove_leftovers).
+    pub fn init(hier: Hierarchy, opts: TreeOptions) -> Result<Self, EngineError> {
         validate_parent(&opts.parent)?;
         let tree = Self { hier, opts };
         let unified_parent = tree.hier.unified.join(&tree.opts.parent);
@@ -45,10 +53,9 @@ impl CgroupTree {
             let dir = root.join(&tree.opts.parent);
             std::fs::create_dir_all(&dir).ctx("create cgroup", &dir)?;
         }
-        let removed = tree.remove_leftovers()?;
         let shims = tree.shims_dir();
         std::fs::create_dir_all(&shims).ctx("create cgroup", &shims)?;
-        Ok((tree, removed))
+        Ok(tree)
     }
 
     pub fn hierarchy(&self) -> &Hierarchy {
@@ -88,33 +95,53 @@ impl CgroupTree {
         Ok(())
     }
 
-    /// Kills and removes every cgroup under the parent: jobs and helpers of a
-    /// previous crew run that nothing tracks any more.
-    fn remove_leftovers(&self) -> Result<usize, EngineError> {
+    /// Kills and removes every job cgroup under the parent but those named
+    /// in `keep` (jobs that run on) and the helpers' (where the shims of
+    /// running jobs live): what a crew that went left of jobs that are
+    /// over, or of starts it did not finish. Returns how many it removed.
+    pub fn remove_leftovers(&self, keep: &HashSet<String>) -> Result<usize, EngineError> {
         let unified_parent = self.hier.unified.join(&self.opts.parent);
         let mut removed = 0;
         for name in subdirs(&unified_parent)? {
+            if name == SHIMS || keep.contains(&name) {
+                continue;
+            }
             let cg = self.job_cgroup_named(&name, &Controller::ALL);
             cg.kill_until_empty(Duration::from_secs(10))?;
             cg.remove()?;
             removed += 1;
         }
-        // v1 directories without a cgroup2 twin (a crash between the mkdirs).
+        // v1 directories without a cgroup2 twin (a crash between the mkdirs,
+        // or a ready shim's slot).
         for root in self.hier.v1_roots() {
             for name in subdirs(&root.join(&self.opts.parent))? {
+                if keep.contains(&name) {
+                    continue;
+                }
                 let dir = root.join(&self.opts.parent).join(&name);
-                remove_dir_retrying(&dir)?;
-                removed += 1;
+                match remove_dir_retrying(&dir) {
+                    Ok(()) => removed += 1,
+                    // A slot whose ready shim has yet to see its crew gone.
+                    Err(e) => tracing::warn!(error = %e, "a cgroup of a previous run is still busy"),
+                }
             }
         }
         Ok(removed)
     }
 
     /// Kills and removes everything under the parent, helpers included, and
-    /// the parent itself. For shutdown: best effort, errors are logged.
+    /// the parent itself: when the crew stops its jobs as it stops. Best
+    /// effort, errors are logged.
     pub fn destroy(&self) {
-        if let Err(e) = self.remove_leftovers() {
+        if let Err(e) = self.remove_leftovers(&HashSet::new()) {
             tracing::warn!(error = %e, "removing the crew's cgroups");
+        }
+        let shims = self.job_cgroup_named(SHIMS, &[]);
+        if let Err(e) = shims
+            .kill_until_empty(Duration::from_secs(10))
+            .and_then(|()| shims.remove())
+        {
+            tracing::warn!(error = %e, "removing the helpers' cgroup");
         }
         let mut roots = vec![self.hier.unified.clone()];
         roots.extend(self.hier.v1_roots());
@@ -138,6 +165,11 @@ impl CgroupTree {
             hier: self.hier.clone(),
             force_freeze_kill: self.opts.force_freeze_kill,
         }
+    }
+
+    /// The cgroup of a job that already has one (a job found again).
+    pub fn job_cgroup(&self, name: &str, limits: &Limits) -> JobCgroup {
+        self.job_cgroup_named(name, &self.controllers_for(limits))
     }
 
     /// Creates the job's cgroup and applies its limits. `init_in`: the v1

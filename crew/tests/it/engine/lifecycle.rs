@@ -185,41 +185,63 @@ async fn concurrent_stops_agree_on_one_final_state() {
 }
 
 #[tokio::test]
-async fn a_new_engine_kills_and_removes_what_a_previous_run_left() {
+async fn a_new_engine_adopts_the_jobs_a_previous_one_left_running() {
     if let Some(why) = skip_reason() {
         eprintln!("SKIPPED: {why}");
         return;
     }
     let t = TestEngine::start(Guard::shared().await, |_| {}).await;
-    let info = t.handle.start(spec(&["/bin/sleep", "1000"])).await.unwrap();
-    let pids = job_pids(&t, &info.id);
-    assert!(!pids.is_empty());
-    // No ready shim still being started: a dead crew starts nothing.
-    let pool = t.handle.config().shim_pool;
-    wait_for("the ready shims", Duration::from_secs(10), || {
-        t.handle.ready_shims().len() == pool
-    })
-    .await;
-    let ready = t.handle.ready_shims();
-    let old = t.handle.clone();
-    // A crew that dies without a word: its jobs and shims keep running.
-    let (parent, state) = t.abandon();
-    assert!(!all_gone(&pids));
+    let info = t
+        .handle
+        .start(sh("i=0; while :; do echo $i; i=$((i+1)); sleep 0.01; done"))
+        .await
+        .unwrap();
+    let crew::engine::JobState::Running { pid, .. } = info.state else {
+        panic!("not running: {info:?}");
+    };
+    let shell = [pid as i32];
+    let stored = |h: &crew::engine::EngineHandle| h.reader(&info.id, ReadFrom::Start).unwrap().stored_end();
+    wait_for("some output", Duration::from_secs(10), || stored(&t.handle) > 50).await;
+    // The crew goes; its job does not.
+    let before = stored(&t.handle);
+    let (parent, state) = t.leave().await;
+    assert!(!all_gone(&shell), "the job died with its crew");
     let t2 = TestEngine::start_at(Guard::shared().await, parent, state, |_| {}).await;
-    wait_for("the old job to be gone", Duration::from_secs(10), || {
-        all_gone(&pids)
-    })
+    let again = t2.handle.get(&info.id).expect("the job is known again");
+    assert_eq!(again.handle, info.handle);
+    assert!(
+        matches!(again.state, crew::engine::JobState::Running { pid: p, .. } if p == pid),
+        "{again:?}"
+    );
+    assert!(
+        job_pids(&t2, &info.id).contains(&shell[0]),
+        "the very same process"
+    );
+    wait_for(
+        "more output, under the new engine",
+        Duration::from_secs(10),
+        || stored(&t2.handle) > before + 50,
+    )
     .await;
-    assert_eq!(subdirs(&t2.unified_parent()), ["shims"]);
-    // A dead crew's children would be reaped by init; in this one process
-    // they are ours: the abandoned engine's tasks still run here and reap
-    // the job's shim; its ready shims nobody would.
-    wait_for("the old job's record to end", Duration::from_secs(10), || {
-        old.get(&info.id).is_some_and(|i| i.state.is_ended())
-    })
-    .await;
-    for pid in ready {
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);
-    }
+    // Its output has no gap: the counter it prints is unbroken.
+    let stopped = t2
+        .handle
+        .stop(&info.id, Some(Duration::from_secs(1)), "test")
+        .await
+        .unwrap();
+    assert!(
+        matches!(&stopped.state, crew::engine::JobState::Ended(e) if matches!(e.outcome, Outcome::StoppedBy { .. })),
+        "{stopped:?}"
+    );
+    let (bytes, _, _) = read_all(&t2.handle, &info.id, ReadFrom::Start).await;
+    let out = String::from_utf8(bytes).unwrap();
+    // The last line may have been cut by the stop.
+    let numbers: Vec<u64> = out.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(numbers.len() > 10, "{out}");
+    assert!(
+        numbers.iter().enumerate().all(|(i, n)| *n == i as u64),
+        "a gap or a repeat in the output: {out}"
+    );
+    wait_for("the job to be gone", Duration::from_secs(10), || all_gone(&shell)).await;
     t2.shutdown().await;
 }

@@ -154,14 +154,16 @@ impl TestEngine {
         assert_eq!(zombie_children(), Vec::<i32>::new(), "zombies left");
     }
 
-    /// Drops the engine the way a crew killed with SIGKILL goes: no
-    /// destructor, no cleanup. Returns what a successor needs.
-    pub fn abandon(mut self) -> (PathBuf, tempfile::TempDir) {
+    /// Ends the engine the way a crew that exits does: its jobs run on.
+    /// Returns what a successor needs (the same cgroup parent and state
+    /// directory).
+    pub async fn leave(mut self) -> (PathBuf, tempfile::TempDir) {
         let engine = self.engine.take().expect("engine");
-        // Simulates a crew killed by SIGKILL: nothing of it may run.
-        #[allow(clippy::mem_forget)]
-        std::mem::forget(engine);
-        (self.parent, self.state)
+        bounded("engine leave", Duration::from_secs(30), engine.leave()).await;
+        (
+            self.parent.clone(),
+            std::mem::replace(&mut self.state, tempfile::tempdir().unwrap()),
+        )
     }
 
     pub async fn shutdown(mut self) {

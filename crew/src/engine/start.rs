@@ -1,0 +1,377 @@
+//! A job's start: from a spec to a running job (or one that failed to
+//! start), through one of the ready shims the engine keeps.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tasker_shim::output::{create_output, drop_unit};
+use tasker_shim::wire::{Launch, MAX_RECORD, Serve};
+
+use super::cgroup::{CgroupTree, JobCgroup};
+use super::error::EngineError;
+use super::job::{JobId, JobInfo, JobState};
+use super::registry::JobEntry;
+use super::spawn::{Assignment, ExecResult, IdleShim, ShimLink, Slot, assign, spawn_idle};
+use super::spec::{JobSpec, Network, WinSize};
+use super::supervisor::{Supervisor, SupervisorArgs};
+use super::sync::lock;
+use super::{EngineConfig, EngineHandle, MAX_READY_AGE};
+
+impl EngineHandle {
+    /// Starts a job. Returns once the command is running (its `execve`
+    /// succeeded) or has failed to start; the latter is a job too, ended with
+    /// [`Outcome::StartFailed`]. A start that fails before the job exists
+    /// leaves nothing behind (see [`Unmade`]).
+    pub async fn start(&self, spec: JobSpec) -> Result<JobInfo, EngineError> {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::SeqCst) {
+            return Err(EngineError::ShuttingDown);
+        }
+        spec.validate(inner.online_cpus)?;
+        let env = spec.environment();
+        let cwd = spec.working_dir();
+
+        // A ready shim first: on a hybrid host its init already sits in the
+        // v1 cgroups made for the job it gets, under that job's id.
+        // Topped up by `start` once the job runs: starting a shim now would
+        // compete with this job's start for the cpu.
+        let mut made = Unmade::new(self, self.take_ready());
+        let init_in = made.idle.as_ref().map(IdleShim::init_in).unwrap_or_default();
+        let number = inner.registry.allocate_number();
+        let id = made
+            .idle
+            .as_ref()
+            .and_then(IdleShim::slot_id)
+            .cloned()
+            .unwrap_or_else(JobId::random);
+        let handle = format!("job-{number}");
+        // One file per job, its own header included: on some filesystems a
+        // file creation costs more than the rest of the start together.
+        let output_path = inner.registry.output_path(&id);
+        let output =
+            create_output(&output_path).map_err(|e| EngineError::state_io("create", &output_path, e))?;
+        made.output = Some(output_path.clone());
+        let cgroup = Arc::new(inner.tree.create_job(id.as_str(), &spec.limits, &init_in)?);
+        made.cgroup = Some(Arc::clone(&cgroup));
+
+        let info = JobInfo {
+            id: id.clone(),
+            handle: handle.clone(),
+            name: spec.name.clone(),
+            owner: spec.owner.clone(),
+            argv: spec.argv.clone(),
+            cwd: cwd.clone(),
+            run_as: spec.run_as.clone(),
+            limits: spec.limits.clone(),
+            tty: spec.tty,
+            network: spec.network,
+            timeout: spec.timeout,
+            created_at: SystemTime::now(),
+            state: JobState::Starting,
+            archived: false,
+        };
+        // On disk before anything of the job runs: a crew that dies from
+        // here on finds the job again (or its end) when it comes back.
+        inner.registry.store().insert(&info)?;
+        made.recorded = Some(id.clone());
+
+        let launch = Launch {
+            argv: spec.argv.iter().map(|a| a.clone().into_bytes()).collect(),
+            env: env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()).collect(),
+            cwd: cwd.as_os_str().as_encoded_bytes().to_vec(),
+            uid: spec.run_as.uid,
+            gid: spec.run_as.gid,
+            groups: spec.run_as.groups.clone(),
+            tty: spec.tty.is_some(),
+            host_network: spec.network == Network::Host,
+            // Set by `assign`, which knows the cgroups init is in.
+            v1_procs: 0,
+            clone_into_cgroup: true,
+        };
+        let limit = inner.config.output_limit;
+        let serve = Serve {
+            job_id: id.as_str().as_bytes().to_vec(),
+            title: format!("{handle} {id}").into_bytes(),
+            record: record_for_shim(&info),
+            tty: spec.tty.is_some(),
+            output_limit: limit,
+            drop_unit: drop_unit(limit),
+        };
+        let idle = made.idle.take();
+        let (link, exec) = self
+            .assign_shim(idle, launch, serve, spec.tty, &output, &cgroup)
+            .await?;
+        // The shim has the job: from here on it is the supervisor's.
+        made.disarm();
+        drop(output);
+
+        // The command runs once its exec closed the pipe; otherwise the pipe
+        // says where it failed.
+        let (started_at, start_failed) = match exec.wait().await {
+            Ok(()) => (Some(SystemTime::now()), None),
+            Err(failure) => {
+                let reason = match failure {
+                    Some((stage, errno)) => tasker_shim::exec::failure_message(
+                        stage,
+                        errno,
+                        &spec.argv[0],
+                        &cwd.display().to_string(),
+                        !spec.argv[0].contains('/'),
+                    ),
+                    None => "the job's shim failed".to_owned(),
+                };
+                (None, Some(reason))
+            }
+        };
+        let (entry, channels) = JobEntry::new(
+            info,
+            output_path,
+            inner.registry.events().clone(),
+            Arc::clone(&cgroup),
+        );
+        let mut changes = entry.subscribe_changes();
+        inner.registry.publish(&entry);
+        if let Some(started_at) = started_at {
+            let pid = cgroup.first_pid().unwrap_or(0);
+            entry.set_state(JobState::Running { started_at, pid });
+            inner.registry.save(&entry);
+        }
+        inner.tracker.spawn(
+            Supervisor::new(SupervisorArgs {
+                entry: Arc::clone(&entry),
+                started_at,
+                start_failed,
+                link,
+                cgroup,
+                channels,
+                timeout: spec.timeout,
+                default_grace: inner.config.default_grace,
+                stdin_open: true,
+                registry: Arc::clone(&inner.registry),
+                leave: inner.leave.clone(),
+            })
+            .run(),
+        );
+        let info = loop {
+            let info = entry.info();
+            if info.state != JobState::Starting || changes.changed().await.is_err() {
+                break info;
+            }
+        };
+        self.refill_pool();
+        Ok(info)
+    }
+
+    /// Hands the job to a ready shim, or a fresh one when none is ready (or
+    /// the ready one died meanwhile).
+    async fn assign_shim(
+        &self,
+        idle: Option<IdleShim>,
+        launch: Launch,
+        serve: Serve,
+        tty: Option<WinSize>,
+        output: &std::fs::File,
+        cgroup: &JobCgroup,
+    ) -> Result<(ShimLink, ExecResult), EngineError> {
+        use std::os::fd::AsFd as _;
+        let idle = match idle {
+            Some(idle) => idle,
+            None => self.spawn_fresh().await?,
+        };
+        let job = |launch, serve| Assignment {
+            launch,
+            serve,
+            serve_delay: self.inner.config.test_serve_delay,
+            tty,
+            output: output.as_fd(),
+            jobs_dir: self.inner.jobs_dir_fd.as_fd(),
+            cgroup,
+        };
+        match assign(idle, job(launch.clone(), serve.clone())) {
+            Err(EngineError::ShimStale(why)) => {
+                tracing::warn!(%why, "a ready shim was unusable; starting a fresh one");
+                assign(self.spawn_fresh().await?, job(launch, serve))
+            }
+            other => other,
+        }
+    }
+
+    /// A ready shim, if one is fresh enough: a ready init's mount namespace
+    /// is a copy of the host's from when it was made, so an old one could
+    /// miss a mount made since (on hosts whose `/` does not propagate).
+    fn take_ready(&self) -> Option<IdleShim> {
+        loop {
+            let idle = lock(&self.inner.pool).pop()?;
+            if idle.age() < MAX_READY_AGE {
+                return Some(idle);
+            }
+            self.inner.tracker.spawn_blocking(move || idle.dismiss());
+        }
+    }
+
+    async fn spawn_fresh(&self) -> Result<IdleShim, EngineError> {
+        let inner = Arc::clone(&self.inner);
+        // No slot: joining v1 cgroups ahead would be on the clock here.
+        tokio::task::spawn_blocking(move || {
+            spawn_idle(
+                &inner.config.shim_path,
+                &inner.tree.shims_dir(),
+                None,
+                shim_claims(&inner.config),
+            )
+        })
+        .await
+        .map_err(|e| EngineError::Shim(format!("shim start task: {e}")))?
+    }
+
+    /// Tops the pool of ready shims up, in the background.
+    pub(super) fn refill_pool(&self) {
+        let inner = &self.inner;
+        if inner.config.shim_pool == 0 || inner.refilling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(inner);
+        inner.tracker.spawn_blocking(move || {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let short = || {
+                    !inner.shutting_down.load(Ordering::SeqCst)
+                        && lock(&inner.pool).len() < inner.config.shim_pool
+                };
+                while short() {
+                    match spawn_idle(
+                        &inner.config.shim_path,
+                        &inner.tree.shims_dir(),
+                        new_slot(&inner.tree),
+                        shim_claims(&inner.config),
+                    ) {
+                        Ok(idle) if idle.wait_joined(Duration::from_secs(2)) => lock(&inner.pool).push(idle),
+                        Ok(idle) => {
+                            tracing::warn!("a ready shim's init did not join its cgroups; letting it go");
+                            idle.dismiss();
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not start a ready shim");
+                            break;
+                        }
+                    }
+                }
+                inner.refilling.store(false, Ordering::SeqCst);
+                // A take between the last check and the reset found the
+                // flag set and left the work to us.
+                if !short() || inner.refilling.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The environment a shim is started with, beyond what the crew's contract
+/// gives it: for tests, the protocol version it claims.
+fn shim_claims(config: &EngineConfig) -> Option<u32> {
+    config.test_protocols.and_then(|p| p.shims_claim)
+}
+
+/// The job's record as its shim keeps it (see `Serve::record`): at most
+/// `MAX_RECORD` bytes, so a huge argv is shortened (marked as such).
+pub(super) fn record_for_shim(info: &JobInfo) -> Vec<u8> {
+    let full = serde_json::to_vec(info).unwrap_or_default();
+    if full.len() <= MAX_RECORD {
+        return full;
+    }
+    let mut short = info.clone();
+    let kept: Vec<String> = short
+        .argv
+        .iter()
+        .scan(0usize, |used, a| {
+            *used += a.len();
+            (*used < MAX_RECORD / 2).then(|| a.clone())
+        })
+        .collect();
+    let dropped = short.argv.len() - kept.len();
+    short.argv = kept;
+    short.argv.push(format!("[{dropped} more arguments not kept]"));
+    serde_json::to_vec(&short).unwrap_or_default()
+}
+
+/// What a start has made before its job exists, undone when dropped unless
+/// [`disarm`](Self::disarm)ed: a ready shim taken (let go), the output file
+/// (removed), the job's cgroup (emptied, since the command may have started
+/// before its shim failed, and removed). One place for every early return
+/// of [`EngineHandle::start`].
+struct Unmade<'a> {
+    engine: &'a EngineHandle,
+    idle: Option<IdleShim>,
+    output: Option<PathBuf>,
+    cgroup: Option<Arc<JobCgroup>>,
+    /// The job's record in the store.
+    recorded: Option<JobId>,
+}
+
+impl<'a> Unmade<'a> {
+    fn new(engine: &'a EngineHandle, idle: Option<IdleShim>) -> Self {
+        Self {
+            engine,
+            idle,
+            output: None,
+            cgroup: None,
+            recorded: None,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.idle = None;
+        self.output = None;
+        self.cgroup = None;
+        self.recorded = None;
+    }
+}
+
+impl Drop for Unmade<'_> {
+    fn drop(&mut self) {
+        let tracker = &self.engine.inner.tracker;
+        if let Some(idle) = self.idle.take() {
+            tracker.spawn_blocking(move || idle.dismiss());
+        }
+        if let Some(id) = self.recorded.take()
+            && let Err(e) = self.engine.inner.registry.store().delete(&id)
+        {
+            tracing::warn!(error = %e, "could not remove the record of a failed start");
+        }
+        if let Some(path) = self.output.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            // Empty (the command never ran): gone before the caller hears
+            // of the failure. Otherwise the command did start: kill it and
+            // wait for the cgroup to empty, off the runtime's threads.
+            if cg.populated().unwrap_or(true) || cg.remove().is_err() {
+                tracker.spawn_blocking(move || {
+                    let _ = cg.kill_until_empty(Duration::from_secs(5));
+                    if let Err(e) = cg.remove() {
+                        tracing::warn!(error = %e, "could not remove the cgroup of a failed start");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A job id and its v1 cgroups for a ready shim, on hybrid hosts; none on
+/// cgroup2 hosts, or if the directories cannot be made (the job's command
+/// then joins its cgroups itself, as without a ready shim).
+fn new_slot(tree: &CgroupTree) -> Option<Slot> {
+    let id = JobId::random();
+    match tree.create_slot(id.as_str()) {
+        Ok(dirs) if dirs.is_empty() => None,
+        Ok(dirs) => Some(Slot { id, dirs }),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not make a ready shim's cgroups");
+            None
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! The crew's job records on disk: `<state>/jobs.db`, SQLite in WAL mode.
+//!
+//! Every job has one row from the moment its start is answered: its
+//! number (`job-N`), id, name, owner, phase, times, and the whole record
+//! (`JobInfo` as JSON). A row changes when the job ends and when it is
+//! archived; list, find and watch page through rows, so the crew's memory
+//! does not grow with the number of ended jobs. Handles keep counting
+//! across restarts (`next_number`, never lowered), and are never reused.
+//!
+//! Durability: WAL with `synchronous=NORMAL`. A commit is in the WAL file
+//! before it returns, so a crew killed at any point (`kill -9`, a crash)
+//! loses nothing it acknowledged; only a power loss may roll back the last
+//! commits, and what those held comes back from the shims (a running shim
+//! answers with its record, an ended one left it in its exit record).
+//!
+//! A store that cannot be opened or fails SQLite's `quick_check` never
+//! keeps the crew from starting: it is moved aside (`jobs.db.corrupt-<time>`)
+//! and a new one made, and [`Opened::note`] says so for the log. A store
+//! written by a newer crew (a higher schema version) is refused, so that
+//! a downgrade does not lose it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::error::EngineError;
+use super::job::{JobId, JobInfo};
+use super::sync::lock;
+
+/// The layout of the tables below; raised with every change to them.
+const SCHEMA: i64 = 1;
+
+/// The store's file name in the state directory.
+pub(crate) const FILE: &str = "jobs.db";
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    /// Writes, and the reads that must see them at once.
+    write: Mutex<Connection>,
+    /// Pages of lists, so a long list never holds up a start.
+    read: Mutex<Connection>,
+}
+
+/// What opening found.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub store: Store,
+    /// Set when the store had to be moved aside (and why).
+    pub note: Option<String>,
+}
+
+/// A job's row, beyond its record: what retention needs.
+#[derive(Debug)]
+pub(crate) struct EndedRow {
+    pub id: JobId,
+    pub ended: SystemTime,
+    pub output_bytes: u64,
+}
+
+fn sql_err(what: &str, e: &rusqlite::Error) -> EngineError {
+    // A full disk (or quota) is the operator's to fix, and the caller's to
+    // hear as such: not an internal error.
+    if let rusqlite::Error::SqliteFailure(f, _) = e
+        && matches!(f.code, rusqlite::ErrorCode::DiskFull)
+    {
+        return EngineError::StateFull;
+    }
+    EngineError::Store(format!("{what}: {e}"))
+}
+
+fn nanos(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn from_nanos(n: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(n).unwrap_or(0))
+}
+
+/// The number of a `job-N` handle.
+pub(crate) fn number_of(handle: &str) -> Option<u64> {
+    handle.strip_prefix("job-")?.parse().ok()
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(Duration::from_secs(5))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(c)
+}
+
+/// Opens the store, checks it, and makes the tables of a new one.
+fn open_checked(path: &Path) -> Result<(Connection, Connection), String> {
+    let write = connect(path).map_err(|e| e.to_string())?;
+    let check: String = write
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if check != "ok" {
+        return Err(format!("quick_check: {check}"));
+    }
+    write
+        .execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS jobs (
+                 number INTEGER PRIMARY KEY,
+                 id TEXT NOT NULL UNIQUE,
+                 name TEXT,
+                 owner TEXT NOT NULL,
+                 ended INTEGER NOT NULL,
+                 archived INTEGER NOT NULL,
+                 created_ns INTEGER NOT NULL,
+                 ended_ns INTEGER,
+                 output_bytes INTEGER NOT NULL DEFAULT 0,
+                 info TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name) WHERE name IS NOT NULL;
+             CREATE INDEX IF NOT EXISTS jobs_ended ON jobs(ended, ended_ns);",
+        )
+        .map_err(|e| e.to_string())?;
+    let schema: Option<i64> = write
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))
+        .optional()
+        .map_err(|e| e.to_string())?;
+    match schema {
+        None => {
+            write
+                .execute("INSERT INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA])
+                .map_err(|e| e.to_string())?;
+        }
+        Some(SCHEMA) => {}
+        Some(v) if v > SCHEMA => {
+            return Err(format!(
+                "{NEWER}: it was written by a newer crew (schema {v}; this crew knows {SCHEMA})"
+            ));
+        }
+        Some(v) => return Err(format!("unknown schema {v}")),
+    }
+    let read = connect(path).map_err(|e| e.to_string())?;
+    Ok((write, read))
+}
+
+const NEWER: &str = "newer";
+
+impl Store {
+    /// Opens `<state_dir>/jobs.db`, or moves a broken one aside and starts
+    /// a new one.
+    pub(crate) fn open(state_dir: &Path) -> Result<Opened, EngineError> {
+        let path = state_dir.join(FILE);
+        let (conns, note) = match open_checked(&path) {
+            Ok(c) => (c, None),
+            Err(why) if why.starts_with(NEWER) => {
+                return Err(EngineError::Unsupported(format!(
+                    "the job store {} {}; run that crew, or move the store aside to start over",
+                    path.display(),
+                    &why[NEWER.len()..].trim_start_matches(':').trim()
+                )));
+            }
+            Err(why) => {
+                let stamp = nanos(SystemTime::now()) / 1_000_000_000;
+                let aside = state_dir.join(format!("{FILE}.corrupt-{stamp}"));
+                for suffix in ["", "-wal", "-shm"] {
+                    let from = PathBuf::from(format!("{}{suffix}", path.display()));
+                    let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+                    if from.exists() {
+                        std::fs::rename(&from, &to)
+                            .map_err(|e| EngineError::io("move the broken job store aside", &from, e))?;
+                    }
+                }
+                let conns = open_checked(&path)
+                    .map_err(|e| EngineError::Store(format!("a new job store {}: {e}", path.display())))?;
+                let note = format!(
+                    "the job store could not be used ({why}); it was moved to {} and a new one made: \
+                     running jobs are found again from their shims, ended ones from their exit records",
+                    aside.display()
+                );
+                (conns, Some(note))
+            }
+        };
+        Ok(Opened {
+            store: Self {
+                write: Mutex::new(conns.0),
+                read: Mutex::new(conns.1),
+            },
+            note,
+        })
+    }
+
+    /// The number the next job gets: above every number ever given, even
+    /// those of jobs since removed.
+    pub(crate) fn next_number(&self) -> Result<u64, EngineError> {
+        let c = lock(&self.write);
+        let stored: Option<i64> = c
+            .query_row("SELECT value FROM meta WHERE key = 'next_number'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| sql_err("read the next job number", &e))?;
+        let highest: Option<i64> = c
+            .query_row("SELECT MAX(number) FROM jobs", [], |r| r.get(0))
+            .map_err(|e| sql_err("read the highest job number", &e))?;
+        let next = stored.unwrap_or(1).max(highest.map_or(1, |h| h + 1));
+        Ok(u64::try_from(next).unwrap_or(1))
+    }
+
+    /// Records a new job (or, for a job found again, its record as found).
+    pub(crate) fn insert(&self, info: &JobInfo) -> Result<(), EngineError> {
+        let number =
+            number_of(&info.handle).ok_or_else(|| EngineError::Store("a job without a number".into()))?;
+        let json = serde_json::to_string(info).map_err(|e| EngineError::Store(format!("encode: {e}")))?;
+        let mut c = lock(&self.write);
+        let tx = c.transaction().map_err(|e| sql_err("begin", &e))?;
+        tx.execute(
+            "INSERT INTO jobs (number, id, name, owner, ended, archived, created_ns, ended_ns, info)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(id) DO UPDATE SET ended = ?5, archived = ?6, ended_ns = ?8, info = ?9",
+            params![
+                number as i64,
+                info.id.as_str(),
+                info.name,
+                info.owner,
+                info.state.is_ended(),
+                info.archived,
+                nanos(info.created_at),
+                ended_ns(info),
+                json
+            ],
+        )
+        .map_err(|e| sql_err("record the job", &e))?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('next_number', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = MAX(value, ?1)",
+            [number as i64 + 1],
+        )
+        .map_err(|e| sql_err("record the next job number", &e))?;
+        tx.commit().map_err(|e| sql_err("commit", &e))
+    }
+
+    /// Records a job's new state (ended, archived); `output_bytes` is what
+    /// its output takes on disk, for the crew's output budget.
+    pub(crate) fn update(&self, info: &JobInfo, output_bytes: Option<u64>) -> Result<(), EngineError> {
+        let json = serde_json::to_string(info).map_err(|e| EngineError::Store(format!("encode: {e}")))?;
+        let c = lock(&self.write);
+        c.execute(
+            "UPDATE jobs SET ended = ?2, archived = ?3, ended_ns = ?4, info = ?5,
+                 output_bytes = COALESCE(?6, output_bytes)
+             WHERE id = ?1",
+            params![
+                info.id.as_str(),
+                info.state.is_ended(),
+                info.archived,
+                ended_ns(info),
+                json,
+                output_bytes.map(|b| b as i64)
+            ],
+        )
+        .map_err(|e| sql_err("record the job's state", &e))?;
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, id: &JobId) -> Result<Option<JobInfo>, EngineError> {
+        let c = lock(&self.write);
+        c.query_row("SELECT info FROM jobs WHERE id = ?1", [id.as_str()], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()
+        .map_err(|e| sql_err("read a job", &e))?
+        .map(|j| decode(&j))
+        .transpose()
+    }
+
+    /// The jobs a reference names exactly (id, `job-N` handle or name),
+    /// else those whose id starts with it (4 characters or more).
+    pub(crate) fn find(&self, reference: &str) -> Result<Vec<JobInfo>, EngineError> {
+        let c = lock(&self.write);
+        let number = number_of(reference).map_or(-1, |n| n as i64);
+        let exact = query(
+            &c,
+            "SELECT info FROM jobs WHERE id = ?1 OR number = ?2 OR name = ?1 ORDER BY number",
+            params![reference, number],
+        )?;
+        if !exact.is_empty() || reference.len() < 4 || !reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(exact);
+        }
+        // Ids are lowercase hex: a prefix is a range.
+        let end = format!("{reference}g");
+        query(
+            &c,
+            "SELECT info FROM jobs WHERE id >= ?1 AND id < ?2 ORDER BY number",
+            params![reference, end],
+        )
+    }
+
+    /// Up to `limit` jobs numbered above `after`, in number order.
+    pub(crate) fn page(
+        &self,
+        include_archived: bool,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JobInfo>, EngineError> {
+        let c = lock(&self.read);
+        query(
+            &c,
+            "SELECT info FROM jobs WHERE number > ?1 AND (?2 OR archived = 0) ORDER BY number LIMIT ?3",
+            params![after as i64, include_archived, limit as i64],
+        )
+    }
+
+    /// Every job whose record says it has not ended.
+    pub(crate) fn unended(&self) -> Result<Vec<JobInfo>, EngineError> {
+        let c = lock(&self.write);
+        query(&c, "SELECT info FROM jobs WHERE ended = 0 ORDER BY number", [])
+    }
+
+    /// Ended jobs, oldest end first.
+    pub(crate) fn ended_oldest_first(&self, limit: usize) -> Result<Vec<EndedRow>, EngineError> {
+        let c = lock(&self.read);
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT id, ended_ns, output_bytes FROM jobs WHERE ended = 1 ORDER BY ended_ns LIMIT ?1",
+            )
+            .map_err(|e| sql_err("list ended jobs", &e))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(|e| sql_err("list ended jobs", &e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, ended, bytes) = row.map_err(|e| sql_err("list ended jobs", &e))?;
+            if let Some(id) = JobId::parse(&id) {
+                out.push(EndedRow {
+                    id,
+                    ended: from_nanos(ended),
+                    output_bytes: u64::try_from(bytes).unwrap_or(0),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many jobs have ended, and how much output they keep.
+    pub(crate) fn ended_totals(&self) -> Result<(u64, u64), EngineError> {
+        let c = lock(&self.read);
+        c.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(output_bytes), 0) FROM jobs WHERE ended = 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )
+        .map_err(|e| sql_err("count ended jobs", &e))
+    }
+
+    pub(crate) fn delete(&self, id: &JobId) -> Result<(), EngineError> {
+        let c = lock(&self.write);
+        c.execute("DELETE FROM jobs WHERE id = ?1", [id.as_str()])
+            .map_err(|e| sql_err("remove a job", &e))?;
+        Ok(())
+    }
+}
+
+fn ended_ns(info: &JobInfo) -> Option<i64> {
+    match &info.state {
+        super::job::JobState::Ended(e) => Some(nanos(e.ended_at)),
+        _ => None,
+    }
+}
+
+fn decode(json: &str) -> Result<JobInfo, EngineError> {
+    serde_json::from_str(json).map_err(|e| EngineError::Store(format!("a job record does not decode: {e}")))
+}
+
+fn query(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<JobInfo>, EngineError> {
+    let mut stmt = c.prepare_cached(sql).map_err(|e| sql_err("query jobs", &e))?;
+    let rows = stmt
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(|e| sql_err("query jobs", &e))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(decode(&row.map_err(|e| sql_err("query jobs", &e))?)?);
+    }
+    Ok(out)
+}
