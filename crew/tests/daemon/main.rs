@@ -4,7 +4,10 @@
 //! where that is impossible a test says SKIPPED and why.
 //!
 //! - `start`: every bad start exits 2 with one line that names the problem.
-//! - `shutdown`: SIGTERM and SIGINT stop the jobs and exit 0, leaving nothing.
+//! - `shutdown`: SIGTERM and SIGINT with `--stop-jobs-on-exit` stop the jobs
+//!   and exit 0, leaving nothing.
+//! - `restart`: without it, jobs outlive the crew (SIGKILL too) and the next
+//!   crew takes them over; one crew per name and state directory.
 //! - `logs`: what clients send cannot forge log records (text and JSON).
 //! - `attach`: a client that vanishes mid-attach leaks no fd, stops no job.
 //! - `transport`: the request size limit; handshake slots (a known bug).
@@ -12,6 +15,7 @@
 mod attach;
 mod client;
 mod logs;
+mod restart;
 mod shutdown;
 mod start;
 mod support;

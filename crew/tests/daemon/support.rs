@@ -184,12 +184,15 @@ pub async fn wait_exit(child: &mut Child, timeout: Duration, what: &str) -> Exit
 #[derive(Debug)]
 pub struct Crew {
     pub name: String,
-    pub pki: TestPki,
-    pub state: tempfile::TempDir,
+    pub pki: Arc<TestPki>,
+    pub state: Arc<tempfile::TempDir>,
     pub addr: SocketAddr,
     pub pid: i32,
     pub stderr: Captured,
     child: Option<Child>,
+    /// Set when a successor takes over (`restart`): its jobs are not this
+    /// one's to clean up.
+    succeeded: bool,
 }
 
 impl Crew {
@@ -197,11 +200,37 @@ impl Crew {
     /// and `extra` flags, and waits for it to serve.
     pub async fn start(tag: &str, extra: &[&str]) -> Crew {
         let name = unique_name(tag);
-        // The crew finds the shim beside itself.
-        crew::testing::shim_binary();
         let pki = TestPki::new();
         let _ = pki.crew(&name);
         let state = tempfile::tempdir().unwrap();
+        Self::spawn(name, Arc::new(pki), Arc::new(state), extra).await
+    }
+
+    /// A new crew process of the same name, PKI and state directory, once
+    /// this one has exited (or been killed: see `kill9`), with `extra`
+    /// flags. Its jobs are now the successor's.
+    pub async fn restart(mut self, extra: &[&str]) -> Crew {
+        self.end_child();
+        self.succeeded = true;
+        Self::spawn(
+            self.name.clone(),
+            Arc::clone(&self.pki),
+            Arc::clone(&self.state),
+            extra,
+        )
+        .await
+    }
+
+    /// SIGKILL, as a crash would: no cleanup of any kind.
+    pub async fn kill9(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let mut child = self.child.take().expect("the crew was running");
+        let _ = wait_exit(&mut child, Duration::from_secs(10), "the killed crew").await;
+    }
+
+    async fn spawn(name: String, pki: Arc<TestPki>, state: Arc<tempfile::TempDir>, extra: &[&str]) -> Crew {
+        // The crew finds the shim beside itself.
+        crew::testing::shim_binary();
         for attempt in 0..5 {
             let port = free_port();
             let mut child = Command::new(CREW)
@@ -261,6 +290,7 @@ impl Crew {
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
                 stderr,
                 child: Some(child),
+                succeeded: false,
             };
         }
         unreachable!("every attempt either returns or panics")
@@ -305,7 +335,9 @@ impl Drop for Crew {
     /// of a test outlives it.
     fn drop(&mut self) {
         self.end_child();
-        kill_jobs_left(&self.name);
+        if !self.succeeded {
+            kill_jobs_left(&self.name);
+        }
     }
 }
 
@@ -385,6 +417,23 @@ pub fn job_pids(crew: &str, job_id: &str) -> Vec<i32> {
 }
 
 /// `tasker/<crew>` in every cgroup hierarchy (v1 and v2) where it exists.
+/// The jobs' cgroups under the crew's parent in the cgroup2 tree (not the
+/// helpers' `shims`).
+pub fn job_cgroups_left(crew: &str) -> Vec<String> {
+    let Some(root) = cgroup2_root() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(root.join("tasker").join(crew)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n != "shims")
+        .collect()
+}
+
 pub fn crew_cgroups_left(crew: &str) -> Vec<PathBuf> {
     mounts_of(&["cgroup", "cgroup2"])
         .into_iter()
@@ -399,27 +448,35 @@ pub fn crew_cgroups_left(crew: &str) -> Vec<PathBuf> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proc {
     pub pid: i32,
+    pub ppid: i32,
     pub comm: String,
     start: u64,
 }
 
 fn stat_fields(pid: i32) -> Option<(char, u64)> {
+    stat_of(pid).map(|(state, _, start)| (state, start))
+}
+
+/// State, parent and start time of a process.
+fn stat_of(pid: i32) -> Option<(char, i32, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After the comm, which may hold spaces and parentheses.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split(' ').collect();
     let state = fields.first()?.chars().next()?;
     // Field 22 of stat(5) is starttime; `rest` starts at field 3.
+    let ppid = fields.get(1)?.parse().ok()?;
     let start = fields.get(19)?.parse().ok()?;
-    Some((state, start))
+    Some((state, ppid, start))
 }
 
 impl Proc {
     pub fn of(pid: i32) -> Option<Proc> {
-        let (_, start) = stat_fields(pid)?;
+        let (_, ppid, start) = stat_of(pid)?;
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
         Some(Proc {
             pid,
+            ppid,
             comm: comm.trim_end().to_owned(),
             start,
         })
