@@ -97,11 +97,33 @@ fn init_logging(format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LogWriter(std::io::stderr()));
     if format == "json" {
         builder.json().init();
     } else {
         builder.with_ansi(false).fmt_fields(EscapedFields).init();
+    }
+}
+
+/// One line on stderr, if stderr takes it (`eprintln!` would panic).
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// stderr for the log, where a write that fails (a closed pipe, a full
+/// disk behind a redirect) is dropped: the log is not worth the crew.
+struct LogWriter(std::io::Stderr);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
     }
 }
 
@@ -181,10 +203,10 @@ async fn main() -> ExitCode {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or_default();
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!(
+            say(&format!(
                 "crew: {} (crew --help explains the flags)",
                 escape_controls(first)
-            );
+            ));
             return ExitCode::from(2);
         }
     };
@@ -209,7 +231,7 @@ async fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => {
             // One line, whatever the paths in it hold.
-            eprintln!("crew: {}", escape_controls(&e.to_string()));
+            say(&format!("crew: {}", escape_controls(&e.to_string())));
             return ExitCode::from(2);
         }
     };
@@ -223,22 +245,38 @@ async fn main() -> ExitCode {
 }
 
 /// SIGTERM, SIGINT or SIGHUP (the terminal a crew was started from went
-/// away): shut down cleanly (stop the jobs, remove their cgroups, exit 0),
-/// never die with cgroups left behind.
+/// away): exit cleanly (the jobs run on, or with --stop-jobs-on-exit are
+/// stopped), never die with anything half done. SIGUSR1 and SIGUSR2, which
+/// the crew has no use for, are logged and ignored rather than let kill it
+/// (SIGPIPE is ignored by the Rust runtime: a write to a closed pipe is an
+/// error, not a death).
 async fn on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
     ) else {
         tracing::error!("cannot listen for signals");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-        _ = hup.recv() => tracing::info!("SIGHUP"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+            _ = hup.recv() => tracing::info!("SIGHUP"),
+            _ = usr1.recv() => {
+                tracing::info!("SIGUSR1 ignored (the crew has no use for it)");
+                continue;
+            }
+            _ = usr2.recv() => {
+                tracing::info!("SIGUSR2 ignored (the crew has no use for it)");
+                continue;
+            }
+        }
+        break;
     }
     shutdown.cancel();
 }

@@ -316,3 +316,33 @@ async fn one_crew_per_name_and_per_state_directory() {
         .unwrap();
     assert_eq!(stopped.phase, pb::JobPhase::Stopped as i32);
 }
+
+/// Signals the crew has no use for do not kill it, nor does a stderr that
+/// became a closed pipe (a log collector that went away): it serves on, and
+/// still exits cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_signals_and_a_closed_stderr_do_not_stop_the_crew() {
+    skip_unless_crew_can_run!();
+    ensure_user(ALICE);
+    let mut crew = Crew::start("stray", &[]).await;
+    let mut alice = crew.client(ALICE, Role::User).await;
+    crew.stderr.hang_up_after_next_line();
+    crew.signal(Signal::SIGUSR1);
+    wait_for("stderr to be closed", Duration::from_secs(10), || {
+        crew.stderr.is_closed()
+    })
+    .await;
+    assert!(crew.stderr.has("SIGUSR1 ignored"), "{}", crew.stderr.text());
+    crew.signal(Signal::SIGUSR2);
+    crew.signal(Signal::SIGPIPE);
+    // Every start and end is logged: each write now fails.
+    for _ in 0..3 {
+        let job = start(&mut alice, &["/bin/echo", "still here"]).await.unwrap();
+        let (out, end) = output_of(&mut alice, &job.id).await;
+        assert_eq!(out, b"still here\n");
+        assert_eq!(end.phase, pb::JobPhase::Completed as i32);
+    }
+    crew.signal(Signal::SIGTERM);
+    let status = crew.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{status}");
+}

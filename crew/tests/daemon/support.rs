@@ -66,6 +66,7 @@ pub use crew::testing::{bounded, wait_for};
 pub struct Captured {
     lines: Arc<Mutex<Vec<String>>>,
     closed: Arc<AtomicBool>,
+    hang_up: Arc<AtomicBool>,
 }
 
 impl Captured {
@@ -85,6 +86,9 @@ impl Captured {
                         }
                         let line = String::from_utf8_lossy(&buf).into_owned();
                         c.lines.lock().unwrap().push(line);
+                        if c.hang_up.load(Ordering::SeqCst) {
+                            break;
+                        }
                     }
                 }
             }
@@ -107,6 +111,12 @@ impl Captured {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Closes the pipe's read end after the next line comes: from then on
+    /// the child's writes to stderr fail (EPIPE).
+    pub fn hang_up_after_next_line(&self) {
+        self.hang_up.store(true, Ordering::SeqCst);
     }
 }
 
