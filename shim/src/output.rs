@@ -31,7 +31,8 @@ pub const MAGIC: &[u8; 8] = b"TASKOUT1";
 const KEPT_AT: usize = 8;
 
 /// Creates a job's output file (mode 0600, never over an existing one):
-/// the header page, a zero kept offset.
+/// the header page, a zero kept offset. A file that cannot be made whole
+/// (a full disk) is removed again.
 ///
 /// # Errors
 ///
@@ -44,8 +45,11 @@ pub fn create_output(path: &Path) -> io::Result<File> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    file.set_len(HEADER)?;
-    file.write_all_at(MAGIC, 0)?;
+    let made = file.set_len(HEADER).and_then(|()| file.write_all_at(MAGIC, 0));
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
     Ok(file)
 }
 

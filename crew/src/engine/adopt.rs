@@ -121,7 +121,8 @@ async fn hello(dir: BorrowedFd<'_>, id: &JobId, speaks: Speaks) -> Result<Found,
         record, stdin_open, ..
     }) = FromShim::decode(&msg)
     else {
-        return Err("its shim's welcome does not decode".into());
+        // It answered, so it runs: not ours to end.
+        return Ok(Found::Unsupported { version });
     };
     if fds.len() != 1 {
         return Err("its shim's welcome came without the job's eventfd".into());

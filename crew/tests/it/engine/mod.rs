@@ -2,6 +2,7 @@
 
 mod alone;
 mod basics;
+mod durability;
 mod isolation;
 mod lifecycle;
 mod tty;

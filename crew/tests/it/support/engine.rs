@@ -102,6 +102,17 @@ impl TestEngine {
         Self::start_at(guard, parent, state, configure).await
     }
 
+    /// An engine of its own on a given state directory.
+    pub async fn start_in(
+        guard: Guard,
+        state: tempfile::TempDir,
+        configure: impl FnOnce(&mut EngineConfig),
+    ) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let parent = PathBuf::from(format!("tasker/test-{}-{n}", std::process::id()));
+        Self::start_at(guard, parent, state, configure).await
+    }
+
     /// An engine on a given cgroup parent and state directory, as a crew
     /// restarted on the same host would be.
     pub async fn start_at(
