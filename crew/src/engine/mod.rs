@@ -41,6 +41,7 @@
 mod adopt;
 mod cgroup;
 mod error;
+pub mod failpoint;
 mod job;
 mod output;
 mod ownership;

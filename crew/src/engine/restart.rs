@@ -165,9 +165,14 @@ impl Engine {
                     .map(ToString::to_string),
             )
             .collect();
-        let removed = tokio::task::spawn_blocking(move || tree.remove_leftovers(&keep))
-            .await
-            .map_err(|e| EngineError::Cgroup(format!("cleanup task failed: {e}")))??;
+        let sweep = Arc::clone(&handle.inner);
+        let keep_files = keep.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            sweep_files(&sweep, &keep_files);
+            tree.remove_leftovers(&keep)
+        })
+        .await
+        .map_err(|e| EngineError::Cgroup(format!("cleanup task failed: {e}")))??;
         if removed > 0 {
             tracing::info!(removed, "removed cgroups of jobs that are over");
         }
@@ -300,6 +305,7 @@ impl EngineHandle {
                     record,
                     stdin_open,
                 } => {
+                    super::failpoint::here("adopt:welcomed");
                     let Some(info) = known.or_else(|| rebuilt(&id, &record)) else {
                         tracing::error!(job = %id, "a running shim whose job is in no record; leaving it");
                         continue;
@@ -494,6 +500,41 @@ fn upkeep(inner: &Inner) {
         if !removed_any {
             return;
         }
+    }
+}
+
+/// Removes what starts and shims cut short left in the jobs directory (before
+/// the engine takes jobs, so no start of its own is under way): output files
+/// of starts never recorded, sockets of shims that are gone, half-written
+/// exit records. `keep`: the jobs that run on.
+fn sweep_files(inner: &Inner, keep: &HashSet<String>) {
+    let known = match inner.registry.store().all_ids() {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "not sweeping the jobs directory");
+            return;
+        }
+    };
+    let Ok(entries) = std::fs::read_dir(&inner.jobs_dir) else {
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = if let Some(id) = name.strip_suffix(".out") {
+            !known.contains(id)
+        } else if let Some(id) = name.strip_suffix(".sock") {
+            !keep.contains(id)
+        } else {
+            name.ends_with(".exit.tmp")
+        };
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed files of starts and shims cut short");
     }
 }
 

@@ -351,6 +351,7 @@ pub(crate) fn assign(idle: IdleShim, mut job: Assignment<'_>) -> Result<(ShimLin
     if let Err(e) = send_with_fds(&init, &launch, &to_init) {
         return Err(fail(&mut child, EngineError::ShimStale(e.desc().to_owned())));
     }
+    super::failpoint::here("start:launched");
     if !job.serve_delay.is_zero() {
         std::thread::sleep(job.serve_delay);
     }

@@ -11,6 +11,7 @@ use tasker_shim::wire::{Launch, MAX_RECORD, Serve};
 
 use super::cgroup::{CgroupTree, JobCgroup};
 use super::error::EngineError;
+use super::failpoint;
 use super::job::{JobId, JobInfo, JobState};
 use super::registry::JobEntry;
 use super::spawn::{Assignment, ExecResult, IdleShim, ShimLink, Slot, assign, spawn_idle};
@@ -53,8 +54,10 @@ impl EngineHandle {
         let output =
             create_output(&output_path).map_err(|e| EngineError::state_io("create", &output_path, e))?;
         made.output = Some(output_path.clone());
+        failpoint::here("start:output");
         let cgroup = Arc::new(inner.tree.create_job(id.as_str(), &spec.limits, &init_in)?);
         made.cgroup = Some(Arc::clone(&cgroup));
+        failpoint::here("start:cgroup");
 
         let info = JobInfo {
             id: id.clone(),
@@ -76,6 +79,7 @@ impl EngineHandle {
         // here on finds the job again (or its end) when it comes back.
         inner.registry.store().insert(&info)?;
         made.recorded = Some(id.clone());
+        failpoint::here("start:recorded");
 
         let launch = Launch {
             argv: spec.argv.iter().map(|a| a.clone().into_bytes()).collect(),
@@ -105,6 +109,7 @@ impl EngineHandle {
             .await?;
         // The shim has the job: from here on it is the supervisor's.
         made.disarm();
+        failpoint::here("start:served");
         drop(output);
 
         // The command runs once its exec closed the pipe; otherwise the pipe
@@ -161,6 +166,7 @@ impl EngineHandle {
             }
         };
         self.refill_pool();
+        failpoint::here("start:running");
         Ok(info)
     }
 

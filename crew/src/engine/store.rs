@@ -352,6 +352,19 @@ impl Store {
         .map_err(|e| sql_err("count ended jobs", &e))
     }
 
+    /// Every job's id.
+    pub(crate) fn all_ids(&self) -> Result<std::collections::HashSet<String>, EngineError> {
+        let c = lock(&self.read);
+        let mut stmt = c
+            .prepare_cached("SELECT id FROM jobs")
+            .map_err(|e| sql_err("list job ids", &e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| sql_err("list job ids", &e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| sql_err("list job ids", &e))
+    }
+
     pub(crate) fn delete(&self, id: &JobId) -> Result<(), EngineError> {
         let c = lock(&self.write);
         c.execute("DELETE FROM jobs WHERE id = ?1", [id.as_str()])

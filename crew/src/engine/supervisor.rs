@@ -237,6 +237,9 @@ impl Supervisor {
         if self.stop.is_none() {
             self.stop = Some(reason);
             self.outbox.push_back((ToShim::Terminate.encode(), None));
+            if flush(&self.link, &mut self.outbox) {
+                super::failpoint::here("stop:signalled");
+            }
         }
     }
 
@@ -264,6 +267,7 @@ impl Supervisor {
             .and_then(|(_, e)| e.clone())
             .or(cleanup_error);
         tracing::info!(%job, %outcome, "job ended");
+        super::failpoint::here("end:unrecorded");
         self.registry.ended(
             &self.entry,
             Ended {

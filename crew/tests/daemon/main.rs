@@ -6,6 +6,8 @@
 //! - `start`: every bad start exits 2 with one line that names the problem.
 //! - `shutdown`: SIGTERM and SIGINT with `--stop-jobs-on-exit` stop the jobs
 //!   and exit 0, leaving nothing.
+//! - `killpoints`: the crew killed at each step of a start, a stop, an end
+//!   and an adoption: the next one accounts for every job, nothing leaks.
 //! - `restart`: without it, jobs outlive the crew (SIGKILL too) and the next
 //!   crew takes them over; one crew per name and state directory.
 //! - `logs`: what clients send cannot forge log records (text and JSON).
@@ -14,6 +16,7 @@
 
 mod attach;
 mod client;
+mod killpoints;
 mod logs;
 mod restart;
 mod shutdown;

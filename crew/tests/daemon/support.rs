@@ -132,6 +132,11 @@ pub struct Refusal {
 /// Runs `crew` (optionally through `wrapper`, e.g. setpriv) with `args` to
 /// its exit, within 20 s, and returns its status and every stderr line.
 pub async fn run_to_exit(wrapper: &[&str], args: &[OsString]) -> Refusal {
+    run_to_exit_with_env(wrapper, args, &[]).await
+}
+
+/// As [`run_to_exit`], with variables added to the crew's environment.
+pub async fn run_to_exit_with_env(wrapper: &[&str], args: &[OsString], env: &[(&str, &str)]) -> Refusal {
     // The crew finds the shim beside itself.
     crew::testing::shim_binary();
     let mut cmd = match wrapper.split_first() {
@@ -144,6 +149,7 @@ pub async fn run_to_exit(wrapper: &[&str], args: &[OsString]) -> Refusal {
     };
     cmd.args(args)
         .env_remove("CREW_LOG")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -213,7 +219,17 @@ impl Crew {
         let pki = TestPki::new();
         let _ = pki.crew(&name);
         let state = tempfile::tempdir().unwrap();
-        Self::spawn(name, Arc::new(pki), Arc::new(state), extra).await
+        Self::spawn(name, Arc::new(pki), Arc::new(state), extra, &[]).await
+    }
+
+    /// As [`start`](Self::start), with variables added to the crew's
+    /// environment.
+    pub async fn start_with_env(tag: &str, extra: &[&str], env: &[(&str, &str)]) -> Crew {
+        let name = unique_name(tag);
+        let pki = TestPki::new();
+        let _ = pki.crew(&name);
+        let state = tempfile::tempdir().unwrap();
+        Self::spawn(name, Arc::new(pki), Arc::new(state), extra, env).await
     }
 
     /// A new crew process of the same name, PKI and state directory, once
@@ -227,8 +243,27 @@ impl Crew {
             Arc::clone(&self.pki),
             Arc::clone(&self.state),
             extra,
+            &[],
         )
         .await
+    }
+
+    /// Runs a crew of this name, PKI and state directory to its exit (once
+    /// this one has exited), with variables added to its environment: for a
+    /// crew that is to die on its way up.
+    pub async fn run_successor_to_exit(&mut self, env: &[(&str, &str)]) -> Refusal {
+        self.end_child();
+        let args = [
+            arg("--name"),
+            arg(&self.name),
+            arg("--listen"),
+            arg(format!("127.0.0.1:{}", free_port())),
+            arg("--certs"),
+            arg(self.pki.dir()),
+            arg("--state-dir"),
+            arg(self.state.path()),
+        ];
+        run_to_exit_with_env(&[], &args, env).await
     }
 
     /// SIGKILL, as a crash would: no cleanup of any kind.
@@ -238,7 +273,13 @@ impl Crew {
         let _ = wait_exit(&mut child, Duration::from_secs(10), "the killed crew").await;
     }
 
-    async fn spawn(name: String, pki: Arc<TestPki>, state: Arc<tempfile::TempDir>, extra: &[&str]) -> Crew {
+    async fn spawn(
+        name: String,
+        pki: Arc<TestPki>,
+        state: Arc<tempfile::TempDir>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Crew {
         // The crew finds the shim beside itself.
         crew::testing::shim_binary();
         for attempt in 0..5 {
@@ -255,6 +296,7 @@ impl Crew {
                 .args(["--shutdown-grace", "1s"])
                 .args(extra)
                 .env_remove("CREW_LOG")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
