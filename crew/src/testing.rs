@@ -193,6 +193,16 @@ impl Drop for LocalCrew {
 
 /// Polls `cond` every few milliseconds until it holds or `timeout` passes;
 /// panics with `what` on timeout. Tests wait for conditions, never for
+/// Sizes and counts for heavy tests, scaled by `TASKER_TEST_SCALE` (the
+/// emulated VM of `ci/test-v2` runs them at a tenth).
+pub fn scaled(n: u64) -> u64 {
+    let scale: f64 = std::env::var("TASKER_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as u64).max(1)
+}
+
 /// fixed times.
 pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;

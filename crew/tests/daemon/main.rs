@@ -8,6 +8,8 @@
 //!   and exit 0, leaving nothing.
 //! - `killpoints`: the crew killed at each step of a start, a stop, an end
 //!   and an adoption: the next one accounts for every job, nothing leaks.
+//! - `load`: a restart under load (200 jobs, followers across it), and a
+//!   hundred kills while clients start jobs: nothing acknowledged is lost.
 //! - `restart`: without it, jobs outlive the crew (SIGKILL too) and the next
 //!   crew takes them over; one crew per name and state directory.
 //! - `logs`: what clients send cannot forge log records (text and JSON).
@@ -17,6 +19,7 @@
 mod attach;
 mod client;
 mod killpoints;
+mod load;
 mod logs;
 mod restart;
 mod shutdown;

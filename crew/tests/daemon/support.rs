@@ -57,7 +57,7 @@ pub fn free_port() -> u16 {
 
 // ------------------------------------------------------------------ waits
 
-pub use crew::testing::{bounded, wait_for};
+pub use crew::testing::{bounded, scaled, wait_for};
 
 // ----------------------------------------------------------------- stderr
 

@@ -72,14 +72,7 @@ impl Guard {
     }
 }
 
-/// Sizes and counts for heavy tests, scaled by `TASKER_TEST_SCALE`.
-pub fn scaled(n: u64) -> u64 {
-    let scale: f64 = std::env::var("TASKER_TEST_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64 * scale) as u64).max(1)
-}
+pub use crew::testing::scaled;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
