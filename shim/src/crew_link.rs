@@ -143,6 +143,38 @@ impl CrewLink {
         }
     }
 
+    /// Waits, at most `within`, for the connected crew to say it has the
+    /// job's end on record. `false`: no crew, or it went, or it was silent.
+    pub(crate) fn wait_recorded(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let mut buf = vec![0u8; wire::STDIN_CHUNK + 16];
+        while let Some(sock) = &self.sock {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+            let ms = left.as_millis().min(10_000) as u16;
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => return false,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return false,
+            }
+            match nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => self.sock = None,
+                Ok(n) => {
+                    if let Ok(ToShim::Recorded) = ToShim::decode(&buf[..n]) {
+                        return true;
+                    }
+                    // Anything else (stdin that came late) has no job to go to.
+                }
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                Err(_) => self.sock = None,
+            }
+        }
+        false
+    }
+
     pub(crate) fn log(&mut self, message: String) {
         self.send(&FromShim::Log { message });
     }

@@ -43,6 +43,10 @@ use crate::sink::{Flow, Sink};
 use crate::sys::{recv_with_fds, rewrite_cmdline, set_nonblocking, set_winsize};
 use crate::wire::{self, ExitRecord, FromShim, Serve, ToShim};
 
+/// How long a connected crew has to say it has the job's end on record
+/// before the shim writes it down itself.
+const RECORDED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Bytes of stdin the shim holds for a job that is not reading; past this it
 /// stops reading the crew's socket, which pushes back to the client.
 const STDIN_BUFFER: usize = 256 << 10;
@@ -436,6 +440,7 @@ impl Job {
             ToShim::Kill => self.tell_init(b'K'),
             ToShim::Serve(_) => crew.log("a second job for one shim was ignored".into()),
             ToShim::Hello { .. } => crew.log("a hello on an introduced connection was ignored".into()),
+            ToShim::Recorded => crew.log("a job's end on record before it ended was ignored".into()),
         }
     }
 
@@ -537,9 +542,10 @@ impl Job {
         }
     }
 
-    /// Every process of the job is gone and its output is on disk: the exit
-    /// record goes to disk first (a crew that is away reads it there), then
-    /// the socket goes, then the crew hears of it, if one is connected.
+    /// Every process of the job is gone and its output is on disk. A crew
+    /// that is connected hears of it and says when it has it on record;
+    /// otherwise (no crew, or one that went or did not answer) the end goes
+    /// to the exit record, for the next crew. Then the socket goes.
     fn finish(&mut self, crew: &mut CrewLink) {
         self.read_status();
         let ended_at = self.ended_at.unwrap_or_else(SystemTime::now);
@@ -552,15 +558,17 @@ impl Job {
                 .map_or(0, |d| d.as_nanos() as u64),
             record: std::mem::take(&mut self.record),
         };
-        if let Err(e) = write_exit_record(self.dir.as_fd(), &self.id, &record) {
-            crew.log(format!("cannot write the exit record {}.exit: {e}", self.id));
-        }
-        crew.stop_listening();
         crew.send(&FromShim::Exited {
             status: record.status,
             output_end: record.output_end,
-            output_error: record.output_error,
+            output_error: record.output_error.clone(),
         });
+        if !crew.wait_recorded(RECORDED_WITHIN)
+            && let Err(e) = write_exit_record(self.dir.as_fd(), &self.id, &record)
+        {
+            crew.log(format!("cannot write the exit record {}.exit: {e}", self.id));
+        }
+        crew.stop_listening();
     }
 }
 

@@ -104,6 +104,9 @@ pub enum ToShim {
         min: u32,
         max: u32,
     },
+    /// The job's end ([`FromShim::Exited`]) is in the crew's store: the
+    /// shim may go without writing its exit record.
+    Recorded,
 }
 
 /// Shim to crew.
@@ -137,8 +140,9 @@ pub enum FromShim {
 
 /// How a job ended, as its shim saw it: written (`<id>.exit`, atomically
 /// and synced) once every process of the job is gone and its output is on
-/// disk, before the shim tells the crew and exits. A crew that was away
-/// when the job ended reads it there.
+/// disk, unless a crew took the end ([`FromShim::Exited`]) and said it has
+/// it on record ([`ToShim::Recorded`]). A crew that was away when the job
+/// ended, or went before it had the end on record, reads it there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExitRecord {
     /// The command's wait status; `None` if it never ran.
@@ -295,6 +299,7 @@ impl ToShim {
             Self::Terminate => vec![5],
             Self::Kill => vec![6],
             Self::Hello { min, max } => Writer::new(7).u32(*min).u32(*max).0.clone(),
+            Self::Recorded => vec![8],
         }
     }
 
@@ -326,6 +331,7 @@ impl ToShim {
                 min: r.u32()?,
                 max: r.u32()?,
             },
+            8 => Self::Recorded,
             _ => return Err(DecodeError("unknown tag")),
         };
         r.done()?;
@@ -566,6 +572,7 @@ mod tests {
         }
         let to = [
             ToShim::Hello { min: 1, max: 3 },
+            ToShim::Recorded,
             ToShim::Serve(Serve {
                 job_id: b"0123".to_vec(),
                 title: b"job-1 0123".to_vec(),

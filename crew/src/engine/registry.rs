@@ -279,10 +279,11 @@ impl Registry {
 
     /// A job has ended: its final state goes to its followers and watchers,
     /// then to the store, and the job leaves memory. If the store cannot
-    /// take it now, it stays in memory until [`retry_unsaved`] can.
+    /// take it now, it stays in memory until [`retry_unsaved`] can. Says
+    /// whether the end is on record.
     ///
     /// [`retry_unsaved`]: Self::retry_unsaved
-    pub(crate) fn ended(&self, entry: &JobEntry, ended: Ended) {
+    pub(crate) fn ended(&self, entry: &JobEntry, ended: Ended) -> bool {
         entry.set_state(JobState::Ended(ended));
         let info = entry.info();
         match self
@@ -292,9 +293,11 @@ impl Registry {
             Ok(()) => {
                 lock(&self.live).remove(&info.id);
                 self.forget_exit_record(&info.id);
+                true
             }
             Err(e) => {
-                tracing::error!(job = %info.handle, error = %e, "could not record the job's end; will retry")
+                tracing::error!(job = %info.handle, error = %e, "could not record the job's end; will retry");
+                false
             }
         }
     }

@@ -258,7 +258,13 @@ impl Supervisor {
             let _ = reply.send(Err(EngineError::StdinClosed(job.clone())));
         }
 
-        let (totals, cleanup_error) = finish_processes(self.link, Arc::clone(&self.cgroup), &job).await;
+        // The shim waits for its end to be on record (or goes, if it died):
+        // the job's cgroup first, for the totals.
+        let cgroup = Arc::clone(&self.cgroup);
+        let handle = job.clone();
+        let (totals, cleanup_error) = tokio::task::spawn_blocking(move || settle_cgroup(&cgroup, &handle))
+            .await
+            .unwrap_or_else(|e| (Totals::default(), Some(format!("cleanup task failed: {e}"))));
         let outcome = decide_outcome(&self.heard, self.stop, totals.oom_kills);
         let output_error = self
             .heard
@@ -268,7 +274,7 @@ impl Supervisor {
             .or(cleanup_error);
         tracing::info!(%job, %outcome, "job ended");
         super::failpoint::here("end:unrecorded");
-        self.registry.ended(
+        let recorded = self.registry.ended(
             &self.entry,
             Ended {
                 started_at: self.heard.started_at,
@@ -278,6 +284,12 @@ impl Supervisor {
                 output_error,
             },
         );
+        if recorded && self.heard.exited.is_some() {
+            // Best effort: a shim that does not hear it writes its exit
+            // record, which the next crew finds already on record.
+            let _ = try_send(&self.link, &ToShim::Recorded.encode());
+        }
+        reap(self.link, &job).await;
     }
 }
 
@@ -341,22 +353,18 @@ fn flush(link: &ShimLink, outbox: &mut VecDeque<(Vec<u8>, Option<Reply>)>) -> bo
     true
 }
 
-/// Reaps the shim (if it is this crew's child), then settles the job's
-/// cgroup (see [`settle_cgroup`]).
-async fn finish_processes(link: ShimLink, cgroup: Arc<JobCgroup>, job: &str) -> (Totals, Option<String>) {
+/// Lets go of the shim and reaps it, if it is this crew's child.
+async fn reap(link: ShimLink, job: &str) {
     let ShimLink { ctl, events, child } = link;
     drop((ctl, events));
+    let Some(mut child) = child else { return };
     let job = job.to_owned();
-    tokio::task::spawn_blocking(move || {
-        if let Some(mut child) = child
-            && let Err(e) = child.wait()
-        {
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = child.wait() {
             tracing::warn!(%job, error = %e, "reaping the shim");
         }
-        settle_cgroup(&cgroup, &job)
     })
-    .await
-    .unwrap_or_else(|e| (Totals::default(), Some(format!("cleanup task failed: {e}"))))
+    .await;
 }
 
 /// Makes sure nothing of an ended job is left in its cgroup, reads the
