@@ -393,27 +393,34 @@ impl Drop for Crew {
     }
 }
 
-/// Kills every process in the crew's cgroups and removes them.
+/// Kills every process in the crew's cgroups and removes them, in every
+/// hierarchy (a crew that leaves its jobs running leaves its parent too).
 pub fn kill_jobs_left(crew: &str) {
     let Some(root) = cgroup2_root() else { return };
-    let parent = root.join("tasker").join(crew);
-    let Ok(entries) = std::fs::read_dir(&parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let dir = e.path();
-        if !dir.is_dir() {
+    let unified = root.join("tasker").join(crew);
+    let mut parents = vec![unified.clone()];
+    parents.extend(mounts_of(&["cgroup"]).into_iter().map(|m| m.join("tasker").join(crew)));
+    for parent in &parents {
+        let Ok(entries) = std::fs::read_dir(parent) else {
             continue;
-        }
-        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
-        for _ in 0..100 {
-            if std::fs::remove_dir(&dir).is_ok() {
-                break;
+        };
+        for e in entries.flatten() {
+            let dir = e.path();
+            if !dir.is_dir() {
+                continue;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if *parent == unified {
+                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+            }
+            for _ in 0..100 {
+                if std::fs::remove_dir(&dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
+        let _ = std::fs::remove_dir(parent);
     }
-    let _ = std::fs::remove_dir(&parent);
 }
 
 impl Crew {
