@@ -127,7 +127,10 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
         return Ok(());
     };
     let Some((serve, fds, init_exited)) = wait_for_job(sock, &sigfd, init.pid)? else {
-        // Dismissed by the crew.
+        // Dismissed by the crew: init has no job either. It goes with us,
+        // reaped here rather than left to whoever inherits it.
+        let _ = nix::sys::signal::kill(init.pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(init.pid, None);
         return Ok(());
     };
     set_title(&serve.title);
