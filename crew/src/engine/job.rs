@@ -233,7 +233,7 @@ impl JobState {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobInfo {
     pub id: JobId,
-    /// `job-N`, unique per crew run.
+    /// `job-N`, numbered per crew, never given twice on it.
     pub handle: String,
     pub name: Option<String>,
     pub owner: String,

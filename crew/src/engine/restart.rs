@@ -139,6 +139,7 @@ impl Engine {
                     registry,
                     tracker: TaskTracker::new(),
                     leave: CancellationToken::new(),
+                    left: super::spawn::LeftShims::default(),
                     shutting_down: AtomicBool::new(false),
                     online_cpus,
                     pool: std::sync::Mutex::new(Vec::new()),
@@ -192,6 +193,7 @@ impl Engine {
         inner.leave.cancel();
         inner.tracker.close();
         inner.tracker.wait().await;
+        inner.left.reap_in_background();
         let idle: Vec<IdleShim> = std::mem::take(&mut *lock(&inner.pool));
         let _ = tokio::task::spawn_blocking(move || idle.into_iter().for_each(IdleShim::dismiss)).await;
         lock(&inner.claims).clear();
@@ -393,6 +395,7 @@ impl EngineHandle {
                 stdin_open,
                 registry: Arc::clone(&inner.registry),
                 leave: inner.leave.clone(),
+                left: inner.left.clone(),
             })
             .run(),
         );

@@ -37,6 +37,34 @@ pub(crate) struct ShimLink {
     pub child: Option<Child>,
 }
 
+/// The shims of jobs this crew let go of (it leaves them running), which
+/// are still its children: reaped when they end, should the crew's process
+/// live on (an engine in a test, or a crew that starts another engine).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LeftShims(std::sync::Arc<std::sync::Mutex<Vec<Child>>>);
+
+impl LeftShims {
+    pub(crate) fn add(&self, child: Child) {
+        super::sync::lock(&self.0).push(child);
+    }
+
+    /// One thread waits for each in turn; it ends with the last (or with
+    /// the process, which is what a crew that exits does first).
+    pub(crate) fn reap_in_background(&self) {
+        let children = std::mem::take(&mut *super::sync::lock(&self.0));
+        if children.is_empty() {
+            return;
+        }
+        let _ = std::thread::Builder::new()
+            .name("reap-left-shims".into())
+            .spawn(move || {
+                for mut child in children {
+                    let _ = child.wait();
+                }
+            });
+    }
+}
+
 /// A started shim waiting for its job, its init already in the job's
 /// namespaces: the crew keeps a few, so a start does not wait for an exec,
 /// a fork and the namespaces (together over a millisecond).

@@ -156,6 +156,7 @@ impl EngineHandle {
                 stdin_open: true,
                 registry: Arc::clone(&inner.registry),
                 leave: inner.leave.clone(),
+                left: inner.left.clone(),
             })
             .run(),
         );

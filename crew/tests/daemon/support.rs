@@ -399,7 +399,11 @@ pub fn kill_jobs_left(crew: &str) {
     let Some(root) = cgroup2_root() else { return };
     let unified = root.join("tasker").join(crew);
     let mut parents = vec![unified.clone()];
-    parents.extend(mounts_of(&["cgroup"]).into_iter().map(|m| m.join("tasker").join(crew)));
+    parents.extend(
+        mounts_of(&["cgroup"])
+            .into_iter()
+            .map(|m| m.join("tasker").join(crew)),
+    );
     for parent in &parents {
         let Ok(entries) = std::fs::read_dir(parent) else {
             continue;
