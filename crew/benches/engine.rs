@@ -282,30 +282,10 @@ impl Floor {
             .chain([std::ptr::null()])
             .collect();
         let envp: [*const libc::c_char; 1] = [std::ptr::null()];
-        #[repr(C)]
-        #[derive(Default)]
-        struct CloneArgs {
-            flags: u64,
-            pidfd: u64,
-            child_tid: u64,
-            parent_tid: u64,
-            exit_signal: u64,
-            stack: u64,
-            stack_size: u64,
-            tls: u64,
-            set_tid: u64,
-            set_tid_size: u64,
-            cgroup: u64,
-        }
-        let args = CloneArgs {
-            flags: (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWNET) as u64 | 0x2_0000_0000,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: cg_fd.as_raw_fd() as u64,
-            ..CloneArgs::default()
-        };
+        let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWNET) as u64;
         // SAFETY: the child only makes raw system calls on data prepared
         // above (no allocation, no locks), then execs or exits.
-        let pid = unsafe { libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>()) };
+        let pid = unsafe { tasker_shim::sys::clone_into_cgroup(flags, cg_fd.as_raw_fd()) }.unwrap_or(-1);
         if pid == 0 {
             // SAFETY: as above.
             unsafe {

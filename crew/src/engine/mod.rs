@@ -113,6 +113,10 @@ pub struct EngineConfig {
     /// claim to speak: together, a crew and shims of other releases.
     #[doc(hidden)]
     pub test_protocols: Option<TestProtocols>,
+    /// For benchmarks: job records in memory instead of `jobs.db`, the
+    /// baseline the store's cost is measured against. Nothing survives.
+    #[doc(hidden)]
+    pub test_store_in_memory: bool,
 }
 
 /// See [`EngineConfig::test_protocols`].
@@ -175,6 +179,7 @@ impl EngineConfig {
             adopt_timeout: Duration::from_secs(2),
             test_serve_delay: Duration::ZERO,
             test_protocols: None,
+            test_store_in_memory: false,
         }
     }
 }

@@ -111,7 +111,11 @@ impl Engine {
             std::fs::create_dir_all(&parent).ctx("create cgroup", &parent)?;
             let name_claim = ownership::claim(&parent, "crew's cgroup")?;
             let tree = CgroupTree::init(hier, opts)?;
-            let opened = Store::open(&cfg.state_dir)?;
+            let opened = if cfg.test_store_in_memory {
+                Store::in_memory(&format!("{}-{}", std::process::id(), cfg.cgroup_parent.display()))?
+            } else {
+                Store::open(&cfg.state_dir)?
+            };
             let jobs_dir_fd = OwnedFd::from(std::fs::File::open(&jobs).ctx("open", &jobs)?);
             Ok(Setup {
                 claims: vec![state_claim, name_claim],

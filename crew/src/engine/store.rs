@@ -85,7 +85,13 @@ pub(crate) fn number_of(handle: &str) -> Option<u64> {
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
-    let c = Connection::open(path)?;
+    use rusqlite::OpenFlags;
+    let c = if path.to_str().is_some_and(|p| p.starts_with("file:")) {
+        // A shared in-memory database (benchmarks' baseline).
+        Connection::open_with_flags(path, OpenFlags::default() | OpenFlags::SQLITE_OPEN_URI)?
+    } else {
+        Connection::open(path)?
+    };
     c.busy_timeout(Duration::from_secs(5))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
@@ -147,6 +153,20 @@ const NEWER: &str = "newer";
 impl Store {
     /// Opens `<state_dir>/jobs.db`, or moves a broken one aside and starts
     /// a new one.
+    /// A store in memory, gone with the engine: the baseline benchmarks
+    /// measure the store on disk against.
+    pub(crate) fn in_memory(name: &str) -> Result<Opened, EngineError> {
+        let uri = PathBuf::from(format!("file:tasker-{name}?mode=memory&cache=shared"));
+        let (write, read) = open_checked(&uri).map_err(EngineError::Store)?;
+        Ok(Opened {
+            store: Self {
+                write: Mutex::new(write),
+                read: Mutex::new(read),
+            },
+            note: None,
+        })
+    }
+
     pub(crate) fn open(state_dir: &Path) -> Result<Opened, EngineError> {
         let path = state_dir.join(FILE);
         let (conns, note) = match open_checked(&path) {

@@ -159,7 +159,14 @@ impl Supervisor {
                     }
                 }
                 Some(control) = self.channels.control.recv() => self.on_control(control),
-                Some(op) = self.channels.stdin.recv(), if self.outbox.is_empty() => self.on_stdin(op),
+                Some(op) = self.channels.stdin.recv(), if self.outbox.is_empty() => {
+                    // What a caller sent before this input (a resize before
+                    // the line typed at the new size) goes to the shim first.
+                    while let Ok(control) = self.channels.control.try_recv() {
+                        self.on_control(control);
+                    }
+                    self.on_stdin(op);
+                }
                 ready = self.link.ctl.writable(), if !self.outbox.is_empty() => {
                     if let Ok(mut guard) = ready && !flush(&self.link, &mut self.outbox) {
                         guard.clear_ready();

@@ -32,6 +32,10 @@ async fn a_tty_job_sees_a_terminal_and_stty_size_follows_a_resize() {
     let mut out = String::new();
     read_until(&mut reader, &mut out, "24 80\r\n").await;
     assert!(out.starts_with("IS-A-TTY\r\n"), "{out:?}");
+    // A terminal has no end of input to close (asked while the job still
+    // waits for its line, so the answer is about the terminal).
+    let err = t.handle.close_stdin(&info.id).await.unwrap_err();
+    assert!(err.to_string().contains("Ctrl-D"), "{err}");
 
     t.handle
         .resize(&info.id, WinSize { rows: 50, cols: 132 })
@@ -47,8 +51,6 @@ async fn a_tty_job_sees_a_terminal_and_stty_size_follows_a_resize() {
     // The terminal echoed the typed line, as a terminal does.
     assert!(out.contains("hello\r\n"), "{out:?}");
 
-    let err = t.handle.close_stdin(&info.id).await.unwrap_err();
-    assert!(err.to_string().contains("Ctrl-D"), "{err}");
     let (_, _, end) = read_all(&t.handle, &info.id, ReadFrom::Start).await;
     assert!(end.state.is_ended());
     t.assert_clean().await;

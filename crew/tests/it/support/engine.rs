@@ -155,7 +155,12 @@ impl TestEngine {
             ready.len() == pool && procs.len() == 2 * pool && ready.iter().all(|p| procs.contains(p))
         })
         .await;
-        assert_eq!(zombie_children(), Vec::<i32>::new(), "zombies left");
+        // A shim is reaped just after its job's end is published, so a
+        // zombie may live for a moment; one that stays is a leak.
+        super::wait_for("every exited child to be reaped", Duration::from_secs(10), || {
+            zombie_children().is_empty()
+        })
+        .await;
     }
 
     /// Ends the engine the way a crew that exits does: its jobs run on.
