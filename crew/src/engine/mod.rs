@@ -293,6 +293,27 @@ impl EngineHandle {
             })
     }
 
+    /// For benchmarks: records `copies` copies of the ended job `id` (new
+    /// ids and handles, no output), as a crew that ran that many would hold.
+    #[doc(hidden)]
+    pub fn test_copy_ended(&self, id: &JobId, copies: usize) -> Result<(), EngineError> {
+        let registry = &self.inner.registry;
+        let job = registry
+            .get(id)
+            .filter(|j| j.state.is_ended())
+            .ok_or_else(|| EngineError::NotFound(format!("{id} (an ended job)")))?;
+        let made: Vec<JobInfo> = (0..copies)
+            .map(|_| JobInfo {
+                id: JobId::random(),
+                handle: format!("job-{}", registry.allocate_number()),
+                name: None,
+                ..job.clone()
+            })
+            .collect();
+        made.chunks(10_000)
+            .try_for_each(|chunk| registry.store().insert_all(chunk))
+    }
+
     /// The jobs running now (in memory).
     pub fn running_jobs(&self) -> Vec<JobInfo> {
         self.inner

@@ -141,25 +141,32 @@ impl EngineHandle {
         if let Some(started_at) = started_at {
             let pid = cgroup.first_pid().unwrap_or(0);
             entry.set_state(JobState::Running { started_at, pid });
-            inner.registry.save(&entry);
         }
-        inner.tracker.spawn(
-            Supervisor::new(SupervisorArgs {
-                entry: Arc::clone(&entry),
-                started_at,
-                start_failed,
-                link,
-                cgroup,
-                channels,
-                timeout: spec.timeout,
-                default_grace: inner.config.default_grace,
-                stdin_open: true,
-                registry: Arc::clone(&inner.registry),
-                leave: inner.leave.clone(),
-                left: inner.left.clone(),
-            })
-            .run(),
-        );
+        let supervisor = Supervisor::new(SupervisorArgs {
+            entry: Arc::clone(&entry),
+            started_at,
+            start_failed,
+            link,
+            cgroup,
+            channels,
+            timeout: spec.timeout,
+            default_grace: inner.config.default_grace,
+            stdin_open: true,
+            registry: Arc::clone(&inner.registry),
+            leave: inner.leave.clone(),
+            left: inner.left.clone(),
+        });
+        let (registry, running) = (Arc::clone(&inner.registry), Arc::clone(&entry));
+        inner.tracker.spawn(async move {
+            // The running state is recorded off the start's path (the
+            // store's write is a tenth of a start): a crew that dies before
+            // it finds the job as starting, adopts it, and takes its
+            // creation time, a millisecond earlier, as its start.
+            if started_at.is_some() {
+                registry.save(&running);
+            }
+            supervisor.run().await;
+        });
         let info = loop {
             let info = entry.info();
             if info.state != JobState::Starting || changes.changed().await.is_err() {

@@ -70,6 +70,32 @@ fn sql_err(what: &str, e: &rusqlite::Error) -> EngineError {
     EngineError::Store(format!("{what}: {e}"))
 }
 
+/// One statement, so that a start pays for one write; the next number
+/// needs none, as the highest number on record gives it (see `delete`).
+fn insert_row(c: &Connection, info: &JobInfo) -> Result<(), EngineError> {
+    let number =
+        number_of(&info.handle).ok_or_else(|| EngineError::Store("a job without a number".into()))?;
+    let json = serde_json::to_string(info).map_err(|e| EngineError::Store(format!("encode: {e}")))?;
+    c.execute(
+        "INSERT INTO jobs (number, id, name, owner, ended, archived, created_ns, ended_ns, info)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT(id) DO UPDATE SET ended = ?5, archived = ?6, ended_ns = ?8, info = ?9",
+        params![
+            number as i64,
+            info.id.as_str(),
+            info.name,
+            info.owner,
+            info.state.is_ended(),
+            info.archived,
+            nanos(info.created_at),
+            ended_ns(info),
+            json
+        ],
+    )
+    .map_err(|e| sql_err("record the job", &e))?;
+    Ok(())
+}
+
 fn nanos(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
@@ -151,8 +177,6 @@ fn open_checked(path: &Path) -> Result<(Connection, Connection), String> {
 const NEWER: &str = "newer";
 
 impl Store {
-    /// Opens `<state_dir>/jobs.db`, or moves a broken one aside and starts
-    /// a new one.
     /// A store in memory, gone with the engine: the baseline benchmarks
     /// measure the store on disk against.
     pub(crate) fn in_memory(name: &str) -> Result<Opened, EngineError> {
@@ -167,6 +191,8 @@ impl Store {
         })
     }
 
+    /// Opens `<state_dir>/jobs.db`, or moves a broken one aside and starts
+    /// a new one.
     pub(crate) fn open(state_dir: &Path) -> Result<Opened, EngineError> {
         let path = state_dir.join(FILE);
         let (conns, note) = match open_checked(&path) {
@@ -227,34 +253,16 @@ impl Store {
 
     /// Records a new job (or, for a job found again, its record as found).
     pub(crate) fn insert(&self, info: &JobInfo) -> Result<(), EngineError> {
-        let number =
-            number_of(&info.handle).ok_or_else(|| EngineError::Store("a job without a number".into()))?;
-        let json = serde_json::to_string(info).map_err(|e| EngineError::Store(format!("encode: {e}")))?;
+        insert_row(&lock(&self.write), info)
+    }
+
+    /// Records jobs in one transaction: all or none.
+    pub(crate) fn insert_all(&self, jobs: &[JobInfo]) -> Result<(), EngineError> {
         let mut c = lock(&self.write);
         let tx = c.transaction().map_err(|e| sql_err("begin", &e))?;
-        tx.execute(
-            "INSERT INTO jobs (number, id, name, owner, ended, archived, created_ns, ended_ns, info)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT(id) DO UPDATE SET ended = ?5, archived = ?6, ended_ns = ?8, info = ?9",
-            params![
-                number as i64,
-                info.id.as_str(),
-                info.name,
-                info.owner,
-                info.state.is_ended(),
-                info.archived,
-                nanos(info.created_at),
-                ended_ns(info),
-                json
-            ],
-        )
-        .map_err(|e| sql_err("record the job", &e))?;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('next_number', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = MAX(value, ?1)",
-            [number as i64 + 1],
-        )
-        .map_err(|e| sql_err("record the next job number", &e))?;
+        for info in jobs {
+            insert_row(&tx, info)?;
+        }
         tx.commit().map_err(|e| sql_err("commit", &e))
     }
 
@@ -385,11 +393,25 @@ impl Store {
             .map_err(|e| sql_err("list job ids", &e))
     }
 
+    /// Removes a job's row. The highest number on record is kept aside
+    /// first, so that removing the newest job never lowers the next one.
     pub(crate) fn delete(&self, id: &JobId) -> Result<(), EngineError> {
-        let c = lock(&self.write);
-        c.execute("DELETE FROM jobs WHERE id = ?1", [id.as_str()])
+        let mut c = lock(&self.write);
+        let tx = c.transaction().map_err(|e| sql_err("begin", &e))?;
+        let highest: Option<i64> = tx
+            .query_row("SELECT MAX(number) FROM jobs", [], |r| r.get(0))
+            .map_err(|e| sql_err("read the highest job number", &e))?;
+        if let Some(highest) = highest {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('next_number', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = MAX(value, ?1)",
+                [highest + 1],
+            )
+            .map_err(|e| sql_err("record the next job number", &e))?;
+        }
+        tx.execute("DELETE FROM jobs WHERE id = ?1", [id.as_str()])
             .map_err(|e| sql_err("remove a job", &e))?;
-        Ok(())
+        tx.commit().map_err(|e| sql_err("commit", &e))
     }
 }
 
@@ -414,4 +436,55 @@ fn query(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec
         out.push(decode(&row.map_err(|e| sql_err("query jobs", &e))?)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{JobState, Limits, Network, RunAs};
+
+    fn job(n: u64) -> JobInfo {
+        JobInfo {
+            id: JobId::random(),
+            handle: format!("job-{n}"),
+            name: None,
+            owner: "alice".into(),
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            run_as: RunAs {
+                user: "alice".into(),
+                uid: 1000,
+                gid: 1000,
+                groups: vec![1000],
+                home: "/home/alice".into(),
+                shell: "/bin/sh".into(),
+            },
+            limits: Limits::default(),
+            tty: None,
+            network: Network::Isolated,
+            timeout: None,
+            created_at: SystemTime::now(),
+            state: JobState::Starting,
+            archived: false,
+        }
+    }
+
+    #[test]
+    fn numbers_are_never_given_twice_even_after_the_newest_job_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().store;
+        assert_eq!(store.next_number().unwrap(), 1);
+        let jobs: Vec<JobInfo> = (1..=3).map(job).collect();
+        store.insert(&jobs[0]).unwrap();
+        store.insert_all(&jobs[1..]).unwrap();
+        assert_eq!(store.next_number().unwrap(), 4);
+        store.delete(&jobs[2].id).unwrap();
+        store.delete(&jobs[1].id).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap().store;
+        assert_eq!(store.next_number().unwrap(), 4, "job-3 was given once");
+        assert_eq!(store.page(true, 0, 10).unwrap(), vec![jobs[0].clone()]);
+        store.delete(&jobs[0].id).unwrap();
+        assert_eq!(store.next_number().unwrap(), 4);
+    }
 }
