@@ -201,7 +201,9 @@ async fn a_new_engine_adopts_the_jobs_a_previous_one_left_running() {
     };
     let shell = [pid as i32];
     let stored = |h: &crew::engine::EngineHandle| h.reader(&info.id, ReadFrom::Start).unwrap().stored_end();
-    wait_for("some output", Duration::from_secs(10), || stored(&t.handle) > 50).await;
+    // Bounds, not pauses: generous for the emulated v2 VM on a busy host,
+    // where each of the counter's `sleep`s is a slow exec.
+    wait_for("some output", Duration::from_secs(60), || stored(&t.handle) > 50).await;
     // The crew goes; its job does not.
     let before = stored(&t.handle);
     let (parent, state) = t.leave().await;
@@ -219,7 +221,7 @@ async fn a_new_engine_adopts_the_jobs_a_previous_one_left_running() {
     );
     wait_for(
         "more output, under the new engine",
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         || stored(&t2.handle) > before + 50,
     )
     .await;
