@@ -70,10 +70,8 @@ impl CrewConfig {
 pub enum StartError {
     #[error("crew must run as root (it creates cgroups and namespaces)")]
     NotRoot,
-    #[error(
-        "crew name {0:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
-    )]
-    BadName(String),
+    #[error("crew name {:?} is not valid: {}", .0.name, .0.reason)]
+    BadName(tasker_common::InvalidName),
     #[error("{0}")]
     Tls(#[from] api::tls::TlsError),
     #[error("{path}: {why}")]
@@ -101,16 +99,7 @@ pub async fn prepare(config: &CrewConfig) -> Result<Prepared, StartError> {
     // certgen's rule for names. The name is also a path component (the
     // cgroup parent `tasker/<name>`, which a starting crew empties): "." or
     // ".." there would be every crew's jobs, or the whole host's.
-    let valid_name = !config.name.is_empty()
-        && config.name.len() <= 64
-        && !config.name.starts_with(['.', '-'])
-        && config
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !valid_name {
-        return Err(StartError::BadName(config.name.clone()));
-    }
+    tasker_common::validate_name(&config.name).map_err(StartError::BadName)?;
     let tls = load_tls(&config.certs, &config.name)?;
     let listener = TcpListener::bind(config.listen)
         .await
