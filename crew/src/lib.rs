@@ -72,6 +72,9 @@ pub enum StartError {
     NotRoot,
     #[error("crew name {:?} is not valid: {}", .0.name, .0.reason)]
     BadName(tasker_common::InvalidName),
+    /// A certificate, key or CA file that cannot be used.
+    #[error(transparent)]
+    File(#[from] tasker_common::pem::PemError),
     #[error("{0}")]
     Tls(#[from] api::tls::TlsError),
     #[error("{path}: {why}")]
@@ -121,9 +124,9 @@ pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<api::tls::ServerTls>, St
     let ca = certs.join("ca.crt");
     let crt = certs.join("crews").join(format!("{name}.crt"));
     let key = certs.join("crews").join(format!("{name}.key"));
-    let roots = api::tls::load_roots(&ca)?;
-    let chain = api::tls::load_certs(&crt)?;
-    let key = api::tls::load_key(&key)?;
+    let roots = tasker_common::pem::load_roots(&ca)?;
+    let chain = tasker_common::pem::load_certs(&crt)?;
+    let key = tasker_common::pem::load_key(&key)?;
     match api::identity::identity_of(chain[0].as_ref()) {
         Ok(id) if id.role == api::identity::Role::Crew && id.name == name => {}
         Ok(id) if id.role == api::identity::Role::Crew => {

@@ -272,10 +272,7 @@ impl Pending {
 
     /// A slot for a new handshake, evicting the oldest if all are taken.
     fn admit(&self) -> (u64, CancellationToken) {
-        let mut g = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = tasker_common::lock(&self.inner);
         let (next, slots) = &mut *g;
         while slots.len() >= self.max {
             if let Some((_, oldest)) = slots.pop_first() {
@@ -290,10 +287,7 @@ impl Pending {
     }
 
     fn done(&self, id: u64) {
-        let mut g = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = tasker_common::lock(&self.inner);
         g.1.remove(&id);
     }
 }
