@@ -11,13 +11,8 @@ use crate::Role;
 #[non_exhaustive]
 pub enum Error {
     /// A crew or user name that cannot be a certificate subject and a file name.
-    #[error("invalid name {name:?}: {reason}")]
-    InvalidName {
-        /// The name as given.
-        name: String,
-        /// Which rule it broke.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidName(#[from] tasker_common::InvalidName),
 
     /// A `--host` that is neither an IP literal nor a DNS host name.
     #[error("invalid host {host:?}: {reason}")]
@@ -29,11 +24,8 @@ pub enum Error {
     },
 
     /// A role name that is not one of `admin`, `user`, `viewer`, `crew`.
-    #[error("unknown role {given:?} (expected admin, user, viewer or crew)")]
-    UnknownRole {
-        /// The role as given.
-        given: String,
-    },
+    #[error(transparent)]
+    UnknownRole(#[from] tasker_common::UnknownRole),
 
     /// `issue_client` was asked for `OU=crew`: crew certificates are server
     /// certificates and come from `issue_crew`.

@@ -11,8 +11,8 @@ use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, S
 
 use crate::ca::Ca;
 use crate::error::{Error, Result};
-use crate::name::{Host, Role, validate_name};
 use crate::params::{self, Validity};
+use crate::{Host, Role, validate_name};
 
 /// A freshly issued certificate and its private key, both PEM.
 #[derive(Clone, PartialEq, Eq)]
@@ -266,11 +266,11 @@ mod tests {
         for bad in ["../alice", "", ".x", "a b"] {
             assert!(matches!(
                 ca.issue_client(bad, Role::User, &validity),
-                Err(Error::InvalidName { .. })
+                Err(Error::InvalidName(_))
             ));
             assert!(matches!(
                 ca.issue_crew(bad, &[], &validity),
-                Err(Error::InvalidName { .. })
+                Err(Error::InvalidName(_))
             ));
         }
     }

@@ -21,7 +21,8 @@
 //! # Layout
 //!
 //! - `error.rs`   — [`Error`]: one enum, file errors carry the path and operation.
-//! - `name.rs`    — [`validate_name`], [`Host`] (`--host` values), [`Role`] (the `OU`).
+//! - `host.rs`    — [`Host`] (`--host` values). [`validate_name`] and [`Role`]
+//!   (the `OU`) are tasker-common's, shared with the crew, and re-exported here.
 //! - `params.rs`  — what all certificates share: P-256 keys, random serials,
 //!   the `O=Tasker` subject, [`Validity`] (with clock-skew allowance).
 //! - `ca.rs`      — [`Ca`]: generate a CA or load `ca.crt` + `ca.key`.
@@ -38,9 +39,9 @@
 mod ca;
 pub mod crl;
 mod error;
+mod host;
 mod layout;
 mod leaf;
-mod name;
 mod params;
 mod pem;
 #[cfg(test)]
@@ -49,10 +50,11 @@ pub mod testing;
 
 pub use ca::Ca;
 pub use error::{Error, Result};
+pub use host::Host;
 pub use layout::{
     CA_CERT, CA_KEY, CREWS_DIR, CertFiles, DEFAULT_DIR, USERS_DIR, ca_files, crew_files, user_files,
 };
 pub use leaf::{Issued, crew_hosts};
-pub use name::{Host, MAX_NAME_LEN, Role, validate_name};
 pub use params::{CA_COMMON_NAME, CLOCK_SKEW, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, ORGANIZATION, Validity};
 pub use pem::{CERT_MODE, DIR_MODE, KEY_MODE, Ownership, WrittenUser, write_ca, write_crew, write_user};
+pub use tasker_common::{MAX_NAME_LEN, Role, validate_name};

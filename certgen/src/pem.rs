@@ -22,7 +22,7 @@ use crate::ca::Ca;
 use crate::error::{Error, Result};
 use crate::layout::{self, CertFiles};
 use crate::leaf::Issued;
-use crate::name::validate_name;
+use crate::validate_name;
 
 /// Mode of private key files.
 pub const KEY_MODE: u32 = 0o600;
@@ -428,11 +428,11 @@ mod tests {
         for bad in ["../escape", "a/b", ".hidden", ""] {
             assert!(matches!(
                 write_crew(dir.path(), bad, &crew, true),
-                Err(Error::InvalidName { .. })
+                Err(Error::InvalidName(_))
             ));
             assert!(matches!(
                 write_user(dir.path(), bad, &crew, true),
-                Err(Error::InvalidName { .. })
+                Err(Error::InvalidName(_))
             ));
         }
         assert!(!dir.path().join("escape.key").exists());

@@ -23,9 +23,9 @@ use crate::ca::Ca;
 use crate::error::Result;
 use crate::layout::{self, CertFiles};
 use crate::leaf::{Issued, LeafProfile};
-use crate::name::{Host, Role};
 use crate::params::{CA_COMMON_NAME, Validity};
 use crate::pem;
+use crate::{Host, Role};
 
 /// A client certificate, well-formed or not, for proving what is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -70,10 +70,11 @@ impl CrewConfig {
 pub enum StartError {
     #[error("crew must run as root (it creates cgroups and namespaces)")]
     NotRoot,
-    #[error(
-        "crew name {0:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
-    )]
-    BadName(String),
+    #[error("crew name {:?} is not valid: {}", .0.name, .0.reason)]
+    BadName(tasker_common::InvalidName),
+    /// A certificate, key or CA file that cannot be used.
+    #[error(transparent)]
+    File(#[from] tasker_common::pem::PemError),
     #[error("{0}")]
     Tls(#[from] api::tls::TlsError),
     #[error("{path}: {why}")]
@@ -101,16 +102,7 @@ pub async fn prepare(config: &CrewConfig) -> Result<Prepared, StartError> {
     // certgen's rule for names. The name is also a path component (the
     // cgroup parent `tasker/<name>`, which a starting crew empties): "." or
     // ".." there would be every crew's jobs, or the whole host's.
-    let valid_name = !config.name.is_empty()
-        && config.name.len() <= 64
-        && !config.name.starts_with(['.', '-'])
-        && config
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !valid_name {
-        return Err(StartError::BadName(config.name.clone()));
-    }
+    tasker_common::validate_name(&config.name).map_err(StartError::BadName)?;
     let tls = load_tls(&config.certs, &config.name)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -132,9 +124,9 @@ pub fn load_tls(certs: &Path, name: &str) -> Result<Arc<api::tls::ServerTls>, St
     let ca = certs.join("ca.crt");
     let crt = certs.join("crews").join(format!("{name}.crt"));
     let key = certs.join("crews").join(format!("{name}.key"));
-    let roots = api::tls::load_roots(&ca)?;
-    let chain = api::tls::load_certs(&crt)?;
-    let key = api::tls::load_key(&key)?;
+    let roots = tasker_common::pem::load_roots(&ca)?;
+    let chain = tasker_common::pem::load_certs(&crt)?;
+    let key = tasker_common::pem::load_key(&key)?;
     match api::identity::identity_of(chain[0].as_ref()) {
         Ok(id) if id.role == api::identity::Role::Crew && id.name == name => {}
         Ok(id) if id.role == api::identity::Role::Crew => {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use tasker_common::{parse_duration, parse_size};
 use tokio_util::sync::CancellationToken;
 
 /// The Tasker crew: runs jobs in cgroups and namespaces on this host and
@@ -33,7 +34,7 @@ struct Args {
     /// starts are refused.
     #[arg(long)]
     allow_root: bool,
-    /// Output kept per job (bytes, or 512K, 64M, 2G); older bytes are dropped.
+    /// Output kept per job (bytes, or 512K, 64M, 2G, 1T); older bytes are dropped.
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     output_limit: u64,
     /// Stop every job when the crew exits. Without it, jobs run on when
@@ -42,54 +43,22 @@ struct Args {
     #[arg(long)]
     stop_jobs_on_exit: bool,
     /// How long jobs get to end after SIGTERM when the crew stops them as it
-    /// exits (--stop-jobs-on-exit) (ms, s, m).
+    /// exits (--stop-jobs-on-exit) (ms, s, m, h, d).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     shutdown_grace: Duration,
     /// Ended jobs kept (records and output), at most; the oldest go first.
     #[arg(long, default_value_t = 10_000)]
     keep_jobs: u64,
-    /// How long ended jobs are kept (ms, s, m, h).
+    /// How long ended jobs are kept (ms, s, m, h, d).
     #[arg(long, default_value = "720h", value_parser = parse_duration)]
     keep_for: Duration,
     /// Output of ended jobs kept in the state directory, in all; past it the
-    /// oldest ended jobs go (bytes, or 512K, 64M, 2G).
+    /// oldest ended jobs go (bytes, or 512K, 64M, 2G, 1T).
     #[arg(long, default_value = "4G", value_parser = parse_size)]
     output_budget: u64,
     /// Log format on stderr.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
-}
-
-/// `4096`, `512K`, `64M`, `2G` (powers of 1024), as foreman's sizes.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let err = || format!("{s:?} is not a size like 4096, 512K, 64M or 2G");
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let shift = match unit {
-        "" => 0,
-        "K" | "k" => 10,
-        "M" | "m" => 20,
-        "G" | "g" => 30,
-        _ => return Err(err()),
-    };
-    let n: u64 = num.parse().map_err(|_| err())?;
-    n.checked_mul(1 << shift).ok_or_else(err)
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s or 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s:?} is not a duration like 500ms, 5s or 2m")),
-    }
 }
 
 fn init_logging(format: &str) {

@@ -244,13 +244,7 @@ pub fn client_tls(
     )>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<rustls::ClientConfig> {
-    use rustls_pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("read the CA") {
-        roots
-            .add(c.expect("a CA certificate"))
-            .expect("a usable CA certificate");
-    }
+    let roots = tasker_common::pem::load_roots(ca).expect("a usable CA file");
     let builder =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_protocol_versions(versions)
@@ -272,12 +266,8 @@ pub fn client_tls(
 ///
 /// If the files cannot be read.
 pub fn user_tls(pki: &TestPki, files: &certgen::CertFiles) -> Arc<rustls::ClientConfig> {
-    use rustls_pki_types::pem::PemObject as _;
-    let chain = rustls::pki_types::CertificateDer::pem_file_iter(&files.cert)
-        .expect("read the certificate")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("a certificate");
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&files.key).expect("read the key");
+    let chain = tasker_common::pem::load_certs(&files.cert).expect("a usable certificate file");
+    let key = tasker_common::pem::load_key(&files.key).expect("a usable key file");
     client_tls(
         &pki.ca_cert_path(),
         Some((chain, key)),

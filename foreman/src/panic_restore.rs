@@ -3,7 +3,9 @@
 //! hook undoes everything registered, then reports the panic as it would
 //! have been, on a terminal a person can read.
 
-use std::sync::{Mutex, Once, PoisonError};
+use std::sync::{Mutex, Once};
+
+use tasker_common::lock;
 
 static RESTORERS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 
@@ -14,14 +16,14 @@ pub fn restore_on_panic(restore: fn()) {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let restorers = RESTORERS.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let restorers = lock(&RESTORERS).clone();
             for restore in restorers {
                 restore();
             }
             previous(info);
         }));
     });
-    let mut restorers = RESTORERS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut restorers = lock(&RESTORERS);
     if !restorers.iter().any(|f| std::ptr::fn_addr_eq(*f, restore)) {
         restorers.push(restore);
     }

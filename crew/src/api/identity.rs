@@ -7,42 +7,9 @@
 
 use std::fmt;
 
-/// The role an OU names (SPEC §1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    Admin,
-    User,
-    Viewer,
-    /// A crew's certificate: never a client.
-    Crew,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::User => "user",
-            Self::Viewer => "viewer",
-            Self::Crew => "crew",
-        }
-    }
-
-    fn from_ou(ou: &str) -> Option<Self> {
-        match ou {
-            "admin" => Some(Self::Admin),
-            "user" => Some(Self::User),
-            "viewer" => Some(Self::Viewer),
-            "crew" => Some(Self::Crew),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The role an OU names (SPEC §1): certgen's, so that what it writes is
+/// what the crew reads.
+pub use tasker_common::Role;
 
 /// A caller the crew can authorize.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,27 +61,22 @@ pub fn identity_in(cert: &x509_parser::certificate::X509Certificate<'_>) -> Resu
         [] => return Err("the certificate has no CN".into()),
         _ => return Err("the certificate has more than one CN".into()),
     };
-    if !valid_name(&name) {
-        return Err(format!("the certificate's CN {name:?} is not a valid user name"));
+    // certgen's rule: the CN names the Linux user jobs run as and the
+    // owner's cgroup directory.
+    if let Err(e) = tasker_common::validate_name(&name) {
+        return Err(format!(
+            "the certificate's CN {name:?} is not a valid user name ({})",
+            e.reason
+        ));
     }
     let role = match ous.as_slice() {
-        [ou] => {
-            Role::from_ou(ou).ok_or_else(|| format!("the certificate's OU {ou:?} is not a Tasker role"))?
-        }
+        [ou] => ou
+            .parse::<Role>()
+            .map_err(|_| format!("the certificate's OU {ou:?} is not a Tasker role"))?,
         [] => return Err("the certificate has no OU (role)".into()),
         _ => return Err("the certificate has more than one OU: one role per certificate".into()),
     };
     Ok(Identity { name, role })
-}
-
-/// What certgen accepts as a name: a Linux user name, and a file name.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with(['.', '-'])
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 #[cfg(test)]

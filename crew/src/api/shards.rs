@@ -23,7 +23,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::Authed;
+use super::connection::Authed;
 
 /// How long a shard's runtime waits for its blocking reads at the end.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);

@@ -18,23 +18,16 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject as _;
+use tasker_common::pem::PemError;
 
-/// What can go wrong loading the crew's certificates; every variant names
-/// the file.
+/// What can go wrong loading the crew's certificates and CRLs.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: {why}")]
-    File { path: PathBuf, why: String },
+    /// A file that cannot be used, named with its problem.
+    #[error(transparent)]
+    File(#[from] PemError),
     #[error("TLS setup: {0}")]
     Setup(String),
-}
-
-fn file_err(path: &Path, why: impl std::fmt::Display) -> TlsError {
-    TlsError::File {
-        path: path.to_owned(),
-        why: why.to_string(),
-    }
 }
 
 /// Checks the crew's own certificate as its clients will: signed by the
@@ -89,51 +82,6 @@ pub fn check_own_certificate(
     }
 }
 
-/// Every PEM object of one kind in a file, at least one; `what` names the
-/// kind in errors.
-fn load_all<T: rustls_pki_types::pem::PemObject>(path: &Path, what: &str) -> Result<Vec<T>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
-    let all = T::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(path, format!("not a PEM {what}: {e}")))?;
-    if all.is_empty() {
-        return Err(file_err(path, format!("no {what} in it")));
-    }
-    Ok(all)
-}
-
-/// Reads every certificate of a PEM file.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    load_all(path, "certificate")
-}
-
-/// Reads a private key, refusing one that others may read: a crew key is
-/// as good as the crew.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).map_err(|e| file_err(path, e))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(file_err(
-            path,
-            format!("the key is readable by others (mode {mode:o}); chmod 600 it"),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| file_err(path, format!("not a PEM private key: {e}")))
-}
-
-/// The CA that signs every Tasker certificate, as a root store.
-pub fn load_roots(ca: &Path) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for cert in load_certs(ca)? {
-        roots
-            .add(cert)
-            .map_err(|e| file_err(ca, format!("not a usable CA: {e}")))?;
-    }
-    Ok(roots)
-}
-
 /// The crew's server config: TLS 1.3 only, client certificates required,
 /// verified against `roots` (and, when there are any, the CRLs: a revoked
 /// certificate, an expired CRL, or a certificate whose status the CRLs
@@ -168,7 +116,7 @@ pub fn server_config(
 
 /// Reads the CRLs of a PEM file (`certgen revoke` writes one).
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    load_all(path, "CRL")
+    Ok(tasker_common::pem::load_all(path, "CRL")?)
 }
 
 /// What the crew itself needs from the CRLs (the handshake's check is
@@ -304,18 +252,12 @@ impl ServerTls {
     /// Whether the loaded CRLs revoke the certificate with this serial
     /// (its raw DER bytes).
     pub fn is_revoked(&self, serial: &[u8]) -> bool {
-        self.revoked
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(serial)
+        tasker_common::read(&self.revoked).contains(serial)
     }
 
     /// The config to accept the next connection with.
     pub fn current(&self) -> Arc<ServerConfig> {
-        let mut cur = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cur = tasker_common::lock(&self.current);
         if cur.checked.elapsed() >= CRL_CHECK_EVERY {
             cur.checked = Instant::now();
             self.look(&mut cur);
@@ -354,10 +296,7 @@ impl ServerTls {
                 cur.config = config;
                 cur.expires = expires;
                 cur.said = None;
-                *self
-                    .revoked
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = revoked;
+                *tasker_common::write(&self.revoked) = revoked;
             }
             Err(e) => tracing::error!(error = %e, "the CRL changed but cannot be used; keeping the last one"),
         }

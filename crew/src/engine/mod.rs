@@ -22,6 +22,9 @@
 //!   also holds the contract with it: wire messages, the output format.
 //! - `output.rs`: readers of a job's output.
 //! - `user.rs`: Linux users from the passwd database.
+//! - std locks are taken with `tasker_common::lock`, which carries on past
+//!   a poisoned lock: each is held for a copy, an insert or an assignment,
+//!   never across an `.await`, so a panic cannot leave its data half-written.
 //!
 //! Process tree of a running job (host view):
 //!
@@ -52,7 +55,6 @@ mod spec;
 mod start;
 mod store;
 mod supervisor;
-mod sync;
 pub mod user;
 
 use std::os::fd::OwnedFd;
@@ -76,7 +78,7 @@ use self::spawn::IdleShim;
 pub use self::spec::{
     DeviceNumber, IoLimit, JobSpec, Limits, MAX_ARGV_ENV, Network, RunAs, WinSize, default_env,
 };
-use self::sync::lock;
+use tasker_common::lock;
 
 /// How the engine is set up.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use super::error::EngineError;
 use super::job::{Ended, JobEvent, JobId, JobInfo, JobState};
 use super::spec::WinSize;
 use super::store::Store;
-use super::sync::lock;
+use tasker_common::lock;
 use tasker_shim::output::KeptFrom;
 
 /// Requests to a job's supervisor task.

@@ -45,10 +45,10 @@ use super::output::probe_hole_punching;
 use super::registry::{JobEntry, Registry};
 use super::store::Store;
 use super::supervisor::{Supervisor, SupervisorArgs, outcome_of, settle_cgroup};
-use super::sync::lock;
 use super::{
     Control, Engine, EngineConfig, EngineHandle, IdleShim, Inner, StopReason, ownership, raise_fd_limit,
 };
+use tasker_common::lock;
 
 /// How often retention and the other upkeep run.
 const UPKEEP_EVERY: Duration = Duration::from_secs(60);

@@ -45,13 +45,13 @@ pub(crate) struct LeftShims(std::sync::Arc<std::sync::Mutex<Vec<Child>>>);
 
 impl LeftShims {
     pub(crate) fn add(&self, child: Child) {
-        super::sync::lock(&self.0).push(child);
+        tasker_common::lock(&self.0).push(child);
     }
 
     /// One thread waits for each in turn; it ends with the last (or with
     /// the process, which is what a crew that exits does first).
     pub(crate) fn reap_in_background(&self) {
-        let children = std::mem::take(&mut *super::sync::lock(&self.0));
+        let children = std::mem::take(&mut *tasker_common::lock(&self.0));
         if children.is_empty() {
             return;
         }

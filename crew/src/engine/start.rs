@@ -17,8 +17,8 @@ use super::registry::JobEntry;
 use super::spawn::{Assignment, ExecResult, IdleShim, ShimLink, Slot, assign, spawn_idle};
 use super::spec::{JobSpec, Network, WinSize};
 use super::supervisor::{Supervisor, SupervisorArgs};
-use super::sync::lock;
 use super::{EngineConfig, EngineHandle, MAX_READY_AGE};
+use tasker_common::lock;
 
 impl EngineHandle {
     /// Starts a job. Returns once the command is running (its `execve`

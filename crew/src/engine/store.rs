@@ -27,7 +27,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::error::EngineError;
 use super::job::{JobId, JobInfo};
-use super::sync::lock;
+use tasker_common::lock;
 
 /// The layout of the tables below; raised with every change to them.
 const SCHEMA: i64 = 1;

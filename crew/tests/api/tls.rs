@@ -56,12 +56,8 @@ async fn only_a_valid_client_certificate_of_our_ca_gets_any_rpc() {
 async fn a_tls_1_2_client_is_refused() {
     let crew = crew_or_skip!();
     let files = crew.pki.user(ALICE, Role::User);
-    use rustls_pki_types::pem::PemObject as _;
-    let chain = rustls::pki_types::CertificateDer::pem_file_iter(&files.cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let chain = tasker_common::pem::load_certs(&files.cert).unwrap();
+    let key = tasker_common::pem::load_key(&files.key).unwrap();
     let tls12 = client_tls(
         &crew.pki.ca_cert_path(),
         Some((chain, key)),
@@ -104,14 +100,8 @@ async fn the_crew_chooses_aes_128_gcm_and_still_serves_other_suites() {
     use rustls::CipherSuite::{TLS13_AES_128_GCM_SHA256, TLS13_CHACHA20_POLY1305_SHA256};
     let crew = crew_or_skip!();
     let files = crew.pki.user(ALICE, Role::User);
-    use rustls_pki_types::pem::PemObject as _;
-    let chain = || {
-        rustls::pki_types::CertificateDer::pem_file_iter(&files.cert)
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap()
-    };
-    let key = || rustls::pki_types::PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let chain = || tasker_common::pem::load_certs(&files.cert).unwrap();
+    let key = || tasker_common::pem::load_key(&files.key).unwrap();
     let addr = crew.addr;
     let negotiated = |config: std::sync::Arc<rustls::ClientConfig>| async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -139,10 +129,7 @@ async fn the_crew_chooses_aes_128_gcm_and_still_serves_other_suites() {
     only_chacha
         .cipher_suites
         .retain(|s| s.suite() == TLS13_CHACHA20_POLY1305_SHA256);
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(crew.pki.ca_cert_path()).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
+    let roots = tasker_common::pem::load_roots(&crew.pki.ca_cert_path()).unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(only_chacha))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()

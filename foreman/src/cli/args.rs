@@ -135,35 +135,8 @@ pub struct JobArgs {
     pub argv: Vec<String>,
 }
 
-/// `512`, `10K`, `5M`, `2G` (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let err = || format!("{s:?} is not a size like 512, 64K, 10M or 2G");
-    let (num, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        Some('T' | 't') => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    let n: u64 = num.parse().map_err(|_| err())?;
-    n.checked_mul(mult).ok_or_else(err)
-}
-
-/// `250ms`, `5s`, `2m`, `1h` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("{s:?} is not a duration like 500ms, 5s, 2m or 1h");
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| err())?;
-    let secs = |m: u64| n.checked_mul(m).map(Duration::from_secs).ok_or_else(err);
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        _ => Err(err()),
-    }
-}
+/// Sizes and durations read as the crew reads its own flags.
+pub use tasker_common::{parse_duration, parse_size};
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {

@@ -34,7 +34,7 @@ impl RawMode {
         let saved = termios::tcgetattr(fd)?;
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
-        *SAVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(saved);
+        *tasker_common::lock(&SAVED) = Some(saved);
         crate::panic_restore::restore_on_panic(restore);
         termios::tcsetattr(fd, SetArg::TCSAFLUSH, &raw)?;
         Ok(Self { _private: () })
@@ -49,10 +49,7 @@ impl Drop for RawMode {
 
 /// Puts the terminal back as it was; harmless when nothing was changed.
 pub fn restore() {
-    let saved = SAVED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
+    let saved = tasker_common::lock(&SAVED).take();
     if let Some(t) = saved {
         let _ = termios::tcsetattr(stdin_fd(), SetArg::TCSAFLUSH, &t);
     }

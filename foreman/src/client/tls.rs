@@ -7,23 +7,18 @@ use std::sync::{Arc, Mutex};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
-use rustls_pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct};
+use tasker_common::pem::{self, PemError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: {why}")]
-    File { path: String, why: String },
+    /// A certificate, key or CA file that cannot be used, named with its
+    /// problem.
+    #[error(transparent)]
+    File(#[from] PemError),
     #[error("TLS setup: {0}")]
     Setup(String),
-}
-
-fn file_err(path: &Path, why: impl std::fmt::Display) -> TlsError {
-    TlsError::File {
-        path: path.display().to_string(),
-        why: why.to_string(),
-    }
 }
 
 /// What the last verified crew certificate said, for `foreman crews`.
@@ -40,25 +35,9 @@ pub fn client_config(
     key: &Path,
     seen: Arc<Mutex<SeenCert>>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| file_err(p, e));
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&read(ca)?) {
-        let c = c.map_err(|e| file_err(ca, format!("not a PEM certificate: {e}")))?;
-        roots
-            .add(c)
-            .map_err(|e| file_err(ca, format!("not a usable CA: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(file_err(ca, "no certificate in it"));
-    }
-    let chain = CertificateDer::pem_slice_iter(&read(cert)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(cert, format!("not a PEM certificate: {e}")))?;
-    if chain.is_empty() {
-        return Err(file_err(cert, "no certificate in it"));
-    }
-    let key_der = PrivateKeyDer::from_pem_slice(&read(key)?)
-        .map_err(|e| file_err(key, format!("not a PEM key: {e}")))?;
+    let roots = pem::load_roots(ca)?;
+    let chain = pem::load_certs(cert)?;
+    let key_der = pem::load_key(key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
         .build()

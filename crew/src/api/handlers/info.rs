@@ -21,7 +21,7 @@ pub fn handle(state: &State, req: Request<pb::InfoRequest>) -> Result<Response<p
         cgroup_mode: state.engine.cgroup_mode().as_str().to_owned(),
         cgroup_detail: state.engine.cgroup_description(),
         identity: who.name,
-        role: who.role.as_str().to_owned(),
+        role: who.role.as_ou().to_owned(),
         runs_as,
         started_at: Some(convert::timestamp(state.started_at)),
     }))

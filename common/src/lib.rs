@@ -1,0 +1,28 @@
+//! The rules every Tasker crate must agree on, each written once.
+//!
+//! A name certgen accepts must be a name the crew accepts; a size the crew
+//! takes on its command line must read the same in the foreman's. Copies
+//! of such rules drift apart, so they live here and nowhere else.
+//!
+//! Layout:
+//! - `name.rs`: [`validate_name`], what a crew or user name may be.
+//! - `role.rs`: [`Role`], the certificate `OU` that says what its holder may do.
+//! - `quantity.rs`: [`parse_size`] and [`parse_duration`] for flags and options.
+//! - `lock.rs`: [`lock`], [`read`] and [`write`], which carry on past a
+//!   poisoned lock.
+//! - `pem.rs`: certificates, keys and CA roots from PEM files, read with a
+//!   bound so that a wrong path (a FIFO, `/dev/zero`) cannot hang or flood.
+//!
+//! Nothing here is async and nothing depends on another Tasker crate, so
+//! every crate, the shim's helpers included, may depend on this one.
+
+mod lock;
+mod name;
+pub mod pem;
+mod quantity;
+mod role;
+
+pub use lock::{lock, read, write};
+pub use name::{InvalidName, MAX_NAME_LEN, validate_name};
+pub use quantity::{QuantityError, parse_duration, parse_size};
+pub use role::{Role, UnknownRole};
