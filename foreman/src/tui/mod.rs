@@ -3,7 +3,8 @@
 //!
 //! - `app.rs`: the one state; `action.rs`: what can happen (`Action`) and
 //!   what the dashboard asks for (`Effect`).
-//! - `update.rs`: `update(&mut App, Action) -> Vec<Effect>`, no I/O.
+//! - `update/`: `update(&mut App, Action) -> Vec<Effect>`, no I/O; its
+//!   `mod.rs` dispatches, a file per concern does the work.
 //! - `view/`: draws `&App`; `layout.rs`: where things are (shared with
 //!   `update` for mouse clicks).
 //! - `keys.rs`: the key and command tables (dispatch, hints and help).
