@@ -7,8 +7,8 @@ use tasker_proto::v1::attach_job_request::{Msg as In, open::From};
 use tasker_proto::v1::attach_job_response::{Attached, Msg as Out};
 use tokio::sync::mpsc;
 
+use crate::cli::Failure;
 use crate::cli::terminal;
-use crate::cli::{Failure, output};
 use crate::client::Crew;
 use crate::sanitize::{Mode, Sanitizer};
 
@@ -157,7 +157,7 @@ pub fn report_end(crew: &str, job: &pb::Job) {
     eprintln!(
         "foreman: {crew}/{} {}: {}",
         job.handle,
-        output::phase_name(job.phase),
+        crate::present::phase_name(job.phase),
         Sanitizer::clean(&summary)
     );
 }

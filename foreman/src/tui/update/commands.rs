@@ -148,7 +148,7 @@ pub(super) fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
     }
     let label = format!(
         "{} on {}",
-        crate::cli::output::command_line(&spec.argv),
+        crate::present::command_line(&spec.argv),
         app.crews[crew].name
     );
     fx.push(Effect::Start { crew, spec });
