@@ -14,12 +14,13 @@ use tasker_proto::v1::attach_job_request::{Msg as In, open};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::stream::{Next, Opened, Sink, open, report_end, step};
+use super::stream::{Next, Sink, open, report_end, step};
 use crate::cli::output::exit_code_of;
 use crate::cli::refs::resolve;
 use crate::cli::terminal::{self, RawMode};
 use crate::cli::{Ctx, Failure};
 use crate::client::Crew;
+use crate::client::attach::Opened;
 use crate::sanitize::Mode;
 
 /// The key that detaches; never sent to the job.
