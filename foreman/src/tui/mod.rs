@@ -44,14 +44,15 @@ use self::action::{Effect, Input, SessionId};
 use self::app::App;
 use self::event::{Event, Tx};
 use self::pace::Pacer;
-use crate::cli::Failure;
 use crate::client::{self, Crew};
 use crate::config::{self, Overrides};
+use crate::failure::Failure;
+use crate::terminal;
 
 pub async fn run(over: Overrides) -> Result<(), Failure> {
     let config = config::load(&over)?;
     let crews = client::crews(&config)?;
-    if !crate::cli::terminal::stdout_is_tty() || !crate::cli::terminal::stdin_is_tty() {
+    if !terminal::stdout_is_tty() || !terminal::stdin_is_tty() {
         return Err(Failure::Usage(
             "the dashboard needs a terminal; `foreman --help` lists the commands for scripts".into(),
         ));

@@ -4,9 +4,10 @@
 
 use tasker_proto::v1 as pb;
 
+use crate::cli::Ctx;
 use crate::cli::output::{age, table, view};
 use crate::cli::refs::join_all;
-use crate::cli::{Ctx, Failure};
+use crate::failure::Failure;
 use crate::present::{cli_state, command_line};
 use crate::sanitize::Sanitizer;
 

@@ -1,8 +1,9 @@
 //! `foreman status JOB [--json]`.
 
+use crate::cli::Ctx;
 use crate::cli::output::view;
 use crate::cli::refs::resolve;
-use crate::cli::{Ctx, Failure};
+use crate::failure::Failure;
 use crate::present::{bytes, command_line};
 use crate::sanitize::Sanitizer;
 

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use tasker_proto::v1 as pb;
 
+use crate::cli::Ctx;
 use crate::cli::refs::resolve;
-use crate::cli::{Ctx, Failure};
+use crate::failure::Failure;
 use crate::present::phase_name;
 use crate::sanitize::Sanitizer;
 

@@ -6,11 +6,11 @@ use tasker_proto::v1 as pb;
 use tasker_proto::v1::attach_job_request::open::From;
 use tasker_proto::v1::attach_job_response::Msg as Out;
 
-use crate::cli::Failure;
-use crate::cli::terminal;
 use crate::client::Crew;
 use crate::client::attach::{self, OpenError, Opened};
+use crate::failure::Failure;
 use crate::sanitize::{Mode, Sanitizer};
+use crate::terminal;
 
 /// Opens an attach for a command; a crew that refuses it or never says
 /// `Attached` is a failure with the crew's name.

@@ -9,6 +9,7 @@ use super::attach::{attach, detach, layout_with_attachment};
 use super::jobs::{archive, is_running, keep_selection_visible};
 use super::keys::run_cmd;
 use super::notify;
+use crate::job::split_reference;
 use crate::tui::action::{Effect, Notice};
 use crate::tui::app::{App, JobKey, Overlay};
 use crate::tui::keys::{self, Cmd};
@@ -104,7 +105,7 @@ struct StartLine {
     /// The crew (needed when there are several).
     crew_name: Option<String>,
     #[command(flatten)]
-    job: crate::cli::args::JobArgs,
+    job: crate::job::JobArgs,
 }
 
 pub(super) fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
@@ -137,7 +138,7 @@ pub(super) fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
             );
         }
     };
-    let mut spec = crate::cli::commands::start::job_spec(&parsed.job);
+    let mut spec = crate::job::job_spec(&parsed.job);
     if spec.tty.is_some() {
         // The job's pty starts at the pane's size.
         let screen = layout_with_attachment(app).screen;
@@ -158,12 +159,12 @@ pub(super) fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
 /// A job reference as the CLI takes it: `[crew/]handle|name|id-prefix`,
 /// against the jobs this dashboard knows.
 pub fn resolve(app: &App, reference: &str) -> Result<JobKey, String> {
-    let (crew, r) = match reference.split_once('/') {
-        Some((c, r)) => match app.crews.iter().position(|x| x.name == c) {
+    let (crew, r) = match split_reference(reference) {
+        (Some(c), r) => match app.crews.iter().position(|x| x.name == c) {
             Some(ix) => (Some(ix), r),
             None => return Err(format!("no crew {c:?}")),
         },
-        None => (None, reference),
+        (None, r) => (None, r),
     };
     let hits: Vec<&JobKey> = app
         .jobs
