@@ -23,11 +23,11 @@ pub fn phase_name(phase: i32) -> &'static str {
 }
 
 // A job's end is said three ways. `--json` gives scripts SPEC §4's exact
-// words (`oom_killed`, `stopped_by alice`). `foreman ls` has room: the
-// state word, which scripts and people grep for, then why in brackets
-// (`failed (oom)`). The dashboard's STATE column is ten cells wide and its
-// colour already tells ok from failed, so it says only why (`oom-killed`),
-// and its `/` filter matches those words.
+// words (`oom_killed`, `stopped_by alice`). `foreman ls` has room for
+// SPEC §4's state word and then why, in brackets (`failed (oom)`). The
+// dashboard's STATE column is ten cells wide and its colour already tells
+// ok from failed, so it says only why (`oom-killed`); its `/` filter
+// matches these words too.
 
 /// Why a job ended, in SPEC §4's words, for `--json`.
 pub fn reason_name(o: &pb::Outcome) -> Option<String> {

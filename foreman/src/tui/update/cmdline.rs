@@ -72,7 +72,7 @@ pub(super) fn on_line_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>, co
     }
 }
 
-pub(super) fn remember(app: &mut App, line: &str) {
+fn remember(app: &mut App, line: &str) {
     let line = line.trim();
     if !line.is_empty() && app.history.last().map(String::as_str) != Some(line) {
         app.history.push(line.to_owned());
@@ -83,7 +83,7 @@ pub(super) fn remember(app: &mut App, line: &str) {
     app.history_pos = None;
 }
 
-pub(super) fn history(app: &mut App, step: isize) {
+fn history(app: &mut App, step: isize) {
     if app.history.is_empty() {
         return;
     }
@@ -103,7 +103,7 @@ pub(super) fn history(app: &mut App, step: isize) {
 /// Tab: completes the word at the end of the line: a command name first,
 /// then what that command takes (job references or crew names). Repeated
 /// Tabs cycle through the choices.
-pub(super) fn complete(app: &mut App) {
+fn complete(app: &mut App) {
     if let Some(c) = &mut app.completion {
         if !c.choices.is_empty() {
             let choice = c.choices[c.next % c.choices.len()].clone();
@@ -172,7 +172,7 @@ pub(super) fn complete(app: &mut App) {
 }
 
 /// `crew/handle` of every listed job that the word could begin.
-pub(super) fn job_choices(app: &App, word: &str) -> Vec<String> {
+fn job_choices(app: &App, word: &str) -> Vec<String> {
     app.visible()
         .into_iter()
         .filter_map(|(k, e)| {
@@ -187,7 +187,7 @@ pub(super) fn job_choices(app: &App, word: &str) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn common_prefix(words: &[String]) -> String {
+fn common_prefix(words: &[String]) -> String {
     let first = &words[0];
     let mut len = first.len();
     for w in &words[1..] {

@@ -108,7 +108,7 @@ struct StartLine {
     job: crate::job::JobArgs,
 }
 
-pub(super) fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
+fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
     let parsed = match StartLine::try_parse_from(args) {
         Ok(p) => p,
         Err(e) => {

@@ -38,7 +38,7 @@ pub(super) fn upsert(app: &mut App, ix: CrewIx, job: pb::Job) -> JobKey {
 }
 
 /// How far along a job is: starting, running, ended.
-pub(super) fn progress(j: &pb::Job) -> u8 {
+fn progress(j: &pb::Job) -> u8 {
     if j.outcome.is_some() {
         2
     } else if j.phase == pb::JobPhase::Running as i32 {

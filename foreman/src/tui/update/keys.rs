@@ -51,7 +51,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     }
 }
 
-pub(super) fn on_overlay_key(app: &mut App, key: KeyEvent) {
+fn on_overlay_key(app: &mut App, key: KeyEvent) {
     match (app.overlay, key.code) {
         (Some(Overlay::Help(n)), KeyCode::Down | KeyCode::Char('j')) => {
             app.overlay = Some(Overlay::Help(n.saturating_add(1)));
@@ -69,7 +69,7 @@ pub(super) fn on_overlay_key(app: &mut App, key: KeyEvent) {
     }
 }
 
-pub(super) fn on_input_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+fn on_input_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     match keys::lookup(keys::INPUT, &key) {
         Some(Cmd::LeaveInput) => {
             app.mode = Mode::Normal;
@@ -170,7 +170,7 @@ pub(super) fn run_cmd(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
     }
 }
 
-pub(super) fn page_rows(app: &App) -> isize {
+fn page_rows(app: &App) -> isize {
     (layout::areas(app).screen.height.max(2) - 1) as isize
 }
 

@@ -57,12 +57,7 @@ pub(super) fn on_mouse(app: &mut App, m: MouseEvent, fx: &mut Vec<Effect>) {
 /// htop, `less --mouse`), the mouse over its live screen is the program's:
 /// each event goes to it as a terminal would send it, and the dashboard
 /// does nothing else with it. `Ctrl-]` still leaves input mode.
-pub(super) fn forward_mouse(
-    app: &App,
-    m: &MouseEvent,
-    screen: ratatui::layout::Rect,
-    fx: &mut Vec<Effect>,
-) -> bool {
+fn forward_mouse(app: &App, m: &MouseEvent, screen: ratatui::layout::Rect, fx: &mut Vec<Effect>) -> bool {
     let Some(a) = &app.attached else {
         return false;
     };
@@ -86,7 +81,7 @@ pub(super) fn forward_mouse(
     true
 }
 
-pub(super) fn click_job(app: &mut App, areas: layout::Areas, col: u16, row: u16, fx: &mut Vec<Effect>) {
+fn click_job(app: &mut App, areas: layout::Areas, col: u16, row: u16, fx: &mut Vec<Effect>) {
     let i = app.offset + usize::from(row - areas.job_rows.y);
     let Some(key) = app.visible().get(i).map(|(k, _)| (*k).clone()) else {
         return;
