@@ -4,14 +4,49 @@
 //! Layout:
 //! - `config.rs`: foreman.toml and the flags over it.
 //! - `client/`: one connection per crew (TLS that insists on a crew
-//!   certificate naming the dialed host), shared by the CLI and dashboard.
+//!   certificate naming the dialed host), and opening an attach stream;
+//!   shared by the CLI and dashboard.
 //! - `cli/`: clap args → `commands/*.rs` → human or `--json` output.
-//! - `sanitize.rs`: job output and fields filtered before a terminal sees them.
 //! - `tui/`: the dashboard.
+//! - Shared by the two, so that neither imports the other:
+//!   - `failure.rs`: why foreman failed, and so its exit code.
+//!   - `job.rs`: a new job's options and spec, and a job reference's form.
+//!   - `present.rs`: the words and formats both show (state words, sizes,
+//!     durations, a command line).
+//!   - `terminal.rs`: are stdin and stdout terminals, and the size.
+//!   - `sanitize.rs`: job output and fields filtered before a terminal
+//!     sees them.
+//!   - `panic_restore.rs`: terminal restores run on a panic.
+//! - here: `run`, which opens the dashboard or runs the command.
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod failure;
+pub mod job;
 pub mod panic_restore;
+pub mod present;
 pub mod sanitize;
+pub mod terminal;
 pub mod tui;
+
+use std::process::ExitCode;
+
+use crate::cli::args::Cli;
+use crate::config::Overrides;
+
+/// Runs a parsed command line: the dashboard when no command is given,
+/// else the command. Returns the process's exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let over = Overrides {
+        config: cli.config,
+        crews: cli.crews,
+        user: cli.user,
+        certs: cli.certs,
+    };
+    let result = match cli.command {
+        None => tui::run(over).await,
+        Some(command) => cli::run(over, command).await,
+    };
+    failure::finish(result)
+}

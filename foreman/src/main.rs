@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     .enable_all()
     .build();
     match runtime {
-        Ok(rt) => rt.block_on(foreman::cli::run(cli)),
+        Ok(rt) => rt.block_on(foreman::run(cli)),
         Err(e) => {
             eprintln!("foreman: cannot start the async runtime: {e}");
             ExitCode::from(2)

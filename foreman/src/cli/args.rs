@@ -1,10 +1,13 @@
-//! The command line (SPEC §5), parsed by clap; sizes and durations parsed
-//! here with messages that say what was wrong.
+//! The command line (SPEC §5), parsed by clap; sizes and durations by
+//! `tasker_common`, as the crew reads its own flags. A new job's options
+//! (`JobArgs`) are `crate::job`'s: the dashboard's `:start` takes them too.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+use crate::job::JobArgs;
 
 /// Foreman: run and watch jobs on many crews.
 ///
@@ -88,62 +91,8 @@ pub enum Command {
     },
 }
 
-#[derive(Clone, Debug, Args)]
-pub struct JobArgs {
-    /// Which crew runs it (needed when several are configured).
-    #[arg(long)]
-    pub crew: Option<String>,
-    /// CPU limit in cores, e.g. 0.5.
-    #[arg(long)]
-    pub cpu: Option<f64>,
-    /// Memory limit, e.g. 512M, 2G.
-    #[arg(long, value_parser = parse_size)]
-    pub memory: Option<u64>,
-    /// Read bandwidth limit per disk in bytes/s, e.g. 10M.
-    #[arg(long, value_parser = parse_size)]
-    pub io_read_bps: Option<u64>,
-    /// Write bandwidth limit per disk in bytes/s, e.g. 10M.
-    #[arg(long, value_parser = parse_size)]
-    pub io_write_bps: Option<u64>,
-    /// Apply the io limits to this device only (a path or MAJOR:MINOR);
-    /// default: every disk.
-    #[arg(long)]
-    pub io_device: Option<String>,
-    /// Maximum processes and threads.
-    #[arg(long)]
-    pub pids: Option<u64>,
-    /// Run under a pseudo-terminal (sized like this terminal).
-    #[arg(long)]
-    pub tty: bool,
-    /// Environment variable for the job (repeat for more).
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
-    pub env: Vec<(String, String)>,
-    /// Working directory (default: the user's home, or /).
-    #[arg(long)]
-    pub cwd: Option<String>,
-    /// isolated (its own network, lo only) or host.
-    #[arg(long, value_parser = ["isolated", "host"])]
-    pub network: Option<String>,
-    /// Stop the job after this long, e.g. 30s, 2h.
-    #[arg(long, value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// A name to find the job by.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// The program and its arguments (after --); never run through a shell.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub argv: Vec<String>,
-}
-
 /// Sizes and durations read as the crew reads its own flags.
 pub use tasker_common::{parse_duration, parse_size};
-
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("{s:?} is not KEY=VALUE")),
-    }
-}
 
 #[cfg(test)]
 mod tests {

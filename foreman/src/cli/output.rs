@@ -1,4 +1,5 @@
-//! What the CLI prints: human tables and `--json`. Every string that came
+//! What the CLI prints: human tables and `--json` (the words and formats
+//! it shares with the dashboard are in `present.rs`). Every string that came
 //! from a job (names, argv, reasons) is filtered before it reaches a
 //! terminal; JSON carries them as they are, escaped by JSON.
 
@@ -7,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tasker_proto::v1 as pb;
 
-use crate::sanitize::Sanitizer;
+use crate::present::{phase_name, reason_name, short_duration};
 
 /// A job as `--json` shows it.
 #[derive(Debug, Serialize)]
@@ -46,29 +47,6 @@ pub struct LimitsView {
     pub memory_bytes: Option<u64>,
     pub pids: Option<u64>,
     pub timeout_secs: Option<f64>,
-}
-
-pub fn phase_name(phase: i32) -> &'static str {
-    match pb::JobPhase::try_from(phase) {
-        Ok(pb::JobPhase::Starting) => "starting",
-        Ok(pb::JobPhase::Running) => "running",
-        Ok(pb::JobPhase::Completed) => "completed",
-        Ok(pb::JobPhase::Failed) => "failed",
-        Ok(pb::JobPhase::Stopped) => "stopped",
-        _ => "unknown",
-    }
-}
-
-fn reason_name(o: &pb::Outcome) -> Option<String> {
-    use pb::outcome::Reason;
-    Some(match o.reason.as_ref()? {
-        Reason::Finished(_) => "finished".to_owned(),
-        Reason::OomKilled(_) => "oom_killed".to_owned(),
-        Reason::TimedOut(_) => "timed_out".to_owned(),
-        Reason::StoppedBy(s) => format!("stopped_by {}", s.who),
-        Reason::StartFailed(s) => format!("start_failed: {}", s.reason),
-        Reason::Lost(s) => format!("lost: {}", s.reason),
-    })
 }
 
 pub fn view(crew: &str, j: &pb::Job) -> JobView {
@@ -171,46 +149,6 @@ pub fn age(t: &prost_types::Timestamp) -> String {
     short_duration(Duration::from_secs(now.saturating_sub(t.seconds).max(0) as u64))
 }
 
-pub fn short_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86_399 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
-
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n}B")
-    } else {
-        format!("{v:.1}{}", UNITS[u])
-    }
-}
-
-/// The argv as one line, each argument filtered and quoted if it needs to.
-pub fn command_line(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            let a = Sanitizer::clean(a);
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            } else {
-                a
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Rows of cells as a left-aligned table; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -242,6 +180,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::present::bytes;
 
     #[test]
     fn times_format_as_rfc3339() {
@@ -251,16 +190,6 @@ mod tests {
         assert_eq!(rfc3339(&t(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(short_duration(Duration::from_secs(7200)), "2h");
         assert_eq!(bytes(1536), "1.5K");
-    }
-
-    #[test]
-    fn command_lines_are_quoted_and_filtered() {
-        let argv = [
-            "sh".to_owned(),
-            "-c".to_owned(),
-            "echo 'hi'\u{1b}]0;x\u{7}".to_owned(),
-        ];
-        assert_eq!(command_line(&argv), "sh -c 'echo '\\''hi'\\'''");
     }
 
     #[test]

@@ -4,15 +4,17 @@
 
 use tasker_proto::v1 as pb;
 
-use super::{Ctx, Failure};
+use super::Ctx;
 use crate::client::Crew;
+use crate::failure::Failure;
+use crate::job::split_reference;
 
 /// The crew holding the job, and the job.
 pub async fn resolve<'a>(ctx: &'a Ctx, reference: &str) -> Result<(&'a Crew, pb::Job), Failure> {
     if reference.is_empty() {
         return Err(Failure::Usage("no job given".into()));
     }
-    if let Some((crew, rest)) = reference.split_once('/') {
+    if let (Some(crew), rest) = split_reference(reference) {
         let crew = ctx.crew(crew)?;
         let job = get(crew, rest)
             .await

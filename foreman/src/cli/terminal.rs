@@ -1,4 +1,6 @@
-//! The local terminal: raw mode that is always undone, and its size.
+//! Raw mode for an attached tty job, always undone (drop, panic, signal
+//! paths). Whether stdin and stdout are terminals, and the size, are
+//! `crate::terminal`'s.
 
 use std::os::fd::BorrowedFd;
 use std::sync::Mutex;
@@ -11,14 +13,6 @@ static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
 fn stdin_fd() -> BorrowedFd<'static> {
     // SAFETY: fd 0 is open for the life of the process and never closed.
     unsafe { BorrowedFd::borrow_raw(0) }
-}
-
-pub fn stdin_is_tty() -> bool {
-    nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
-}
-
-pub fn stdout_is_tty() -> bool {
-    nix::unistd::isatty(std::io::stdout()).unwrap_or(false)
 }
 
 /// Raw mode for as long as this lives; restored on drop, on panic, and by
@@ -53,17 +47,4 @@ pub fn restore() {
     if let Some(t) = saved {
         let _ = termios::tcsetattr(stdin_fd(), SetArg::TCSAFLUSH, &t);
     }
-}
-
-/// The terminal's size as (rows, cols), if stdout is one.
-pub fn size() -> Option<(u16, u16)> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills a winsize we own.
-    let r = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
 }

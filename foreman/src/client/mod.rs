@@ -1,7 +1,12 @@
 //! Connections to crews, shared by the CLI and the dashboard: one
 //! `CrewClient` per crew, over mutual TLS 1.3 with our own connector (so we
 //! choose the verifier and see the crew's certificate).
+//!
+//! - `tls.rs`: the TLS client config and the crew certificate check.
+//! - `attach.rs`: opening an attach stream to a job (`foreman attach`,
+//!   `run`, `logs` and the dashboard all open it there).
 
+pub mod attach;
 pub mod tls;
 
 use std::sync::{Arc, Mutex};

@@ -297,7 +297,7 @@ impl App {
             .iter()
             .any(|f| f.to_lowercase().contains(needle))
             || j.argv.iter().any(|a| a.to_lowercase().contains(needle))
-            || super::view::jobs::state_text(j).contains(needle)
+            || crate::present::dashboard_state(j).contains(needle)
     }
 
     /// `crew/job-N` of a job.

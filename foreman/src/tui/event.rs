@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::action::{Action, AttachEvent, CrewEvent, CrewIx, Input, Notice, SessionId};
+use crate::client::attach::{self, OpenError, Opened};
 use crate::client::{self, Crew};
 
 /// What travels on the channel: an action, and for job output the credit
@@ -213,8 +214,9 @@ async fn watch_once(ix: CrewIx, crew: &Crew, tx: &Tx) -> Option<(String, bool)> 
 pub const OUTPUT_CREDIT: usize = 512 << 10;
 const CHUNK: usize = 64 << 10;
 
-/// One attach: opens it from the beginning, forwards output (within the
-/// credit), passes input on, and detaches when its sender is dropped.
+/// One attach: opens it from the beginning (`client::attach::open`),
+/// forwards output (within the credit), passes input on, and detaches when
+/// its sender is dropped.
 pub async fn attach(
     session: SessionId,
     crew: Crew,
@@ -225,26 +227,37 @@ pub async fn attach(
 ) {
     let credit = Arc::new(Semaphore::new(OUTPUT_CREDIT));
     let ev = |e: AttachEvent| Action::Attach(session, e);
-    let (req_tx, req_rx) = mpsc::channel(64);
-    let open = pb::AttachJobRequest {
-        msg: Some(In::Open(pb::attach_job_request::Open {
-            job,
-            from: Some(From::Beginning(Beginning {})),
-            write,
-        })),
+    let request = attach::Request {
+        job: &job,
+        from: From::Beginning(Beginning {}),
+        write,
+        queue: 64,
     };
-    let _ = req_tx.send(open).await;
-    let mut client = crew.client.clone();
-    let mut stream = match client
-        .attach_job(tokio_stream::wrappers::ReceiverStream::new(req_rx))
-        .await
-    {
-        Ok(r) => r.into_inner(),
-        Err(s) => {
+    let Opened {
+        mut stream,
+        tx: req_tx,
+        attached,
+    } = match attach::open(&crew, request).await {
+        Ok(o) => o,
+        Err(OpenError::Status(s)) => {
             send(&tx, ev(AttachEvent::Closed(Some(client::explain(&s))))).await;
             return;
         }
+        Err(OpenError::NotStarted) => {
+            send(&tx, ev(AttachEvent::Closed(None))).await;
+            return;
+        }
     };
+    if !send(
+        &tx,
+        ev(AttachEvent::Opened {
+            writable: attached.writable,
+        }),
+    )
+    .await
+    {
+        return;
+    }
     loop {
         tokio::select! {
             msg = stream.message() => {

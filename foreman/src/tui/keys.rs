@@ -138,7 +138,7 @@ pub const INPUT: &[Binding] = &[
     b(&[ctrl('d')], "Ctrl-D", "pipe jobs: end of input (EOF)", Cmd::Eof, "EOF"),
 ];
 
-/// Editing the `:` line or the `/` filter (handled in `update::on_line_key`;
+/// Editing the `:` line or the `/` filter (handled in `update::cmdline::on_line_key`;
 /// listed here for the hints and `:help`).
 #[rustfmt::skip]
 pub const LINE: &[Binding] = &[

@@ -3,7 +3,8 @@
 //!
 //! - `app.rs`: the one state; `action.rs`: what can happen (`Action`) and
 //!   what the dashboard asks for (`Effect`).
-//! - `update.rs`: `update(&mut App, Action) -> Vec<Effect>`, no I/O.
+//! - `update/`: `update(&mut App, Action) -> Vec<Effect>`, no I/O; its
+//!   `mod.rs` dispatches, a file per concern does the work.
 //! - `view/`: draws `&App`; `layout.rs`: where things are (shared with
 //!   `update` for mouse clicks).
 //! - `keys.rs`: the key and command tables (dispatch, hints and help).
@@ -43,14 +44,15 @@ use self::action::{Effect, Input, SessionId};
 use self::app::App;
 use self::event::{Event, Tx};
 use self::pace::Pacer;
-use crate::cli::Failure;
 use crate::client::{self, Crew};
 use crate::config::{self, Overrides};
+use crate::failure::Failure;
+use crate::terminal;
 
 pub async fn run(over: Overrides) -> Result<(), Failure> {
     let config = config::load(&over)?;
     let crews = client::crews(&config)?;
-    if !crate::cli::terminal::stdout_is_tty() || !crate::cli::terminal::stdin_is_tty() {
+    if !terminal::stdout_is_tty() || !terminal::stdin_is_tty() {
         return Err(Failure::Usage(
             "the dashboard needs a terminal; `foreman --help` lists the commands for scripts".into(),
         ));

@@ -14,13 +14,16 @@ use tasker_proto::v1::attach_job_request::{Msg as In, open};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::stream::{Next, Opened, Sink, open, report_end, step};
+use super::stream::{Next, Sink, open, report_end, step};
+use crate::cli::Ctx;
 use crate::cli::output::exit_code_of;
 use crate::cli::refs::resolve;
-use crate::cli::terminal::{self, RawMode};
-use crate::cli::{Ctx, Failure};
+use crate::cli::terminal::RawMode;
 use crate::client::Crew;
+use crate::client::attach::Opened;
+use crate::failure::Failure;
 use crate::sanitize::Mode;
+use crate::terminal;
 
 /// The key that detaches; never sent to the job.
 pub const DETACH_KEY: u8 = 0x1d;

@@ -4,10 +4,11 @@
 use serde::Serialize;
 use tasker_proto::v1 as pb;
 
+use crate::cli::Ctx;
 use crate::cli::output::{rfc3339, table};
 use crate::cli::refs::join_all;
-use crate::cli::{Ctx, Failure};
 use crate::client;
+use crate::failure::Failure;
 use crate::sanitize::Sanitizer;
 
 #[derive(Debug, Serialize)]

@@ -4,8 +4,9 @@
 use tasker_proto::v1::attach_job_request::open::{Beginning, From};
 
 use super::stream::{Next, Sink, open, step};
+use crate::cli::Ctx;
 use crate::cli::refs::resolve;
-use crate::cli::{Ctx, Failure};
+use crate::failure::Failure;
 use crate::sanitize::Mode;
 
 pub async fn logs(ctx: &Ctx, job: &str, follow: bool, tail: Option<u64>, raw: bool) -> Result<(), Failure> {

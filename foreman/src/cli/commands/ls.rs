@@ -4,9 +4,11 @@
 
 use tasker_proto::v1 as pb;
 
-use crate::cli::output::{age, command_line, table, view};
+use crate::cli::Ctx;
+use crate::cli::output::{age, table, view};
 use crate::cli::refs::join_all;
-use crate::cli::{Ctx, Failure};
+use crate::failure::Failure;
+use crate::present::{cli_state, command_line};
 use crate::sanitize::Sanitizer;
 
 pub async fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<(), Failure> {
@@ -33,7 +35,7 @@ pub async fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<(), Failure> {
                 vec![
                     v.reference.clone(),
                     v.name.as_deref().map(Sanitizer::clean).unwrap_or_default(),
-                    state_cell(&v),
+                    cli_state(j),
                     Sanitizer::clean(&v.owner),
                     j.created_at.as_ref().map(age).unwrap_or_default(),
                     command_line(&v.argv),
@@ -51,18 +53,6 @@ pub async fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<(), Failure> {
     match failures.into_iter().next() {
         None => Ok(()),
         Some(_) => Err(Failure::Exit(2)),
-    }
-}
-
-fn state_cell(v: &crate::cli::output::JobView) -> String {
-    match (v.state, v.exit_code, v.signal, v.reason.as_deref()) {
-        ("completed", _, _, _) => "completed".into(),
-        (s, _, _, Some(r)) if r.starts_with("start_failed") => format!("{s} (start failed)"),
-        (s, _, _, Some("oom_killed")) => format!("{s} (oom)"),
-        (s, _, _, Some("timed_out")) => format!("{s} (timeout)"),
-        (s, Some(c), _, _) => format!("{s} (exit {c})"),
-        (s, _, Some(sig), _) => format!("{s} (signal {sig})"),
-        (s, ..) => s.to_owned(),
     }
 }
 

@@ -10,11 +10,12 @@ use tasker_proto::v1::attach_job_request::open::{Beginning, From};
 use super::attach::{End, OnInterrupt, session};
 use super::start::launch;
 use super::stream::{open, report_end};
-use crate::cli::args::JobArgs;
+use crate::cli::Ctx;
 use crate::cli::output::exit_code_of;
-use crate::cli::terminal;
-use crate::cli::{Ctx, Failure};
+use crate::failure::Failure;
+use crate::job::JobArgs;
 use crate::sanitize::Sanitizer;
+use crate::terminal;
 
 pub async fn run(ctx: &Ctx, a: JobArgs) -> Result<(), Failure> {
     let (crew, job) = launch(ctx, &a).await?;

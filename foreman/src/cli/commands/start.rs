@@ -2,9 +2,10 @@
 
 use tasker_proto::v1 as pb;
 
-use crate::cli::args::JobArgs;
-use crate::cli::{Ctx, Failure};
+use crate::cli::Ctx;
 use crate::client::Crew;
+use crate::failure::Failure;
+use crate::job::{JobArgs, job_spec};
 
 /// The crew a new job goes to: the one named, or the only one.
 pub fn pick_crew<'a>(ctx: &'a Ctx, named: Option<&str>) -> Result<&'a Crew, Failure> {
@@ -18,49 +19,6 @@ pub fn pick_crew<'a>(ctx: &'a Ctx, named: Option<&str>) -> Result<&'a Crew, Fail
                 names.join(", ")
             )))
         }
-    }
-}
-
-pub fn job_spec(a: &JobArgs) -> pb::JobSpec {
-    let io = if a.io_read_bps.is_some() || a.io_write_bps.is_some() {
-        vec![pb::IoLimit {
-            device: a.io_device.clone().unwrap_or_default(),
-            read_bps: a.io_read_bps,
-            write_bps: a.io_write_bps,
-        }]
-    } else {
-        Vec::new()
-    };
-    pb::JobSpec {
-        argv: a.argv.clone(),
-        env: a
-            .env
-            .iter()
-            .map(|(k, v)| pb::EnvVar {
-                name: k.clone(),
-                value: v.clone(),
-            })
-            .collect(),
-        cwd: a.cwd.clone().unwrap_or_default(),
-        limits: Some(pb::Limits {
-            cpu: a.cpu,
-            memory_bytes: a.memory,
-            io,
-            pids: a.pids,
-        }),
-        tty: a.tty.then(|| {
-            let (rows, cols) = crate::cli::terminal::size().unwrap_or((24, 80));
-            pb::TtySize {
-                rows: u32::from(rows),
-                cols: u32::from(cols),
-            }
-        }),
-        network: match a.network.as_deref() {
-            Some("host") => pb::Network::Host,
-            _ => pb::Network::Isolated,
-        } as i32,
-        timeout: a.timeout.and_then(|t| prost_types::Duration::try_from(t).ok()),
-        name: a.name.clone().unwrap_or_default(),
     }
 }
 

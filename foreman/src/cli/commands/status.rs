@@ -1,8 +1,10 @@
 //! `foreman status JOB [--json]`.
 
-use crate::cli::output::{bytes, command_line, view};
+use crate::cli::Ctx;
+use crate::cli::output::view;
 use crate::cli::refs::resolve;
-use crate::cli::{Ctx, Failure};
+use crate::failure::Failure;
+use crate::present::{bytes, command_line};
 use crate::sanitize::Sanitizer;
 
 pub async fn status(ctx: &Ctx, job: &str, json: bool) -> Result<(), Failure> {

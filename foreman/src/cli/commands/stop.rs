@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use tasker_proto::v1 as pb;
 
-use crate::cli::output::phase_name;
+use crate::cli::Ctx;
 use crate::cli::refs::resolve;
-use crate::cli::{Ctx, Failure};
+use crate::failure::Failure;
+use crate::present::phase_name;
 use crate::sanitize::Sanitizer;
 
 pub async fn stop(ctx: &Ctx, job: &str, grace: Option<Duration>) -> Result<(), Failure> {

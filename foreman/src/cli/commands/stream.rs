@@ -3,49 +3,28 @@
 use std::io::Write as _;
 
 use tasker_proto::v1 as pb;
-use tasker_proto::v1::attach_job_request::{Msg as In, open::From};
-use tasker_proto::v1::attach_job_response::{Attached, Msg as Out};
-use tokio::sync::mpsc;
+use tasker_proto::v1::attach_job_request::open::From;
+use tasker_proto::v1::attach_job_response::Msg as Out;
 
-use crate::cli::terminal;
-use crate::cli::{Failure, output};
 use crate::client::Crew;
+use crate::client::attach::{self, OpenError, Opened};
+use crate::failure::Failure;
 use crate::sanitize::{Mode, Sanitizer};
+use crate::terminal;
 
-/// An open attach: the stream from the crew and the way to write to it.
-#[derive(Debug)]
-pub struct Opened {
-    pub stream: tonic::Streaming<pb::AttachJobResponse>,
-    pub tx: mpsc::Sender<pb::AttachJobRequest>,
-    pub attached: Attached,
-}
-
+/// Opens an attach for a command; a crew that refuses it or never says
+/// `Attached` is a failure with the crew's name.
 pub async fn open(crew: &Crew, job: &str, from: From, write: bool) -> Result<Opened, Failure> {
-    let (tx, rx) = mpsc::channel(16);
-    let open = pb::AttachJobRequest {
-        msg: Some(In::Open(pb::attach_job_request::Open {
-            job: job.to_owned(),
-            from: Some(from),
-            write,
-        })),
+    let request = attach::Request {
+        job,
+        from,
+        write,
+        queue: 16,
     };
-    let _ = tx.send(open).await;
-    let mut client = crew.client.clone();
-    let mut stream = client
-        .attach_job(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .map_err(|s| Failure::from_status(&crew.name, &s))?
-        .into_inner();
-    match stream.message().await {
-        Ok(Some(pb::AttachJobResponse {
-            msg: Some(Out::Attached(attached)),
-        })) => Ok(Opened { stream, tx, attached }),
-        Ok(_) => Err(Failure::Connection(format!(
-            "{}: the attach did not start",
-            crew.name
-        ))),
-        Err(s) => Err(Failure::from_status(&crew.name, &s)),
-    }
+    attach::open(crew, request).await.map_err(|e| match e {
+        OpenError::Status(s) => Failure::from_status(&crew.name, &s),
+        OpenError::NotStarted => Failure::Connection(format!("{}: the attach did not start", crew.name)),
+    })
 }
 
 /// Where output goes: stdout, filtered when it is a terminal.
@@ -157,7 +136,7 @@ pub fn report_end(crew: &str, job: &pb::Job) {
     eprintln!(
         "foreman: {crew}/{} {}: {}",
         job.handle,
-        output::phase_name(job.phase),
+        crate::present::phase_name(job.phase),
         Sanitizer::clean(&summary)
     );
 }

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::{bold, centered, clear, dim, fit};
-use crate::cli::output::short_duration;
+use crate::present::short_duration;
 use crate::tui::app::{App, Link};
 
 /// The mark and colour of a link state.

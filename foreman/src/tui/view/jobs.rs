@@ -9,28 +9,9 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use tasker_proto::v1 as pb;
 
 use super::{bold, dim, fit};
-use crate::cli::output::{bytes, command_line, short_duration};
+use crate::present::{bytes, command_line, dashboard_state, short_duration};
 use crate::tui::app::{App, Focus, JobEntry, JobKey};
 use crate::tui::layout::{self, ATTACH, Areas, STOP};
-
-/// Short state of a job: "running", "exit 3", "signal 9", "stopped",
-/// "oom-killed", "timed out", "no start", "lost".
-pub fn state_text(j: &pb::Job) -> String {
-    use pb::outcome::{Reason, Termination};
-    let Some(o) = &j.outcome else {
-        return crate::cli::output::phase_name(j.phase).to_owned();
-    };
-    match (&o.reason, o.termination) {
-        (Some(Reason::StoppedBy(_)), _) => "stopped".into(),
-        (Some(Reason::OomKilled(_)), _) => "oom-killed".into(),
-        (Some(Reason::TimedOut(_)), _) => "timed out".into(),
-        (Some(Reason::StartFailed(_)), _) => "no start".into(),
-        (Some(Reason::Lost(_)), _) => "lost".into(),
-        (_, Some(Termination::ExitCode(c))) => format!("exit {c}"),
-        (_, Some(Termination::Signal(s))) => format!("signal {s}"),
-        _ => crate::cli::output::phase_name(j.phase).to_owned(),
-    }
-}
 
 fn state_style(j: &pb::Job) -> Style {
     use pb::outcome::{Reason, Termination};
@@ -120,7 +101,7 @@ fn cell(app: &App, key: &JobKey, e: &JobEntry, col: Col) -> String {
             .map_or("?", |c| c.name.as_str())
             .to_owned(),
         Col::Job => j.handle.clone(),
-        Col::State => state_text(j),
+        Col::State => dashboard_state(j),
         Col::Owner => crate::sanitize::Sanitizer::clean(&j.owner),
         Col::Age => j
             .created_at

@@ -63,7 +63,7 @@ pub fn hint_table(app: &App) -> &'static [Binding] {
 
 fn hints(app: &App, width: usize) -> Line<'static> {
     if app.overlay.is_some() {
-        // What update's overlay keys do (update::on_overlay_key).
+        // What update's overlay keys do (update::keys::on_overlay_key).
         let text = match app.overlay {
             Some(crate::tui::app::Overlay::Help(_)) => " ↑↓ PgUp PgDn scroll  any other key closes",
             _ => " any key closes",

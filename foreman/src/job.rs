@@ -1,0 +1,121 @@
+//! A job as both the CLI and the dashboard ask for one: the options of
+//! `foreman start` and `run`, which `:start` takes too, the `JobSpec` they
+//! make, and the form of a job reference.
+
+use std::time::Duration;
+
+use clap::Args;
+use tasker_proto::v1 as pb;
+
+// The same parsers as the rest of the command line: `--memory 2G` means
+// the same on the `:start` line as after `foreman start`.
+use tasker_common::{parse_duration, parse_size};
+
+/// The options of a new job, then its command after `--`.
+#[derive(Clone, Debug, Args)]
+pub struct JobArgs {
+    /// Which crew runs it (needed when several are configured).
+    #[arg(long)]
+    pub crew: Option<String>,
+    /// CPU limit in cores, e.g. 0.5.
+    #[arg(long)]
+    pub cpu: Option<f64>,
+    /// Memory limit, e.g. 512M, 2G.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Read bandwidth limit per disk in bytes/s, e.g. 10M.
+    #[arg(long, value_parser = parse_size)]
+    pub io_read_bps: Option<u64>,
+    /// Write bandwidth limit per disk in bytes/s, e.g. 10M.
+    #[arg(long, value_parser = parse_size)]
+    pub io_write_bps: Option<u64>,
+    /// Apply the io limits to this device only (a path or MAJOR:MINOR);
+    /// default: every disk.
+    #[arg(long)]
+    pub io_device: Option<String>,
+    /// Maximum processes and threads.
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// Run under a pseudo-terminal (sized like this terminal).
+    #[arg(long)]
+    pub tty: bool,
+    /// Environment variable for the job (repeat for more).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Working directory (default: the user's home, or /).
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// isolated (its own network, lo only) or host.
+    #[arg(long, value_parser = ["isolated", "host"])]
+    pub network: Option<String>,
+    /// Stop the job after this long, e.g. 30s, 2h.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// A name to find the job by.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The program and its arguments (after --); never run through a shell.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// The `JobSpec` the options ask for. A tty job starts at this terminal's
+/// size, or 24x80 with none.
+pub fn job_spec(a: &JobArgs) -> pb::JobSpec {
+    let io = if a.io_read_bps.is_some() || a.io_write_bps.is_some() {
+        vec![pb::IoLimit {
+            device: a.io_device.clone().unwrap_or_default(),
+            read_bps: a.io_read_bps,
+            write_bps: a.io_write_bps,
+        }]
+    } else {
+        Vec::new()
+    };
+    pb::JobSpec {
+        argv: a.argv.clone(),
+        env: a
+            .env
+            .iter()
+            .map(|(k, v)| pb::EnvVar {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        cwd: a.cwd.clone().unwrap_or_default(),
+        limits: Some(pb::Limits {
+            cpu: a.cpu,
+            memory_bytes: a.memory,
+            io,
+            pids: a.pids,
+        }),
+        tty: a.tty.then(|| {
+            let (rows, cols) = crate::terminal::size().unwrap_or((24, 80));
+            pb::TtySize {
+                rows: u32::from(rows),
+                cols: u32::from(cols),
+            }
+        }),
+        network: match a.network.as_deref() {
+            Some("host") => pb::Network::Host,
+            _ => pb::Network::Isolated,
+        } as i32,
+        timeout: a.timeout.and_then(|t| prost_types::Duration::try_from(t).ok()),
+        name: a.name.clone().unwrap_or_default(),
+    }
+}
+
+/// A job reference, `[crew/]ref`, split: the crew if one is named, and the
+/// reference on it (an id or id prefix, a `job-N` handle, or a name).
+pub fn split_reference(reference: &str) -> (Option<&str>, &str) {
+    match reference.split_once('/') {
+        Some((crew, rest)) => (Some(crew), rest),
+        None => (None, reference),
+    }
+}

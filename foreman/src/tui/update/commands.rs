@@ -1,0 +1,244 @@
+//! The `:` commands: a typed line split into words, the command found (a
+//! unique prefix will do), its job reference resolved, and the command
+//! run; `:start` takes `foreman start`'s options.
+
+use clap::Parser as _;
+use tasker_proto::v1 as pb;
+
+use super::attach::{attach, detach, layout_with_attachment};
+use super::jobs::{archive, is_running, keep_selection_visible};
+use super::keys::run_cmd;
+use super::notify;
+use crate::job::split_reference;
+use crate::tui::action::{Effect, Notice};
+use crate::tui::app::{App, JobKey, Overlay};
+use crate::tui::keys::{self, Cmd};
+
+pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
+    let line = line.strip_prefix(':').unwrap_or(line);
+    let words = match split_words(line) {
+        Ok(w) => w,
+        Err(e) => return notify(app, Notice::error(e)),
+    };
+    let Some((name, args)) = words.split_first() else {
+        return;
+    };
+    let matches: Vec<&keys::Command> = keys::COMMANDS
+        .iter()
+        .filter(|c| c.name.starts_with(name.as_str()))
+        .collect();
+    let cmd = match matches.as_slice() {
+        [one] => one.name,
+        _ if keys::COMMANDS.iter().any(|c| c.name == name) => name.as_str(),
+        [] => {
+            return notify(
+                app,
+                Notice::error(format!("no command :{name}; :help lists them")),
+            );
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|c| c.name).collect();
+            return notify(
+                app,
+                Notice::error(format!(":{name} could be {}", names.join(", "))),
+            );
+        }
+    };
+    let one_job = |app: &mut App| -> Option<JobKey> {
+        match args {
+            [r] => match resolve(app, r) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    notify(app, Notice::error(e));
+                    None
+                }
+            },
+            _ => {
+                notify(app, Notice::error(format!(":{cmd} takes one JOB")));
+                None
+            }
+        }
+    };
+    match cmd {
+        "attach" => {
+            if let Some(k) = one_job(app) {
+                app.selected = Some(k.clone());
+                keep_selection_visible(app);
+                attach(app, &k, fx);
+            }
+        }
+        "stop" => {
+            if let Some(k) = one_job(app) {
+                // Typed out in full: no question.
+                let Some(e) = app.jobs.get(&k) else { return };
+                let label = app.label(&k);
+                if is_running(e) {
+                    fx.push(Effect::Stop {
+                        crew: k.crew,
+                        job: k.id.clone(),
+                        label: label.clone(),
+                    });
+                    notify(app, Notice::info(format!("stopping {label}…")));
+                } else {
+                    notify(app, Notice::error(format!("{label} has already ended")));
+                }
+            }
+        }
+        "archive" => {
+            if let Some(k) = one_job(app) {
+                archive(app, &k, fx);
+            }
+        }
+        "detach" => detach(app, fx),
+        "crews" => app.overlay = Some(Overlay::Crews),
+        "help" => app.overlay = Some(Overlay::Help(0)),
+        "quit" => run_cmd(app, Cmd::Quit, fx),
+        "start" => start(app, args, fx),
+        _ => {}
+    }
+}
+
+/// `:start [CREW] [options] -- CMD ARGS`: `foreman start`'s options.
+#[derive(Debug, clap::Parser)]
+#[command(name = ":start", no_binary_name = true, disable_help_flag = true)]
+struct StartLine {
+    /// The crew (needed when there are several).
+    crew_name: Option<String>,
+    #[command(flatten)]
+    job: crate::job::JobArgs,
+}
+
+fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
+    let parsed = match StartLine::try_parse_from(args) {
+        Ok(p) => p,
+        Err(e) => {
+            // clap's first line, without its "error: " and usage block.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("bad :start")
+                .trim_start_matches("error: ")
+                .to_owned();
+            return notify(app, Notice::error(format!(":start: {first}")));
+        }
+    };
+    let named = parsed.crew_name.as_deref().or(parsed.job.crew.as_deref());
+    let crew = match named {
+        Some(n) => match app.crews.iter().position(|c| c.name == n) {
+            Some(ix) => ix,
+            None => return notify(app, Notice::error(format!("no crew {n:?}"))),
+        },
+        None if app.crews.len() == 1 => 0,
+        None => {
+            let names: Vec<&str> = app.crews.iter().map(|c| c.name.as_str()).collect();
+            return notify(
+                app,
+                Notice::error(format!(":start needs a crew: one of {}", names.join(", "))),
+            );
+        }
+    };
+    let mut spec = crate::job::job_spec(&parsed.job);
+    if spec.tty.is_some() {
+        // The job's pty starts at the pane's size.
+        let screen = layout_with_attachment(app).screen;
+        spec.tty = Some(pb::TtySize {
+            rows: u32::from(screen.height.max(1)),
+            cols: u32::from(screen.width.max(1)),
+        });
+    }
+    let label = format!(
+        "{} on {}",
+        crate::present::command_line(&spec.argv),
+        app.crews[crew].name
+    );
+    fx.push(Effect::Start { crew, spec });
+    notify(app, Notice::info(format!("starting {label}…")));
+}
+
+/// A job reference as the CLI takes it: `[crew/]handle|name|id-prefix`,
+/// against the jobs this dashboard knows.
+pub fn resolve(app: &App, reference: &str) -> Result<JobKey, String> {
+    let (crew, r) = match split_reference(reference) {
+        (Some(c), r) => match app.crews.iter().position(|x| x.name == c) {
+            Some(ix) => (Some(ix), r),
+            None => return Err(format!("no crew {c:?}")),
+        },
+        (None, r) => (None, r),
+    };
+    let hits: Vec<&JobKey> = app
+        .jobs
+        .iter()
+        .filter(|(k, _)| crew.is_none_or(|c| k.crew == c))
+        .filter(|(k, e)| {
+            e.job.handle == r
+                || (!e.job.name.is_empty() && e.job.name == r)
+                || (r.len() >= 4 && k.id.starts_with(r))
+        })
+        .map(|(k, _)| k)
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(format!("no job {reference:?}")),
+        many => {
+            let labels: Vec<String> = many.iter().map(|k| app.label(k)).collect();
+            Err(format!("{reference:?} could be {}", labels.join(", ")))
+        }
+    }
+}
+
+/// Shell-like words: spaces split, '…' and "…" quote, \ escapes.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unclosed '".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => word.push(c),
+                            None => return Err("unclosed \"".into()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unclosed \"".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(c) = chars.next() {
+                    word.push(c);
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}

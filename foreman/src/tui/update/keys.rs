@@ -1,0 +1,205 @@
+//! Keys and pastes: what a key does in each mode (through the tables in
+//! `tui::keys`), the overlay's keys, typing into a job, and what a paste
+//! puts where.
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use super::attach::{detach, enter_input};
+use super::cmdline::on_line_key;
+use super::jobs::{archive, ask_stop, keep_selection_visible, move_selection};
+use super::{attach::attach, notify};
+use crate::tui::action::{Effect, Input, Notice};
+use crate::tui::app::{App, Focus, Mode, Overlay};
+use crate::tui::keys::{self, Cmd};
+use crate::tui::layout;
+use crate::tui::term;
+
+pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+    if app.overlay.is_some() {
+        on_overlay_key(app, key);
+        return;
+    }
+    if !matches!(app.mode, Mode::Input) && app.notice.as_ref().is_some_and(|n| n.error) {
+        app.notice = None;
+    }
+    match app.mode.clone() {
+        Mode::Input => on_input_key(app, key, fx),
+        Mode::Command => on_line_key(app, key, fx, true),
+        Mode::Filter => on_line_key(app, key, fx, false),
+        Mode::Confirm(p) => {
+            app.mode = Mode::Normal;
+            if matches!(key.code, KeyCode::Char('y' | 'Y')) {
+                fx.push(Effect::Stop {
+                    crew: p.crew,
+                    job: p.job,
+                    label: p.label.clone(),
+                });
+                notify(app, Notice::info(format!("stopping {}…", p.label)));
+            } else {
+                notify(app, Notice::info(format!("{} left running", p.label)));
+            }
+        }
+        Mode::Normal => {
+            let table = match app.focus {
+                Focus::Jobs => keys::JOBS,
+                Focus::Terminal => keys::TERMINAL,
+            };
+            if let Some(cmd) = keys::lookup(table, &key) {
+                run_cmd(app, cmd, fx);
+            }
+        }
+    }
+}
+
+fn on_overlay_key(app: &mut App, key: KeyEvent) {
+    match (app.overlay, key.code) {
+        (Some(Overlay::Help(n)), KeyCode::Down | KeyCode::Char('j')) => {
+            app.overlay = Some(Overlay::Help(n.saturating_add(1)));
+        }
+        (Some(Overlay::Help(n)), KeyCode::Up | KeyCode::Char('k')) => {
+            app.overlay = Some(Overlay::Help(n.saturating_sub(1)));
+        }
+        (Some(Overlay::Help(n)), KeyCode::PageDown | KeyCode::Char(' ')) => {
+            app.overlay = Some(Overlay::Help(n.saturating_add(10)));
+        }
+        (Some(Overlay::Help(n)), KeyCode::PageUp) => {
+            app.overlay = Some(Overlay::Help(n.saturating_sub(10)));
+        }
+        _ => app.overlay = None,
+    }
+}
+
+fn on_input_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+    match keys::lookup(keys::INPUT, &key) {
+        Some(Cmd::LeaveInput) => {
+            app.mode = Mode::Normal;
+            app.focus = Focus::Terminal;
+            return;
+        }
+        Some(Cmd::Eof) if app.attached.as_ref().is_some_and(|a| !a.tty) => {
+            if let Some(a) = &app.attached {
+                fx.push(Effect::Send {
+                    session: a.session,
+                    input: Input::Eof,
+                });
+                let label = a.label.clone();
+                notify(app, Notice::info(format!("sent EOF to {label}")));
+            }
+            return;
+        }
+        _ => {}
+    }
+    let Some(a) = &app.attached else {
+        app.mode = Mode::Normal;
+        return;
+    };
+    let app_cursor = a.term.screen().application_cursor();
+    if let Some(bytes) = term::key_bytes(&key, a.tty, app_cursor) {
+        fx.push(Effect::Send {
+            session: a.session,
+            input: Input::Bytes(bytes),
+        });
+    }
+}
+
+pub(super) fn run_cmd(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
+    let page = layout::page(app) as isize;
+    match cmd {
+        Cmd::Up => move_selection(app, -1),
+        Cmd::Down => move_selection(app, 1),
+        Cmd::PageUp => move_selection(app, -page),
+        Cmd::PageDown => move_selection(app, page),
+        Cmd::Top => move_selection(app, isize::MIN / 2),
+        Cmd::Bottom => move_selection(app, isize::MAX / 2),
+        Cmd::Attach => match app.selected.clone() {
+            Some(key) => attach(app, &key, fx),
+            None => notify(app, Notice::error("no job selected")),
+        },
+        Cmd::Stop => {
+            let target = match app.focus {
+                Focus::Terminal => app.attached.as_ref().and_then(|a| app.index.get(&a.job).cloned()),
+                Focus::Jobs => app.selected.clone(),
+            };
+            match target {
+                Some(key) => ask_stop(app, &key),
+                None => notify(app, Notice::error("no job selected")),
+            }
+        }
+        Cmd::Archive => match app.selected.clone() {
+            Some(key) => archive(app, &key, fx),
+            None => notify(app, Notice::error("no job selected")),
+        },
+        Cmd::Filter => {
+            app.mode = Mode::Filter;
+            let f = app.filter.clone();
+            app.line.set(&f);
+        }
+        Cmd::CommandLine => {
+            app.mode = Mode::Command;
+            app.line.clear();
+            app.history_pos = None;
+            app.completion = None;
+        }
+        Cmd::Help => app.overlay = Some(Overlay::Help(0)),
+        Cmd::Crews => app.overlay = Some(Overlay::Crews),
+        Cmd::Quit => {
+            if let Some(a) = app.attached.take() {
+                fx.push(Effect::Detach { session: a.session });
+            }
+            app.quitting = true;
+            fx.push(Effect::Quit);
+        }
+        Cmd::Detach => detach(app, fx),
+        Cmd::Input => enter_input(app),
+        Cmd::Focus => {
+            app.focus = match app.focus {
+                Focus::Jobs if app.attached.is_some() => Focus::Terminal,
+                _ => Focus::Jobs,
+            };
+        }
+        Cmd::ScrollUp => scroll(app, 1),
+        Cmd::ScrollDown => scroll(app, -1),
+        Cmd::ScrollPageUp => scroll(app, page_rows(app)),
+        Cmd::ScrollPageDown => scroll(app, -page_rows(app)),
+        Cmd::Live => {
+            if let Some(a) = &mut app.attached {
+                a.term.scroll_to_live();
+            }
+        }
+        Cmd::LeaveInput | Cmd::Eof => {}
+    }
+}
+
+fn page_rows(app: &App) -> isize {
+    (layout::areas(app).screen.height.max(2) - 1) as isize
+}
+
+pub(super) fn scroll(app: &mut App, rows: isize) {
+    if let Some(a) = &mut app.attached {
+        a.term.scroll_by(rows);
+    }
+}
+
+pub(super) fn on_paste(app: &mut App, text: &str, fx: &mut Vec<Effect>) {
+    match app.mode {
+        Mode::Input => {
+            if let Some(a) = &app.attached {
+                let bracketed = a.tty && a.term.screen().bracketed_paste();
+                fx.push(Effect::Send {
+                    session: a.session,
+                    input: Input::Bytes(term::paste_bytes(text, bracketed)),
+                });
+            }
+        }
+        Mode::Command | Mode::Filter => {
+            // One line, no control characters.
+            let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+            app.line.insert(&clean);
+            if matches!(app.mode, Mode::Filter) {
+                app.filter = app.line.text.clone();
+                keep_selection_visible(app);
+            }
+        }
+        _ => {}
+    }
+}

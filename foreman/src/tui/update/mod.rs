@@ -1,0 +1,101 @@
+//! `update(&mut App, Action) -> Vec<Effect>`: every change to the
+//! dashboard's state, and nothing else: no I/O, no clock, no terminal.
+//!
+//! Here: the dispatch, an action to the file that handles it. Then one
+//! file per concern: `keys.rs` (keys and pastes), `mouse.rs`,
+//! `cmdline.rs` (the `:` and `/` line: editing, history, completion),
+//! `commands.rs` (the `:` commands), `jobs.rs` (the job list, selection,
+//! stop and archive), `attach.rs` (the attached job and its stream),
+//! `crews.rs` (what the crews tell us).
+
+mod attach;
+mod cmdline;
+mod commands;
+mod crews;
+mod jobs;
+mod keys;
+mod mouse;
+
+use crossterm::event::KeyEventKind;
+use tasker_proto::v1 as pb;
+
+use self::attach::{fit_terminal, on_attach};
+use self::crews::on_crew;
+use self::jobs::{keep_selection_visible, upsert};
+use self::keys::{on_key, on_paste};
+use self::mouse::on_mouse;
+use super::action::{Action, CrewIx, Effect, Notice};
+use super::app::{App, Focus, Mode};
+
+pub use self::commands::{resolve, split_words};
+
+/// Info notices fade after this long; errors stay until the next key.
+const NOTICE_SECS: u64 = 6;
+
+pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    match action {
+        Action::Key(key) => {
+            // Key releases and repeats of the kitty protocol are not keys.
+            if key.kind == KeyEventKind::Press {
+                on_key(app, key, &mut fx);
+            }
+        }
+        Action::Mouse(m) => on_mouse(app, m, &mut fx),
+        Action::Paste(text) => on_paste(app, &text, &mut fx),
+        Action::Resize(cols, rows) => {
+            app.size = (cols, rows);
+            keep_selection_visible(app);
+        }
+        Action::Tick(now) => {
+            app.now = now;
+            if let Some(n) = &app.notice
+                && !n.error
+                && app
+                    .notice_at
+                    .is_some_and(|t| app.since(t).as_secs() >= NOTICE_SECS)
+            {
+                app.notice = None;
+            }
+        }
+        Action::Crew(ix, ev) => on_crew(app, ix, ev),
+        Action::Attach(session, ev) => on_attach(app, session, ev),
+        Action::Done(n) => notify(app, n),
+        Action::Started(ix, job) => {
+            let label = format!("{}/{}", crew_name(app, ix), job.handle);
+            let failed = matches!(
+                job.outcome.as_ref().and_then(|o| o.reason.as_ref()),
+                Some(pb::outcome::Reason::StartFailed(_))
+            );
+            let key = upsert(app, ix, *job);
+            app.selected = Some(key);
+            // The new job is selected in the list: ⏎ attaches it.
+            if app.mode == Mode::Normal {
+                app.focus = Focus::Jobs;
+            }
+            keep_selection_visible(app);
+
+            if failed {
+                notify(
+                    app,
+                    Notice::error(format!("{label} did not start (see its state)")),
+                );
+            } else {
+                notify(app, Notice::info(format!("started {label}; ⏎ attaches")));
+            }
+        }
+    }
+    // Every change may have moved the terminal pane: keep the job's pty
+    // the pane's size.
+    fit_terminal(app, &mut fx);
+    fx
+}
+
+fn notify(app: &mut App, n: Notice) {
+    app.notice = Some(n);
+    app.notice_at = Some(app.now);
+}
+
+fn crew_name(app: &App, ix: CrewIx) -> &str {
+    app.crews.get(ix).map_or("?", |c| c.name.as_str())
+}
