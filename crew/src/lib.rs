@@ -8,7 +8,11 @@
 //! - [`api`]: the gRPC edge: TLS, identities, authorization, handlers.
 //! - [`run`]: the daemon as a function (tests boot it in-process);
 //!   `main.rs` only parses flags and wires signals to it.
-//! - `bin/tasker-shim.rs`: the per-job helper.
+//! - `testing` (feature `testing`): what the tests and benchmarks share (the shim binary,
+//!   bounded waits, a crew on loopback).
+//! - the per-job helper, `tasker-shim`, is its own crate (`shim/`); the
+//!   rules every crate shares (names, roles, sizes, PEM files, locks) are
+//!   `tasker_common`'s.
 
 pub mod api;
 pub mod engine;

@@ -7,8 +7,8 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let cli = foreman::cli::args::Cli::parse();
     // A subcommand is one client on one thread: no work stealing, no
-    // cross-thread wake-ups on the output path (measured: ~20% less CPU
-    // per GiB through `logs -f`). The dashboard keeps a pool, so that
+    // cross-thread wake-ups on the output path (less CPU per GiB through
+    // `logs -f`: docs/benchmarks.md). The dashboard keeps a pool, so that
     // drawing and a busy crew never wait for each other.
     let runtime = if cli.command.is_some() {
         tokio::runtime::Builder::new_current_thread()

@@ -6,10 +6,10 @@
 //! stream task frames it, the connection task encrypts and writes it). On
 //! a work-stealing runtime those two bounce between worker threads, and
 //! each bounce is a wake-up and a context switch; on a small host they
-//! also crowd the client. One follower moving 1 GiB took 0.85 CPU-s of
-//! the crew that way and ~0.65 s on a shard, and ran ~25% faster
-//! (docs/benchmarks.md). The next connection goes to the least loaded
-//! shard, so many clients still use every core.
+//! also crowd the client. On a shard a follower costs the crew less CPU
+//! per GiB and runs faster (figures in docs/benchmarks.md, "foreman vs
+//! ssh"). The next connection goes to the least loaded shard, so many
+//! clients still use every core.
 //!
 //! A shard only moves bytes: requests' work on jobs runs on the crew's
 //! main runtime ([`State::on_engine`](super::service::State::on_engine)),

@@ -22,6 +22,8 @@
 //!   also holds the contract with it: wire messages, the output format.
 //! - `output.rs`: readers of a job's output.
 //! - `user.rs`: Linux users from the passwd database.
+//! - `failpoint.rs`: named points where a test may have the crew die
+//!   (`TASKER_CREW_FAILPOINT`), for the kill-point tests.
 //! - std locks are taken with `tasker_common::lock`, which carries on past
 //!   a poisoned lock: each is held for a copy, an insert or an assignment,
 //!   never across an `.await`, so a panic cannot leave its data half-written.
@@ -155,7 +157,8 @@ pub const DEFAULT_OUTPUT_LIMIT: u64 = 64 << 20;
 /// Enough for any sane job, small enough to stop a fork bomb early.
 pub const DEFAULT_PIDS: u64 = 4096;
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
-/// Two ready shims: enough for back-to-back starts, at ~200 KiB each.
+/// Two ready shims: enough for back-to-back starts, and little memory
+/// (a shim and its init: docs/benchmarks.md, "Memory").
 pub const DEFAULT_SHIM_POOL: usize = 2;
 /// A ready shim older than this is replaced rather than used.
 pub const MAX_READY_AGE: Duration = Duration::from_secs(60);
