@@ -35,7 +35,7 @@ fn main() {
         return;
     }
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let wants = move |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let wants = move |name: &str| filter.is_empty() || filter.iter().any(|f| f == name);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     // On a worker thread, as the crew's request handlers run.
     let bench = rt.spawn(async move {

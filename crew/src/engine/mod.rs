@@ -299,9 +299,11 @@ impl EngineHandle {
     }
 
     /// For benchmarks: records `copies` copies of the ended job `id` (new
-    /// ids and handles, no output), as a crew that ran that many would hold.
+    /// ids and handles, no output), as a crew that ran that many would hold;
+    /// `one_by_one` writes each as a start writes its record, otherwise they
+    /// go in a few large transactions.
     #[doc(hidden)]
-    pub fn test_copy_ended(&self, id: &JobId, copies: usize) -> Result<(), EngineError> {
+    pub fn test_copy_ended(&self, id: &JobId, copies: usize, one_by_one: bool) -> Result<(), EngineError> {
         let registry = &self.inner.registry;
         let job = registry
             .get(id)
@@ -315,6 +317,9 @@ impl EngineHandle {
                 ..job.clone()
             })
             .collect();
+        if one_by_one {
+            return made.iter().try_for_each(|job| registry.store().insert(job));
+        }
         made.chunks(10_000)
             .try_for_each(|chunk| registry.store().insert_all(chunk))
     }
