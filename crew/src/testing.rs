@@ -129,6 +129,7 @@ pub struct LocalCrew {
     pub name: String,
     pub shutdown: CancellationToken,
     pub state: tempfile::TempDir,
+    config: CrewConfig,
     server: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
@@ -157,19 +158,49 @@ impl LocalCrew {
         // out, to leave jobs for the next crew).
         config.stop_jobs_on_exit = true;
         configure(&mut config);
+        Self::serve(pki, name, state, config).await
+    }
+
+    async fn serve(pki: Arc<TestPki>, name: &str, state: tempfile::TempDir, mut config: CrewConfig) -> Self {
         let prepared = crate::prepare(&config).await.expect("the crew starts");
         let addr = prepared.listener.local_addr().expect("a bound address");
+        config.listen = addr;
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let server = tokio::spawn(async move { crate::run(&config, prepared, token).await });
+        let running = config.clone();
+        let server = tokio::spawn(async move { crate::run(&running, prepared, token).await });
         Self {
             pki,
             addr,
             name: name.to_owned(),
             shutdown,
             state,
+            config,
             server: Some(server),
         }
+    }
+
+    /// A crew restart: this one exits, leaving its jobs running (it must
+    /// have been started with `stop_jobs_on_exit` off), and a new one
+    /// serves on the same address, state directory and cgroup parent, and
+    /// stops its jobs when it exits.
+    pub async fn restart(mut self) -> Self {
+        assert!(
+            !self.config.stop_jobs_on_exit,
+            "a crew that stops its jobs cannot leave them to a next"
+        );
+        self.shutdown.cancel();
+        if let Some(s) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(30), s)
+                .await
+                .expect("the crew exits within 30 s")
+                .expect("the crew task ends cleanly")
+                .expect("the crew served without error");
+        }
+        let mut config = self.config.clone();
+        config.stop_jobs_on_exit = true;
+        let state = std::mem::replace(&mut self.state, tempfile::tempdir().expect("a directory"));
+        Self::serve(Arc::clone(&self.pki), &self.name.clone(), state, config).await
     }
 
     /// Shuts the crew down (stopping its jobs) and waits for it.

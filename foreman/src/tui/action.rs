@@ -61,6 +61,8 @@ pub enum AttachEvent {
     /// Bytes the crew no longer had (we fell behind its window).
     Dropped(u64),
     Ended(Box<pb::Job>),
+    /// The stream broke (why); the task opens it again where it stopped.
+    Interrupted(String),
     /// The stream is over; an error if it failed.
     Closed(Option<String>),
 }

@@ -3,19 +3,14 @@
 //! connection and `WatchJobs`), one task per attach, and the answers to
 //! effects.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tasker_proto::v1 as pb;
-use tasker_proto::v1::attach_job_request::{Msg as In, open::Beginning, open::From};
-use tasker_proto::v1::attach_job_response::Msg as Out;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::action::{Action, AttachEvent, CrewEvent, CrewIx, Input, Notice, SessionId};
-use crate::client::attach::{self, OpenError, Opened};
+use super::action::{Action, CrewEvent, CrewIx, Notice};
 use crate::client::{self, Crew};
 
 /// What travels on the channel: an action, and for job output the credit
@@ -206,128 +201,6 @@ async fn watch_once(ix: CrewIx, crew: &Crew, tx: &Tx) -> Option<(String, bool)> 
             return None;
         }
     }
-}
-
-/// Output in flight between an attach task and `update`: bounded, so that
-/// a job writing as fast as it can never queues more than this ahead of a
-/// key press.
-pub const OUTPUT_CREDIT: usize = 512 << 10;
-const CHUNK: usize = 64 << 10;
-
-/// One attach: opens it from the beginning (`client::attach::open`),
-/// forwards output (within the credit), passes input on, and detaches when
-/// its sender is dropped.
-pub async fn attach(
-    session: SessionId,
-    crew: Crew,
-    job: String,
-    write: bool,
-    tx: Tx,
-    mut input: mpsc::Receiver<Input>,
-) {
-    let credit = Arc::new(Semaphore::new(OUTPUT_CREDIT));
-    let ev = |e: AttachEvent| Action::Attach(session, e);
-    let request = attach::Request {
-        job: &job,
-        from: From::Beginning(Beginning {}),
-        write,
-        queue: 64,
-    };
-    let Opened {
-        mut stream,
-        tx: req_tx,
-        attached,
-    } = match attach::open(&crew, request).await {
-        Ok(o) => o,
-        Err(OpenError::Status(s)) => {
-            send(&tx, ev(AttachEvent::Closed(Some(client::explain(&s))))).await;
-            return;
-        }
-        Err(OpenError::NotStarted) => {
-            send(&tx, ev(AttachEvent::Closed(None))).await;
-            return;
-        }
-    };
-    if !send(
-        &tx,
-        ev(AttachEvent::Opened {
-            writable: attached.writable,
-        }),
-    )
-    .await
-    {
-        return;
-    }
-    loop {
-        tokio::select! {
-            msg = stream.message() => {
-                let event = match msg {
-                    Ok(Some(pb::AttachJobResponse { msg: Some(m) })) => m,
-                    Ok(Some(_)) => continue,
-                    Ok(None) => {
-                        send(&tx, ev(AttachEvent::Closed(None))).await;
-                        return;
-                    }
-                    Err(s) => {
-                        send(&tx, ev(AttachEvent::Closed(Some(client::explain(&s))))).await;
-                        return;
-                    }
-                };
-                let ok = match event {
-                    Out::Attached(a) => send(&tx, ev(AttachEvent::Opened { writable: a.writable })).await,
-                    Out::Output(o) => forward(&tx, &credit, session, o.data).await,
-                    Out::Dropped(d) => send(&tx, ev(AttachEvent::Dropped(d.len))).await,
-                    Out::Ended(j) => send(&tx, ev(AttachEvent::Ended(Box::new(j)))).await,
-                };
-                if !ok {
-                    return;
-                }
-            }
-            cmd = input.recv() => {
-                let msg = match cmd {
-                    Some(Input::Bytes(b)) => In::Stdin(b.into()),
-                    Some(Input::Eof) => In::Eof(pb::attach_job_request::Eof {}),
-                    Some(Input::Resize(rows, cols)) => In::Resize(pb::TtySize {
-                        rows: u32::from(rows),
-                        cols: u32::from(cols),
-                    }),
-                    None => {
-                        // Detached (or quitting): say so, so the crew ends
-                        // the stream at once.
-                        let _ = req_tx
-                            .send(pb::AttachJobRequest {
-                                msg: Some(In::Detach(pb::attach_job_request::Detach {})),
-                            })
-                            .await;
-                        return;
-                    }
-                };
-                if req_tx.send(pb::AttachJobRequest { msg: Some(msg) }).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Sends output in chunks, each holding credit until drawn.
-async fn forward(tx: &Tx, credit: &Arc<Semaphore>, session: SessionId, data: Bytes) -> bool {
-    let mut rest = data;
-    while !rest.is_empty() {
-        let n = rest.len().min(CHUNK);
-        let chunk = rest.split_to(n);
-        let Ok(permit) = Arc::clone(credit).acquire_many_owned(n as u32).await else {
-            return false;
-        };
-        let event = Event {
-            action: Action::Attach(session, AttachEvent::Output(chunk)),
-            credit: Some(permit),
-        };
-        if tx.send(event).await.is_err() {
-            return false;
-        }
-    }
-    true
 }
 
 /// The answer to a start, stop or archive, as an action.

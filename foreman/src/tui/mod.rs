@@ -16,6 +16,7 @@
 
 pub mod action;
 pub mod app;
+pub mod attach_task;
 pub mod event;
 pub mod keys;
 pub mod layout;
@@ -193,7 +194,7 @@ fn handle(
                 if let Some(c) = crews.get(crew) {
                     let (input_tx, input_rx) = mpsc::channel(256);
                     sessions.insert(session, input_tx);
-                    tokio::spawn(event::attach(
+                    tokio::spawn(attach_task::run(
                         session,
                         c.clone(),
                         job,

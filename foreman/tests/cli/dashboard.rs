@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crew::testing::LocalCrew;
 
-use crate::support::{ALICE, Fleet, fleet_or_skip, shim};
+use crate::support::{ALICE, Fleet, fleet_or_skip, shim, skip_reason};
 
 /// A tmux server of our own, running foreman in one window.
 struct Tmux {
@@ -285,5 +285,86 @@ async fn the_dashboard_in_a_real_terminal() {
     .expect("the last part");
     drop(term);
     drop(mute);
+    fleet.stop().await;
+}
+
+/// The numbers a counter job printed (`n0`, `n1`, ...) in the pane.
+fn counted(screen: &str) -> Vec<u64> {
+    pane(screen)
+        .lines()
+        .filter_map(|l| {
+            let t = l.trim_matches(|c: char| c == '│' || c.is_whitespace());
+            t.strip_prefix('n')?.parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_job_goes_on_across_its_crews_restart() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED dashboard: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED dashboard: {why}");
+        return;
+    }
+    // A crew that leaves its jobs running when it exits, as a real one does.
+    let mut fleet = Fleet::start_with(&["alpha"], |c| c.stop_jobs_on_exit = false).await;
+    fleet
+        .run(
+            ALICE,
+            &[
+                "start",
+                "--",
+                "/bin/sh",
+                "-c",
+                "i=0; while :; do echo n$i; i=$((i+1)); sleep 0.2; done",
+            ],
+        )
+        .await
+        .expect(0);
+    let term = Arc::new(Tmux::start(&fleet, 100, 50));
+    let t = Arc::clone(&term);
+    let before = tokio::task::spawn_blocking(move || {
+        t.wait("the job running", |s| {
+            s.lines()
+                .any(|l| l.contains("alpha job-1") && l.contains("running"))
+        });
+        t.keys(&["Enter"]);
+        t.wait_for("alpha/job-1 · pipe · read-write");
+        t.wait("some counting", |s| counted(s).len() > 5);
+        t.keys(&["C-]"]);
+        *counted(&t.screen()).last().unwrap()
+    })
+    .await
+    .unwrap();
+
+    // The crew restarts; the job runs on, and the pane with it.
+    let crew = fleet.crews.remove(0).restart().await;
+    fleet.crews.push(crew);
+    let t = Arc::clone(&term);
+    tokio::task::spawn_blocking(move || {
+        t.wait_for("attached again, nothing missed");
+        let screen = t.wait("counting past the restart", |s| {
+            counted(s).last().is_some_and(|n| *n > before + 5)
+        });
+        let seen = counted(&screen);
+        // Every line once, in order, across the restart: no gap, no repeat.
+        assert!(
+            seen.windows(2).all(|w| w[1] == w[0] + 1),
+            "a gap or a repeat: {seen:?}\n{screen}"
+        );
+        assert!(
+            seen.first().is_some_and(|f| *f <= before),
+            "{seen:?} (before: {before})"
+        );
+        assert!(!screen.contains("lost"), "{screen}");
+        t.keys(&["q"]);
+        t.wait_for("FOREMAN-EXIT=0");
+    })
+    .await
+    .unwrap();
+    drop(term);
     fleet.stop().await;
 }

@@ -43,10 +43,15 @@ pub struct Fleet {
 
 impl Fleet {
     pub async fn start(names: &[&str]) -> Self {
+        Self::start_with(names, |_| {}).await
+    }
+
+    /// Crews whose configuration `configure` adjusts.
+    pub async fn start_with(names: &[&str], configure: impl Fn(&mut crew::CrewConfig)) -> Self {
         let pki = Arc::new(TestPki::new());
         let mut crews = Vec::new();
         for name in names {
-            crews.push(LocalCrew::start(Arc::clone(&pki), name, shim(), |_| {}).await);
+            crews.push(LocalCrew::start(Arc::clone(&pki), name, shim(), &configure).await);
         }
         for (user, role) in [
             (ALICE, Role::User),

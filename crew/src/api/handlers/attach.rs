@@ -138,7 +138,7 @@ fn output(
                 // end of the job.
                 if pump.shutdown.is_cancelled() {
                     let gone = Status::unavailable(
-                        "the crew is shutting down (its jobs are being stopped)",
+                        "the crew is shutting down; a crew that comes back serves its running jobs again",
                     );
                     return Some((Err(gone), None));
                 }

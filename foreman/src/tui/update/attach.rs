@@ -137,10 +137,17 @@ pub(super) fn on_attach(app: &mut App, session: u64, ev: AttachEvent) {
     match ev {
         AttachEvent::Opened { writable } => {
             a.writable = Some(writable);
+            let label = a.label.clone();
+            // Opened again after the stream broke: from the next byte.
+            let resumed = a.lost.take().is_some();
             if !writable && matches!(app.mode, Mode::Input) {
                 app.mode = Mode::Normal;
-                let label = a.label.clone();
                 notify(app, Notice::info(format!("{label} is read-only to you")));
+            } else if resumed {
+                notify(
+                    app,
+                    Notice::info(format!("{label}: attached again, nothing missed")),
+                );
             }
         }
         AttachEvent::Output(bytes) => a.term.process(&bytes),
@@ -163,6 +170,18 @@ pub(super) fn on_attach(app: &mut App, session: u64, ev: AttachEvent) {
             upsert(app, ix, *job);
 
             notify(app, Notice::info(format!("{label} ended: {end}")));
+        }
+        AttachEvent::Interrupted(why) => {
+            let label = a.label.clone();
+            a.lost = Some(format!("{}; reconnecting", Sanitizer::clean(&why)));
+            leave_input(app);
+            notify(
+                app,
+                Notice::error(format!(
+                    "lost {label}: {}; attaching again when its crew is back",
+                    Sanitizer::clean(&why)
+                )),
+            );
         }
         AttachEvent::Closed(err) => {
             if let Some(e) = err {
