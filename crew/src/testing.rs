@@ -189,14 +189,7 @@ impl LocalCrew {
             !self.config.stop_jobs_on_exit,
             "a crew that stops its jobs cannot leave them to a next"
         );
-        self.shutdown.cancel();
-        if let Some(s) = self.server.take() {
-            tokio::time::timeout(Duration::from_secs(30), s)
-                .await
-                .expect("the crew exits within 30 s")
-                .expect("the crew task ends cleanly")
-                .expect("the crew served without error");
-        }
+        self.exit().await;
         let mut config = self.config.clone();
         config.stop_jobs_on_exit = true;
         let state = std::mem::replace(&mut self.state, tempfile::tempdir().expect("a directory"));
@@ -205,11 +198,17 @@ impl LocalCrew {
 
     /// Shuts the crew down (stopping its jobs) and waits for it.
     pub async fn stop(mut self) {
+        self.exit().await;
+    }
+
+    /// Has the crew exit (as its configuration says: stopping its jobs or
+    /// leaving them), and waits for it.
+    async fn exit(&mut self) {
         self.shutdown.cancel();
         if let Some(s) = self.server.take() {
             tokio::time::timeout(Duration::from_secs(30), s)
                 .await
-                .expect("the crew stops within 30 s")
+                .expect("the crew exits within 30 s")
                 .expect("the crew task ends cleanly")
                 .expect("the crew served without error");
         }
