@@ -163,6 +163,15 @@ async fn a_full_state_disk_refuses_starts_and_recovers_by_itself() {
             .expect("a start once there is room");
         let (_, _, end) = read_all(&t.handle, &ok.id, ReadFrom::Start).await;
         assert!(matches!(end.state, JobState::Ended(_)), "{end:?}");
+        // An ended job's shim removes its socket just after: wait, so that
+        // the next filling takes every inode and none is freed behind it.
+        wait_for("the ended jobs' shims to go", Duration::from_secs(10), || {
+            listing(&jobs)
+                .iter()
+                .filter(|n| n.ends_with(".sock"))
+                .all(|n| n.starts_with(writer.id.as_str()))
+        })
+        .await;
     }
     t.shutdown().await;
 }
