@@ -37,6 +37,21 @@ pub(crate) struct ShimLink {
     pub child: Option<Child>,
 }
 
+impl Drop for ShimLink {
+    /// A link dropped with its child still in it (its task never ran to
+    /// the end: the runtime went, or the task panicked) still reaps the
+    /// shim when it ends, on a thread: never a zombie left to the process.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::thread::Builder::new()
+                .name("reap-dropped-shim".into())
+                .spawn(move || {
+                    let _ = child.wait();
+                });
+        }
+    }
+}
+
 /// The shims of jobs this crew let go of (it leaves them running), which
 /// are still its children: reaped when they end, should the crew's process
 /// live on (an engine in a test, or a crew that starts another engine).

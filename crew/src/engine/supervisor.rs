@@ -374,8 +374,9 @@ fn flush(link: &ShimLink, outbox: &mut VecDeque<(Vec<u8>, Option<Reply>)>) -> bo
 
 /// Lets go of the shim and reaps it, if it is this crew's child.
 async fn reap(link: ShimLink, job: &str) {
-    let ShimLink { ctl, events, child } = link;
-    drop((ctl, events));
+    let mut link = link;
+    let child = link.child.take();
+    drop(link);
     let Some(mut child) = child else { return };
     let job = job.to_owned();
     let _ = tokio::task::spawn_blocking(move || {
