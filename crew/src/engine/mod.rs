@@ -216,8 +216,6 @@ struct Inner {
     /// Cancelled when the engine ends: supervisors let go of their shims
     /// (the jobs go on) and the background tasks stop.
     leave: CancellationToken,
-    /// The shims let go of that are still this process's children.
-    left: spawn::LeftShims,
     shutting_down: AtomicBool,
     online_cpus: usize,
     /// Started shims waiting for a job.

@@ -143,7 +143,6 @@ impl Engine {
                     registry,
                     tracker: TaskTracker::new(),
                     leave: CancellationToken::new(),
-                    left: super::spawn::LeftShims::default(),
                     shutting_down: AtomicBool::new(false),
                     online_cpus,
                     pool: std::sync::Mutex::new(Vec::new()),
@@ -197,7 +196,6 @@ impl Engine {
         inner.leave.cancel();
         inner.tracker.close();
         inner.tracker.wait().await;
-        inner.left.reap_in_background();
         let idle: Vec<IdleShim> = std::mem::take(&mut *lock(&inner.pool));
         let _ = tokio::task::spawn_blocking(move || idle.into_iter().for_each(IdleShim::dismiss)).await;
         lock(&inner.claims).clear();
@@ -399,7 +397,6 @@ impl EngineHandle {
                 stdin_open,
                 registry: Arc::clone(&inner.registry),
                 leave: inner.leave.clone(),
-                left: inner.left.clone(),
             })
             .run(),
         );

@@ -38,45 +38,44 @@ pub(crate) struct ShimLink {
 }
 
 impl Drop for ShimLink {
-    /// A link dropped with its child still in it (its task never ran to
-    /// the end: the runtime went, or the task panicked) still reaps the
-    /// shim when it ends, on a thread: never a zombie left to the process.
+    /// A link dropped with its child still in it (the crew let the job
+    /// run on, or the task following it ended early: the runtime went, it
+    /// panicked) leaves the shim to be reaped when it ends.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = std::thread::Builder::new()
-                .name("reap-dropped-shim".into())
-                .spawn(move || {
-                    let _ = child.wait();
-                });
+        if let Some(child) = self.child.take() {
+            reap_when_it_ends(child);
         }
     }
 }
 
-/// The shims of jobs this crew let go of (it leaves them running), which
-/// are still its children: reaped when they end, should the crew's process
-/// live on (an engine in a test, or a crew that starts another engine).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct LeftShims(std::sync::Arc<std::sync::Mutex<Vec<Child>>>);
-
-impl LeftShims {
-    pub(crate) fn add(&self, child: Child) {
-        tasker_common::lock(&self.0).push(child);
+/// Shims this process started but no longer follows are still its
+/// children: one thread for the process reaps each when it ends (polling,
+/// so that a thousand left jobs cost one thread, not a thousand), should
+/// the process live on (an engine in a test, a crew that starts another
+/// engine). It ends with the last of them.
+fn reap_when_it_ends(child: Child) {
+    static LEFT: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
+    let mut left = tasker_common::lock(&LEFT);
+    let idle = left.is_empty();
+    left.push(child);
+    if !idle {
+        return;
     }
-
-    /// One thread waits for each in turn; it ends with the last (or with
-    /// the process, which is what a crew that exits does first).
-    pub(crate) fn reap_in_background(&self) {
-        let children = std::mem::take(&mut *tasker_common::lock(&self.0));
-        if children.is_empty() {
-            return;
-        }
-        let _ = std::thread::Builder::new()
-            .name("reap-left-shims".into())
-            .spawn(move || {
-                for mut child in children {
-                    let _ = child.wait();
+    let reaper = std::thread::Builder::new()
+        .name("reap-left-shims".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let mut left = tasker_common::lock(&LEFT);
+                // Kept while running; gone once reaped (or reaped elsewhere).
+                left.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+                if left.is_empty() {
+                    return;
                 }
-            });
+            }
+        });
+    if let Err(e) = reaper {
+        tracing::warn!(error = %e, "no thread to reap left shims: they stay zombies until the crew exits");
     }
 }
 

@@ -154,7 +154,6 @@ impl EngineHandle {
             stdin_open: true,
             registry: Arc::clone(&inner.registry),
             leave: inner.leave.clone(),
-            left: inner.left.clone(),
         });
         let (registry, running) = (Arc::clone(&inner.registry), Arc::clone(&entry));
         inner.tracker.spawn(async move {

@@ -19,7 +19,7 @@ use super::job::{Ended, Outcome, Termination, Totals};
 use super::registry::{Control, JobChannels, JobEntry, Registry, StdinOp, StopReason};
 use tasker_shim::wire::{FromShim, MAX_FROM_SHIM, STDIN_CHUNK, ToShim};
 
-use super::spawn::{LeftShims, ShimLink, drain_eventfd, try_recv, try_send};
+use super::spawn::{ShimLink, drain_eventfd, try_recv, try_send};
 
 type Reply = oneshot::Sender<Result<(), EngineError>>;
 
@@ -45,8 +45,6 @@ pub(crate) struct SupervisorArgs {
     /// Cancelled when the crew leaves its jobs running (it exits): the
     /// supervisor lets go of the shim without a word, and the job goes on.
     pub leave: CancellationToken,
-    /// Where a shim that is this crew's child goes when it is let go of.
-    pub left: LeftShims,
 }
 
 /// The task that follows one job: a loop over events (the shim's messages,
@@ -62,7 +60,6 @@ pub(crate) struct Supervisor {
     default_grace: Duration,
     registry: Arc<Registry>,
     leave: CancellationToken,
-    left: LeftShims,
     heard: Heard,
     /// Messages for the shim, each with whom to tell once it is sent.
     outbox: VecDeque<(Vec<u8>, Option<Reply>)>,
@@ -105,7 +102,6 @@ impl Supervisor {
             stdin_open,
             registry,
             leave,
-            left,
         } = args;
         Self {
             job: entry.info().handle,
@@ -116,7 +112,6 @@ impl Supervisor {
             default_grace,
             registry,
             leave,
-            left,
             heard: Heard {
                 started_at,
                 start_failed,
@@ -138,10 +133,7 @@ impl Supervisor {
             tokio::select! {
                 () = self.leave.cancelled() => {
                     // The job runs on without us; its shim, if ours, is
-                    // reaped when it ends.
-                    if let Some(child) = self.link.child.take() {
-                        self.left.add(child);
-                    }
+                    // reaped when it ends (see `ShimLink`'s drop).
                     return;
                 }
                 ready = self.link.ctl.readable() => {
