@@ -13,10 +13,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crew::engine::{Engine, EngineConfig, EngineHandle, JobId, JobInfo, JobState, OutputEvent, ReadFrom};
+use crew::engine::{Engine, EngineConfig, EngineHandle, JobId, JobInfo, JobState};
 
 use super::start::{Floor, timed_start};
-use super::{bench_config, ms, percentile, spec};
+use super::{bench_config, ms, percentile, read_all, spec};
 
 // ---------------------------------------------------------------- store
 
@@ -290,19 +290,5 @@ async fn wait_for_file(path: &Path, timeout: Duration) {
             path.display()
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// The bytes a reader from the start gets, and those it is told were
-/// dropped (older than the window).
-async fn read_all(h: &EngineHandle, id: &JobId) -> (u64, u64) {
-    let mut reader = h.reader(id, ReadFrom::Start).unwrap().with_chunk_size(1 << 20);
-    let (mut got, mut dropped) = (0, 0);
-    loop {
-        match reader.next().await.unwrap() {
-            Some(OutputEvent::Data { bytes, .. }) => got += bytes.len() as u64,
-            Some(OutputEvent::Dropped { len, .. }) => dropped += len,
-            Some(OutputEvent::End(_)) | None => return (got, dropped),
-        }
     }
 }

@@ -27,7 +27,9 @@ mod start;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crew::engine::{Engine, EngineConfig, JobSpec, Limits, Network, RunAs};
+use crew::engine::{
+    Engine, EngineConfig, EngineHandle, JobId, JobSpec, Limits, Network, OutputEvent, ReadFrom, RunAs,
+};
 
 fn main() {
     if !nix::unistd::geteuid().is_root() {
@@ -154,5 +156,20 @@ fn unified_root() -> PathBuf {
         PathBuf::from("/sys/fs/cgroup")
     } else {
         PathBuf::from("/sys/fs/cgroup/unified")
+    }
+}
+
+/// Follows a job's output from the start to its end, 1 MiB at a time:
+/// the bytes read, and those the reader was told were dropped (older than
+/// the window).
+async fn read_all(h: &EngineHandle, id: &JobId) -> (u64, u64) {
+    let mut reader = h.reader(id, ReadFrom::Start).unwrap().with_chunk_size(1 << 20);
+    let (mut got, mut dropped) = (0, 0);
+    loop {
+        match reader.next().await.unwrap() {
+            Some(OutputEvent::Data { bytes, .. }) => got += bytes.len() as u64,
+            Some(OutputEvent::Dropped { len, .. }) => dropped += len,
+            Some(OutputEvent::End(_)) | None => return (got, dropped),
+        }
     }
 }

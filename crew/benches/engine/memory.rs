@@ -7,31 +7,28 @@ use crew::engine::EngineHandle;
 
 use super::{spec, unified_root};
 
-fn status_kib(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// A `<field> <n> kB` line's number in a /proc file (0 if it is not there).
+fn kib_in(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+fn status_kib(pid: &str, field: &str) -> u64 {
+    kib_in(&format!("/proc/{pid}/status"), field)
 }
 
 fn smaps_kib(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    kib_in(&format!("/proc/{pid}/smaps_rollup"), field)
 }
 
 fn meminfo_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
+    let kib = kib_in("/proc/meminfo", field);
+    assert!(kib > 0, "no {field} in /proc/meminfo");
+    kib
 }
 
 pub(crate) async fn memory_per_job(h: &EngineHandle) {

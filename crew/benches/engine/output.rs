@@ -2,27 +2,16 @@
 
 use std::time::{Duration, Instant};
 
-use crew::engine::{EngineHandle, OutputEvent, ReadFrom};
+use crew::engine::EngineHandle;
 
-use super::spec;
+use super::{read_all, spec};
 
 /// Runs `script` as a job and follows it from the start to the end with a
 /// 1 MiB chunk; returns the time and the bytes read and reported dropped.
 async fn follow_job(h: &EngineHandle, script: &str) -> (Duration, u64, u64) {
     let t0 = Instant::now();
     let info = h.start(spec(&["/bin/sh", "-c", script])).await.unwrap();
-    let mut reader = h
-        .reader(&info.id, ReadFrom::Start)
-        .unwrap()
-        .with_chunk_size(1 << 20);
-    let (mut got, mut dropped) = (0u64, 0u64);
-    loop {
-        match reader.next().await.unwrap() {
-            Some(OutputEvent::Data { bytes, .. }) => got += bytes.len() as u64,
-            Some(OutputEvent::Dropped { len, .. }) => dropped += len,
-            Some(OutputEvent::End(_)) | None => break,
-        }
-    }
+    let (got, dropped) = read_all(h, &info.id).await;
     (t0.elapsed(), got, dropped)
 }
 

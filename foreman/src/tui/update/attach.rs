@@ -172,28 +172,22 @@ pub(super) fn on_attach(app: &mut App, session: u64, ev: AttachEvent) {
             notify(app, Notice::info(format!("{label} ended: {end}")));
         }
         AttachEvent::Interrupted(why) => {
+            let why = Sanitizer::clean(&why);
             let label = a.label.clone();
-            a.lost = Some(format!("{}; reconnecting", Sanitizer::clean(&why)));
-            leave_input(app);
-            notify(
+            lose(
                 app,
-                Notice::error(format!(
-                    "lost {label}: {}; attaching again when its crew is back",
-                    Sanitizer::clean(&why)
-                )),
+                format!("{why}; reconnecting"),
+                format!("lost {label}: {why}; attaching again when its crew is back"),
             );
         }
         AttachEvent::Closed(err) => {
             if let Some(e) = err {
+                let why = Sanitizer::clean(&e);
                 let label = a.label.clone();
-                a.lost = Some(Sanitizer::clean(&e));
-                leave_input(app);
-                notify(
+                lose(
                     app,
-                    Notice::error(format!(
-                        "lost {label}: {}; ⏎ on it re-attaches",
-                        Sanitizer::clean(&e)
-                    )),
+                    why.clone(),
+                    format!("lost {label}: {why}; ⏎ on it re-attaches"),
                 );
             } else if a.ended.is_none() {
                 a.lost = Some("the crew closed the stream".into());
@@ -201,6 +195,16 @@ pub(super) fn on_attach(app: &mut App, session: u64, ev: AttachEvent) {
             }
         }
     }
+}
+
+/// The attach stream failed: the pane says why (`lost`), typing stops, and
+/// a notice says what happens next.
+fn lose(app: &mut App, lost: String, notice: String) {
+    if let Some(a) = app.attached.as_mut() {
+        a.lost = Some(lost);
+    }
+    leave_input(app);
+    notify(app, Notice::error(notice));
 }
 
 /// Sizes the emulator to the pane, and the job's pty with it when we may.
