@@ -6,6 +6,9 @@
 //!
 //! Layout:
 //! - `name.rs`: [`validate_name`], what a crew or user name may be.
+//! - `job_ref.rs`: [`JobRef`], what a typed job reference means, and
+//!   [`validate_job_name`], what a job's name may be: kept apart so that no
+//!   name can read as another job's id or handle.
 //! - `role.rs`: [`Role`], the certificate `OU` that says what its holder may do.
 //! - `quantity.rs`: [`parse_size`] and [`parse_duration`] for flags and options.
 //! - `lock.rs`: [`lock`], [`read`] and [`write`], which carry on past a
@@ -16,12 +19,14 @@
 //! Nothing here is async and nothing depends on another Tasker crate, so
 //! every crate, the shim's helpers included, may depend on this one.
 
+mod job_ref;
 mod lock;
 mod name;
 pub mod pem;
 mod quantity;
 mod role;
 
+pub use job_ref::{BadJobName, BadRef, ID_LEN, JobRef, MIN_ID_PREFIX, pick, validate_job_name};
 pub use lock::{lock, read, write};
 pub use name::{InvalidName, MAX_NAME_LEN, validate_name};
 pub use quantity::{QuantityError, parse_duration, parse_size};

@@ -3,7 +3,7 @@
 //! validates the rest, with the same messages for every caller.
 
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use tasker_proto::v1 as pb;
@@ -200,17 +200,46 @@ fn io_limits(req: &[pb::IoLimit]) -> Result<Vec<IoLimit>, ApiError> {
     Ok(out)
 }
 
+/// A block device by `MAJOR:MINOR` or by a path under `/dev`. The crew
+/// runs as root but the caller may not: a path is looked up only under
+/// `/dev` (which everyone may list), and every way it can fail gives the
+/// same answer, so a lookup tells the caller nothing they could not see
+/// themselves. A symlink is followed only to a block device under `/dev`
+/// (`/dev/disk/by-id/...`).
 fn device(spec: &str) -> Result<DeviceNumber, ApiError> {
-    if let Some((maj, min)) = spec.split_once(':')
-        && let (Ok(major), Ok(minor)) = (maj.parse(), min.parse())
-    {
+    let bad = || {
+        ApiError::invalid(format!(
+            "io device {spec:?} is not a block device on this host: give /dev/NAME or MAJOR:MINOR \
+             (lsblk lists them)"
+        ))
+    };
+    if let Some((maj, min)) = spec.split_once(':') {
+        let (Ok(major), Ok(minor)) = (maj.parse::<u32>(), min.parse::<u32>()) else {
+            return Err(bad());
+        };
+        // The kernel lists every block device it has here.
+        if !Path::new(&format!("/sys/dev/block/{major}:{minor}")).exists() {
+            return Err(bad());
+        }
         return Ok(DeviceNumber { major, minor });
     }
-    let meta = std::fs::metadata(spec).map_err(|e| ApiError::invalid(format!("io device {spec}: {e}")))?;
+    let under_dev = |p: &Path| {
+        p.strip_prefix("/dev").is_ok_and(|rest| {
+            rest.components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        })
+    };
+    let path = Path::new(spec);
+    if !under_dev(path) {
+        return Err(bad());
+    }
+    let real = std::fs::canonicalize(path).map_err(|_| bad())?;
+    if !under_dev(&real) {
+        return Err(bad());
+    }
+    let meta = std::fs::metadata(&real).map_err(|_| bad())?;
     if !meta.file_type().is_block_device() {
-        return Err(ApiError::invalid(format!(
-            "io device {spec} is not a block device"
-        )));
+        return Err(bad());
     }
     let rdev = meta.rdev();
     Ok(DeviceNumber {
@@ -289,15 +318,63 @@ mod tests {
 
     #[test]
     fn devices_resolve_from_numbers_and_paths() {
-        assert_eq!(device("7:3").unwrap(), DeviceNumber { major: 7, minor: 3 });
-        assert!(
-            device("/etc/passwd")
-                .unwrap_err()
-                .0
-                .message()
-                .contains("not a block device")
-        );
-        assert!(device("/no/such").is_err());
+        // A block device this host has, by number and by its /dev path.
+        let (number, name) = std::fs::read_dir("/sys/dev/block")
+            .unwrap()
+            .flatten()
+            .find_map(|e| {
+                let number = e.file_name().into_string().ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                let name = target.file_name()?.to_str()?.to_owned();
+                Path::new("/dev").join(&name).exists().then_some((number, name))
+            })
+            .expect("a block device with a /dev node");
+        let (major, minor) = number.split_once(':').unwrap();
+        let want = DeviceNumber {
+            major: major.parse().unwrap(),
+            minor: minor.parse().unwrap(),
+        };
+        assert_eq!(device(&number).unwrap(), want);
+        assert_eq!(device(&format!("/dev/{name}")).unwrap(), want);
+    }
+
+    /// Whatever a path is (missing, unreadable to the caller, a file, a
+    /// char device, a symlink from elsewhere to a disk), the answer is the
+    /// same: no lookup is an oracle for what root can see.
+    #[test]
+    fn a_device_that_is_not_one_says_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = std::fs::read_dir("/dev")
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_type().is_ok_and(|t| t.is_block_device()))
+            .expect("a block device in /dev")
+            .path();
+        let link = dir.path().join("disk");
+        std::os::unix::fs::symlink(&disk, &link).unwrap();
+        let link = link.to_str().unwrap().to_owned();
+        for spec in [
+            "999:999",
+            "1:x",
+            "/etc/passwd",
+            "/root/.ssh/id_rsa",
+            "/root",
+            "/no/such",
+            "/dev/null",
+            "/dev/../etc/shadow",
+            "/dev/no-such-disk",
+            "relative",
+            link.as_str(),
+        ] {
+            let m = device(spec).unwrap_err().0;
+            assert_eq!(m.code(), tonic::Code::InvalidArgument, "{spec}");
+            assert_eq!(
+                m.message(),
+                format!(
+                    "io device {spec:?} is not a block device on this host: give /dev/NAME or MAJOR:MINOR (lsblk lists them)"
+                )
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,20 @@ pub enum EngineError {
     /// What the caller named the job (an id, a `job-N` handle, a name).
     #[error("no such job: {0}")]
     NotFound(String),
+    /// What was typed cannot name a job (see `tasker_common::JobRef`).
+    #[error("{0}")]
+    BadRef(String),
+    /// A reference that matches more than one job: the caller says which.
+    #[error("{reference:?} could be any of {}: give more of the id, or the handle", matches.join(", "))]
+    Ambiguous { reference: String, matches: Vec<String> },
+    /// A request past what exists (an output offset past its end).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// Another job that is not archived has this name.
+    #[error(
+        "the name {name:?} is taken by {holder}, which is not archived: choose another, or archive {holder} first"
+    )]
+    NameTaken { name: String, holder: String },
     #[error("job {job} is {state}: {what}")]
     WrongState {
         job: String,

@@ -80,7 +80,7 @@ use self::spawn::IdleShim;
 pub use self::spec::{
     DeviceNumber, IoLimit, JobSpec, Limits, MAX_ARGV_ENV, Network, RunAs, WinSize, default_env,
 };
-use tasker_common::lock;
+use tasker_common::{JobRef, lock};
 
 /// How the engine is set up.
 #[derive(Clone, Debug)]
@@ -333,13 +333,22 @@ impl EngineHandle {
             .collect()
     }
 
-    /// The jobs `reference` names: by id, `job-N` handle or name, else by an
-    /// id prefix of at least 4 characters. More than one is ambiguous; the
-    /// caller decides what to do with that.
-    pub fn find(&self, reference: &str) -> Vec<JobInfo> {
-        self.inner.registry.find(reference).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "reading jobs from the store");
-            Vec::new()
+    /// The one job `reference` names (see `tasker_common::JobRef` for the
+    /// rules): an id, an id prefix, a `job-N` handle, or a name (the job
+    /// not archived that holds it, else the one archived job with it).
+    /// A reference that matches several jobs is [`EngineError::Ambiguous`],
+    /// never a guess.
+    pub fn resolve(&self, reference: &str) -> Result<JobInfo, EngineError> {
+        let parsed = JobRef::parse(reference).map_err(|e| EngineError::BadRef(e.to_string()))?;
+        let found = self.inner.registry.find(&parsed)?;
+        tasker_common::pick(&parsed, found, |j| j.archived).map_err(|matches| {
+            if matches.is_empty() {
+                return EngineError::NotFound(reference.to_owned());
+            }
+            EngineError::Ambiguous {
+                reference: reference.to_owned(),
+                matches: matches.iter().map(describe).collect(),
+            }
         })
     }
 
@@ -456,6 +465,20 @@ impl EngineHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.inner.registry.events().subscribe()
     }
+}
+
+/// A job as a list of matches shows it: handle, id, name, owner.
+fn describe(job: &JobInfo) -> String {
+    let id = job.id.as_str();
+    let mut s = format!("{} (id {}…, {}'s", job.handle, &id[..id.len().min(12)], job.owner);
+    if let Some(name) = &job.name {
+        s.push_str(&format!(", named {name}"));
+    }
+    if job.archived {
+        s.push_str(", archived");
+    }
+    s.push(')');
+    s
 }
 
 /// Each running job holds two fds in the crew (its shim's socket and

@@ -88,6 +88,12 @@ impl OutputReader {
         let kept = job.kept().ctx("map", path)?;
         let offset = match from {
             ReadFrom::Start => 0,
+            ReadFrom::Offset(o) if o > size => {
+                return Err(EngineError::OutOfRange(format!(
+                    "offset {o} is past the end of {}'s output ({size} bytes so far)",
+                    job.info().handle
+                )));
+            }
             ReadFrom::Offset(o) => o,
             ReadFrom::TailBytes(n) => size.saturating_sub(n),
             ReadFrom::TailLines(n) => {

@@ -15,7 +15,7 @@ use super::error::EngineError;
 use super::job::{Ended, JobEvent, JobId, JobInfo, JobState};
 use super::spec::WinSize;
 use super::store::Store;
-use tasker_common::lock;
+use tasker_common::{JobRef, lock};
 use tasker_shim::output::KeptFrom;
 
 /// Requests to a job's supervisor task.
@@ -377,9 +377,8 @@ impl Registry {
         }
     }
 
-    /// Jobs a reference names: exactly (id, handle or name), else by a
-    /// prefix of the id of at least 4 characters.
-    pub(crate) fn find(&self, reference: &str) -> Result<Vec<JobInfo>, EngineError> {
+    /// Jobs a reference matches (up to [`FIND_LIMIT`](super::store::FIND_LIMIT)).
+    pub(crate) fn find(&self, reference: &JobRef<'_>) -> Result<Vec<JobInfo>, EngineError> {
         Ok(self.overlay(self.store.find(reference)?))
     }
 

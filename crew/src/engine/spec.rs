@@ -222,21 +222,10 @@ impl JobSpec {
         if spec.timeout == Some(Duration::ZERO) {
             return bad("timeout must be positive".into());
         }
-        if let Some(name) = &spec.name {
-            let valid_chars = name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if name.is_empty() || name.len() > 64 || !valid_chars {
-                return bad(format!(
-                    "name {name:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-'"
-                ));
-            }
-            if name
-                .strip_prefix("job-")
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-            {
-                return bad(format!("name {name:?} would be confused with a job handle"));
-            }
+        if let Some(name) = &spec.name
+            && let Err(e) = tasker_common::validate_job_name(name)
+        {
+            return bad(e.to_string());
         }
         if spec.owner.is_empty() {
             return bad("a job needs an owner".into());
@@ -302,8 +291,9 @@ mod tests {
                 "at least 1 row",
             ),
             (Box::new(|s| s.timeout = Some(Duration::ZERO)), "timeout"),
-            (Box::new(|s| s.name = Some("a b".into())), "not valid"),
-            (Box::new(|s| s.name = Some("job-3".into())), "confused"),
+            (Box::new(|s| s.name = Some("a b".into())), "not allowed"),
+            (Box::new(|s| s.name = Some("job-3".into())), "handle"),
+            (Box::new(|s| s.name = Some("88501f18".into())), "id prefix"),
             (Box::new(|s| s.owner.clear()), "owner"),
         ];
         for (mutate, expected) in cases {

@@ -31,6 +31,16 @@ impl EngineHandle {
             return Err(EngineError::ShuttingDown);
         }
         spec.validate(inner.online_cpus)?;
+        // Refused before anything is made; `insert_new` checks again, as
+        // one step with the insert, for a start racing this one.
+        if let Some(name) = &spec.name
+            && let Some(holder) = inner.registry.store().name_holder(name)?
+        {
+            return Err(EngineError::NameTaken {
+                name: name.clone(),
+                holder,
+            });
+        }
         let env = spec.environment();
         let cwd = spec.working_dir();
 
@@ -77,7 +87,7 @@ impl EngineHandle {
         };
         // On disk before anything of the job runs: a crew that dies from
         // here on finds the job again (or its end) when it comes back.
-        inner.registry.store().insert(&info)?;
+        inner.registry.store().insert_new(&info)?;
         made.recorded = Some(id.clone());
         failpoint::here("start:recorded");
 

@@ -27,7 +27,10 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::error::EngineError;
 use super::job::{JobId, JobInfo};
-use tasker_common::lock;
+use tasker_common::{JobRef, lock};
+
+/// The most jobs a reference lookup returns (an ambiguous one lists them).
+pub(crate) const FIND_LIMIT: usize = 10;
 
 /// The layout of the tables below; raised with every change to them.
 const SCHEMA: i64 = 1;
@@ -94,6 +97,14 @@ fn insert_row(c: &Connection, info: &JobInfo) -> Result<(), EngineError> {
     )
     .map_err(|e| sql_err("record the job", &e))?;
     Ok(())
+}
+
+fn name_holder(c: &Connection, name: &str) -> Result<Option<String>, EngineError> {
+    let number: Option<i64> = c
+        .prepare_cached("SELECT number FROM jobs WHERE name = ?1 AND archived = 0 LIMIT 1")
+        .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+        .map_err(|e| sql_err("look up a job name", &e))?;
+    Ok(number.map(|n| format!("job-{n}")))
 }
 
 fn nanos(t: SystemTime) -> i64 {
@@ -256,6 +267,22 @@ impl Store {
         insert_row(&lock(&self.write), info)
     }
 
+    /// Records a new job, unless another job that is not archived holds
+    /// its name: the check and the insert are one step, so two starts with
+    /// one name cannot both succeed.
+    pub(crate) fn insert_new(&self, info: &JobInfo) -> Result<(), EngineError> {
+        let c = lock(&self.write);
+        if let Some(name) = &info.name
+            && let Some(holder) = name_holder(&c, name)?
+        {
+            return Err(EngineError::NameTaken {
+                name: name.clone(),
+                holder,
+            });
+        }
+        insert_row(&c, info)
+    }
+
     /// Records jobs in one transaction: all or none.
     pub(crate) fn insert_all(&self, jobs: &[JobInfo]) -> Result<(), EngineError> {
         let mut c = lock(&self.write);
@@ -301,24 +328,36 @@ impl Store {
 
     /// The jobs a reference names exactly (id, `job-N` handle or name),
     /// else those whose id starts with it (4 characters or more).
-    pub(crate) fn find(&self, reference: &str) -> Result<Vec<JobInfo>, EngineError> {
+    pub(crate) fn find(&self, reference: &JobRef<'_>) -> Result<Vec<JobInfo>, EngineError> {
         let c = lock(&self.write);
-        let number = number_of(reference).map_or(-1, |n| n as i64);
-        let exact = query(
-            &c,
-            "SELECT info FROM jobs WHERE id = ?1 OR number = ?2 OR name = ?1 ORDER BY number",
-            params![reference, number],
-        )?;
-        if !exact.is_empty() || reference.len() < 4 || !reference.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(exact);
+        // At most this many rows: enough to list an ambiguous reference's
+        // matches, never a whole table.
+        let most = FIND_LIMIT as i64;
+        match *reference {
+            JobRef::Id(id) => query(&c, "SELECT info FROM jobs WHERE id = ?1", [id]),
+            JobRef::Handle(n) => {
+                let n = i64::try_from(n).unwrap_or(-1);
+                query(&c, "SELECT info FROM jobs WHERE number = ?1", [n])
+            }
+            // Ids are lowercase hex: a prefix is a range.
+            JobRef::IdPrefix(prefix) => query(
+                &c,
+                "SELECT info FROM jobs WHERE id >= ?1 AND id < ?2 ORDER BY number LIMIT ?3",
+                params![prefix, format!("{prefix}g"), most],
+            ),
+            // The job that holds the name first, then archived ones, newest
+            // first.
+            JobRef::Name(name) => query(
+                &c,
+                "SELECT info FROM jobs WHERE name = ?1 ORDER BY archived, number DESC LIMIT ?2",
+                params![name, most],
+            ),
         }
-        // Ids are lowercase hex: a prefix is a range.
-        let end = format!("{reference}g");
-        query(
-            &c,
-            "SELECT info FROM jobs WHERE id >= ?1 AND id < ?2 ORDER BY number",
-            params![reference, end],
-        )
+    }
+
+    /// The handle of the job that holds `name` (one not archived), if any.
+    pub(crate) fn name_holder(&self, name: &str) -> Result<Option<String>, EngineError> {
+        name_holder(&lock(&self.write), name)
     }
 
     /// Up to `limit` jobs numbered above `after`, in number order.

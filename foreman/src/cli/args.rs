@@ -73,16 +73,34 @@ pub enum Command {
     },
     /// Attach this terminal to a job: its output, and your keys as its input.
     /// Ctrl-] detaches (never sent to the job); the job keeps running.
-    Attach { job: String },
+    /// Another user's job is attached read-write only with --yes or your
+    /// answer at the prompt.
+    Attach {
+        job: String,
+        /// Act on another user's job without asking (a script must say so;
+        /// at a terminal you are asked).
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
     /// Stop a job: SIGTERM to every process, SIGKILL after the grace period.
     Stop {
         job: String,
         /// e.g. 500ms, 5s, 1m (default: the crew's, 5s).
         #[arg(long, value_parser = parse_duration)]
         grace: Option<Duration>,
+        /// Act on another user's job without asking (a script must say so;
+        /// at a terminal you are asked).
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// Hide an ended job from the default list.
-    Archive { job: String },
+    Archive {
+        job: String,
+        /// Act on another user's job without asking (a script must say so;
+        /// at a terminal you are asked).
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
     /// Each crew: reachable?, who you are there, its cgroup mode, its
     /// certificate's expiry.
     Crews {

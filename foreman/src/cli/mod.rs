@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod confirm;
 pub mod output;
 pub mod refs;
 pub mod terminal;
@@ -46,9 +47,9 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
             tail,
             raw,
         } => commands::logs::logs(&ctx, &job, follow, tail, raw).await,
-        Command::Attach { job } => commands::attach::attach(&ctx, &job).await,
-        Command::Stop { job, grace } => commands::stop::stop(&ctx, &job, grace).await,
-        Command::Archive { job } => commands::stop::archive(&ctx, &job).await,
+        Command::Attach { job, yes } => commands::attach::attach(&ctx, &job, yes).await,
+        Command::Stop { job, grace, yes } => commands::stop::stop(&ctx, &job, grace, yes).await,
+        Command::Archive { job, yes } => commands::stop::archive(&ctx, &job, yes).await,
         Command::Crews { json } => commands::crews::crews(&ctx, json).await,
     }
 }

@@ -123,6 +123,15 @@ pub struct Pending {
     pub crew: CrewIx,
     pub job: String,
     pub label: String,
+    pub action: Asked,
+}
+
+/// What a `y` at the confirm prompt does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asked {
+    Stop,
+    /// Start typing into the attached job (another user's).
+    Type,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +166,9 @@ pub struct Attachment {
     pub dropped: u64,
     /// The pty size last sent to the job.
     pub sent_size: Option<(u16, u16)>,
+    /// The job is the caller's own, or they said yes to typing into
+    /// another user's: keys may go to it.
+    pub consented: bool,
 }
 
 /// A line being edited.

@@ -338,7 +338,7 @@ async fn unknown_jobs_refusals_and_bad_input_have_their_exit_codes() {
     // Nor may another user stop alice's job; an admin may.
     fleet.run(BOB, &["stop", "job-1"]).await.expect(1);
     fleet.run(VIC, &["ls"]).await.expect(0);
-    fleet.run(ADA, &["stop", "job-1"]).await.expect(0);
+    fleet.run(ADA, &["stop", "job-1", "--yes"]).await.expect(0);
 
     // Bad sizes, durations and missing commands are usage errors.
     for args in [
@@ -353,6 +353,86 @@ async fn unknown_jobs_refusals_and_bad_input_have_their_exit_codes() {
     // An unknown user certificate is a usage error that names the file.
     let ran = fleet.run("nobody-here", &["ls"]).await.expect(2);
     assert!(ran.stderr.contains("nobody-here.crt"), "{}", ran.stderr);
+    fleet.stop().await;
+}
+
+/// The hijack an adversarial sweep found: bob names a job after the start
+/// of alice's id, and an admin who types that prefix stops bob's job
+/// instead. Names can no longer look like ids, are unique while their job
+/// is not archived, and an action on another user's job says whose it is
+/// and needs a yes.
+#[tokio::test]
+async fn no_name_can_pass_for_another_users_job() {
+    let fleet = fleet_or_skip!("alpha");
+    let started = fleet
+        .run(ALICE, &["start", "--name", "build", "--", "sleep", "1000"])
+        .await
+        .expect(0)
+        .out();
+    let (_, id) = started.trim().split_once(' ').expect("REF ID");
+    let prefix = &id[..8];
+
+    // Bob cannot take the prefix, any all-hex name, a handle, or a name
+    // alice's running job holds; nothing of his starts.
+    for name in [prefix, "cafe", "job-1"] {
+        let ran = fleet
+            .run(BOB, &["start", "--name", name, "--", "sleep", "1000"])
+            .await
+            .expect(2);
+        assert!(ran.stderr.contains("not allowed"), "{name}: {}", ran.stderr);
+    }
+    let ran = fleet
+        .run(BOB, &["start", "--name", "build", "--", "sleep", "1000"])
+        .await
+        .expect(1);
+    assert!(ran.stderr.contains("taken by job-1"), "{}", ran.stderr);
+    let ls = fleet.run(ADA, &["ls", "--json"]).await.expect(0).json();
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    // A name that only starts like the id is his, and never matched by
+    // the prefix.
+    let bobs = format!("{prefix}-x");
+    fleet
+        .run(BOB, &["start", "--name", &bobs, "--", "sleep", "1000"])
+        .await
+        .expect(0);
+
+    // The admin's prefix means alice's job, and a script is told whose it
+    // is and that it must say --yes; nothing is stopped meanwhile.
+    let ran = fleet.run(ADA, &["stop", prefix]).await.expect(2);
+    assert!(
+        ran.stderr.contains("alice's job alpha/job-1 (named build)") && ran.stderr.contains("--yes"),
+        "{}",
+        ran.stderr
+    );
+    let status = fleet
+        .run(ADA, &["status", "job-1", "--json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(status["state"], "running");
+    let ran = fleet
+        .run(ADA, &["stop", prefix, "--yes", "--grace", "1s"])
+        .await
+        .expect(0);
+    assert!(ran.stderr.contains("alice's job alpha/job-1"), "{}", ran.stderr);
+    let status = fleet
+        .run(ADA, &["status", "job-1", "--json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(status["state"], "stopped");
+    let status = fleet
+        .run(ADA, &["status", &bobs, "--json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(status["state"], "running", "bob's job is untouched");
+    // One's own job needs no yes.
+    fleet.run(BOB, &["stop", &bobs, "--grace", "1s"]).await.expect(0);
+
+    // Too short to be a prefix: refused, never guessed.
+    let ran = fleet.run(ADA, &["status", &id[..4]]).await.expect(2);
+    assert!(ran.stderr.contains("at least 6"), "{}", ran.stderr);
     fleet.stop().await;
 }
 

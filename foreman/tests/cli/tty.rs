@@ -222,7 +222,10 @@ async fn run_tty_is_a_real_terminal_and_ctrl_bracket_detaches() {
     let f = Arc::clone(&fleet);
     blocking(move || {
         let mut term = Terminal::open(&f, &["attach", "job-1"]);
-        let mut at = term.wait_for(0, "attached to alpha/job-1 (tty, read-write)");
+        let mut at = term.wait_for(
+            0,
+            &format!("attached to alpha/job-1 ({ALICE}'s, tty, read-write)"),
+        );
         term.type_keys(b"echo ag''ain\r");
         at = term.wait_for(at, "again\r\n");
         term.type_keys(b"exit 4\r");

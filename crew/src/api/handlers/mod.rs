@@ -14,7 +14,7 @@ use tonic::Request;
 
 use super::identity::{Identity, Peer};
 use super::status::ApiError;
-use crate::engine::{EngineHandle, JobInfo};
+use crate::engine::{EngineError, EngineHandle, JobInfo};
 
 /// The caller, from the connection's verified certificate. No certificate
 /// identity means no call (fail closed).
@@ -30,28 +30,10 @@ pub fn caller<T>(req: &Request<T>) -> Result<Identity, ApiError> {
     }
 }
 
-/// The one job `reference` names: an id, an id prefix (4+ characters), a
-/// `job-N` handle or a name.
+/// The one job `reference` names (`EngineHandle::resolve` has the rules).
 pub fn resolve(engine: &EngineHandle, crew: &str, reference: &str) -> Result<JobInfo, ApiError> {
-    if reference.is_empty() {
-        return Err(ApiError::invalid("no job given"));
-    }
-    let mut found = engine.find(reference);
-    match found.len() {
-        0 => Err(ApiError::not_found(format!(
-            "no job {reference:?} on crew {crew}"
-        ))),
-        1 => Ok(found.remove(0)),
-        n => {
-            let names: Vec<String> = found
-                .iter()
-                .take(10)
-                .map(|j| format!("{} ({})", j.handle, &j.id.as_str()[..12]))
-                .collect();
-            Err(ApiError::precondition(format!(
-                "{reference:?} names {n} jobs on crew {crew}: {}",
-                names.join(", ")
-            )))
-        }
-    }
+    engine.resolve(reference).map_err(|e| match e {
+        EngineError::NotFound(_) => ApiError::not_found(format!("no job {reference:?} on crew {crew}")),
+        other => ApiError::from(other),
+    })
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use crew::engine::{JobEvent, JobState, Outcome, Phase, ReadFrom, Termination};
+use crew::engine::{EngineError, JobEvent, JobState, Outcome, Phase, ReadFrom, Termination};
 
 use crate::support::*;
 
@@ -160,10 +160,25 @@ async fn jobs_are_found_by_handle_name_and_id_prefix_and_archive_hides_them() {
     let running = t.handle.start(s).await.unwrap();
     assert!(matches!(running.state, JobState::Running { pid, .. } if pid > 0));
     assert_eq!(running.handle, "job-1");
-    assert_eq!(t.handle.find("job-1")[0].id, running.id);
-    assert_eq!(t.handle.find("napper")[0].id, running.id);
-    assert_eq!(t.handle.find(&running.id.as_str()[..6])[0].id, running.id);
-    assert!(t.handle.find("job-99").is_empty());
+    let found = |r: &str| t.handle.resolve(r).map(|j| j.id);
+    assert_eq!(found("job-1").unwrap(), running.id);
+    assert_eq!(found("napper").unwrap(), running.id);
+    assert_eq!(found(running.id.as_str()).unwrap(), running.id);
+    assert_eq!(found(&running.id.as_str()[..6]).unwrap(), running.id);
+    assert!(matches!(found("job-99"), Err(EngineError::NotFound(_))));
+    // Too short to be an id prefix, and never a name: refused, not guessed.
+    assert!(matches!(
+        found(&running.id.as_str()[..5]),
+        Err(EngineError::BadRef(_))
+    ));
+    // A name held by a job that is not archived is not given twice.
+    let mut twin = spec(&["/bin/true"]);
+    twin.name = Some("napper".into());
+    let err = t.handle.start(twin.clone()).await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::NameTaken { name, holder } if name == "napper" && holder == "job-1"),
+        "{err}"
+    );
 
     let err = t.handle.archive(&running.id).unwrap_err();
     assert!(err.to_string().contains("only an ended job"), "{err}");
@@ -183,12 +198,40 @@ async fn jobs_are_found_by_handle_name_and_id_prefix_and_archive_hides_them() {
         }
     );
     assert_eq!(t.handle.usage(&running.id), None);
+    // Ended but not archived, it still holds its name.
+    assert!(matches!(
+        t.handle.start(twin.clone()).await,
+        Err(EngineError::NameTaken { .. })
+    ));
     t.handle.archive(&running.id).unwrap();
     assert!(t.handle.list(false).is_empty());
     assert_eq!(t.handle.list(true).len(), 1);
     // A second stop of an ended job returns its final state.
     let again = t.handle.stop(&running.id, None, "bob").await.unwrap();
     assert_eq!(ended(&again).outcome, ended(&stopped).outcome);
+    // The name is free once archived, and then names the new job; the
+    // archived one keeps its handle.
+    assert_eq!(found("napper").unwrap(), running.id);
+    let second = t.handle.start(twin.clone()).await.unwrap();
+    assert_eq!(found("napper").unwrap(), second.id);
+    assert_eq!(found("job-1").unwrap(), running.id);
+    // With no job holding it, a name two archived jobs had is ambiguous,
+    // and the error lists both.
+    read_all(&t.handle, &second.id, ReadFrom::Start).await;
+    t.handle.archive(&second.id).unwrap();
+    match found("napper") {
+        Err(EngineError::Ambiguous { matches, .. }) => {
+            assert_eq!(matches.len(), 2, "{matches:?}");
+            assert!(matches.iter().any(|m| m.starts_with("job-1 ")), "{matches:?}");
+            assert!(
+                matches
+                    .iter()
+                    .any(|m| m.starts_with(&format!("{} ", second.handle))),
+                "{matches:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     t.assert_clean().await;
     t.shutdown().await;
 }

@@ -267,11 +267,10 @@ async fn a_broken_store_is_moved_aside_and_running_jobs_are_found_again() {
         .filter(|n| n.starts_with("jobs.db.corrupt-"))
         .collect();
     assert_eq!(aside.len(), 1, "{:?}", listing(t2.state.path()));
-    let found = t2.handle.find("survivor");
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].id, job.id);
-    assert_eq!(found[0].handle, job.handle);
-    assert!(matches!(found[0].state, JobState::Running { .. }));
+    let found = t2.handle.resolve("survivor").unwrap();
+    assert_eq!(found.id, job.id);
+    assert_eq!(found.handle, job.handle);
+    assert!(matches!(found.state, JobState::Running { .. }));
     // Handles go on above the one found.
     let next = t2.handle.start(spec(&["/bin/true"])).await.unwrap();
     assert_eq!(next.handle, "job-2");

@@ -22,7 +22,7 @@ use crate::cli::terminal::RawMode;
 use crate::client::Crew;
 use crate::client::attach::Opened;
 use crate::failure::Failure;
-use crate::sanitize::Mode;
+use crate::sanitize::{Mode, Sanitizer};
 use crate::terminal;
 
 /// The key that detaches; never sent to the job.
@@ -44,8 +44,9 @@ pub enum End {
     Detached,
 }
 
-pub async fn attach(ctx: &Ctx, reference: &str) -> Result<(), Failure> {
+pub async fn attach(ctx: &Ctx, reference: &str, yes: bool) -> Result<(), Failure> {
     let (crew, job) = resolve(ctx, reference).await?;
+    let write = crate::cli::confirm::write_to(crew, &job, yes).await?;
     let tty = job.tty.is_some();
     // A tty job starts from now (a resize makes screen programs redraw); a
     // pipe job shows its last lines for context.
@@ -54,11 +55,13 @@ pub async fn attach(ctx: &Ctx, reference: &str) -> Result<(), Failure> {
     } else {
         open::From::TailLines(10)
     };
-    let opened = open(crew, &job.id, from, true).await?;
+    let opened = open(crew, &job.id, from, write).await?;
     let mode = if opened.attached.writable {
         "read-write"
-    } else {
+    } else if write {
         "read-only: you may not write to this job"
+    } else {
+        "read-only"
     };
     let keys = if tty {
         format!("{DETACH_NAME} detaches")
@@ -66,9 +69,10 @@ pub async fn attach(ctx: &Ctx, reference: &str) -> Result<(), Failure> {
         format!("{DETACH_NAME} then Enter, or Ctrl-C, detaches; Ctrl-D sends EOF")
     };
     eprintln!(
-        "foreman: attached to {}/{} ({}, {mode}); {keys}",
+        "foreman: attached to {}/{} ({}'s, {}, {mode}); {keys}",
         crew.name,
         job.handle,
+        Sanitizer::clean(&job.owner),
         if tty { "tty" } else { "pipe" }
     );
     match session(crew, &job, opened, OnInterrupt::Detach, true, true).await? {

@@ -5,13 +5,15 @@ use std::time::Duration;
 use tasker_proto::v1 as pb;
 
 use crate::cli::Ctx;
+use crate::cli::confirm::others_job;
 use crate::cli::refs::resolve;
 use crate::failure::Failure;
 use crate::present::phase_name;
 use crate::sanitize::Sanitizer;
 
-pub async fn stop(ctx: &Ctx, job: &str, grace: Option<Duration>) -> Result<(), Failure> {
+pub async fn stop(ctx: &Ctx, job: &str, grace: Option<Duration>, yes: bool) -> Result<(), Failure> {
     let (crew, job) = resolve(ctx, job).await?;
+    others_job(crew, &job, "stop", yes).await?;
     let mut client = crew.client.clone();
     let ended = client
         .stop_job(pb::StopJobRequest {
@@ -34,8 +36,9 @@ pub async fn stop(ctx: &Ctx, job: &str, grace: Option<Duration>) -> Result<(), F
     Ok(())
 }
 
-pub async fn archive(ctx: &Ctx, job: &str) -> Result<(), Failure> {
+pub async fn archive(ctx: &Ctx, job: &str, yes: bool) -> Result<(), Failure> {
     let (crew, job) = resolve(ctx, job).await?;
+    others_job(crew, &job, "archive", yes).await?;
     let mut client = crew.client.clone();
     client
         .archive_job(pb::ArchiveJobRequest { job: job.id.clone() })

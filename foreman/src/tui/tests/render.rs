@@ -76,6 +76,8 @@ fn busy(size: (u16, u16)) -> App {
         ),
     );
     command(&mut app, "attach beta/job-1");
+    // Bob's job: ada says yes to typing into it.
+    press(&mut app, KeyCode::Char('y'));
     let session = app.attached.as_ref().unwrap().session;
     update(
         &mut app,

@@ -145,6 +145,12 @@ fn a_tty_job_gets_raw_keys_ctrl_c_included_and_the_panes_size() {
     let fx = command(&mut app, "attach beta/job-1");
     let (crew, _, write) = attach_fx(&fx).unwrap();
     assert_eq!((crew, write), (1, true), "an admin may write to bob's job");
+    // ...once asked: it is bob's, not ada's.
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+    let asked = app.notice.as_ref().unwrap().text.clone();
+    assert_eq!(asked, "type into bob's job beta/job-1? y/n (n: watch only)");
+    assert!(press(&mut app, KeyCode::Char('y')).is_empty());
+    assert!(matches!(app.mode, Mode::Input));
     let session = app.attached.as_ref().unwrap().session;
     // The crew confirms: the pty takes the pane's size.
     let fx = update(
@@ -367,8 +373,23 @@ fn the_command_line_runs_every_command() {
     assert!(command(&mut app, "stop job-1").is_empty());
     let e = error(&app);
     assert!(e.contains("alpha/job-1") && e.contains("beta/job-1"), "{e}");
-    let fx = command(&mut app, "stop beta/job-1");
+    // Bob's job, typed out in full by ada: she is told whose it is first.
+    assert!(command(&mut app, "stop beta/job-1").is_empty());
+    assert!(
+        app.notice
+            .as_ref()
+            .unwrap()
+            .text
+            .starts_with("stop bob's job beta/job-1 (bash)? y/n")
+    );
+    let fx = press(&mut app, KeyCode::Char('y'));
     assert!(matches!(fx.as_slice(), [Effect::Stop { crew: 1, .. }]), "{fx:?}");
+    // Her own, typed out in full, stops at once.
+    let fx = command(&mut app, "stop alpha/job-1");
+    assert!(matches!(fx.as_slice(), [Effect::Stop { crew: 0, .. }]), "{fx:?}");
+    // References follow the one rule set: a short hex prefix is refused.
+    assert!(command(&mut app, "stop abc").is_empty());
+    assert!(error(&app).contains("at least 6 hex digits"), "{}", error(&app));
     assert!(command(&mut app, "stop alpha/job-2").is_empty(), "ended");
     let fx = command(&mut app, "archive alpha/job-2");
     assert!(
@@ -588,6 +609,7 @@ fn the_mouse_over_a_tty_program_that_asked_for_it_goes_to_the_program() {
     let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
     three_jobs(&mut app);
     command(&mut app, "attach beta/job-1");
+    press(&mut app, KeyCode::Char('y'));
     let session = app.attached.as_ref().unwrap().session;
     update(
         &mut app,
@@ -808,4 +830,44 @@ fn a_late_start_answer_never_brings_an_ended_job_back() {
     let e = app.jobs.values().next().unwrap();
     assert!(e.job.outcome.is_some(), "still ended");
     assert_eq!(app.selected.as_ref().unwrap().seq, 1, "and selected");
+}
+
+/// An admin's keys reach another user's job only after she said yes to
+/// that job; a no leaves her watching, and asking again asks again.
+#[test]
+fn typing_into_another_users_job_is_asked_first() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    three_jobs(&mut app);
+    command(&mut app, "attach beta/job-1");
+    let session = app.attached.as_ref().unwrap().session;
+    update(
+        &mut app,
+        Action::Attach(session, AttachEvent::Opened { writable: true }),
+    );
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+    assert!(press(&mut app, KeyCode::Char('n')).is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+    assert!(app.notice.as_ref().unwrap().text.contains("without typing"));
+    // A key in the pane goes nowhere; asking to type asks again.
+    assert!(
+        press(&mut app, KeyCode::Char('x'))
+            .iter()
+            .all(|e| !matches!(e, Effect::Send { .. }))
+    );
+    app.focus = Focus::Terminal;
+    press(&mut app, KeyCode::Enter);
+    assert!(matches!(app.mode, Mode::Confirm(_)), "{:?}", app.mode);
+    press(&mut app, KeyCode::Char('y'));
+    assert!(matches!(app.mode, Mode::Input));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('x')),
+        vec![Effect::Send {
+            session,
+            input: Input::Bytes(b"x".to_vec())
+        }]
+    );
+    // Her own job asks nothing.
+    command(&mut app, "detach");
+    command(&mut app, "attach alpha/job-1");
+    assert!(matches!(app.mode, Mode::Input), "{:?}", app.mode);
 }

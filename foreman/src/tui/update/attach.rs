@@ -2,11 +2,11 @@
 //! mode), what its attach stream says, and its terminal kept the pane's
 //! size.
 
-use super::jobs::{is_running, may_write, upsert};
+use super::jobs::{ask, is_running, may_write, others_owner, upsert, whose};
 use super::notify;
 use crate::sanitize::Sanitizer;
 use crate::tui::action::{AttachEvent, Effect, Input, Notice};
-use crate::tui::app::{App, Attachment, Focus, JobKey, Mode};
+use crate::tui::app::{App, Asked, Attachment, Focus, JobKey, Mode};
 use crate::tui::keys;
 use crate::tui::layout;
 use crate::tui::term::Emulator;
@@ -43,6 +43,7 @@ pub(super) fn attach(app: &mut App, key: &JobKey, fx: &mut Vec<Effect>) {
         lost: None,
         dropped: 0,
         sent_size: None,
+        consented: others_owner(app, key).is_none(),
     });
     fx.push(Effect::Attach {
         session,
@@ -51,7 +52,12 @@ pub(super) fn attach(app: &mut App, key: &JobKey, fx: &mut Vec<Effect>) {
         write,
     });
     app.focus = Focus::Terminal;
-    if write {
+    if write && others_owner(app, key).is_some() {
+        // Another user's job: say whose before a key reaches it.
+        app.mode = Mode::Normal;
+        let question = format!("type into {}? y/n (n: watch only)", whose(app, key));
+        ask(app, key, Asked::Type, question);
+    } else if write {
         app.mode = Mode::Input;
         notify(
             app,
@@ -100,6 +106,12 @@ pub(super) fn enter_input(app: &mut App) {
     } else if !app.index.get(&a.job).is_some_and(|k| may_write(app, k)) && a.writable != Some(true) {
         let msg = format!("{} is read-only to you", a.label);
         notify(app, Notice::error(msg));
+    } else if !a.consented {
+        let job = a.job.clone();
+        if let Some(key) = app.index.get(&job).cloned() {
+            let question = format!("type into {}? y/n (n: watch only)", whose(app, &key));
+            ask(app, &key, Asked::Type, question);
+        }
     } else {
         app.mode = Mode::Input;
         app.focus = Focus::Terminal;

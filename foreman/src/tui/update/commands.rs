@@ -6,7 +6,7 @@ use clap::Parser as _;
 use tasker_proto::v1 as pb;
 
 use super::attach::{attach, detach, layout_with_attachment};
-use super::jobs::{archive, is_running, keep_selection_visible};
+use super::jobs::{archive, ask_stop, is_running, keep_selection_visible, others_owner};
 use super::keys::run_cmd;
 use super::notify;
 use crate::job::split_reference;
@@ -69,10 +69,13 @@ pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
         }
         "stop" => {
             if let Some(k) = one_job(app) {
-                // Typed out in full: no question.
+                // Typed out in full: no question, unless the job is
+                // another user's (a reference typed is not a job seen).
                 let Some(e) = app.jobs.get(&k) else { return };
                 let label = app.label(&k);
-                if is_running(e) {
+                if is_running(e) && others_owner(app, &k).is_some() {
+                    ask_stop(app, &k);
+                } else if is_running(e) {
                     fx.push(Effect::Stop {
                         crew: k.crew,
                         job: k.id.clone(),
@@ -166,21 +169,20 @@ pub fn resolve(app: &App, reference: &str) -> Result<JobKey, String> {
         },
         (None, r) => (None, r),
     };
+    let parsed = tasker_common::JobRef::parse(r).map_err(|e| e.to_string())?;
     let hits: Vec<&JobKey> = app
         .jobs
         .iter()
         .filter(|(k, _)| crew.is_none_or(|c| k.crew == c))
-        .filter(|(k, e)| {
-            e.job.handle == r
-                || (!e.job.name.is_empty() && e.job.name == r)
-                || (r.len() >= 4 && k.id.starts_with(r))
-        })
+        .filter(|(k, e)| parsed.matches(&k.id, &e.job.handle, &e.job.name))
         .map(|(k, _)| k)
         .collect();
-    match hits.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(format!("no job {reference:?}")),
-        many => {
+    match tasker_common::pick(&parsed, hits, |k| {
+        app.jobs.get(*k).is_some_and(|e| e.job.archived)
+    }) {
+        Ok(one) => Ok(one.clone()),
+        Err(none) if none.is_empty() => Err(format!("no job {reference:?}")),
+        Err(many) => {
             let labels: Vec<String> = many.iter().map(|k| app.label(k)).collect();
             Err(format!("{reference:?} could be {}", labels.join(", ")))
         }

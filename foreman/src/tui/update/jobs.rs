@@ -6,7 +6,7 @@ use tasker_proto::v1 as pb;
 
 use super::notify;
 use crate::tui::action::{CrewIx, Effect, Notice};
-use crate::tui::app::{App, JobEntry, JobKey, Mode, Pending};
+use crate::tui::app::{App, Asked, JobEntry, JobKey, Mode, Pending};
 use crate::tui::layout;
 
 pub(super) fn upsert(app: &mut App, ix: CrewIx, job: pb::Job) -> JobKey {
@@ -107,6 +107,27 @@ pub(super) fn is_running(e: &JobEntry) -> bool {
     e.job.outcome.is_none()
 }
 
+/// The owner of a job that is not the caller's own (or when who the
+/// caller is on that crew is not known yet).
+pub(super) fn others_owner(app: &App, key: &JobKey) -> Option<String> {
+    let e = app.jobs.get(key)?;
+    let me = app
+        .crews
+        .get(key.crew)
+        .and_then(|c| c.me.as_ref())
+        .map(|(name, _)| name);
+    (me != Some(&e.job.owner)).then(|| e.job.owner.clone())
+}
+
+/// "alice's job web/job-7" for another user's job, "web/job-7" for one's own.
+pub(super) fn whose(app: &App, key: &JobKey) -> String {
+    let label = app.label(key);
+    match others_owner(app, key) {
+        Some(owner) => format!("{owner}'s job {label}"),
+        None => label,
+    }
+}
+
 pub(super) fn ask_stop(app: &mut App, key: &JobKey) {
     let Some(e) = app.jobs.get(key) else { return };
     let label = app.label(key);
@@ -115,12 +136,19 @@ pub(super) fn ask_stop(app: &mut App, key: &JobKey) {
         return;
     }
     let what = crate::tui::view::jobs::command(&e.job);
+    let whose = whose(app, key);
+    ask(app, key, Asked::Stop, format!("stop {whose} ({what})? y/n"));
+}
+
+/// Asks `question`; a `y` does `action` on the job.
+pub(super) fn ask(app: &mut App, key: &JobKey, action: Asked, question: String) {
     app.mode = Mode::Confirm(Pending {
         crew: key.crew,
         job: key.id.clone(),
-        label: label.clone(),
+        label: app.label(key),
+        action,
     });
-    app.notice = Some(Notice::info(format!("stop {label} ({what})? y/n")));
+    app.notice = Some(Notice::info(question));
     app.notice_at = Some(app.now);
 }
 

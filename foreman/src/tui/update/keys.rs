@@ -6,10 +6,10 @@ use crossterm::event::{KeyCode, KeyEvent};
 
 use super::attach::{detach, enter_input};
 use super::cmdline::on_line_key;
-use super::jobs::{archive, ask_stop, keep_selection_visible, move_selection};
+use super::jobs::{archive, ask_stop, keep_selection_visible, move_selection, whose};
 use super::{attach::attach, notify};
 use crate::tui::action::{Effect, Input, Notice};
-use crate::tui::app::{App, Focus, Mode, Overlay};
+use crate::tui::app::{App, Asked, Focus, Mode, Overlay};
 use crate::tui::keys::{self, Cmd};
 use crate::tui::layout;
 use crate::tui::term;
@@ -28,15 +28,31 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         Mode::Filter => on_line_key(app, key, fx, false),
         Mode::Confirm(p) => {
             app.mode = Mode::Normal;
-            if matches!(key.code, KeyCode::Char('y' | 'Y')) {
-                fx.push(Effect::Stop {
-                    crew: p.crew,
-                    job: p.job,
-                    label: p.label.clone(),
-                });
-                notify(app, Notice::info(format!("stopping {}…", p.label)));
-            } else {
-                notify(app, Notice::info(format!("{} left running", p.label)));
+            let yes = matches!(key.code, KeyCode::Char('y' | 'Y'));
+            match (p.action, yes) {
+                (Asked::Stop, true) => {
+                    fx.push(Effect::Stop {
+                        crew: p.crew,
+                        job: p.job,
+                        label: p.label.clone(),
+                    });
+                    notify(app, Notice::info(format!("stopping {}…", p.label)));
+                }
+                (Asked::Stop, false) => notify(app, Notice::info(format!("{} left running", p.label))),
+                (Asked::Type, true) => {
+                    if let Some(a) = app.attached.as_mut().filter(|a| a.job == p.job) {
+                        a.consented = true;
+                    }
+                    enter_input(app);
+                    if matches!(app.mode, Mode::Input) {
+                        let who = app.index.get(&p.job).map_or(p.label.clone(), |k| whose(app, k));
+                        let msg = format!("typing into {who}; {} stops typing", keys::LEAVE_INPUT_LABEL);
+                        notify(app, Notice::info(msg));
+                    }
+                }
+                (Asked::Type, false) => {
+                    notify(app, Notice::info(format!("watching {} without typing", p.label)));
+                }
             }
         }
         Mode::Normal => {
