@@ -109,6 +109,16 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A job's command as one line; `…` at the end when the crew sent only
+/// its first words (`argv_cut`: lists and watches carry at most 4 KiB).
+pub fn job_command(job: &tasker_proto::v1::Job) -> String {
+    let mut line = command_line(&job.argv);
+    if job.argv_cut {
+        line.push_str(" …");
+    }
+    line
+}
+
 /// The argv as one line, each argument filtered and quoted if it needs to.
 pub fn command_line(argv: &[String]) -> String {
     argv.iter()

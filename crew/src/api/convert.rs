@@ -30,13 +30,33 @@ pub fn from_duration(d: &prost_types::Duration, what: &str) -> Result<Duration, 
     Duration::try_from(*d).map_err(|_| ApiError::invalid(format!("{what} must be a positive duration")))
 }
 
+/// The most bytes of a job's argv that lists, watches and the answers to
+/// actions carry ([`job_summary`]); `GetJob` carries all of it ([`job`]).
+pub const ARGV_SUMMARY: usize = 4 << 10;
+
+/// A job as lists and watches send it: its argv cut to [`ARGV_SUMMARY`]
+/// bytes (`argv_cut` says so), so that what a watcher or a list page costs
+/// does not grow with what one job's owner chose to pass.
+pub fn job_summary(info: &JobInfo) -> pb::Job {
+    let (argv, cut) = info.argv_summary(ARGV_SUMMARY);
+    pb::Job {
+        argv_cut: cut,
+        ..job_with(info, argv)
+    }
+}
+
+/// A job whole, for `GetJob`.
 pub fn job(info: &JobInfo) -> pb::Job {
+    job_with(info, info.argv.to_vec())
+}
+
+fn job_with(info: &JobInfo, argv: Vec<String>) -> pb::Job {
     let mut job = pb::Job {
         id: info.id.to_string(),
         handle: info.handle.clone(),
         name: info.name.clone().unwrap_or_default(),
         owner: info.owner.clone(),
-        argv: info.argv.clone(),
+        argv,
         cwd: info.cwd.display().to_string(),
         user: info.run_as.user.clone(),
         uid: info.run_as.uid,
@@ -384,7 +404,8 @@ mod tests {
             handle: "job-1".into(),
             name: Some("n".into()),
             owner: "alice".into(),
-            argv: vec!["sleep".into(), "1".into()],
+            argv: vec!["sleep".into(), "1".into()].into(),
+            argv_cut: false,
             cwd: "/".into(),
             run_as: root(),
             limits: Limits {
@@ -414,5 +435,36 @@ mod tests {
         assert_eq!(o.termination, Some(pb::outcome::Termination::Signal(15)));
         assert!(matches!(o.reason, Some(pb::outcome::Reason::StoppedBy(ref s)) if s.who == "bob"));
         assert_eq!(o.summary, "stopped_by bob (signal 15 (SIGTERM))");
+        let summary = job_summary(&info);
+        assert_eq!(
+            (summary.argv, summary.argv_cut),
+            (vec!["sleep".into(), "1".into()], false)
+        );
+
+        // A long argv: lists and watches carry its first 4 KiB, marked;
+        // GetJob all of it.
+        let long: Vec<String> = (0..10_000).map(|i| format!("arg{i}")).collect();
+        let info = JobInfo {
+            argv: long.clone().into(),
+            ..info
+        };
+        let summary = job_summary(&info);
+        assert!(summary.argv_cut);
+        let bytes: usize = summary.argv.iter().map(|a| a.len() + 1).sum();
+        assert!(bytes <= ARGV_SUMMARY && bytes > ARGV_SUMMARY - 16, "{bytes}");
+        // Whole words, then the start of the word that did not fit.
+        let (last, whole) = summary.argv.split_last().unwrap();
+        assert_eq!(whole[..], long[..whole.len()]);
+        assert!(long[whole.len()].starts_with(last.as_str()));
+        assert_eq!(job(&info).argv, long);
+        assert!(!job(&info).argv_cut);
+        // One word longer than the summary is cut, on a char boundary.
+        let info = JobInfo {
+            argv: vec!["é".repeat(ARGV_SUMMARY)].into(),
+            ..info
+        };
+        let summary = job_summary(&info);
+        assert!(summary.argv_cut);
+        assert!(summary.argv[0].len() < ARGV_SUMMARY && summary.argv[0].starts_with('é'));
     }
 }

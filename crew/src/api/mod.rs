@@ -11,6 +11,7 @@
 //! - `authz.rs`: who may do what, as one pure function.
 //! - `service.rs` + `handlers/`: one file per RPC.
 //! - `convert.rs`: proto ⇄ engine; `status.rs`: engine errors → gRPC codes.
+//! - `reclaim.rs`: freed memory back to the kernel after long requests end.
 //! - `shards.rs`: the threads that own connections (one-thread runtimes,
 //!   one per core), so that a connection's tasks never bounce between
 //!   threads.
@@ -25,6 +26,7 @@ mod connection;
 pub mod convert;
 pub mod handlers;
 pub mod identity;
+mod reclaim;
 mod serve;
 pub mod service;
 mod shards;

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::spec::{Limits, Network, RunAs, WinSize};
@@ -237,7 +238,13 @@ pub struct JobInfo {
     pub handle: String,
     pub name: Option<String>,
     pub owner: String,
-    pub argv: Vec<String>,
+    /// Shared: every copy of a job's record (watchers, list pages, the
+    /// supervisor) holds the one argv.
+    pub argv: Arc<[String]>,
+    /// `argv` holds only the command's first words: a list page's record
+    /// (the store cuts it there; see `Store::page`). Never stored.
+    #[serde(skip)]
+    pub argv_cut: bool,
     pub cwd: PathBuf,
     pub run_as: RunAs,
     pub limits: Limits,
@@ -250,19 +257,44 @@ pub struct JobInfo {
 }
 
 impl JobInfo {
-    /// Does `reference` name this job: its id (or a unique prefix, decided by
-    /// the caller), its handle, or its name?
-    pub fn matches_exactly(&self, reference: &str) -> bool {
-        self.id.as_str() == reference || self.handle == reference || self.name.as_deref() == Some(reference)
+    /// The first words of the argv, at most `max_bytes` of them (each
+    /// word counted with one byte more, as the kernel counts it); `true`
+    /// when that is not all of it. A word that does not fit whole is cut.
+    pub fn argv_summary(&self, max_bytes: usize) -> (Vec<String>, bool) {
+        let (words, cut) = self.argv_words(max_bytes);
+        (words, cut || self.argv_cut)
+    }
+
+    fn argv_words(&self, max_bytes: usize) -> (Vec<String>, bool) {
+        let mut left = max_bytes;
+        let mut out = Vec::new();
+        for word in self.argv.iter() {
+            if word.len() < left {
+                left -= word.len() + 1;
+                out.push(word.clone());
+                continue;
+            }
+            // Its byte after, as for the words before.
+            let mut end = left.saturating_sub(1);
+            while !word.is_char_boundary(end) {
+                end -= 1;
+            }
+            if end > 0 {
+                out.push(word[..end].to_owned());
+            }
+            return (out, true);
+        }
+        (out, false)
     }
 }
 
 /// What subscribers hear about.
 #[derive(Clone, Debug)]
 pub enum JobEvent {
-    Created(Box<JobInfo>),
-    StateChanged(Box<JobInfo>),
-    Archived(Box<JobInfo>),
+    // Shared: a subscriber's copy of an event is one more reference.
+    Created(Arc<JobInfo>),
+    StateChanged(Arc<JobInfo>),
+    Archived(Arc<JobInfo>),
 }
 
 #[cfg(test)]

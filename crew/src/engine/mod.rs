@@ -78,7 +78,7 @@ pub use self::output::{DEFAULT_CHUNK, OutputEvent, OutputReader, ReadFrom};
 use self::registry::{Control, JobEntry, Registry, StdinOp, StopReason};
 use self::spawn::IdleShim;
 pub use self::spec::{
-    DeviceNumber, IoLimit, JobSpec, Limits, MAX_ARGV_ENV, Network, RunAs, WinSize, default_env,
+    DeviceNumber, IoLimit, JobSpec, Limits, MAX_ARGV_ENV, MAX_WORDS, Network, RunAs, WinSize, default_env,
 };
 use tasker_common::{JobRef, lock};
 

@@ -165,7 +165,7 @@ impl JobEntry {
             *lock(&self.live) = None;
         }
         // No subscriber is not an error.
-        let _ = self.events.send(JobEvent::StateChanged(Box::new(snapshot)));
+        let _ = self.events.send(JobEvent::StateChanged(Arc::new(snapshot)));
         self.output_grew();
     }
 
@@ -252,7 +252,7 @@ impl Registry {
     /// while it runs, and watchers hear of it.
     pub(crate) fn publish(&self, entry: &Arc<JobEntry>) {
         lock(&self.live).insert(entry.id.clone(), Arc::clone(entry));
-        let _ = self.events.send(JobEvent::Created(Box::new(entry.info())));
+        let _ = self.events.send(JobEvent::Created(Arc::new(entry.info())));
     }
 
     /// Records a running job's new state (best effort: what matters on disk
@@ -423,7 +423,7 @@ impl Registry {
         if let Some(e) = self.live(id) {
             e.set_archived();
         }
-        let _ = self.events.send(JobEvent::Archived(Box::new(info.clone())));
+        let _ = self.events.send(JobEvent::Archived(Arc::new(info.clone())));
         Ok(info)
     }
 }

@@ -11,6 +11,11 @@ use super::error::EngineError;
 /// default 8 MiB stack).
 pub const MAX_ARGV_ENV: usize = 1 << 20;
 
+/// Words in argv and environment together. The kernel counts only bytes,
+/// but the crew holds each word on its own, so a million one-byte words
+/// would cost it far more than their megabyte.
+pub const MAX_WORDS: usize = 65_536;
+
 /// Everything needed to start a job. The engine trusts `run_as` (the API edge
 /// resolved it from the caller's identity) and validates the rest.
 #[derive(Clone, Debug)]
@@ -162,6 +167,12 @@ impl JobSpec {
                 return bad(format!("environment variable {k} contains a NUL byte"));
             }
         }
+        let words = spec.argv.len() + spec.env.len();
+        if words > MAX_WORDS {
+            return bad(format!(
+                "argv and environment have {words} words; the limit is {MAX_WORDS}"
+            ));
+        }
         let size: usize = spec.argv.iter().map(|a| a.len() + 1).sum::<usize>()
             + spec.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
         if size > MAX_ARGV_ENV {
@@ -267,6 +278,10 @@ mod tests {
                 "argument 1 contains a NUL",
             ),
             (Box::new(|s| s.argv.push("x".repeat(2 << 20))), "the limit is"),
+            (
+                Box::new(|s| s.argv.extend(std::iter::repeat_n(String::new(), MAX_WORDS))),
+                "words; the limit is",
+            ),
             (Box::new(|s| s.env.push(("A=B".into(), "x".into()))), "not valid"),
             (Box::new(|s| s.cwd = Some("rel".into())), "absolute"),
             (Box::new(|s| s.limits.cpu = Some(0.0)), "cpu limit"),

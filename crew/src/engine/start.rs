@@ -74,7 +74,8 @@ impl EngineHandle {
             handle: handle.clone(),
             name: spec.name.clone(),
             owner: spec.owner.clone(),
-            argv: spec.argv.clone(),
+            argv: spec.argv.clone().into(),
+            argv_cut: false,
             cwd: cwd.clone(),
             run_as: spec.run_as.clone(),
             limits: spec.limits.clone(),
@@ -307,17 +308,10 @@ pub(super) fn record_for_shim(info: &JobInfo) -> Vec<u8> {
         return full;
     }
     let mut short = info.clone();
-    let kept: Vec<String> = short
-        .argv
-        .iter()
-        .scan(0usize, |used, a| {
-            *used += a.len();
-            (*used < MAX_RECORD / 2).then(|| a.clone())
-        })
-        .collect();
-    let dropped = short.argv.len() - kept.len();
-    short.argv = kept;
-    short.argv.push(format!("[{dropped} more arguments not kept]"));
+    let (mut kept, _) = info.argv_summary(MAX_RECORD / 2);
+    let dropped = info.argv.len().saturating_sub(kept.len());
+    kept.push(format!("[{dropped} more arguments not kept]"));
+    short.argv = kept.into();
     serde_json::to_vec(&short).unwrap_or_default()
 }
 

@@ -368,11 +368,20 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<JobInfo>, EngineError> {
         let c = lock(&self.read);
-        query(
-            &c,
-            "SELECT info FROM jobs WHERE number > ?1 AND (?2 OR archived = 0) ORDER BY number LIMIT ?3",
-            params![after as i64, include_archived, limit as i64],
-        )
+        // Each record with only the start of its argv: SQLite cuts it, so
+        // a page never holds what a thousand long commands would take.
+        let sql = format!(
+            "SELECT json_set(info, '$.argv', json((SELECT json_group_array(substr(value, 1, {word})) \
+                 FROM (SELECT value FROM json_each(jobs.info, '$.argv') ORDER BY key LIMIT {words})))) \
+             FROM jobs WHERE number > ?1 AND (?2 OR archived = 0) ORDER BY number LIMIT ?3",
+            word = PAGE_WORD + 1,
+            words = PAGE_WORDS + 1,
+        );
+        let mut jobs = query(&c, &sql, params![after as i64, include_archived, limit as i64])?;
+        for job in &mut jobs {
+            cut_argv(job);
+        }
+        Ok(jobs)
     }
 
     /// Every job whose record says it has not ended.
@@ -461,6 +470,28 @@ fn ended_ns(info: &JobInfo) -> Option<i64> {
     }
 }
 
+/// The words of a job's argv a list page holds, and the bytes of each: a
+/// page's records cost at most 16 KiB each, whatever the jobs' commands.
+const PAGE_WORDS: usize = 16;
+const PAGE_WORD: usize = 1024;
+
+/// Marks a page's record whose argv SQLite cut (it returns a word or a
+/// byte more than a page keeps, so that a cut is seen), and cuts it there.
+fn cut_argv(job: &mut JobInfo) {
+    let long = job.argv.len() > PAGE_WORDS || job.argv.iter().any(|w| w.chars().count() > PAGE_WORD);
+    if !long {
+        return;
+    }
+    let kept: Vec<String> = job
+        .argv
+        .iter()
+        .take(PAGE_WORDS)
+        .map(|w| w.chars().take(PAGE_WORD).collect())
+        .collect();
+    job.argv = kept.into();
+    job.argv_cut = true;
+}
+
 fn decode(json: &str) -> Result<JobInfo, EngineError> {
     serde_json::from_str(json).map_err(|e| EngineError::Store(format!("a job record does not decode: {e}")))
 }
@@ -488,7 +519,8 @@ mod tests {
             handle: format!("job-{n}"),
             name: None,
             owner: "alice".into(),
-            argv: vec!["true".into()],
+            argv: vec!["true".into()].into(),
+            argv_cut: false,
             cwd: "/".into(),
             run_as: RunAs {
                 user: "alice".into(),
@@ -506,6 +538,60 @@ mod tests {
             state: JobState::Starting,
             archived: false,
         }
+    }
+
+    /// A list page holds the start of each argv, marked as cut; a job
+    /// asked for by reference has all of it.
+    #[test]
+    fn pages_hold_the_start_of_a_long_argv_and_a_lookup_all_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().store;
+        let long_words: Vec<String> = (0..50_000).map(|i| format!("w{i}")).collect();
+        let one_long_word = vec!["é".repeat(100_000)];
+        let short = vec!["sh".to_owned(), "-c".to_owned(), "echo 'hi'".to_owned()];
+        for (n, argv) in [(1, &long_words), (2, &one_long_word), (3, &short)] {
+            store
+                .insert(&JobInfo {
+                    argv: argv.clone().into(),
+                    ..job(n)
+                })
+                .unwrap();
+        }
+        let page = store.page(false, 0, 10).unwrap();
+        assert_eq!(page[0].argv[..], long_words[..PAGE_WORDS]);
+        assert!(page[0].argv_cut);
+        assert_eq!(page[1].argv[0], "é".repeat(PAGE_WORD));
+        assert!(page[1].argv_cut);
+        assert_eq!(page[2].argv[..], short[..]);
+        assert!(!page[2].argv_cut);
+        let whole = store.find(&JobRef::Handle(1)).unwrap().remove(0);
+        assert_eq!(whole.argv[..], long_words[..]);
+        assert!(!whole.argv_cut);
+    }
+
+    #[test]
+    fn a_name_is_held_by_one_job_until_it_is_archived() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().store;
+        let named = |n| JobInfo {
+            name: Some("build".into()),
+            ..job(n)
+        };
+        store.insert_new(&named(1)).unwrap();
+        let err = store.insert_new(&named(2)).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::NameTaken { holder, .. } if holder == "job-1"),
+            "{err}"
+        );
+        let mut first = store.find(&JobRef::Handle(1)).unwrap().remove(0);
+        first.archived = true;
+        store.update(&first, None).unwrap();
+        store.insert_new(&named(2)).unwrap();
+        assert_eq!(store.name_holder("build").unwrap().as_deref(), Some("job-2"));
+        // The name finds the holder first, then the archived one.
+        let found = store.find(&JobRef::Name("build")).unwrap();
+        let handles: Vec<&str> = found.iter().map(|j| j.handle.as_str()).collect();
+        assert_eq!(handles, ["job-2", "job-1"]);
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - `logs`: what clients send cannot forge log records (text and JSON).
 //! - `attach`: a client that vanishes mid-attach leaks no fd, stops no job.
 //! - `transport`: the request size limit; handshake slots (a known bug).
+//! - `watchers`: 256 idle watchers of jobs with the longest argv cost the
+//!   crew bounded memory, returned when they close.
 
 mod attach;
 mod client;
@@ -26,3 +28,4 @@ mod shutdown;
 mod start;
 mod support;
 mod transport;
+mod watchers;

@@ -21,6 +21,9 @@ pub struct JobView {
     pub owner: String,
     pub state: &'static str,
     pub argv: Vec<String>,
+    /// `argv` holds only the command's first words (`foreman status` has
+    /// them all).
+    pub argv_cut: bool,
     pub user: String,
     pub uid: u32,
     pub cwd: String,
@@ -66,6 +69,7 @@ pub fn view(crew: &str, j: &pb::Job) -> JobView {
         owner: j.owner.clone(),
         state: phase_name(j.phase),
         argv: j.argv.clone(),
+        argv_cut: j.argv_cut,
         user: j.user.clone(),
         uid: j.uid,
         cwd: j.cwd.clone(),

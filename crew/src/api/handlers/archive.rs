@@ -19,6 +19,6 @@ pub fn handle(
     let job = state.engine.archive(&job.id)?;
     tracing::info!(job = %job.handle, by = ?who.name, "archived");
     Ok(Response::new(pb::ArchiveJobResponse {
-        job: Some(convert::job(&job)),
+        job: Some(convert::job_summary(&job)),
     }))
 }

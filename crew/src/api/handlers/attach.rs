@@ -73,7 +73,7 @@ pub async fn handle(
     let done = state.shutdown.child_token();
     let attached = pb::AttachJobResponse {
         msg: Some(Out::Attached(Attached {
-            job: Some(convert::job(&job)),
+            job: Some(convert::job_summary(&job)),
             offset: reader.offset(),
             writable,
             end: reader.stored_end(),
@@ -153,7 +153,7 @@ fn output(
             Ok(Some(OutputEvent::Dropped { offset, len })) => {
                 (Ok(Out::Dropped(Dropped { offset, len })), true)
             }
-            Ok(Some(OutputEvent::End(info))) => (Ok(Out::Ended(convert::job(&info))), false),
+            Ok(Some(OutputEvent::End(info))) => (Ok(Out::Ended(convert::job_summary(&info))), false),
             Ok(None) => return None,
             Err(e) => (Err(ApiError::from(e).0), false),
         };

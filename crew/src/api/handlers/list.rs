@@ -63,7 +63,7 @@ pub fn page<'a, I: Iterator<Item = &'a JobInfo>>(
     let mut out = Vec::new();
     let mut bytes = 0;
     while let Some(j) = jobs.peek() {
-        let job = convert::job(j);
+        let job = convert::job_summary(j);
         let len = job.encoded_len();
         if !out.is_empty() && (out.len() >= size || bytes + len > PAGE_BYTES) {
             return (out, true);

@@ -11,6 +11,9 @@ use crate::api::service::State;
 use crate::api::status::ApiError;
 use crate::engine::user::{UserError, lookup};
 
+/// The most bytes of a job's argv a log line holds.
+const LOGGED_ARGV: usize = 256;
+
 pub async fn handle(
     state: &State,
     req: Request<pb::StartJobRequest>,
@@ -37,9 +40,12 @@ pub async fn handle(
     let spec = convert::spec(spec, run_as, &who.name)?;
     let job = state.engine.start(spec).await?;
     // Untrusted strings through Debug: a newline in an argument cannot
-    // forge a log record.
-    tracing::info!(job = %job.handle, id = %job.id, by = ?who.name, argv = ?job.argv, "started");
+    // forge a log record. At most a few hundred bytes of the argv: a log
+    // line must not cost what a request chose.
+    let (argv, cut) = job.argv_summary(LOGGED_ARGV);
+    let argc = job.argv.len();
+    tracing::info!(job = %job.handle, id = %job.id, by = ?who.name, ?argv, argc, cut, "started");
     Ok(Response::new(pb::StartJobResponse {
-        job: Some(convert::job(&job)),
+        job: Some(convert::job_summary(&job)),
     }))
 }

@@ -31,6 +31,6 @@ pub async fn handle(
     tracing::info!(job = %job.handle, by = ?who.name, ?grace, "stop");
     let job = state.engine.stop(&job.id, grace, &who.name).await?;
     Ok(Response::new(pb::StopJobResponse {
-        job: Some(convert::job(&job)),
+        job: Some(convert::job_summary(&job)),
     }))
 }

@@ -39,7 +39,12 @@ pub fn handle(state: &Arc<State>, req: Request<pb::WatchJobsRequest>) -> Result<
 
 type Tx = mpsc::Sender<Result<pb::WatchJobsResponse, Status>>;
 
-async fn run(state: Arc<State>, mut events: broadcast::Receiver<JobEvent>, tx: Tx) {
+async fn run(state: Arc<State>, events: broadcast::Receiver<JobEvent>, tx: Tx) {
+    follow(state, events, tx).await;
+    crate::api::reclaim::soon();
+}
+
+async fn follow(state: Arc<State>, mut events: broadcast::Receiver<JobEvent>, tx: Tx) {
     let mut tick = tokio::time::interval(state.usage_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.tick().await;
@@ -52,9 +57,9 @@ async fn run(state: Arc<State>, mut events: broadcast::Receiver<JobEvent>, tx: T
             () = state.shutdown.cancelled() => return,
             () = tx.closed() => return,
             ev = events.recv() => match ev {
-                Ok(JobEvent::Created(j)) if !j.archived => Event::Created(convert::job(&j)),
-                Ok(JobEvent::StateChanged(j)) if !j.archived => Event::Changed(convert::job(&j)),
-                Ok(JobEvent::Archived(j)) => Event::Archived(convert::job(&j)),
+                Ok(JobEvent::Created(j)) if !j.archived => Event::Created(convert::job_summary(&j)),
+                Ok(JobEvent::StateChanged(j)) if !j.archived => Event::Changed(convert::job_summary(&j)),
+                Ok(JobEvent::Archived(j)) => Event::Archived(convert::job_summary(&j)),
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     if !send_snapshot(&state, &tx).await {

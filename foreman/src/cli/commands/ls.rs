@@ -8,7 +8,7 @@ use crate::cli::Ctx;
 use crate::cli::output::{age, table, view};
 use crate::cli::refs::join_all;
 use crate::failure::Failure;
-use crate::present::{cli_state, command_line};
+use crate::present::{cli_state, job_command};
 use crate::sanitize::Sanitizer;
 
 pub async fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<(), Failure> {
@@ -38,7 +38,7 @@ pub async fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<(), Failure> {
                     cli_state(j),
                     Sanitizer::clean(&v.owner),
                     j.created_at.as_ref().map(age).unwrap_or_default(),
-                    command_line(&v.argv),
+                    job_command(j),
                 ]
             })
             .collect();

@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use tasker_proto::v1 as pb;
 
 use super::{bold, dim, fit};
-use crate::present::{bytes, command_line, dashboard_state, short_duration};
+use crate::present::{bytes, dashboard_state, job_command, short_duration};
 use crate::tui::app::{App, Focus, JobEntry, JobKey};
 use crate::tui::layout::{self, ATTACH, Areas, STOP};
 
@@ -27,7 +27,7 @@ fn state_style(j: &pb::Job) -> Style {
 
 /// The command, filtered and quoted, for one line.
 pub fn command(j: &pb::Job) -> String {
-    command_line(&j.argv)
+    job_command(j)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
