@@ -37,7 +37,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Unsupported(_) | EngineError::Taken(_) => Code::FailedPrecondition,
             EngineError::ShuttingDown => Code::Unavailable,
-            EngineError::StateFull => Code::ResourceExhausted,
+            EngineError::StateFull | EngineError::Quota(_) => Code::ResourceExhausted,
             // The host failed us: the operator has to look, and the log
             // has the whole error; the caller hears which part failed and
             // the incident to quote, never a host path or an OS detail.

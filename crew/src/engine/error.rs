@@ -22,6 +22,9 @@ pub enum EngineError {
     /// A reference that matches more than one job: the caller says which.
     #[error("{reference:?} could be any of {}: give more of the id, or the handle", matches.join(", "))]
     Ambiguous { reference: String, matches: Vec<String> },
+    /// A cap of the crew's quotas would be passed.
+    #[error("{0}")]
+    Quota(String),
     /// A request past what exists (an output offset past its end).
     #[error("{0}")]
     OutOfRange(String),

@@ -50,6 +50,7 @@ pub mod failpoint;
 mod job;
 mod output;
 mod ownership;
+mod quota;
 mod registry;
 mod restart;
 mod spawn;
@@ -75,6 +76,7 @@ pub use self::cgroup::{CgroupMode, Hierarchy};
 pub use self::error::EngineError;
 pub use self::job::{Ended, JobEvent, JobId, JobInfo, JobState, Outcome, Phase, Termination, Totals, Usage};
 pub use self::output::{DEFAULT_CHUNK, OutputEvent, OutputReader, ReadFrom};
+pub use self::quota::{Caps, DEFAULT_CREW_JOBS, DEFAULT_USER_JOBS, Quotas};
 use self::registry::{Control, JobEntry, Registry, StdinOp, StopReason};
 use self::spawn::IdleShim;
 pub use self::spec::{
@@ -97,6 +99,8 @@ pub struct EngineConfig {
     pub default_grace: Duration,
     /// pids.max of a job that asks for none.
     pub default_pids: u64,
+    /// Caps on each user's jobs together and on all of the crew's.
+    pub quotas: Quotas,
     /// Kill jobs by freezing their cgroup even where `cgroup.kill` exists
     /// (the path older kernels take; for tests).
     pub force_freeze_kill: bool,
@@ -178,6 +182,7 @@ impl EngineConfig {
             output_limit: DEFAULT_OUTPUT_LIMIT,
             default_grace: DEFAULT_GRACE,
             default_pids: DEFAULT_PIDS,
+            quotas: Quotas::for_host(),
             force_freeze_kill: false,
             shim_pool: DEFAULT_SHIM_POOL,
             retention: Retention::default(),
@@ -220,6 +225,12 @@ struct Inner {
     online_cpus: usize,
     /// Started shims waiting for a job.
     pool: Mutex<Vec<IdleShim>>,
+    /// The owner of the last job started: a ready shim's cgroups are made
+    /// under that user, whose next job is the likeliest (see `create_slot`).
+    last_owner: Mutex<Option<String>>,
+    /// Starts under way, per owner: counted with the running jobs against
+    /// the caps on running jobs.
+    starting: Mutex<std::collections::HashMap<String, u64>>,
     refilling: AtomicBool,
     /// The locks on the state directory and the cgroup parent, held while
     /// the engine runs (see `ownership.rs`).
@@ -460,11 +471,38 @@ impl EngineHandle {
         self.inner.registry.live(id)?.cgroup().map(|c| c.usage())
     }
 
+    /// `owner`'s caps and what their jobs use of them now.
+    pub fn quota_of(&self, owner: &str) -> QuotaUse {
+        let caps = self.inner.config.quotas.of(owner);
+        let running = self.running_jobs().iter().filter(|j| j.owner == owner).count() as u64;
+        let (tasks, memory) = self.inner.tree.owner_usage(owner);
+        QuotaUse {
+            caps,
+            crew: self.inner.config.quotas.crew.clone(),
+            running,
+            tasks,
+            memory,
+        }
+    }
+
     /// Job events from now on. A subscriber that falls more than 1024
     /// events behind gets `Lagged` and should re-read the list.
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.inner.registry.events().subscribe()
     }
+}
+
+/// A user's caps and use, for `Info`.
+#[derive(Clone, Debug)]
+pub struct QuotaUse {
+    pub caps: Caps,
+    /// The crew's caps, over every user's together.
+    pub crew: Caps,
+    pub running: u64,
+    /// Tasks and memory bytes of the user's jobs together, where the host
+    /// counts them.
+    pub tasks: Option<u64>,
+    pub memory: Option<u64>,
 }
 
 /// A job as a list of matches shows it: handle, id, name, owner.

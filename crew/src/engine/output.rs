@@ -88,9 +88,11 @@ impl OutputReader {
         let kept = job.kept().ctx("map", path)?;
         let offset = match from {
             ReadFrom::Start => 0,
-            ReadFrom::Offset(o) if o > size => {
+            // Past the end of a job that writes no more: nothing will come.
+            // (A running job's reader may wait at an offset ahead.)
+            ReadFrom::Offset(o) if o > size && job.ended_info().is_some() => {
                 return Err(EngineError::OutOfRange(format!(
-                    "offset {o} is past the end of {}'s output ({size} bytes so far)",
+                    "offset {o} is past the end of {}'s output ({size} bytes; it has ended)",
                     job.info().handle
                 )));
             }

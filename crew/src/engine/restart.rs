@@ -102,10 +102,13 @@ impl Engine {
             }
             probe_hole_punching(&jobs)?;
             let hier = Hierarchy::detect_host()?;
+            let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+            cfg.quotas.validate(cpus).map_err(EngineError::InvalidSpec)?;
             let opts = TreeOptions {
                 parent: cfg.cgroup_parent.clone(),
                 default_pids: cfg.default_pids,
                 force_freeze_kill: cfg.force_freeze_kill,
+                quotas: cfg.quotas.clone(),
             };
             let parent = CgroupTree::unified_parent(&hier, &opts)?;
             std::fs::create_dir_all(&parent).ctx("create cgroup", &parent)?;
@@ -146,6 +149,8 @@ impl Engine {
                     shutting_down: AtomicBool::new(false),
                     online_cpus,
                     pool: std::sync::Mutex::new(Vec::new()),
+                    last_owner: std::sync::Mutex::new(None),
+                    starting: std::sync::Mutex::default(),
                     refilling: AtomicBool::new(false),
                     claims: std::sync::Mutex::new(setup.claims),
                 }),
@@ -361,7 +366,7 @@ impl EngineHandle {
     /// Takes over a running job whose shim answered.
     fn adopt(&self, mut info: JobInfo, link: super::spawn::ShimLink, stdin_open: bool) {
         let inner = &self.inner;
-        let cgroup = Arc::new(inner.tree.job_cgroup(info.id.as_str(), &info.limits));
+        let cgroup = Arc::new(inner.tree.job_cgroup(&info.owner, info.id.as_str(), &info.limits));
         let started_at = match info.state {
             JobState::Running { started_at, .. } => started_at,
             _ => info.created_at,
@@ -407,7 +412,7 @@ impl EngineHandle {
     /// still says (OOM kills, totals), then removes the cgroup.
     async fn record_end(&self, mut info: JobInfo, rec: Option<&ExitRecord>, lost: Option<String>) {
         let inner = &self.inner;
-        let cgroup = inner.tree.job_cgroup(info.id.as_str(), &info.limits);
+        let cgroup = inner.tree.job_cgroup(&info.owner, info.id.as_str(), &info.limits);
         let handle = info.handle.clone();
         let (totals, problem) = tokio::task::spawn_blocking(move || settle_cgroup(&cgroup, &handle))
             .await

@@ -100,6 +100,9 @@ pub(crate) struct IdleShim {
 pub(crate) struct Slot {
     pub id: super::job::JobId,
     pub dirs: Vec<PathBuf>,
+    /// The user the directories were made under: the shim is for that
+    /// user's jobs only (its init's forks count against that user's caps).
+    pub owner: String,
 }
 
 impl IdleShim {
@@ -126,6 +129,12 @@ impl IdleShim {
         if let Some(slot) = slot {
             super::cgroup::remove_slot(&slot.dirs);
         }
+    }
+
+    /// Whether this shim may take a job of `owner`: one without a slot may
+    /// take anyone's; one with a slot only its user's.
+    pub(crate) fn fits(&self, owner: &str) -> bool {
+        self.slot.as_ref().is_none_or(|s| s.owner == owner)
     }
 
     /// The job id reserved for this shim, if it has a slot.

@@ -44,11 +44,14 @@ impl EngineHandle {
         let env = spec.environment();
         let cwd = spec.working_dir();
 
+        let _counted = self.count_start(&spec.owner)?;
+        *lock(&inner.last_owner) = Some(spec.owner.clone());
+
         // A ready shim first: on a hybrid host its init already sits in the
         // v1 cgroups made for the job it gets, under that job's id.
         // Topped up by `start` once the job runs: starting a shim now would
         // compete with this job's start for the cpu.
-        let mut made = Unmade::new(self, self.take_ready());
+        let mut made = Unmade::new(self, self.take_ready(&spec.owner));
         let init_in = made.idle.as_ref().map(IdleShim::init_in).unwrap_or_default();
         let number = inner.registry.allocate_number();
         let id = made
@@ -65,7 +68,11 @@ impl EngineHandle {
             create_output(&output_path).map_err(|e| EngineError::state_io("create", &output_path, e))?;
         made.output = Some(output_path.clone());
         failpoint::here("start:output");
-        let cgroup = Arc::new(inner.tree.create_job(id.as_str(), &spec.limits, &init_in)?);
+        let cgroup = Arc::new(
+            inner
+                .tree
+                .create_job(&spec.owner, id.as_str(), &spec.limits, &init_in)?,
+        );
         made.cgroup = Some(Arc::clone(&cgroup));
         failpoint::here("start:cgroup");
 
@@ -222,12 +229,63 @@ impl EngineHandle {
         }
     }
 
+    /// Counts a start against the caps on running jobs (the owner's and
+    /// the crew's), with the starts under way; the count goes when the
+    /// returned guard drops, by when a job that started runs (and counts
+    /// as running).
+    fn count_start(&self, owner: &str) -> Result<StartCount, EngineError> {
+        let quotas = &self.inner.config.quotas;
+        let caps = quotas.of(owner);
+        let mut starting = lock(&self.inner.starting);
+        let running = self.running_jobs();
+        let mine = running.iter().filter(|j| j.owner == owner).count() as u64
+            + starting.get(owner).copied().unwrap_or(0);
+        let all = running.len() as u64 + starting.values().sum::<u64>();
+        if let Some(cap) = caps.jobs
+            && mine >= cap
+        {
+            return Err(EngineError::Quota(format!(
+                "{owner} has {mine} jobs running, the most this crew allows one user: \
+                 stop one, or ask its operator for more"
+            )));
+        }
+        if let Some(cap) = quotas.crew.jobs
+            && all >= cap
+        {
+            return Err(EngineError::Quota(format!(
+                "this crew runs {all} jobs, the most it allows: try again when one ends"
+            )));
+        }
+        *starting.entry(owner.to_owned()).or_default() += 1;
+        Ok(StartCount {
+            engine: self.clone(),
+            owner: owner.to_owned(),
+        })
+    }
+
     /// A ready shim, if one is fresh enough: a ready init's mount namespace
     /// is a copy of the host's from when it was made, so an old one could
     /// miss a mount made since (on hosts whose `/` does not propagate).
-    fn take_ready(&self) -> Option<IdleShim> {
+    /// On a hybrid host only one whose cgroups were made under `owner`
+    /// will do: its init forks the command, and a fork counts against the
+    /// caps of the cgroups init is in.
+    fn take_ready(&self, owner: &str) -> Option<IdleShim> {
         loop {
-            let idle = lock(&self.inner.pool).pop()?;
+            let idle = {
+                let mut pool = lock(&self.inner.pool);
+                match pool.iter().rposition(|i| i.fits(owner)) {
+                    Some(at) => pool.remove(at),
+                    None => {
+                        // Another user's shims only: the oldest makes room
+                        // for one of this user's, made after this start.
+                        if !pool.is_empty() {
+                            let other = pool.remove(0);
+                            self.inner.tracker.spawn_blocking(move || other.dismiss());
+                        }
+                        return None;
+                    }
+                }
+            };
             if idle.age() < MAX_READY_AGE {
                 return Some(idle);
             }
@@ -268,7 +326,7 @@ impl EngineHandle {
                     match spawn_idle(
                         &inner.config.shim_path,
                         &inner.tree.shims_dir(),
-                        new_slot(&inner.tree),
+                        new_slot(&inner.tree, lock(&inner.last_owner).clone()),
                         shim_claims(&inner.config),
                     ) {
                         Ok(idle) if idle.wait_joined(Duration::from_secs(2)) => lock(&inner.pool).push(idle),
@@ -378,14 +436,34 @@ impl Drop for Unmade<'_> {
     }
 }
 
-/// A job id and its v1 cgroups for a ready shim, on hybrid hosts; none on
-/// cgroup2 hosts, or if the directories cannot be made (the job's command
-/// then joins its cgroups itself, as without a ready shim).
-fn new_slot(tree: &CgroupTree) -> Option<Slot> {
+/// A start counted against the caps on running jobs; uncounted on drop.
+struct StartCount {
+    engine: EngineHandle,
+    owner: String,
+}
+
+impl Drop for StartCount {
+    fn drop(&mut self) {
+        let mut starting = lock(&self.engine.inner.starting);
+        if let Some(n) = starting.get_mut(&self.owner) {
+            *n -= 1;
+            if *n == 0 {
+                starting.remove(&self.owner);
+            }
+        }
+    }
+}
+
+/// A job id and its v1 cgroups for a ready shim, on hybrid hosts, under
+/// `owner` (the likeliest to start the next job); none on cgroup2 hosts,
+/// before any job started, or if the directories cannot be made (the
+/// job's command then joins its cgroups itself, as without a ready shim).
+fn new_slot(tree: &CgroupTree, owner: Option<String>) -> Option<Slot> {
+    let owner = owner?;
     let id = JobId::random();
-    match tree.create_slot(id.as_str()) {
+    match tree.create_slot(&owner, id.as_str()) {
         Ok(dirs) if dirs.is_empty() => None,
-        Ok(dirs) => Some(Slot { id, dirs }),
+        Ok(dirs) => Some(Slot { id, dirs, owner }),
         Err(e) => {
             tracing::warn!(error = %e, "could not make a ready shim's cgroups");
             None

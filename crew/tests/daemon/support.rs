@@ -471,7 +471,15 @@ pub fn cgroup2_root() -> Option<PathBuf> {
 /// The pids in a job's cgroup (empty once it is gone).
 pub fn job_pids(crew: &str, job_id: &str) -> Vec<i32> {
     let root = cgroup2_root().expect("cgroup2");
-    let procs = root.join("tasker").join(crew).join(job_id).join("cgroup.procs");
+    let parent = root.join("tasker").join(crew);
+    let procs = std::fs::read_dir(&parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|owner| owner.path().join(job_id))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| parent.join(job_id))
+        .join("cgroup.procs");
     std::fs::read_to_string(procs)
         .unwrap_or_default()
         .lines()
@@ -489,12 +497,22 @@ pub fn job_cgroups_left(crew: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(root.join("tasker").join(crew)) else {
         return Vec::new();
     };
-    entries
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n != "shims")
-        .collect()
+    // `<owner>/<job>`: the owners' directories stay, jobs do not.
+    let mut left = Vec::new();
+    for owner in entries.flatten().filter(|e| e.path().is_dir()) {
+        let Ok(name) = owner.file_name().into_string() else {
+            continue;
+        };
+        if name == "shims" {
+            continue;
+        }
+        for job in std::fs::read_dir(owner.path()).into_iter().flatten().flatten() {
+            if job.path().is_dir() {
+                left.push(format!("{name}/{}", job.file_name().to_string_lossy()));
+            }
+        }
+    }
+    left
 }
 
 pub fn crew_cgroups_left(crew: &str) -> Vec<PathBuf> {

@@ -25,6 +25,15 @@ pub(crate) fn apply(dir: &Path, v2: bool, cores: f64) -> Result<(), EngineError>
     }
 }
 
+/// No cpu limit (a cap taken out of the configuration).
+pub(crate) fn lift(dir: &Path, v2: bool) -> Result<(), EngineError> {
+    if v2 {
+        write_file(&dir.join("cpu.max"), &format!("max {PERIOD_USEC}"))
+    } else {
+        write_file(&dir.join("cpu.cfs_quota_us"), "-1")
+    }
+}
+
 /// `usage_usec` from a cgroup2 directory's `cpu.stat`.
 pub(crate) fn usage_usec(dir: &Path) -> Option<u64> {
     flat_keyed(&read_file(&dir.join("cpu.stat")).ok()?, "usage_usec")

@@ -16,6 +16,10 @@ pub struct JobCgroup {
     pub(super) v1: Vec<(Controller, PathBuf)>,
     pub(super) hier: Hierarchy,
     pub(super) force_freeze_kill: bool,
+    /// v1 directories of a ready shim's slot made under another user than
+    /// the job's (its init stays in them while the job runs): removed with
+    /// the job's own.
+    pub(super) slot_rest: Vec<PathBuf>,
 }
 
 impl JobCgroup {
@@ -227,6 +231,12 @@ impl JobCgroup {
             let r = remove_dir_retrying(&dir);
             if result.is_ok() {
                 result = r;
+            }
+        }
+        for dir in &self.slot_rest {
+            // Not the job's: a leftover is removed at the crew's next start.
+            if let Err(e) = remove_dir_retrying(dir) {
+                tracing::warn!(error = %e, "removing a ready shim's cgroup");
             }
         }
         result

@@ -17,12 +17,36 @@ pub(crate) fn apply(dir: &Path, v2: bool, bytes: u64) -> Result<(), EngineError>
             write_file(&swap, "0")?;
         }
     } else {
-        write_file(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
-        // memsw is memory + swap: equal to the limit means no swap.
+        // memsw is memory + swap, and may never be below the limit: lifted
+        // first, so that a limit raised past the old memsw is taken.
         let memsw = dir.join("memory.memsw.limit_in_bytes");
-        if memsw.exists() {
+        let swap_accounted = memsw.exists();
+        if swap_accounted {
+            write_file(&memsw, "-1")?;
+        }
+        write_file(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+        // Equal to the limit means no swap.
+        if swap_accounted {
             write_file(&memsw, &bytes.to_string())?;
         }
+    }
+    Ok(())
+}
+
+/// No memory limit (a cap taken out of the configuration).
+pub(crate) fn lift(dir: &Path, v2: bool) -> Result<(), EngineError> {
+    if v2 {
+        write_file(&dir.join("memory.max"), "max")?;
+        let swap = dir.join("memory.swap.max");
+        if swap.exists() {
+            write_file(&swap, "max")?;
+        }
+    } else {
+        let memsw = dir.join("memory.memsw.limit_in_bytes");
+        if memsw.exists() {
+            write_file(&memsw, "-1")?;
+        }
+        write_file(&dir.join("memory.limit_in_bytes"), "-1")?;
     }
     Ok(())
 }

@@ -109,14 +109,14 @@ async fn a_full_state_disk_refuses_starts_and_recovers_by_itself() {
             _ => disk.fill_inodes(),
         };
         let files = listing(&jobs);
-        let cgroups = subdirs(&t.unified_parent());
+        let cgroups = t.job_dirs();
         let known = t.handle.list(true).len();
         let err = t.handle.start(spec(&["/bin/true"])).await.unwrap_err();
         assert!(matches!(err, EngineError::StateFull), "{what}: {err:?}");
         assert!(err.to_string().contains("state directory is full"), "{err}");
         assert_eq!(listing(&jobs), files, "{what}: a refused start left a file");
         wait_for("a refused start's cgroup to go", Duration::from_secs(5), || {
-            subdirs(&t.unified_parent()) == cgroups
+            t.job_dirs() == cgroups
         })
         .await;
         assert_eq!(
@@ -129,7 +129,7 @@ async fn a_full_state_disk_refuses_starts_and_recovers_by_itself() {
         if what == "bytes" {
             t.handle.write_stdin(&loser.id, "go\n".into()).await.unwrap();
             wait_for("the output the disk cannot take", Duration::from_secs(10), || {
-                std::fs::read_to_string(t.unified_parent().join(loser.id.as_str()).join("cgroup.procs"))
+                std::fs::read_to_string(t.job_dir(&loser.id).join("cgroup.procs"))
                     .unwrap_or_default()
                     .split_whitespace()
                     .any(|p| {
@@ -219,10 +219,7 @@ async fn a_shim_of_another_protocol_version_runs_on_until_a_crew_that_speaks_it(
         matches!(info.state, JobState::Running { .. }),
         "left running: {info:?}"
     );
-    assert!(
-        subdirs(&old.unified_parent()).contains(&job.id.to_string()),
-        "its cgroup is left alone"
-    );
+    assert!(old.job_dir(&job.id).is_dir(), "its cgroup is left alone");
     let (parent, state) = old.leave().await;
 
     // The release that speaks it.

@@ -80,13 +80,14 @@ async fn the_first_thing_a_job_reads_is_its_own_cgroup() {
             .unwrap();
         let (out, _, _) = read_all(&t.handle, &info.id, crew::engine::ReadFrom::Start).await;
         let out = String::from_utf8(out).unwrap();
-        let want = format!("/{}/{}", t.parent.display(), info.id);
-        // The cgroup2 line, and on hybrid hosts the v1 controllers a job
-        // without cpu or io limits joins: memory and pids.
+        // Under its owner's directory, which holds the owner's caps.
+        let want = format!("/{}/tester/{}", t.parent.display(), info.id);
+        // The cgroup2 line, and on hybrid hosts the v1 controllers every
+        // job joins: memory, pids and cpu.
         let unified = out.lines().find(|l| l.starts_with("0::")).expect("cgroup2 line");
         assert_eq!(unified, format!("0::{want}"), "{out}");
         for line in out.lines().filter(|l| {
-            ["memory", "pids"].iter().any(|c| {
+            ["memory", "pids", "cpu"].iter().any(|c| {
                 l.split(':')
                     .nth(1)
                     .is_some_and(|cs| cs.split(',').any(|x| x == *c))

@@ -10,7 +10,7 @@ use crate::support::*;
 
 /// Host pids of every process in the job's cgroup.
 fn job_pids(t: &TestEngine, id: &crew::engine::JobId) -> Vec<i32> {
-    let procs = t.unified_parent().join(id.as_str()).join("cgroup.procs");
+    let procs = t.job_dir(id).join("cgroup.procs");
     std::fs::read_to_string(procs)
         .unwrap_or_default()
         .split_whitespace()

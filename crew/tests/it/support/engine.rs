@@ -133,12 +133,23 @@ impl TestEngine {
         unified_root().join(&self.parent)
     }
 
+    /// A job's cgroup2 directory: `<parent>/<owner>/<id>`.
+    pub fn job_dir(&self, id: &crew::engine::JobId) -> PathBuf {
+        job_dir_under(&self.unified_parent(), id.as_str())
+    }
+
+    /// Every job cgroup under the parent, as `owner/id`.
+    pub fn job_dirs(&self) -> Vec<String> {
+        job_dirs_under(&self.unified_parent())
+    }
+
     /// Asserts that nothing of any job is left: no job cgroup (only the
-    /// helpers' cgroup, empty), no zombie child of this process.
+    /// helpers' cgroup, empty, and the owners' directories, empty), no
+    /// zombie child of this process.
     pub async fn assert_clean(&self) {
         let parent = self.unified_parent();
         super::wait_for("job cgroups to be removed", Duration::from_secs(10), || {
-            subdirs(&parent) == vec!["shims".to_owned()]
+            self.job_dirs().is_empty() && subdirs(&parent).contains(&"shims".to_owned())
         })
         .await;
         // Left: only the ready shims (each with its init), as many as
@@ -202,6 +213,31 @@ pub fn unified_root() -> PathBuf {
         }
     }
     PathBuf::from("/sys/fs/cgroup")
+}
+
+/// `<parent>/<owner>/<id>` for the owner that has it (the test owner,
+/// `tester`, when none does yet).
+pub fn job_dir_under(parent: &Path, id: &str) -> PathBuf {
+    subdirs(parent)
+        .into_iter()
+        .map(|owner| parent.join(owner).join(id))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| parent.join("tester").join(id))
+}
+
+/// Every job cgroup under a crew's parent, as `owner/id`.
+pub fn job_dirs_under(parent: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for owner in subdirs(parent) {
+        if owner == "shims" {
+            continue;
+        }
+        for job in subdirs(&parent.join(&owner)) {
+            out.push(format!("{owner}/{job}"));
+        }
+    }
+    out.sort();
+    out
 }
 
 pub fn subdirs(dir: &Path) -> Vec<String> {

@@ -91,7 +91,7 @@ async fn a_fork_bomb_under_pids_64_is_contained_and_fully_stopped() {
     let mut s = sh("bomb() { bomb | bomb & }; bomb; sleep 1000");
     s.limits.pids = Some(64);
     let info = t.handle.start(s).await.unwrap();
-    let dir = t.unified_parent().join(info.id.as_str());
+    let dir = t.job_dir(&info.id);
     let pids_dir = pids_dir(&t, &info.id);
     // The kernel refused forks: pids.events counts them.
     wait_for("pids.max to be hit", Duration::from_secs(20), || {
@@ -155,9 +155,9 @@ async fn a_pids_limit_of_n_gives_the_command_exactly_n_processes() {
 fn cpu_stat_file(t: &TestEngine, id: &crew::engine::JobId) -> std::path::PathBuf {
     let v1 = std::path::Path::new("/sys/fs/cgroup/cpu");
     if v1.join(&t.parent).exists() {
-        v1.join(&t.parent).join(id.as_str()).join("cpu.stat")
+        job_dir_under(&v1.join(&t.parent), id.as_str()).join("cpu.stat")
     } else {
-        t.unified_parent().join(id.as_str()).join("cpu.stat")
+        t.job_dir(id).join("cpu.stat")
     }
 }
 
@@ -172,9 +172,9 @@ fn nr_periods(stat: &std::path::Path) -> u64 {
 fn pids_dir(t: &TestEngine, id: &crew::engine::JobId) -> std::path::PathBuf {
     let v1 = std::path::Path::new("/sys/fs/cgroup/pids");
     if v1.join(&t.parent).exists() {
-        v1.join(&t.parent).join(id.as_str())
+        job_dir_under(&v1.join(&t.parent), id.as_str())
     } else {
-        t.unified_parent().join(id.as_str())
+        t.job_dir(id)
     }
 }
 

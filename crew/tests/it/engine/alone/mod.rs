@@ -4,4 +4,5 @@
 
 mod leaks;
 mod limits;
+mod quotas;
 mod readers;
