@@ -15,6 +15,8 @@
 //! - `logs`: what clients send cannot forge log records (text and JSON).
 //! - `attach`: a client that vanishes mid-attach leaks no fd, stops no job.
 //! - `transport`: the request size limit; handshake slots (a known bug).
+//! - `tenants`: quotas from the configuration file and flags; two users'
+//!   fork bombs leave the crew and a third user responsive.
 //! - `watchers`: 256 idle watchers of jobs with the longest argv cost the
 //!   crew bounded memory, returned when they close.
 
@@ -27,5 +29,6 @@ mod restart;
 mod shutdown;
 mod start;
 mod support;
+mod tenants;
 mod transport;
 mod watchers;
