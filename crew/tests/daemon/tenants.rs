@@ -42,8 +42,7 @@ async fn two_fork_bombs_leave_the_crew_and_other_users_responsive() {
         let crew = &crew;
         async move {
             let mut c = crew.client(who, Role::User).await;
-            let info = c.info(pb::InfoRequest {}).await.expect("Info").into_inner();
-            info.quota.and_then(|q| q.tasks).unwrap_or(0)
+            quota(&mut c).await.tasks.unwrap_or(0)
         }
     };
     let began = Instant::now();
@@ -145,21 +144,15 @@ async fn the_configuration_sets_each_users_quota_and_jobs_defaults() {
     for _ in 0..2 {
         start(&mut bob, &sleep).await.expect("bob may run two");
     }
-    let q = alice
-        .info(pb::InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .quota
-        .unwrap();
+    let q = quota(&mut alice).await;
     assert_eq!((q.jobs, q.pids, q.running_jobs), (Some(1), Some(600), 1), "{q:?}");
-    let q = bob
-        .info(pb::InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .quota
-        .unwrap();
+    let q = quota(&mut bob).await;
     assert_eq!((q.jobs, q.pids, q.running_jobs), (Some(2), Some(600), 2), "{q:?}");
     assert_eq!(crew.stop().await.code(), Some(0));
+}
+
+/// What the crew tells the caller of their quota and use.
+async fn quota(c: &mut Client) -> pb::Quota {
+    let info = c.info(pb::InfoRequest {}).await.expect("Info").into_inner();
+    info.quota.expect("Info carries the caller's quota")
 }
