@@ -168,11 +168,11 @@ const CRL_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// with [`current`](Self::current), which is rebuilt when the file
 /// changes (looked at once a second at most, and once a second by the
 /// server whatever comes in), so a revocation takes effect without a
-/// restart. Each look moves the [`epoch`](Self::epoch) on: open
-/// connections then check their certificate's standing again. A CRL that
-/// cannot be read keeps the last good one (logged); so does a CRL file
-/// that disappears: revocations are never dropped behind the operator's
-/// back.
+/// restart. Each CRL loaded is announced to those who
+/// [`subscribe`](Self::subscribe): open connections, idle ones too, then check their certificate's
+/// standing again. A CRL that cannot be read keeps the last good one
+/// (logged); so does a CRL file that disappears: revocations are never
+/// dropped behind the operator's back.
 #[derive(Debug)]
 pub struct ServerTls {
     roots: Arc<RootCertStore>,
@@ -182,7 +182,8 @@ pub struct ServerTls {
     current: std::sync::Mutex<Current>,
     /// The serials the loaded CRLs revoke.
     revoked: std::sync::RwLock<HashSet<Vec<u8>>>,
-    epoch: std::sync::atomic::AtomicU64,
+    /// Counts the CRLs loaded since the start.
+    loaded: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -238,15 +239,15 @@ impl ServerTls {
                 said: None,
             }),
             revoked: std::sync::RwLock::new(revoked),
-            epoch: std::sync::atomic::AtomicU64::new(0),
+            loaded: tokio::sync::watch::Sender::new(0),
         })
     }
 
-    /// Moves on each time the CRL is looked at (once a second, and when a
-    /// changed one is loaded): open connections compare it with the one
-    /// they last saw, one atomic load per read or write of theirs.
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    /// Changes each time a changed CRL is loaded (after
+    /// [`is_revoked`](Self::is_revoked) answers by it): open connections
+    /// wait on it to check their certificate again.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.loaded.subscribe()
     }
 
     /// Whether the loaded CRLs revoke the certificate with this serial
@@ -261,7 +262,6 @@ impl ServerTls {
         if cur.checked.elapsed() >= CRL_CHECK_EVERY {
             cur.checked = Instant::now();
             self.look(&mut cur);
-            self.epoch.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
         Arc::clone(&cur.config)
     }
@@ -297,6 +297,7 @@ impl ServerTls {
                 cur.expires = expires;
                 cur.said = None;
                 *tasker_common::write(&self.revoked) = revoked;
+                self.loaded.send_modify(|n| *n += 1);
             }
             Err(e) => tracing::error!(error = %e, "the CRL changed but cannot be used; keeping the last one"),
         }
