@@ -3,6 +3,8 @@
 //! port, signals, stderr. Jobs run for real (root, cgroups, namespaces);
 //! where that is impossible a test says SKIPPED and why.
 //!
+//! - `bounds`: a certificate path that is a FIFO, a link to /dev/zero or a
+//!   huge file, and flag values that make no sense: refused at once.
 //! - `start`: every bad start exits 2 with one line that names the problem.
 //! - `shutdown`: SIGTERM and SIGINT with `--stop-jobs-on-exit` stop the jobs
 //!   and exit 0, leaving nothing.
@@ -19,6 +21,7 @@
 //!   crew bounded memory, returned when they close.
 
 mod attach;
+mod bounds;
 mod client;
 mod killpoints;
 mod load;
