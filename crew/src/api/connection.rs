@@ -98,14 +98,18 @@ impl Authed {
 
 /// The longest a connection's expiry alarm sleeps before it looks at the
 /// wall clock again (which can be set while it sleeps).
-const EXPIRY_LOOK_EVERY: u64 = 3600;
+const EXPIRY_LOOK_EVERY: Duration = Duration::from_secs(3600);
 
 /// When to look next whether a certificate valid to `not_after` (seconds
-/// since the epoch, inclusive) has expired: just past its end, or in an
-/// hour.
+/// since the epoch, inclusive) has expired: as its last second ends, or in
+/// an hour.
 fn expiry_alarm(not_after: i64) -> Instant {
-    let left = (not_after + 1 - tls::unix_now()).clamp(0, EXPIRY_LOOK_EVERY as i64);
-    Instant::now() + Duration::from_secs(left as u64)
+    let end = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(not_after + 1).unwrap_or(0));
+    let left = end
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+        .min(EXPIRY_LOOK_EVERY);
+    Instant::now() + left
 }
 
 /// Whether a connection may go on: its certificate still stands (a CRL

@@ -309,7 +309,10 @@ async fn an_idle_connection_ends_when_its_certificate_does() {
     let end: std::time::SystemTime = short.not_after.into();
     let after = std::time::SystemTime::now().duration_since(end);
     eprintln!("the idle connection closed {after:?} after its certificate's end");
-    assert!(after.is_ok(), "closed before its certificate's end");
+    assert!(
+        after.as_ref().is_ok_and(|d| *d < Duration::from_millis(2500)),
+        "closed {after:?} after its certificate's end"
+    );
     crew.stop().await;
 }
 
