@@ -359,6 +359,18 @@ impl Admission {
 }
 
 impl Books {
+    /// Forgets a source that holds nothing: the books cost memory for the
+    /// sources connected now, not for every one ever seen.
+    fn forget_if_idle(&mut self, source: Source) {
+        if self
+            .sources
+            .get(&source)
+            .is_some_and(|h| h.connections == 0 && h.handshakes.is_empty())
+        {
+            self.sources.remove(&source);
+        }
+    }
+
     /// Drops the oldest pending handshake of `source`, or of the source
     /// with the most of them; the source that lost it.
     fn evict(&mut self, source: Option<Source>) -> Option<Source> {
@@ -406,6 +418,7 @@ impl Drop for Handshake {
             held.handshakes.remove(at);
             b.handshakes -= 1;
         }
+        b.forget_if_idle(self.source);
     }
 }
 
@@ -451,10 +464,8 @@ impl Drop for Slot {
         b.connections -= 1;
         if let Some(held) = b.sources.get_mut(&self.source) {
             held.connections -= 1;
-            if held.connections == 0 && held.handshakes.is_empty() {
-                b.sources.remove(&self.source);
-            }
         }
+        b.forget_if_idle(self.source);
         if let Some(id) = self.identity.take()
             && let Some(n) = b.identities.get_mut(&id)
         {
