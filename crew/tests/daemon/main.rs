@@ -16,7 +16,8 @@
 //!   crew takes them over; one crew per name and state directory.
 //! - `logs`: what clients send cannot forge log records (text and JSON).
 //! - `attach`: a client that vanishes mid-attach leaks no fd, stops no job.
-//! - `transport`: the request size limit; handshake slots (a known bug).
+//! - `transport`: the request size limit; handshake slots; a connect flood
+//!   from one address costs the log a line per 10 s, not one per connection.
 //! - `watchers`: 256 idle watchers of jobs with the longest argv cost the
 //!   crew bounded memory, returned when they close.
 
