@@ -9,12 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::WatchStream;
 
 use super::admission::{Slot, why};
 use super::identity::{Peer, identity_in};
@@ -74,7 +72,7 @@ impl Authed {
         if !slot.identify(identity.as_ref().ok().map(|i| i.name.as_str())) {
             return None;
         }
-        let crl = WatchStream::from_changes(server.subscribe());
+        let revocation = server.watch(&serial);
         Some(Self {
             tls,
             peer: Peer {
@@ -82,11 +80,10 @@ impl Authed {
                 identity,
             },
             standing: Standing {
-                server,
-                serial,
                 not_after,
-                crl,
+                revocation,
                 expiry: Box::pin(tokio::time::sleep_until(expiry_alarm(not_after))),
+                expiry_waker: None,
                 preface: Some((Box::pin(tokio::time::sleep(preface_timeout)), 0)),
                 over: None,
             },
@@ -119,13 +116,15 @@ fn expiry_alarm(not_after: i64) -> Instant {
 /// validity, the deadline), so an idle connection is closed as promptly as
 /// a busy one: hyper always has a read pending on it.
 struct Standing {
-    server: Arc<tls::ServerTls>,
-    serial: Vec<u8>,
     /// The certificate's notAfter, in seconds since the epoch.
     not_after: i64,
-    /// Yields when the server loads a changed CRL.
-    crl: WatchStream<u64>,
+    /// Set when a CRL loaded later revokes the certificate.
+    revocation: Arc<tls::Revocation>,
     expiry: Pin<Box<Sleep>>,
+    /// The waker `expiry` was last polled with. Polling a tokio timer
+    /// spends the task's cooperative budget; a read or a write only polls
+    /// it when it is due or the waker changed.
+    expiry_waker: Option<std::task::Waker>,
     /// The deadline for the HTTP/2 preface and the bytes of it seen, until
     /// it has all come.
     preface: Option<(Pin<Box<Sleep>>, usize)>,
@@ -137,19 +136,23 @@ impl Standing {
     /// Looks again at whatever woke us, and arranges to be woken by each.
     fn check(&mut self, cx: &mut Context<'_>, peer: &Peer, slot: &Slot) -> std::io::Result<()> {
         if self.over.is_none() {
-            let mut reloaded = false;
-            while let Poll::Ready(Some(_)) = self.crl.poll_next_unpin(cx) {
-                reloaded = true;
-            }
-            if reloaded && self.server.is_revoked(&self.serial) {
+            if self.revocation.poll_revoked(cx) {
                 self.over = Some(Over::Standing("revoked"));
             }
-            while self.over.is_none() && self.expiry.as_mut().poll(cx).is_ready() {
-                if tls::unix_now() > self.not_after {
-                    self.over = Some(Over::Standing("expired"));
-                } else {
-                    let next = expiry_alarm(self.not_after);
-                    self.expiry.as_mut().reset(next);
+            let due = Instant::now() >= self.expiry.deadline();
+            let known = self
+                .expiry_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()));
+            if due || !known {
+                self.expiry_waker = Some(cx.waker().clone());
+                while self.over.is_none() && self.expiry.as_mut().poll(cx).is_ready() {
+                    if tls::unix_now() > self.not_after {
+                        self.over = Some(Over::Standing("expired"));
+                    } else {
+                        let next = expiry_alarm(self.not_after);
+                        self.expiry.as_mut().reset(next);
+                    }
                 }
             }
             if let Some(Over::Standing(why)) = self.over {
