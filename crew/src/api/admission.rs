@@ -401,9 +401,10 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    /// Counts (and, throttled, logs) a failed handshake for `who`.
-    pub fn refused(&self, who: String, why: &'static str, detail: Option<&str>) {
-        self.admission.refused(who, why, detail);
+    /// Counts (and, throttled, logs) a failed handshake for its source;
+    /// `detail` (the TLS error) goes with the source's first line.
+    pub fn refused(&self, why: &'static str, detail: Option<&str>) {
+        self.admission.refused(self.source.to_string(), why, detail);
     }
 }
 

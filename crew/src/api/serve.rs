@@ -15,7 +15,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::ServeOptions;
-use super::admission::{Admission, Handshake, Source, why};
+use super::admission::{Admission, Handshake, why};
 use super::connection::{Authed, AuthedOptions};
 use super::service::{CrewService, State};
 use super::shards::{self, Shard, Shards};
@@ -175,15 +175,14 @@ async fn handshake(
         () = pending.evicted.cancelled() => return None,
         r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => r,
     };
-    let from = || Source::of(addr.ip()).to_string();
     match outcome {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
-            pending.refused(from(), why::HANDSHAKE_FAILED, Some(&e.to_string()));
+            pending.refused(why::HANDSHAKE_FAILED, Some(&e.to_string()));
             None
         }
         Err(_) => {
-            pending.refused(from(), why::HANDSHAKE_TIMEOUT, None);
+            pending.refused(why::HANDSHAKE_TIMEOUT, None);
             None
         }
     }
