@@ -15,6 +15,7 @@
 //!   `tasker_common`'s.
 
 pub mod api;
+pub mod config;
 pub mod engine;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -89,6 +89,68 @@ struct Args {
     /// Log format on stderr.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// The configuration file: users' and the crew's caps, jobs' default
+    /// limits (docs/operations.md). Default: /etc/tasker/crew.toml if it
+    /// exists. The flags below go over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Processes and threads of one user's jobs together (or "none").
+    /// Default: a quarter of the crew's, which is half the host's PID space.
+    #[arg(long, value_name = "N")]
+    user_pids: Option<String>,
+    /// Memory of one user's jobs together, e.g. 8G (or "none", the default).
+    #[arg(long, value_name = "SIZE")]
+    user_memory: Option<String>,
+    /// CPU cores of one user's jobs together, e.g. 1.5 (or "none", the default).
+    #[arg(long, value_name = "CORES")]
+    user_cpu: Option<String>,
+    /// Jobs one user may have running at once (or "none"). Default: 256.
+    #[arg(long, value_name = "N")]
+    user_jobs: Option<String>,
+    /// Memory limit of a job that gives none, e.g. 2G. Default: none.
+    #[arg(long, value_name = "SIZE")]
+    default_memory: Option<String>,
+    /// CPU limit in cores of a job that gives none. Default: none.
+    #[arg(long, value_name = "CORES")]
+    default_cpu: Option<String>,
+    /// Processes and threads of a job that gives none. Default: 4096.
+    #[arg(long, value_name = "N")]
+    default_pids: Option<String>,
+}
+
+/// An error about a flag's value names the flag, not the file's key.
+fn flag_named(e: String) -> String {
+    let Some((key, why)) = e.split_once(": ") else {
+        return e;
+    };
+    let flag = match key {
+        "quota.user.pids" => "--user-pids",
+        "quota.user.memory" => "--user-memory",
+        "quota.user.cpu" => "--user-cpu",
+        "quota.user.jobs" => "--user-jobs",
+        "defaults.memory" => "--default-memory",
+        "defaults.cpu" => "--default-cpu",
+        "defaults.pids" => "--default-pids",
+        _ => return e,
+    };
+    format!("{flag}: {why}")
+}
+
+impl Args {
+    /// The quota and default flags, as the configuration file's tables.
+    fn settings(&self) -> crew::config::File {
+        use crew::config::Value;
+        let text = |v: &Option<String>| v.clone().map(Value::Text);
+        let mut f = crew::config::File::default();
+        f.quota.user.pids = text(&self.user_pids);
+        f.quota.user.memory = text(&self.user_memory);
+        f.quota.user.cpu = text(&self.user_cpu);
+        f.quota.user.jobs = text(&self.user_jobs);
+        f.defaults.memory = text(&self.default_memory);
+        f.defaults.cpu = text(&self.default_cpu);
+        f.defaults.pids = text(&self.default_pids);
+        f
+    }
 }
 
 fn init_logging(format: &str) {
@@ -247,6 +309,13 @@ async fn main() -> ExitCode {
         max_jobs: args.keep_jobs,
         output_budget: args.output_budget,
     };
+    let configured = crew::config::load(args.config.as_deref(), &mut config.engine)
+        .and_then(|()| crew::config::apply(&args.settings(), &mut config.engine).map_err(flag_named))
+        .and_then(|()| crew::config::check(&config.engine));
+    if let Err(e) = configured {
+        say(&format!("crew: {}", escape_controls(&e)));
+        return ExitCode::from(2);
+    }
     let prepared = match crew::prepare(&config).await {
         Ok(p) => p,
         Err(e) => {

@@ -23,12 +23,25 @@ pub struct JobArgs {
     /// Memory limit, e.g. 512M, 2G.
     #[arg(long, value_parser = parse_size)]
     pub memory: Option<u64>,
+    /// Soft memory limit, e.g. 256M: past it the job's memory is reclaimed
+    /// and its allocations slowed, never killed.
+    #[arg(long, value_parser = parse_size)]
+    pub memory_high: Option<u64>,
+    /// CPU weight against other jobs that want it, 1-10000 (default 100).
+    #[arg(long)]
+    pub cpu_weight: Option<u32>,
     /// Read bandwidth limit per disk in bytes/s, e.g. 10M.
     #[arg(long, value_parser = parse_size)]
     pub io_read_bps: Option<u64>,
     /// Write bandwidth limit per disk in bytes/s, e.g. 10M.
     #[arg(long, value_parser = parse_size)]
     pub io_write_bps: Option<u64>,
+    /// Read operations per second per disk.
+    #[arg(long)]
+    pub io_read_iops: Option<u64>,
+    /// Write operations per second per disk.
+    #[arg(long)]
+    pub io_write_iops: Option<u64>,
     /// Apply the io limits to this device only (a path or MAJOR:MINOR);
     /// default: every disk.
     #[arg(long)]
@@ -69,11 +82,14 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 /// The `JobSpec` the options ask for. A tty job starts at this terminal's
 /// size, or 24x80 with none.
 pub fn job_spec(a: &JobArgs) -> pb::JobSpec {
-    let io = if a.io_read_bps.is_some() || a.io_write_bps.is_some() {
+    let rates = [a.io_read_bps, a.io_write_bps, a.io_read_iops, a.io_write_iops];
+    let io = if rates.iter().any(Option::is_some) {
         vec![pb::IoLimit {
             device: a.io_device.clone().unwrap_or_default(),
             read_bps: a.io_read_bps,
             write_bps: a.io_write_bps,
+            read_iops: a.io_read_iops,
+            write_iops: a.io_write_iops,
         }]
     } else {
         Vec::new()
@@ -94,6 +110,8 @@ pub fn job_spec(a: &JobArgs) -> pb::JobSpec {
             memory_bytes: a.memory,
             io,
             pids: a.pids,
+            memory_high_bytes: a.memory_high,
+            cpu_weight: a.cpu_weight,
         }),
         tty: a.tty.then(|| {
             let (rows, cols) = crate::terminal::size().unwrap_or((24, 80));

@@ -139,9 +139,13 @@ fn limits(l: &Limits) -> pb::Limits {
                 device: io.device.to_string(),
                 read_bps: io.read_bps,
                 write_bps: io.write_bps,
+                read_iops: io.read_iops,
+                write_iops: io.write_iops,
             })
             .collect(),
         pids: l.pids,
+        memory_high_bytes: l.memory_high,
+        cpu_weight: l.cpu_weight,
     }
 }
 
@@ -175,6 +179,8 @@ pub fn spec(req: pb::JobSpec, run_as: RunAs, owner: &str) -> Result<JobSpec, Api
             memory: l.memory_bytes,
             io: io_limits(&l.io)?,
             pids: l.pids,
+            memory_high: l.memory_high_bytes,
+            cpu_weight: l.cpu_weight,
         },
     };
     Ok(JobSpec {
@@ -214,6 +220,8 @@ fn io_limits(req: &[pb::IoLimit]) -> Result<Vec<IoLimit>, ApiError> {
                 device: d,
                 read_bps: l.read_bps,
                 write_bps: l.write_bps,
+                read_iops: l.read_iops,
+                write_iops: l.write_iops,
             });
         }
     }

@@ -99,6 +99,9 @@ pub struct EngineConfig {
     pub default_grace: Duration,
     /// pids.max of a job that asks for none.
     pub default_pids: u64,
+    /// Limits a job gets where it asks for none of that kind (cpu, memory,
+    /// soft memory, cpu weight; its pids come from `default_pids`).
+    pub default_limits: Limits,
     /// Caps on each user's jobs together and on all of the crew's.
     pub quotas: Quotas,
     /// Kill jobs by freezing their cgroup even where `cgroup.kill` exists
@@ -182,6 +185,7 @@ impl EngineConfig {
             output_limit: DEFAULT_OUTPUT_LIMIT,
             default_grace: DEFAULT_GRACE,
             default_pids: DEFAULT_PIDS,
+            default_limits: Limits::default(),
             quotas: Quotas::for_host(),
             force_freeze_kill: false,
             shim_pool: DEFAULT_SHIM_POOL,

@@ -104,6 +104,9 @@ impl Engine {
             let hier = Hierarchy::detect_host()?;
             let cpus = std::thread::available_parallelism().map_or(1, usize::from);
             cfg.quotas.validate(cpus).map_err(EngineError::InvalidSpec)?;
+            cfg.default_limits
+                .validate(cpus)
+                .map_err(|e| EngineError::InvalidSpec(format!("the default limits: {e}")))?;
             let opts = TreeOptions {
                 parent: cfg.cgroup_parent.clone(),
                 default_pids: cfg.default_pids,

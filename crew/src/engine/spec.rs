@@ -51,22 +51,137 @@ pub struct RunAs {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// CPU limit in cores (0.25 = a quarter of one core).
     pub cpu: Option<f64>,
     /// Hard memory limit in bytes; swap is not allowed to extend it.
     pub memory: Option<u64>,
-    /// Per-device bandwidth limits.
+    /// Per-device bandwidth and IOPS limits.
     pub io: Vec<IoLimit>,
     /// Maximum number of processes and threads; `None` takes the engine default.
     pub pids: Option<u64>,
+    /// Soft memory limit in bytes: past it the kernel reclaims the job's
+    /// memory and slows its allocations (cgroup2 `memory.high`), or, on a
+    /// v1 host, reclaims it first when the host runs short
+    /// (`memory.soft_limit_in_bytes`). Never kills.
+    pub memory_high: Option<u64>,
+    /// The job's share of CPU time against others that want it, 1 to
+    /// 10,000 (100 is everyone's default): cgroup2 `cpu.weight`, v1
+    /// `cpu.shares` (x 10.24). Unlike `cpu`, idle cores stay usable.
+    pub cpu_weight: Option<u32>,
 }
 
+impl Limits {
+    /// Checks the limits make sense on a host with `online_cpus`; the
+    /// error names the first that does not.
+    pub fn validate(&self, online_cpus: usize) -> Result<(), String> {
+        if let Some(cpu) = self.cpu
+            && !(cpu.is_finite() && cpu >= 0.01 && cpu <= online_cpus as f64)
+        {
+            return Err(format!(
+                "cpu limit {cpu} is out of range: give 0.01 to {online_cpus} cores (this host has {online_cpus})"
+            ));
+        }
+        if let Some(m) = self.memory {
+            if m < 1 << 20 {
+                return Err(format!(
+                    "memory limit {m} bytes is too small: the minimum is 1 MiB"
+                ));
+            }
+            if m > 1 << 53 {
+                return Err(format!("memory limit {m} bytes is larger than any machine"));
+            }
+        }
+        if let Some(p) = self.pids
+            && !(1..=4_194_304).contains(&p)
+        {
+            return Err(format!("pids limit {p} is out of range: give 1 to 4194304"));
+        }
+        if let Some(h) = self.memory_high {
+            if h < 1 << 20 {
+                return Err(format!(
+                    "soft memory limit {h} bytes is too small: the minimum is 1 MiB"
+                ));
+            }
+            if let Some(m) = self.memory
+                && h >= m
+            {
+                return Err(format!(
+                    "soft memory limit {h} bytes is not under the hard limit {m}: it would do nothing"
+                ));
+            }
+            if h > 1 << 53 {
+                return Err(format!("soft memory limit {h} bytes is larger than any machine"));
+            }
+        }
+        if let Some(w) = self.cpu_weight
+            && !(1..=10_000).contains(&w)
+        {
+            return Err(format!(
+                "cpu weight {w} is out of range: give 1 to 10000 (100 is the default)"
+            ));
+        }
+        for (i, io) in self.io.iter().enumerate() {
+            if io.values().iter().all(Option::is_none) {
+                return Err(format!(
+                    "io limit for device {} sets no rate (bytes or operations per second)",
+                    io.device
+                ));
+            }
+            if io.values().contains(&Some(0)) {
+                return Err(format!(
+                    "io limit for device {} must be at least 1 per second",
+                    io.device
+                ));
+            }
+            if self.io[..i].iter().any(|o| o.device == io.device) {
+                return Err(format!("device {} has two io limits", io.device));
+            }
+        }
+        Ok(())
+    }
+
+    /// `self`, with what it leaves open taken from `defaults` (a crew's
+    /// default limits). A default soft memory limit above the job's own
+    /// hard one would do nothing, so it is not taken.
+    pub fn or(&self, defaults: &Limits) -> Limits {
+        let memory = self.memory.or(defaults.memory);
+        let memory_high = self
+            .memory_high
+            .or(defaults.memory_high.filter(|h| memory.is_none_or(|m| *h < m)));
+        Limits {
+            cpu: self.cpu.or(defaults.cpu),
+            memory,
+            io: if self.io.is_empty() {
+                defaults.io.clone()
+            } else {
+                self.io.clone()
+            },
+            pids: self.pids.or(defaults.pids),
+            memory_high,
+            cpu_weight: self.cpu_weight.or(defaults.cpu_weight),
+        }
+    }
+}
+
+/// One device's limits; each `None` is no limit of that kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IoLimit {
     pub device: DeviceNumber,
     pub read_bps: Option<u64>,
     pub write_bps: Option<u64>,
+    /// Read and write operations per second.
+    #[serde(default)]
+    pub read_iops: Option<u64>,
+    #[serde(default)]
+    pub write_iops: Option<u64>,
+}
+
+impl IoLimit {
+    fn values(&self) -> [Option<u64>; 4] {
+        [self.read_bps, self.write_bps, self.read_iops, self.write_iops]
+    }
 }
 
 /// A block device as the kernel numbers it (`major:minor`).
@@ -185,46 +300,9 @@ impl JobSpec {
         {
             return bad(format!("cwd {} must be an absolute path", cwd.display()));
         }
-        let l = &spec.limits;
-        if let Some(cpu) = l.cpu
-            && !(cpu.is_finite() && cpu >= 0.01 && cpu <= online_cpus as f64)
-        {
-            return bad(format!(
-                "cpu limit {cpu} is out of range: give 0.01 to {online_cpus} cores (this host has {online_cpus})"
-            ));
-        }
-        if let Some(m) = l.memory {
-            if m < 1 << 20 {
-                return bad(format!(
-                    "memory limit {m} bytes is too small: the minimum is 1 MiB"
-                ));
-            }
-            if m > 1 << 53 {
-                return bad(format!("memory limit {m} bytes is larger than any machine"));
-            }
-        }
-        if let Some(p) = l.pids
-            && !(1..=4_194_304).contains(&p)
-        {
-            return bad(format!("pids limit {p} is out of range: give 1 to 4194304"));
-        }
-        for (i, io) in l.io.iter().enumerate() {
-            if io.read_bps.is_none() && io.write_bps.is_none() {
-                return bad(format!(
-                    "io limit for device {} sets neither read nor write",
-                    io.device
-                ));
-            }
-            if io.read_bps == Some(0) || io.write_bps == Some(0) {
-                return bad(format!(
-                    "io limit for device {} must be at least 1 byte/s",
-                    io.device
-                ));
-            }
-            if l.io[..i].iter().any(|o| o.device == io.device) {
-                return bad(format!("device {} has two io limits", io.device));
-            }
-        }
+        spec.limits
+            .validate(online_cpus)
+            .map_err(EngineError::InvalidSpec)?;
         if let Some(w) = spec.tty
             && (w.rows == 0 || w.cols == 0)
         {
@@ -297,9 +375,39 @@ mod tests {
                         device: DeviceNumber { major: 7, minor: 0 },
                         read_bps: Some(0),
                         write_bps: None,
+                        read_iops: None,
+                        write_iops: None,
                     }]
                 }),
-                "at least 1 byte/s",
+                "at least 1 per second",
+            ),
+            (
+                Box::new(|s| {
+                    s.limits.io = vec![IoLimit {
+                        device: DeviceNumber { major: 7, minor: 0 },
+                        read_bps: None,
+                        write_bps: None,
+                        read_iops: None,
+                        write_iops: Some(0),
+                    }]
+                }),
+                "at least 1 per second",
+            ),
+            (
+                Box::new(|s| s.limits.memory_high = Some(1000)),
+                "soft memory limit 1000",
+            ),
+            (
+                Box::new(|s| {
+                    s.limits.memory = Some(64 << 20);
+                    s.limits.memory_high = Some(64 << 20);
+                }),
+                "not under the hard limit",
+            ),
+            (Box::new(|s| s.limits.cpu_weight = Some(0)), "cpu weight 0"),
+            (
+                Box::new(|s| s.limits.cpu_weight = Some(10_001)),
+                "cpu weight 10001",
             ),
             (
                 Box::new(|s| s.tty = Some(WinSize { rows: 0, cols: 80 })),
@@ -318,5 +426,30 @@ mod tests {
             assert!(err.contains(expected), "{err:?} does not mention {expected:?}");
         }
         spec().validate(2).unwrap();
+    }
+
+    #[test]
+    fn a_job_takes_the_crews_defaults_for_what_it_leaves_open() {
+        let defaults = Limits {
+            cpu: Some(1.0),
+            memory: Some(1 << 30),
+            memory_high: Some(512 << 20),
+            cpu_weight: Some(50),
+            pids: Some(100),
+            io: Vec::new(),
+        };
+        let own = Limits {
+            memory: Some(256 << 20),
+            cpu_weight: Some(400),
+            ..Limits::default()
+        };
+        let l = own.or(&defaults);
+        assert_eq!(l.cpu, Some(1.0));
+        assert_eq!(l.memory, Some(256 << 20));
+        // Above the job's own hard limit: not taken.
+        assert_eq!(l.memory_high, None);
+        assert_eq!(l.cpu_weight, Some(400));
+        assert_eq!(l.pids, Some(100));
+        assert_eq!(Limits::default().or(&defaults), defaults);
     }
 }

@@ -25,11 +25,12 @@ impl EngineHandle {
     /// succeeded) or has failed to start; the latter is a job too, ended with
     /// [`Outcome::StartFailed`]. A start that fails before the job exists
     /// leaves nothing behind (see [`Unmade`]).
-    pub async fn start(&self, spec: JobSpec) -> Result<JobInfo, EngineError> {
+    pub async fn start(&self, mut spec: JobSpec) -> Result<JobInfo, EngineError> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::SeqCst) {
             return Err(EngineError::ShuttingDown);
         }
+        spec.limits = spec.limits.or(&inner.config.default_limits);
         spec.validate(inner.online_cpus)?;
         // Refused before anything is made; `insert_new` checks again, as
         // one step with the insert, for a start racing this one.
@@ -245,15 +246,17 @@ impl EngineHandle {
             && mine >= cap
         {
             return Err(EngineError::Quota(format!(
-                "{owner} has {mine} jobs running, the most this crew allows one user: \
-                 stop one, or ask its operator for more"
+                "{owner} runs {} already, the most this crew allows one user: \
+                 stop one, or ask its operator for more",
+                jobs(mine)
             )));
         }
         if let Some(cap) = quotas.crew.jobs
             && all >= cap
         {
             return Err(EngineError::Quota(format!(
-                "this crew runs {all} jobs, the most it allows: try again when one ends"
+                "this crew runs {} already, the most it allows: try again when one ends",
+                jobs(all)
             )));
         }
         *starting.entry(owner.to_owned()).or_default() += 1;
@@ -468,5 +471,14 @@ fn new_slot(tree: &CgroupTree, owner: Option<String>) -> Option<Slot> {
             tracing::warn!(error = %e, "could not make a ready shim's cgroups");
             None
         }
+    }
+}
+
+/// "1 job", "2 jobs".
+fn jobs(n: u64) -> String {
+    if n == 1 {
+        "1 job".into()
+    } else {
+        format!("{n} jobs")
     }
 }

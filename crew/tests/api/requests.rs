@@ -96,10 +96,33 @@ async fn bad_requests_get_the_right_code() {
             with_limits(
                 &["/bin/true"],
                 pb::Limits {
+                    memory_bytes: Some(64 << 20),
+                    memory_high_bytes: Some(128 << 20),
+                    ..Default::default()
+                },
+            ),
+            Code::InvalidArgument,
+            "not under the hard limit",
+        ),
+        (
+            with_limits(
+                &["/bin/true"],
+                pb::Limits {
+                    cpu_weight: Some(0),
+                    ..Default::default()
+                },
+            ),
+            Code::InvalidArgument,
+            "cpu weight",
+        ),
+        (
+            with_limits(
+                &["/bin/true"],
+                pb::Limits {
                     io: vec![pb::IoLimit {
                         device: "/etc/passwd".into(),
                         read_bps: Some(1),
-                        write_bps: None,
+                        ..Default::default()
                     }],
                     ..Default::default()
                 },

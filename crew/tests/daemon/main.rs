@@ -18,6 +18,8 @@
 //! - `attach`: a client that vanishes mid-attach leaks no fd, stops no job.
 //! - `transport`: the request size limit; handshake slots; a connect flood
 //!   from one address costs the log a line per 10 s, not one per connection.
+//! - `tenants`: quotas from the configuration file and flags; two users'
+//!   fork bombs leave the crew and a third user responsive.
 //! - `watchers`: 256 idle watchers of jobs with the longest argv cost the
 //!   crew bounded memory, returned when they close.
 
@@ -31,5 +33,6 @@ mod restart;
 mod shutdown;
 mod start;
 mod support;
+mod tenants;
 mod transport;
 mod watchers;

@@ -331,3 +331,56 @@ fn output_limit_takes_sizes_and_names_a_bad_one() {
         assert_eq!(out.status.code(), Some(2), "{good}: {out:?}");
     }
 }
+
+#[tokio::test]
+async fn a_bad_configuration_is_named_by_file_key_or_flag() {
+    skip_unless_root!();
+    let (pki, state, name) = (TestPki::new(), tempfile::tempdir().unwrap(), unique_name("conf"));
+    let _ = pki.crew(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("crew.toml");
+    let fifo = dir.path().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let cases: [(&str, &[&str], &Path, &[&str]); 6] = [
+        (
+            "[quota.user]\nmemory = \"8X\"\n",
+            &[],
+            &conf,
+            &["crew.toml", "quota.user.memory", "\"8X\" is not a size"],
+        ),
+        (
+            "[quota.usr]\npids = 5\n",
+            &[],
+            &conf,
+            &["crew.toml", "unknown field"],
+        ),
+        (
+            "",
+            &["--user-memory", "lots"],
+            &conf,
+            &["--user-memory", "\"lots\" is not a size"],
+        ),
+        ("", &["--user-jobs", "0"], &conf, &["a cap of 0 running jobs"]),
+        (
+            "[defaults]\nmemory = \"64M\"\nmemory_high = \"1G\"\n",
+            &[],
+            &conf,
+            &["the default limits", "not under the hard limit"],
+        ),
+        ("", &[], &fifo, &["fifo.toml", "not a regular file"]),
+    ];
+    for (text, extra, path, says) in cases {
+        std::fs::write(&conf, text).unwrap();
+        let mut args = flags(&name, pki.dir(), state.path(), free_port());
+        args.extend(["--config".into(), arg(path)]);
+        args.extend(extra.iter().map(OsString::from));
+        let t0 = std::time::Instant::now();
+        let got = run_to_exit(&[], &args).await;
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "{path:?} took {:?}",
+            t0.elapsed()
+        );
+        assert_refused(&got, &name, says);
+    }
+}

@@ -414,16 +414,30 @@ pub fn kill_jobs_left(crew: &str) {
                 continue;
             }
             if *parent == unified {
+                // Kills every process below too (an owner's jobs).
                 let _ = std::fs::write(dir.join("cgroup.kill"), "1");
             }
-            for _ in 0..100 {
-                if std::fs::remove_dir(&dir).is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            remove_tree(&dir);
         }
         let _ = std::fs::remove_dir(parent);
+    }
+}
+
+/// Removes a cgroup and every one below it, the deepest first, each
+/// retried while its last processes exit.
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    for _ in 0..100 {
+        if std::fs::remove_dir(dir).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -48,8 +48,20 @@ pub struct JobView {
 pub struct LimitsView {
     pub cpu: Option<f64>,
     pub memory_bytes: Option<u64>,
+    pub memory_high_bytes: Option<u64>,
+    pub cpu_weight: Option<u32>,
     pub pids: Option<u64>,
+    pub io: Vec<IoView>,
     pub timeout_secs: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IoView {
+    pub device: String,
+    pub read_bps: Option<u64>,
+    pub write_bps: Option<u64>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
 }
 
 pub fn view(crew: &str, j: &pb::Job) -> JobView {
@@ -92,7 +104,20 @@ pub fn view(crew: &str, j: &pb::Job) -> JobView {
         limits: LimitsView {
             cpu: limits.cpu,
             memory_bytes: limits.memory_bytes,
+            memory_high_bytes: limits.memory_high_bytes,
+            cpu_weight: limits.cpu_weight,
             pids: limits.pids,
+            io: limits
+                .io
+                .iter()
+                .map(|l| IoView {
+                    device: l.device.clone(),
+                    read_bps: l.read_bps,
+                    write_bps: l.write_bps,
+                    read_iops: l.read_iops,
+                    write_iops: l.write_iops,
+                })
+                .collect(),
             timeout_secs: j
                 .timeout
                 .as_ref()

@@ -31,7 +31,32 @@ async fn crews_says_who_we_are_on_each() {
     let table = fleet.run(ADA, &["crews"]).await.expect(0).out();
     assert!(table.starts_with("CREW"), "{table}");
     assert!(table.contains(&format!("{ADA} (admin)")), "{table}");
+
+    // Each user sees their own quota, and their jobs' use of it.
+    let quota = your_quota(&fleet, ALICE).await;
+    assert_eq!(quota["running_jobs"], 0, "{quota}");
+    assert_eq!(quota["jobs"], 256, "{quota}");
+    assert!(quota["pids"].as_u64().is_some_and(|p| p >= 512), "{quota}");
+    fleet
+        .run(ALICE, &["start", "--crew", "alpha", "--", "sleep", "1000"])
+        .await
+        .expect(0);
+    let quota = your_quota(&fleet, ALICE).await;
+    assert_eq!(quota["running_jobs"], 1, "{quota}");
+    assert!(quota["tasks"].as_u64().is_some_and(|n| n >= 1), "{quota}");
+    assert_eq!(your_quota(&fleet, BOB).await["running_jobs"], 0);
+    let table = fleet.run(ALICE, &["crews"]).await.expect(0).out();
+    assert!(
+        table.contains("YOUR QUOTA") && table.contains("jobs 1/256"),
+        "{table}"
+    );
     fleet.stop().await;
+}
+
+/// What `foreman crews --json` says of `who`'s quota on the first crew.
+async fn your_quota(fleet: &support::Fleet, who: &str) -> serde_json::Value {
+    let all = fleet.run(who, &["crews", "--json"]).await.expect(0).json();
+    all[0]["quota"].clone()
 }
 
 #[tokio::test]

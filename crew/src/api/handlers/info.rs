@@ -20,9 +20,22 @@ pub fn handle(state: &State, req: Request<pb::InfoRequest>) -> Result<Response<p
         version: env!("CARGO_PKG_VERSION").to_owned(),
         cgroup_mode: state.engine.cgroup_mode().as_str().to_owned(),
         cgroup_detail: state.engine.cgroup_description(),
-        identity: who.name,
+        identity: who.name.clone(),
         role: who.role.as_ou().to_owned(),
         runs_as,
         started_at: Some(convert::timestamp(state.started_at)),
+        quota: Some(quota(&state.engine.quota_of(&who.name))),
     }))
+}
+
+fn quota(q: &crate::engine::QuotaUse) -> pb::Quota {
+    pb::Quota {
+        pids: q.caps.pids,
+        memory_bytes: q.caps.memory,
+        cpu: q.caps.cpu,
+        jobs: q.caps.jobs,
+        running_jobs: q.running,
+        tasks: q.tasks,
+        memory_used_bytes: q.memory,
+    }
 }

@@ -1,4 +1,5 @@
-//! The cpu controller: a CPU limit in cores as a CFS quota per period.
+//! The cpu controller: a CPU limit in cores as a CFS quota per period, and
+//! a weight against the other groups that want CPU.
 
 use std::path::Path;
 
@@ -23,6 +24,21 @@ pub(crate) fn apply(dir: &Path, v2: bool, cores: f64) -> Result<(), EngineError>
         write_file(&dir.join("cpu.cfs_period_us"), &PERIOD_USEC.to_string())?;
         write_file(&dir.join("cpu.cfs_quota_us"), &quota.to_string())
     }
+}
+
+/// A weight of 1 to 10,000 (100 is the default): cgroup2's `cpu.weight`,
+/// or v1's `cpu.shares` at 1024 per 100, as systemd converts them.
+pub(crate) fn apply_weight(dir: &Path, v2: bool, weight: u32) -> Result<(), EngineError> {
+    if v2 {
+        write_file(&dir.join("cpu.weight"), &weight.to_string())
+    } else {
+        write_file(&dir.join("cpu.shares"), &shares(weight).to_string())
+    }
+}
+
+/// v1 `cpu.shares` for a cgroup2 weight; the kernel takes 2 at least.
+fn shares(weight: u32) -> u64 {
+    (u64::from(weight) * 1024 / 100).max(2)
 }
 
 /// No cpu limit (a cap taken out of the configuration).
@@ -66,6 +82,26 @@ mod tests {
             "150000"
         );
         assert_eq!(quota_usec(0.001), MIN_QUOTA_USEC);
+    }
+
+    #[test]
+    fn weights_become_shares_on_v1() {
+        assert_eq!(shares(100), 1024);
+        assert_eq!(shares(1), 10);
+        assert_eq!(shares(10_000), 102_400);
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("cpu.weight"), "100").unwrap();
+        std::fs::write(tmp.path().join("cpu.shares"), "1024").unwrap();
+        apply_weight(tmp.path(), true, 400).unwrap();
+        apply_weight(tmp.path(), false, 400).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("cpu.weight")).unwrap(),
+            "400"
+        );
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("cpu.shares")).unwrap(),
+            "4096"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The io controller (`blkio` in v1): per-device read and write bandwidth.
+//! The io controller (`blkio` in v1): per-device read and write bandwidth
+//! and operations per second.
 
 use std::path::Path;
 
@@ -8,27 +9,26 @@ use super::fs::write_file;
 
 pub(crate) fn apply(dir: &Path, v2: bool, limits: &[IoLimit]) -> Result<(), EngineError> {
     for l in limits {
+        // (cgroup2 key, v1 file, value) for each kind of limit.
+        let kinds = [
+            ("rbps", "blkio.throttle.read_bps_device", l.read_bps),
+            ("wbps", "blkio.throttle.write_bps_device", l.write_bps),
+            ("riops", "blkio.throttle.read_iops_device", l.read_iops),
+            ("wiops", "blkio.throttle.write_iops_device", l.write_iops),
+        ];
         if v2 {
             let mut line = l.device.to_string();
-            if let Some(r) = l.read_bps {
-                line.push_str(&format!(" rbps={r}"));
-            }
-            if let Some(w) = l.write_bps {
-                line.push_str(&format!(" wbps={w}"));
+            for (key, _, value) in kinds {
+                if let Some(v) = value {
+                    line.push_str(&format!(" {key}={v}"));
+                }
             }
             write_file(&dir.join("io.max"), &line)?;
         } else {
-            if let Some(r) = l.read_bps {
-                write_file(
-                    &dir.join("blkio.throttle.read_bps_device"),
-                    &format!("{} {r}", l.device),
-                )?;
-            }
-            if let Some(w) = l.write_bps {
-                write_file(
-                    &dir.join("blkio.throttle.write_bps_device"),
-                    &format!("{} {w}", l.device),
-                )?;
+            for (_, file, value) in kinds {
+                if let Some(v) = value {
+                    write_file(&dir.join(file), &format!("{} {v}", l.device))?;
+                }
             }
         }
     }
@@ -47,6 +47,7 @@ mod tests {
             "io.max",
             "blkio.throttle.read_bps_device",
             "blkio.throttle.write_bps_device",
+            "blkio.throttle.read_iops_device",
         ] {
             std::fs::write(tmp.path().join(f), "").unwrap();
         }
@@ -54,16 +55,22 @@ mod tests {
             device: DeviceNumber { major: 7, minor: 0 },
             read_bps: None,
             write_bps: Some(1_048_576),
+            read_iops: Some(50),
+            write_iops: None,
         };
         apply(tmp.path(), true, &[l]).unwrap();
         assert_eq!(
             std::fs::read_to_string(tmp.path().join("io.max")).unwrap(),
-            "7:0 wbps=1048576"
+            "7:0 wbps=1048576 riops=50"
         );
         apply(tmp.path(), false, &[l]).unwrap();
         assert_eq!(
             std::fs::read_to_string(tmp.path().join("blkio.throttle.write_bps_device")).unwrap(),
             "7:0 1048576"
+        );
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("blkio.throttle.read_iops_device")).unwrap(),
+            "7:0 50"
         );
     }
 }

@@ -1,5 +1,5 @@
-//! The memory controller: a hard limit that swap cannot extend, and the
-//! kernel's own counters for usage, peak and OOM kills.
+//! The memory controller: a hard limit that swap cannot extend, a soft
+//! one, and the kernel's own counters for usage, peak and OOM kills.
 
 use std::path::Path;
 
@@ -31,6 +31,18 @@ pub(crate) fn apply(dir: &Path, v2: bool, bytes: u64) -> Result<(), EngineError>
         }
     }
     Ok(())
+}
+
+/// A soft limit: cgroup2's `memory.high` (past it the kernel reclaims
+/// and throttles the group's allocations at once), or v1's
+/// `memory.soft_limit_in_bytes` (the group is reclaimed first when the
+/// host runs short of memory; v1 has nothing that acts sooner).
+pub(crate) fn apply_high(dir: &Path, v2: bool, bytes: u64) -> Result<(), EngineError> {
+    if v2 {
+        write_file(&dir.join("memory.high"), &bytes.to_string())
+    } else {
+        write_file(&dir.join("memory.soft_limit_in_bytes"), &bytes.to_string())
+    }
 }
 
 /// No memory limit (a cap taken out of the configuration).
@@ -94,6 +106,24 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(tmp.path().join("memory.swap.max")).unwrap(),
             "0"
+        );
+    }
+
+    #[test]
+    fn soft_limit_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        apply_high(tmp.path(), true, 32 << 20).unwrap_err();
+        std::fs::write(tmp.path().join("memory.high"), "max").unwrap();
+        std::fs::write(tmp.path().join("memory.soft_limit_in_bytes"), "").unwrap();
+        apply_high(tmp.path(), true, 32 << 20).unwrap();
+        apply_high(tmp.path(), false, 16 << 20).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("memory.high")).unwrap(),
+            "33554432"
+        );
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("memory.soft_limit_in_bytes")).unwrap(),
+            "16777216"
         );
     }
 

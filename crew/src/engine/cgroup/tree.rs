@@ -432,9 +432,17 @@ impl CgroupTree {
             let (v2, dir) = dir_for(Controller::Cpu, "cpu")?;
             cpu::apply(&dir, v2, cores)?;
         }
+        if let Some(weight) = limits.cpu_weight {
+            let (v2, dir) = dir_for(Controller::Cpu, "cpu")?;
+            cpu::apply_weight(&dir, v2, weight)?;
+        }
         if let Some(bytes) = limits.memory {
             let (v2, dir) = dir_for(Controller::Memory, "memory")?;
             memory::apply(&dir, v2, bytes)?;
+        }
+        if let Some(bytes) = limits.memory_high {
+            let (v2, dir) = dir_for(Controller::Memory, "memory")?;
+            memory::apply_high(&dir, v2, bytes)?;
         }
         if !limits.io.is_empty() {
             let (v2, dir) = dir_for(Controller::Io, "io")?;

@@ -1,5 +1,6 @@
 //! `foreman crews [--json]`: each crew, asked at once: reachable, who we
-//! are there, its cgroup mode, and when its certificate expires.
+//! are there, its cgroup mode, when its certificate expires, and your
+//! quota there with what your jobs use of it.
 
 use serde::Serialize;
 use tasker_proto::v1 as pb;
@@ -23,6 +24,49 @@ struct CrewView {
     cgroup_mode: Option<String>,
     version: Option<String>,
     cert_expires: Option<String>,
+    /// Your caps there (your jobs together) and what your jobs use.
+    quota: Option<QuotaView>,
+}
+
+#[derive(Debug, Serialize)]
+struct QuotaView {
+    running_jobs: u64,
+    jobs: Option<u64>,
+    tasks: Option<u64>,
+    pids: Option<u64>,
+    memory_used_bytes: Option<u64>,
+    memory_bytes: Option<u64>,
+    cpu: Option<f64>,
+}
+
+impl QuotaView {
+    fn of(q: pb::Quota) -> Self {
+        Self {
+            running_jobs: q.running_jobs,
+            jobs: q.jobs,
+            tasks: q.tasks,
+            pids: q.pids,
+            memory_used_bytes: q.memory_used_bytes,
+            memory_bytes: q.memory_bytes,
+            cpu: q.cpu,
+        }
+    }
+
+    /// "jobs 2/256 · tasks 14/24576 · mem 12.0M/- · cpu -".
+    fn summary(&self) -> String {
+        let n = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        let b = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), crate::present::bytes);
+        format!(
+            "jobs {}/{} · tasks {}/{} · mem {}/{} · cpu {}",
+            self.running_jobs,
+            n(self.jobs),
+            n(self.tasks),
+            n(self.pids),
+            b(self.memory_used_bytes),
+            b(self.memory_bytes),
+            self.cpu.map_or_else(|| "-".to_owned(), |c| format!("{c}"))
+        )
+    }
 }
 
 pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
@@ -49,6 +93,7 @@ pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
                 cgroup_mode: Some(info.cgroup_mode),
                 version: Some(info.version),
                 cert_expires: expires,
+                quota: info.quota.map(QuotaView::of),
             },
             Err(s) => CrewView {
                 name: crew.name.clone(),
@@ -61,6 +106,7 @@ pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
                 cgroup_mode: None,
                 version: None,
                 cert_expires: None,
+                quota: None,
             },
         });
     }
@@ -86,6 +132,7 @@ pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
                     },
                     opt(&v.cgroup_mode),
                     opt(&v.cert_expires),
+                    v.quota.as_ref().map_or_else(|| "-".into(), QuotaView::summary),
                 ]
             })
             .collect();
@@ -98,7 +145,8 @@ pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
                     "REACHABLE",
                     "YOU ARE",
                     "CGROUPS",
-                    "CERT EXPIRES"
+                    "CERT EXPIRES",
+                    "YOUR QUOTA (USED/CAP)"
                 ],
                 &rows
             )

@@ -56,11 +56,30 @@ pub async fn status(ctx: &Ctx, job: &str, json: bool) -> Result<(), Failure> {
     if let Some(c) = l.cpu {
         limits.push(format!("cpu {c}"));
     }
+    if let Some(w) = l.cpu_weight {
+        limits.push(format!("cpu weight {w}"));
+    }
     if let Some(m) = l.memory_bytes {
         limits.push(format!("memory {}", bytes(m)));
     }
+    if let Some(m) = l.memory_high_bytes {
+        limits.push(format!("soft memory {}", bytes(m)));
+    }
     if let Some(p) = l.pids {
         limits.push(format!("pids {p}"));
+    }
+    for io in &l.io {
+        let rates = [
+            ("read", io.read_bps.map(|b| format!("{}/s", bytes(b)))),
+            ("write", io.write_bps.map(|b| format!("{}/s", bytes(b)))),
+            ("read", io.read_iops.map(|n| format!("{n} ops/s"))),
+            ("write", io.write_iops.map(|n| format!("{n} ops/s"))),
+        ];
+        for (what, rate) in rates {
+            if let Some(rate) = rate {
+                limits.push(format!("{} {what} {rate}", clean(&io.device)));
+            }
+        }
     }
     if let Some(t) = l.timeout_secs {
         limits.push(format!("timeout {t}s"));

@@ -154,7 +154,7 @@ async fn a_user_runs_at_most_the_jobs_the_cap_allows() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, EngineError::Quota(m) if m.contains("mallory has 2 jobs running")),
+        matches!(&err, EngineError::Quota(m) if m.contains("mallory runs 2 jobs already")),
         "{err}"
     );
     let q = t.handle.quota_of("mallory");

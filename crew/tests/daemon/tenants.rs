@@ -1,0 +1,158 @@
+//! Many users on one crew: one user's misbehaving jobs cannot starve the
+//! crew or another user. Two users each run a fork bomb with the default
+//! limits; meanwhile a third user's calls are answered, and a job of theirs
+//! starts and ends, promptly.
+
+use std::time::{Duration, Instant};
+
+use certgen::Role;
+use crew::testing::{ADA, BOB};
+use tasker_proto::v1 as pb;
+
+use crate::client::*;
+use crate::support::*;
+
+const BOMB: &str = "bomb() { bomb | bomb & }; bomb; sleep 1000";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_fork_bombs_leave_the_crew_and_other_users_responsive() {
+    skip_unless_crew_can_run!();
+    for u in [ALICE, BOB, ADA] {
+        ensure_user(u);
+    }
+    let mut crew = Crew::start("tenants", &[]).await;
+    let mut alice = crew.client(ALICE, Role::User).await;
+    let mut bob = crew.client(BOB, Role::User).await;
+    let mut ada = crew.client(ADA, Role::Admin).await;
+    let quiet = {
+        let t0 = Instant::now();
+        ada.info(pb::InfoRequest {}).await.expect("Info");
+        t0.elapsed()
+    };
+    let bombs = [
+        start(&mut alice, &["/bin/sh", "-c", BOMB])
+            .await
+            .expect("alice's bomb"),
+        start(&mut bob, &["/bin/sh", "-c", BOMB])
+            .await
+            .expect("bob's bomb"),
+    ];
+    // Until each bomb has hit its pids limit.
+    let tasks = |who: &'static str| {
+        let crew = &crew;
+        async move {
+            let mut c = crew.client(who, Role::User).await;
+            quota(&mut c).await.tasks.unwrap_or(0)
+        }
+    };
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs(30);
+    while tasks(ALICE).await < 1000 || tasks(BOB).await < 1000 {
+        assert!(Instant::now() < deadline, "the bombs did not grow");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Another user's calls, over a few seconds of both bombs.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        let info = ada.info(pb::InfoRequest {}).await.expect("Info").into_inner();
+        slowest = slowest.max(t0.elapsed());
+        assert_eq!(info.identity, ADA);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t0 = Instant::now();
+    let echo = start(&mut ada, &["/bin/echo", "hello"])
+        .await
+        .expect("ada's start");
+    let mut ended = get(&mut ada, &echo.id).await;
+    while ended.outcome.is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "ada's echo did not end: {ended:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        ended = get(&mut ada, &echo.id).await;
+    }
+    let echo_took = t0.elapsed();
+    eprintln!(
+        "Info: {quiet:?} quiet, {slowest:?} at worst under two fork bombs; a start to end: {echo_took:?} ({:?} after the bombs began)",
+        began.elapsed()
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "Info took {slowest:?} under the bombs"
+    );
+    assert!(echo_took < Duration::from_secs(3), "echo took {echo_took:?}");
+
+    for b in &bombs {
+        ada.stop_job(pb::StopJobRequest {
+            job: b.id.clone(),
+            grace: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 100_000_000,
+            }),
+        })
+        .await
+        .expect("the bomb stops");
+    }
+    eprintln!("both bombs stopped {:?} after they began", began.elapsed());
+    assert_eq!(crew.stop().await.code(), Some(0));
+}
+
+/// The configuration file and flags set what each user may run; the crew
+/// holds it and tells each user theirs.
+#[tokio::test]
+async fn the_configuration_sets_each_users_quota_and_jobs_defaults() {
+    skip_unless_crew_can_run!();
+    for u in [ALICE, BOB] {
+        ensure_user(u);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("crew.toml");
+    std::fs::write(
+        &conf,
+        format!("[quota.user]\njobs = 1\npids = 700\n\n[quota.users.{BOB}]\njobs = 2\n\n[defaults]\nmemory = \"1G\"\n"),
+    )
+    .unwrap();
+    let mut crew = Crew::start(
+        "conf",
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--default-memory",
+            "256M",
+            "--user-pids",
+            "600",
+        ],
+    )
+    .await;
+    let mut alice = crew.client(ALICE, Role::User).await;
+    let mut bob = crew.client(BOB, Role::User).await;
+    let sleep = ["/bin/sleep", "100"];
+    let first = start(&mut alice, &sleep).await.expect("alice's first job");
+    // The flag goes over the file.
+    let limits = first.limits.clone().unwrap_or_default();
+    assert_eq!(limits.memory_bytes, Some(256 << 20), "{limits:?}");
+    let refused = start(&mut alice, &sleep).await.expect_err("alice's second job");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("runs 1 job already"),
+        "{}",
+        refused.message()
+    );
+    for _ in 0..2 {
+        start(&mut bob, &sleep).await.expect("bob may run two");
+    }
+    let q = quota(&mut alice).await;
+    assert_eq!((q.jobs, q.pids, q.running_jobs), (Some(1), Some(600), 1), "{q:?}");
+    let q = quota(&mut bob).await;
+    assert_eq!((q.jobs, q.pids, q.running_jobs), (Some(2), Some(600), 2), "{q:?}");
+    assert_eq!(crew.stop().await.code(), Some(0));
+}
+
+/// What the crew tells the caller of their quota and use.
+async fn quota(c: &mut Client) -> pb::Quota {
+    let info = c.info(pb::InfoRequest {}).await.expect("Info").into_inner();
+    info.quota.expect("Info carries the caller's quota")
+}
