@@ -13,12 +13,16 @@
 //! - `quantity.rs`: [`parse_size`] and [`parse_duration`] for flags and options.
 //! - `lock.rs`: [`lock`], [`read`] and [`write`], which carry on past a
 //!   poisoned lock.
+//! - `file.rs`: [`file::read_regular`], a whole file read at start, bounded,
+//!   regular files only: what the PEM loader and the crew's configuration
+//!   file read with.
 //! - `pem.rs`: certificates, keys and CA roots from PEM files, read with a
 //!   bound so that a wrong path (a FIFO, `/dev/zero`) cannot hang or flood.
 //!
 //! Nothing here is async and nothing depends on another Tasker crate, so
 //! every crate, the shim's helpers included, may depend on this one.
 
+pub mod file;
 mod job_ref;
 mod lock;
 mod name;

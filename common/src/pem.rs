@@ -7,14 +7,15 @@
 //! blocking, and read with a bound; each refusal names the path and the
 //! problem.
 
-use std::fs::{File, Metadata};
-use std::io::Read as _;
-use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::fs::Metadata;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use rustls::RootCertStore;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::file::FileError;
 
 /// The largest PEM file read. A certificate chain or a key is a few KiB;
 /// a CRL of this size revokes some 20,000 certificates.
@@ -125,60 +126,18 @@ fn pem_problem(what: &'static str, e: pem::Error) -> Problem {
 }
 
 /// The whole of a regular file of at most [`MAX_PEM_BYTES`], and its
-/// metadata as of the open.
+/// metadata as of the open (see [`crate::file`]).
 fn read_bounded(path: &Path) -> Result<(Vec<u8>, Metadata), PemError> {
-    let err = |problem: Problem| PemError::new(path, problem);
-    // Looked at before the open, so that a device or a FIFO is not even
-    // opened; and again after it, in case the path changed in between.
-    let before = std::fs::metadata(path).map_err(|e| err(e.into()))?;
-    check_regular(&before).map_err(err)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        // A FIFO swapped in after the look would block the open until a
-        // writer came; a terminal would become our controlling one.
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| err(e.into()))?;
-    let meta = file.metadata().map_err(|e| err(e.into()))?;
-    check_regular(&meta).map_err(err)?;
-    if meta.len() > MAX_PEM_BYTES {
-        return Err(err(Problem::TooLarge { size: meta.len() }));
-    }
-    let bytes = read_at_most(file, MAX_PEM_BYTES).map_err(|e| err(e.into()))?;
-    // The file grew after the look: what was read is not all of it.
-    if bytes.len() as u64 > MAX_PEM_BYTES {
-        return Err(err(Problem::TooLarge {
-            size: bytes.len() as u64,
-        }));
-    }
-    Ok((bytes, meta))
-}
-
-/// Up to `max + 1` bytes, so that the caller can tell a file past `max`.
-fn read_at_most(file: File, max: u64) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    file.take(max + 1).read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-fn check_regular(meta: &Metadata) -> Result<(), Problem> {
-    let t = meta.file_type();
-    let kind = if t.is_file() {
-        return Ok(());
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a file"
-    };
-    Err(Problem::NotAFile(kind))
+    crate::file::read_regular(path, MAX_PEM_BYTES).map_err(|e| {
+        PemError::new(
+            path,
+            match e {
+                FileError::Io(e) => Problem::Io(e),
+                FileError::NotAFile(kind) => Problem::NotAFile(kind),
+                FileError::TooLarge { size, .. } => Problem::TooLarge { size },
+            },
+        )
+    })
 }
 
 #[cfg(test)]

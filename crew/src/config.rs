@@ -182,27 +182,12 @@ pub fn read(path: Option<&Path>) -> Result<File, String> {
 }
 
 /// A regular file's text, refused past [`MAX_FILE`]: a FIFO or a device
-/// is never read (a read of one could block or never end).
+/// is never read (a read of one could block or never end). The bounded
+/// read every file read at start goes through: [`tasker_common::file`].
 fn bounded_read(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if meta.len() > MAX_FILE {
-        return Err(std::io::Error::other(format!("larger than {MAX_FILE} bytes")));
-    }
-    let mut text = String::new();
-    file.take(MAX_FILE + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(std::io::Error::other(format!("larger than {MAX_FILE} bytes")));
-    }
-    Ok(text)
+    let (bytes, _) = tasker_common::file::read_regular(path, MAX_FILE)?;
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 /// Sets `engine`'s quotas and default limits from `f`, over what they

@@ -46,6 +46,8 @@ pub struct CrewConfig {
     pub stop_jobs_on_exit: bool,
     /// Grace period of the stops an exit makes (with `stop_jobs_on_exit`).
     pub shutdown_grace: Duration,
+    /// Caps on connections and handshakes, and their deadlines.
+    pub connections: api::ConnectionLimits,
     pub engine: EngineConfig,
 }
 
@@ -66,13 +68,61 @@ impl CrewConfig {
             allow_root: false,
             stop_jobs_on_exit: false,
             shutdown_grace: engine::DEFAULT_GRACE,
+            connections: api::ConnectionLimits::default(),
         }
     }
+
+    /// Values that make no sense, refused before anything else (each
+    /// message names its flag): a crew that could not serve anyone, could
+    /// not be stopped cleanly, or would forget a job as it ends.
+    ///
+    /// # Errors
+    ///
+    /// The first value that makes no sense, and why.
+    pub fn check(&self) -> Result<(), StartError> {
+        let bad = |why: String| Err(StartError::Config(why));
+        let e = &self.engine;
+        if e.output_limit < MIN_OUTPUT_LIMIT {
+            return bad(format!(
+                "--output-limit {}: at least {MIN_OUTPUT_LIMIT} bytes (4K), or a job's output could not be kept at all",
+                e.output_limit
+            ));
+        }
+        if e.retention.output_budget < e.output_limit {
+            return bad(format!(
+                "--output-budget {} is less than --output-limit {}: one ended job's output would not fit",
+                e.retention.output_budget, e.output_limit
+            ));
+        }
+        if e.retention.max_jobs == 0 {
+            return bad(
+                "--keep-jobs 0: a job would be forgotten as it ends, before anyone saw how; at least 1"
+                    .into(),
+            );
+        }
+        if e.retention.max_age.is_zero() {
+            return bad(
+                "--keep-for 0: a job would be forgotten as it ends, before anyone saw how; at least 1s"
+                    .into(),
+            );
+        }
+        if self.shutdown_grace.is_zero() {
+            return bad("--shutdown-grace 0: jobs would get no time to end; at least 1ms".into());
+        }
+        self.connections.check().map_err(StartError::Config)
+    }
 }
+
+/// The smallest output a job can keep: less could not even hold a line or
+/// two of a failing start.
+pub const MIN_OUTPUT_LIMIT: u64 = 4096;
 
 /// Why the crew could not start: one line for an operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A flag's value that makes no sense, with the flag and why.
+    #[error("{0}")]
+    Config(String),
     #[error("crew must run as root (it creates cgroups and namespaces)")]
     NotRoot,
     #[error("crew name {:?} is not valid: {}", .0.name, .0.reason)]
@@ -99,8 +149,9 @@ pub struct Prepared {
 }
 
 /// Every check that can fail at start, in the order an operator would fix
-/// them: root, name, certificates, the port, the state directory and cgroups.
+/// them: flag values, root, name, certificates, the port, the state directory and cgroups.
 pub async fn prepare(config: &CrewConfig) -> Result<Prepared, StartError> {
+    config.check()?;
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError::NotRoot);
     }
@@ -176,6 +227,7 @@ pub async fn run(config: &CrewConfig, prepared: Prepared, shutdown: Cancellation
     } = prepared;
     let mut opts = ServeOptions::new(&config.name, tls);
     opts.allow_root = config.allow_root;
+    opts.connections = config.connections.clone();
     tracing::info!(
         crew = %config.name,
         listen = %listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string()),

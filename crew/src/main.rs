@@ -24,6 +24,36 @@ struct Args {
     /// Address and port to serve on.
     #[arg(long, default_value = "[::]:7443")]
     listen: SocketAddr,
+    /// Open connections at most, TLS handshakes in progress included; past
+    /// it a new connection is closed at once.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Open connections from one source at most: an IPv4 address, or an
+    /// IPv6 /64 (raise it for many clients behind one NAT).
+    /// [default: 256, or --max-connections if less]
+    #[arg(long)]
+    max_connections_per_address: Option<usize>,
+    /// Open connections of one certificate identity (CN) at most.
+    /// [default: 128, or --max-connections if less]
+    #[arg(long)]
+    max_connections_per_identity: Option<usize>,
+    /// TLS handshakes in progress at most; past it the oldest pending one
+    /// of the source with the most goes.
+    /// [default: 64, or --max-connections if less]
+    #[arg(long)]
+    max_handshakes: Option<usize>,
+    /// TLS handshakes in progress from one source at most; past it that
+    /// source's oldest pending one goes.
+    /// [default: 16, or --max-handshakes if less]
+    #[arg(long)]
+    max_handshakes_per_address: Option<usize>,
+    /// A TLS handshake not done by then is dropped (ms, s, m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    handshake_timeout: Duration,
+    /// A connection that has not started HTTP/2 this long after its TLS
+    /// handshake is closed (ms, s, m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    preface_timeout: Duration,
     /// Directory with ca.crt and crews/NAME.{crt,key}.
     #[arg(long, default_value = "/etc/tasker")]
     certs: PathBuf,
@@ -249,6 +279,27 @@ async fn main() -> ExitCode {
             .unwrap_or_else(|| "crew".to_owned())
     });
     let mut config = crew::CrewConfig::new(&name, args.listen, &args.certs, &args.state_dir);
+    config.connections = {
+        // A cap left to its default stays within the total it is part of.
+        let d = crew::api::ConnectionLimits::default();
+        let total = args.max_connections;
+        let handshakes = args.max_handshakes.unwrap_or(d.max_handshakes.min(total));
+        crew::api::ConnectionLimits {
+            max_connections: total,
+            max_connections_per_address: args
+                .max_connections_per_address
+                .unwrap_or(d.max_connections_per_address.min(total)),
+            max_connections_per_identity: args
+                .max_connections_per_identity
+                .unwrap_or(d.max_connections_per_identity.min(total)),
+            max_handshakes: handshakes,
+            max_handshakes_per_address: args
+                .max_handshakes_per_address
+                .unwrap_or(d.max_handshakes_per_address.min(handshakes)),
+            handshake_timeout: args.handshake_timeout,
+            preface_timeout: args.preface_timeout,
+        }
+    };
     config.allow_root = args.allow_root;
     config.stop_jobs_on_exit = args.stop_jobs_on_exit;
     config.shutdown_grace = args.shutdown_grace;

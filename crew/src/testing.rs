@@ -312,11 +312,28 @@ pub fn user_tls(pki: &TestPki, files: &certgen::CertFiles) -> Arc<rustls::Client
 ///
 /// The connection or the handshake failed, or Info was refused.
 pub async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Result<Client, String> {
+    connect_from(None, addr, tls).await
+}
+
+/// As [`connect`], from the local address `from` (another loopback
+/// address, say: the crew counts connections per source address).
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn connect_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Client, String> {
     use tonic::transport::{Endpoint, Uri};
     let connector = tower::service_fn(move |_: Uri| {
         let tls = Arc::clone(&tls);
         async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            let tcp = match from {
+                Some(ip) => tcp_from(ip, addr).await?,
+                None => tokio::net::TcpStream::connect(addr).await?,
+            };
             // Without it, Nagle and delayed ACKs stall each call ~40 ms.
             tcp.set_nodelay(true)?;
             let name = rustls::pki_types::ServerName::try_from("localhost").expect("a server name");
@@ -335,6 +352,20 @@ pub async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Result
         .await
         .map_err(|e| format!("{}: {}", e.code(), e.message()))?;
     Ok(client)
+}
+
+/// A TCP connection to `addr` from the local address `from`.
+///
+/// # Errors
+///
+/// The socket could not be bound or connected.
+pub async fn tcp_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = match from {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
 }
 
 /// A job spec running `argv`, everything else default.

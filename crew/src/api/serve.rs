@@ -1,7 +1,7 @@
-//! The accept loop: takes each TCP connection, hands it to the least
-//! loaded shard for its TLS handshake (with a timeout, and a cap on
-//! handshakes in progress), and gives tonic the connections that made it;
-//! at shutdown, stops taking them and waits for the shards to drain.
+//! The accept loop: takes each TCP connection the admission books let in
+//! (see `admission.rs`), hands it to the least loaded shard for its TLS
+//! handshake (with a deadline), and gives tonic the connections that made
+//! it; at shutdown, stops taking them and waits for the shards to drain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,13 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use tasker_proto::v1::crew_server::CrewServer;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::ServeOptions;
-use super::connection::Authed;
+use super::admission::{Admission, Handshake, why};
+use super::connection::{Authed, AuthedOptions};
 use super::service::{CrewService, State};
 use super::shards::{self, Shard, Shards};
 use crate::engine::EngineHandle;
@@ -60,22 +61,28 @@ pub async fn serve(
         .min(MAX_SHARDS);
     let shards = Shards::start(count, server, &shutdown)
         .map_err(|e| format!("cannot start the connection threads: {e}"))?;
+    let admission = Admission::new(opts.connections.clone());
     // The CRL is looked at once a second even when no connection comes in,
-    // so that open connections of a revoked certificate close.
-    let (tls, stop) = (Arc::clone(&opts.tls), shutdown.clone());
+    // so that open connections of a revoked certificate close; the
+    // refusals since the last look are logged, counted.
+    let (tls, books, stop) = (Arc::clone(&opts.tls), Arc::clone(&admission), shutdown.clone());
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = every.tick() => drop(tls.current()),
+                _ = every.tick() => {
+                    drop(tls.current());
+                    books.report();
+                }
             }
         }
     });
     tokio::spawn(accept_loop(
         listener,
         opts.clone(),
+        admission,
         Arc::clone(&shards.shards),
         shutdown.clone(),
     ));
@@ -88,11 +95,11 @@ const MAX_SHARDS: usize = 16;
 async fn accept_loop(
     listener: TcpListener,
     opts: ServeOptions,
+    admission: Arc<Admission>,
     shards: Arc<[Shard]>,
     shutdown: CancellationToken,
 ) {
-    let pending = Arc::new(Pending::new(opts.max_handshakes));
-    let connections = Arc::new(Semaphore::new(opts.max_connections));
+    let limits = admission.limits().clone();
     loop {
         let (tcp, addr) = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -106,8 +113,8 @@ async fn accept_loop(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!(%addr, "too many connections; closing a new one");
+        // Refused: dropped here, closed before a byte of TLS.
+        let Some((slot, pending)) = admission.admit(addr) else {
             continue;
         };
         // The connection moves to its shard's runtime, handshake and all.
@@ -118,26 +125,27 @@ async fn accept_loop(
                 continue;
             }
         };
-        // Every handshake slot taken: the oldest pending handshake goes. A
-        // real client finishes in milliseconds, so the oldest is the one
-        // saying nothing; connections that never speak cannot lock others
-        // out (slowloris).
-        let (id, evicted) = pending.admit();
         let shard = shards::least_loaded(&shards);
-        let server_tls = Arc::clone(&opts.tls);
-        let (acceptor, tx, timeout, pending, load) = (
+        let server = Arc::clone(&opts.tls);
+        let (acceptor, tx, handshake_timeout, preface_timeout, load) = (
             // The CRL as it is now (see `tls::ServerTls`).
             TlsAcceptor::from(opts.tls.current()),
             shard.incoming.clone(),
-            opts.handshake_timeout,
-            Arc::clone(&pending),
+            limits.handshake_timeout,
+            limits.preface_timeout,
             shard.load(),
         );
         shard.runtime.spawn(async move {
-            let tls = handshake(tcp, addr, acceptor, timeout, evicted).await;
-            pending.done(id);
-            if let Some(tls) = tls {
-                let authed = Authed::new(tls, addr, server_tls, permit, load);
+            let tls = handshake(tcp, addr, acceptor, handshake_timeout, pending).await;
+            let Some(tls) = tls else { return };
+            let opts = AuthedOptions {
+                addr,
+                server,
+                slot,
+                load,
+                preface_timeout,
+            };
+            if let Some(authed) = Authed::new(tls, opts) {
                 let _ = tx.send(Ok(authed)).await;
             }
         });
@@ -145,13 +153,14 @@ async fn accept_loop(
 }
 
 /// Takes a connection through its TLS handshake, on the shard's runtime.
-/// None, logged, when it failed, timed out, or was evicted for a newer one.
+/// None, logged (throttled), when it failed, timed out, or was evicted for
+/// a newer one.
 async fn handshake(
     tcp: std::net::TcpStream,
     addr: SocketAddr,
     acceptor: TlsAcceptor,
     timeout: Duration,
-    evicted: CancellationToken,
+    pending: Handshake,
 ) -> Option<TlsStream<TcpStream>> {
     let tcp = match TcpStream::from_std(tcp) {
         Ok(tcp) => tcp,
@@ -162,58 +171,20 @@ async fn handshake(
     };
     tune(&tcp);
     let outcome = tokio::select! {
-        () = evicted.cancelled() => {
-            tracing::info!(%addr, "handshake slots full: dropped the oldest pending handshake");
-            return None;
-        }
+        // Logged by the books, for the source.
+        () = pending.evicted.cancelled() => return None,
         r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => r,
     };
     match outcome {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
-            tracing::info!(%addr, error = %e, "TLS handshake refused");
+            pending.refused(why::HANDSHAKE_FAILED, Some(&e.to_string()));
             None
         }
         Err(_) => {
-            tracing::info!(%addr, "TLS handshake timed out");
+            pending.refused(why::HANDSHAKE_TIMEOUT, None);
             None
         }
-    }
-}
-
-/// The handshakes in progress, oldest first, at most `max`.
-struct Pending {
-    max: usize,
-    inner: std::sync::Mutex<(u64, std::collections::BTreeMap<u64, CancellationToken>)>,
-}
-
-impl Pending {
-    fn new(max: usize) -> Self {
-        Self {
-            max: max.max(1),
-            inner: std::sync::Mutex::new((0, std::collections::BTreeMap::new())),
-        }
-    }
-
-    /// A slot for a new handshake, evicting the oldest if all are taken.
-    fn admit(&self) -> (u64, CancellationToken) {
-        let mut g = tasker_common::lock(&self.inner);
-        let (next, slots) = &mut *g;
-        while slots.len() >= self.max {
-            if let Some((_, oldest)) = slots.pop_first() {
-                oldest.cancel();
-            }
-        }
-        let id = *next;
-        *next += 1;
-        let token = CancellationToken::new();
-        slots.insert(id, token.clone());
-        (id, token)
-    }
-
-    fn done(&self, id: u64) {
-        let mut g = tasker_common::lock(&self.inner);
-        g.1.remove(&id);
     }
 }
 

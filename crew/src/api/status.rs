@@ -60,7 +60,8 @@ impl ApiError {
     /// the client as the part that failed and an incident number.
     pub fn internal(e: &EngineError) -> Self {
         let incident = INCIDENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::error!(incident, error = %e, "engine failure");
+        // The error can quote the request (a cwd, a path): bounded.
+        tracing::error!(incident, error = %super::logged(&e.to_string()), "engine failure");
         let part = match e {
             EngineError::Io { .. } => "a file operation",
             EngineError::Cgroup(_) => "the job's cgroup",

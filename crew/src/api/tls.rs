@@ -8,7 +8,7 @@
 //!   accepts a certificate with no EKU at all, and a crew's own certificate
 //!   (serverAuth) must never act as a client.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -168,11 +168,11 @@ const CRL_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// with [`current`](Self::current), which is rebuilt when the file
 /// changes (looked at once a second at most, and once a second by the
 /// server whatever comes in), so a revocation takes effect without a
-/// restart. Each look moves the [`epoch`](Self::epoch) on: open
-/// connections then check their certificate's standing again. A CRL that
-/// cannot be read keeps the last good one (logged); so does a CRL file
-/// that disappears: revocations are never dropped behind the operator's
-/// back.
+/// restart. Each open connection [`watch`](Self::watch)es its certificate's
+/// serial: a CRL loaded later that revokes it signals the connection at
+/// once, idle or not. A CRL that cannot be read keeps the last good one
+/// (logged); so does a CRL file that disappears: revocations are never
+/// dropped behind the operator's back.
 #[derive(Debug)]
 pub struct ServerTls {
     roots: Arc<RootCertStore>,
@@ -182,7 +182,45 @@ pub struct ServerTls {
     current: std::sync::Mutex<Current>,
     /// The serials the loaded CRLs revoke.
     revoked: std::sync::RwLock<HashSet<Vec<u8>>>,
-    epoch: std::sync::atomic::AtomicU64,
+    /// The open connections' signals, by their certificate's serial.
+    watchers: std::sync::Mutex<Watchers>,
+}
+
+/// Who to tell when a serial is revoked: weak, so that a closed
+/// connection's entry only waits for the next sweep.
+#[derive(Debug, Default)]
+struct Watchers {
+    by_serial: HashMap<Vec<u8>, Vec<std::sync::Weak<Revocation>>>,
+    /// Entries added since the last sweep of closed connections' entries.
+    added: usize,
+}
+
+/// One open connection's line to the CRL: set, and its task woken, when a
+/// CRL loaded later revokes its certificate. Polling it is two atomic
+/// operations (no lock shared with other connections), so every read and
+/// write of every connection can afford it.
+#[derive(Debug, Default)]
+pub struct Revocation {
+    revoked: std::sync::atomic::AtomicBool,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl Revocation {
+    /// Whether the certificate was revoked; if not yet, `cx`'s task is
+    /// woken when it is.
+    pub fn poll_revoked(&self, cx: &mut std::task::Context<'_>) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.revoked.load(Ordering::Acquire) {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    fn revoke(&self) {
+        self.revoked.store(true, std::sync::atomic::Ordering::Release);
+        self.waker.wake();
+    }
 }
 
 #[derive(Debug)]
@@ -238,15 +276,39 @@ impl ServerTls {
                 said: None,
             }),
             revoked: std::sync::RwLock::new(revoked),
-            epoch: std::sync::atomic::AtomicU64::new(0),
+            watchers: std::sync::Mutex::new(Watchers::default()),
         })
     }
 
-    /// Moves on each time the CRL is looked at (once a second, and when a
-    /// changed one is loaded): open connections compare it with the one
-    /// they last saw, one atomic load per read or write of theirs.
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    /// The signal that the certificate with this serial (its raw DER
+    /// bytes) is revoked by a CRL loaded from now on (or was, by the one
+    /// loaded now: a CRL can load between a handshake and this).
+    pub fn watch(&self, serial: &[u8]) -> Arc<Revocation> {
+        let signal = Arc::new(Revocation::default());
+        {
+            let mut w = tasker_common::lock(&self.watchers);
+            // Closed connections' entries go once as many were added as
+            // there were serials after the last sweep: amortized, bounded
+            // by twice the open connections.
+            if w.added > w.by_serial.len().max(64) {
+                w.by_serial.retain(|_, v| {
+                    v.retain(|s| s.strong_count() > 0);
+                    !v.is_empty()
+                });
+                w.added = 0;
+            }
+            w.added += 1;
+            w.by_serial
+                .entry(serial.to_vec())
+                .or_default()
+                .push(Arc::downgrade(&signal));
+        }
+        // After the entry is in: a CRL loaded meanwhile is either seen here
+        // or signals the entry.
+        if self.is_revoked(serial) {
+            signal.revoke();
+        }
+        signal
     }
 
     /// Whether the loaded CRLs revoke the certificate with this serial
@@ -261,7 +323,6 @@ impl ServerTls {
         if cur.checked.elapsed() >= CRL_CHECK_EVERY {
             cur.checked = Instant::now();
             self.look(&mut cur);
-            self.epoch.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
         Arc::clone(&cur.config)
     }
@@ -297,6 +358,18 @@ impl ServerTls {
                 cur.expires = expires;
                 cur.said = None;
                 *tasker_common::write(&self.revoked) = revoked;
+                // After the set is in: a connection that starts watching
+                // meanwhile is either signalled here or sees the set.
+                let revoked = tasker_common::read(&self.revoked);
+                let w = tasker_common::lock(&self.watchers);
+                for signal in revoked
+                    .iter()
+                    .filter_map(|serial| w.by_serial.get(serial))
+                    .flatten()
+                    .filter_map(std::sync::Weak::upgrade)
+                {
+                    signal.revoke();
+                }
             }
             Err(e) => tracing::error!(error = %e, "the CRL changed but cannot be used; keeping the last one"),
         }

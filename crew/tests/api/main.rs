@@ -3,6 +3,7 @@
 //! as root, with cgroups and namespaces; otherwise every test says SKIPPED.
 
 mod authz;
+mod connections;
 mod jobs;
 mod requests;
 mod support;

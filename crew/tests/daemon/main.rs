@@ -3,6 +3,8 @@
 //! port, signals, stderr. Jobs run for real (root, cgroups, namespaces);
 //! where that is impossible a test says SKIPPED and why.
 //!
+//! - `bounds`: a certificate path that is a FIFO, a link to /dev/zero or a
+//!   huge file, and flag values that make no sense: refused at once.
 //! - `start`: every bad start exits 2 with one line that names the problem.
 //! - `shutdown`: SIGTERM and SIGINT with `--stop-jobs-on-exit` stop the jobs
 //!   and exit 0, leaving nothing.
@@ -14,13 +16,15 @@
 //!   crew takes them over; one crew per name and state directory.
 //! - `logs`: what clients send cannot forge log records (text and JSON).
 //! - `attach`: a client that vanishes mid-attach leaks no fd, stops no job.
-//! - `transport`: the request size limit; handshake slots (a known bug).
+//! - `transport`: the request size limit; handshake slots; a connect flood
+//!   from one address costs the log a line per 10 s, not one per connection.
 //! - `tenants`: quotas from the configuration file and flags; two users'
 //!   fork bombs leave the crew and a third user responsive.
 //! - `watchers`: 256 idle watchers of jobs with the longest argv cost the
 //!   crew bounded memory, returned when they close.
 
 mod attach;
+mod bounds;
 mod client;
 mod killpoints;
 mod load;

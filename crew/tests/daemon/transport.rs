@@ -115,3 +115,54 @@ async fn jobs_with_large_argvs_do_not_break_list_or_watch() {
 
     assert_eq!(crew.stop().await.code(), Some(0));
 }
+
+/// A flood of connects from one address costs the log a line when it
+/// starts and one line with a count every 10 s, never a line per
+/// connection; meanwhile a client from another address gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_costs_the_log_a_line_per_interval() {
+    skip_unless_crew_can_run!();
+    ensure_user(ALICE);
+    let mut crew = Crew::start("floodlog", &["--max-connections-per-address", "8"]).await;
+    let flooder: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut open = Vec::new();
+    for _ in 0..300 {
+        // Held open and silent: 8 take the address's slots, the rest are
+        // closed by the crew as they come.
+        open.push(crew::testing::tcp_from(flooder, crew.addr).await.unwrap());
+    }
+    let mut alice = bounded(
+        "a client from another address to get in",
+        Duration::from_secs(5),
+        crew.client(ALICE, Role::User),
+    )
+    .await;
+    assert!(start(&mut alice, &["/bin/true"]).await.is_ok());
+    let about = |l: &String| l.contains("127.0.0.2");
+    wait_for(
+        "the counted line, 10 s after the first",
+        Duration::from_secs(20),
+        || {
+            crew.stderr
+                .lines()
+                .iter()
+                .any(|l| about(l) && l.contains("count="))
+        },
+    )
+    .await;
+    let lines: Vec<String> = crew.stderr.lines().into_iter().filter(about).collect();
+    assert!(
+        lines.len() <= 3,
+        "{} log lines for one flooding address:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    let counted = lines.iter().find(|l| l.contains("count=")).unwrap();
+    assert!(
+        counted.contains("too many connections from this address"),
+        "{counted}"
+    );
+    eprintln!("the flood's log lines:\n{}", lines.join("\n"));
+    drop(open);
+    assert_eq!(crew.stop().await.code(), Some(0));
+}
