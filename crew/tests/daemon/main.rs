@@ -19,7 +19,7 @@
 //! - `transport`: the request size limit; handshake slots; a connect flood
 //!   from one address costs the log a line per 10 s, not one per connection.
 //! - `tenants`: quotas from the configuration file and flags; two users'
-//!   fork bombs leave the crew and a third user responsive.
+//!   fork bombs leave the crew answering a third user.
 //! - `watchers`: 256 idle watchers of jobs with the longest argv cost the
 //!   crew bounded memory, returned when they close.
 
