@@ -6,55 +6,10 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use certgen::testing::TestPki;
 
 use crate::support::*;
-
-/// The flags of crew `name` on a free port with the PKI in `pki`.
-fn flags(name: &str, pki: &Path, state: &Path) -> Vec<OsString> {
-    vec![
-        "--name".into(),
-        name.into(),
-        "--listen".into(),
-        format!("127.0.0.1:{}", free_port()).into(),
-        "--certs".into(),
-        arg(pki),
-        "--state-dir".into(),
-        arg(state),
-    ]
-}
-
-/// Runs the crew with `args` and asserts it refused to start at once:
-/// exit 2 within a few seconds, one line, every one of `needles` in it.
-async fn refused_at_once(args: &[OsString], needles: &[&str]) {
-    let t0 = Instant::now();
-    let got = run_to_exit(&[], args).await;
-    let took = t0.elapsed();
-    assert_eq!(got.status.code(), Some(2), "{got:?}");
-    assert_eq!(got.stderr.len(), 1, "not exactly one line: {:#?}", got.stderr);
-    let line = &got.stderr[0];
-    assert!(line.starts_with("crew: "), "{line}");
-    for n in needles {
-        assert!(line.contains(n), "{line:?} does not say {n:?}");
-    }
-    assert!(took < Duration::from_secs(5), "took {took:?} to refuse: {line}");
-}
-
-/// Root is needed to get past the first check of a start that reads
-/// files.
-macro_rules! skip_unless_root {
-    () => {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!(
-                "SKIPPED {}: needs root (the crew checks for root first)",
-                module_path!()
-            );
-            return;
-        }
-    };
-}
 
 /// Replaces `path` with what `make` puts there.
 fn replace(path: &Path, make: impl FnOnce(&Path)) {
@@ -71,7 +26,11 @@ async fn a_certificate_that_is_a_fifo_is_refused_without_blocking() {
         nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     });
     let crt = files.cert.display().to_string();
-    refused_at_once(&flags(&name, pki.dir(), state.path()), &[&crt, "a FIFO"]).await;
+    refused_at_once(
+        &flags(&name, pki.dir(), state.path(), free_port()),
+        &[&crt, "a FIFO"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -84,7 +43,7 @@ async fn a_key_or_ca_linked_to_dev_zero_is_refused_without_reading_it() {
     });
     let key = files.key.display().to_string();
     refused_at_once(
-        &flags(&name, pki.dir(), state.path()),
+        &flags(&name, pki.dir(), state.path(), free_port()),
         &[&key, "a character device"],
     )
     .await;
@@ -93,7 +52,7 @@ async fn a_key_or_ca_linked_to_dev_zero_is_refused_without_reading_it() {
     let saved = std::fs::read(&ca).unwrap();
     replace(&ca, |p| std::os::unix::fs::symlink("/dev/zero", p).unwrap());
     refused_at_once(
-        &flags(&name, pki.dir(), state.path()),
+        &flags(&name, pki.dir(), state.path(), free_port()),
         &["ca.crt", "a character device"],
     )
     .await;
@@ -112,7 +71,7 @@ async fn an_oversized_certificate_or_crl_is_refused() {
     std::fs::write(&files.cert, &huge).unwrap();
     let crt = files.cert.display().to_string();
     refused_at_once(
-        &flags(&name, pki.dir(), state.path()),
+        &flags(&name, pki.dir(), state.path(), free_port()),
         &[&crt, "2097", "at most 1048576"],
     )
     .await;
@@ -121,7 +80,7 @@ async fn an_oversized_certificate_or_crl_is_refused() {
     let _ = pki.crew(&name);
     std::fs::write(pki.dir().join("crl.pem"), vec![b'#'; 2 << 20]).unwrap();
     refused_at_once(
-        &flags(&name, pki.dir(), state.path()),
+        &flags(&name, pki.dir(), state.path(), free_port()),
         &["crl.pem", "at most 1048576"],
     )
     .await;
@@ -135,6 +94,7 @@ async fn flag_values_that_make_no_sense_are_refused_first() {
             &unique_name("flags"),
             Path::new("/nonexistent/tasker-certs"),
             Path::new("/nonexistent/state"),
+            free_port(),
         )
     };
     for (extra, says) in [

@@ -10,52 +10,6 @@ use certgen::testing::TestPki;
 
 use crate::support::*;
 
-/// The flags of a crew named `name` on a free port with `pki`, and `state`
-/// as its state directory.
-fn flags(name: &str, pki: &Path, state: &Path, port: u16) -> Vec<OsString> {
-    vec![
-        "--name".into(),
-        name.into(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}").into(),
-        "--certs".into(),
-        arg(pki),
-        "--state-dir".into(),
-        arg(state),
-    ]
-}
-
-/// Asserts the refusal every bad start must be: exit 2, one line, `crew: `
-/// and each of `needles`; and that nothing of crew `name` is left.
-fn assert_refused(got: &Refusal, name: &str, needles: &[&str]) {
-    assert_eq!(got.status.code(), Some(2), "{got:?}");
-    assert_eq!(got.stderr.len(), 1, "not exactly one line: {:#?}", got.stderr);
-    let line = &got.stderr[0];
-    assert!(line.starts_with("crew: "), "{line}");
-    for n in needles {
-        assert!(line.contains(n), "{line:?} does not say {n:?}");
-    }
-    assert!(
-        crew_cgroups_left(name).is_empty(),
-        "a refused start left cgroups: {:?}",
-        crew_cgroups_left(name)
-    );
-}
-
-/// Root is needed to get past the first check; the checks after it are
-/// what these tests are about.
-macro_rules! skip_unless_root {
-    () => {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!(
-                "SKIPPED {}: needs root (the crew checks for root first)",
-                module_path!()
-            );
-            return;
-        }
-    };
-}
-
 #[tokio::test]
 async fn a_missing_key_file_is_named() {
     skip_unless_root!();

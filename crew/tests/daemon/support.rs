@@ -40,6 +40,72 @@ macro_rules! skip_unless_crew_can_run {
 }
 pub(crate) use skip_unless_crew_can_run;
 
+/// Root is needed to get past the first check of a start (the checks of
+/// a bad start after it are what such tests are about).
+macro_rules! skip_unless_root {
+    () => {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "SKIPPED {}: needs root (the crew checks for root first)",
+                module_path!()
+            );
+            return;
+        }
+    };
+}
+pub(crate) use skip_unless_root;
+
+/// The flags of a crew named `name` on `port` with the PKI in `pki`, and
+/// `state` as its state directory.
+pub fn flags(name: &str, pki: &Path, state: &Path, port: u16) -> Vec<OsString> {
+    vec![
+        "--name".into(),
+        name.into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}").into(),
+        "--certs".into(),
+        arg(pki),
+        "--state-dir".into(),
+        arg(state),
+    ]
+}
+
+/// The refusal every bad start must be: exit 2, one line, `crew: ` and
+/// each of `needles`.
+fn assert_one_line(got: &Refusal, needles: &[&str]) {
+    assert_eq!(got.status.code(), Some(2), "{got:?}");
+    assert_eq!(got.stderr.len(), 1, "not exactly one line: {:#?}", got.stderr);
+    let line = &got.stderr[0];
+    assert!(line.starts_with("crew: "), "{line}");
+    for n in needles {
+        assert!(line.contains(n), "{line:?} does not say {n:?}");
+    }
+}
+
+/// [`assert_one_line`], and nothing of crew `name` is left.
+pub fn assert_refused(got: &Refusal, name: &str, needles: &[&str]) {
+    assert_one_line(got, needles);
+    assert!(
+        crew_cgroups_left(name).is_empty(),
+        "a refused start left cgroups: {:?}",
+        crew_cgroups_left(name)
+    );
+}
+
+/// Runs the crew with `args` and asserts it refused to start at once:
+/// exit 2 within a few seconds, one line, every one of `needles` in it.
+pub async fn refused_at_once(args: &[OsString], needles: &[&str]) {
+    let t0 = Instant::now();
+    let got = run_to_exit(&[], args).await;
+    let took = t0.elapsed();
+    assert_one_line(&got, needles);
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} to refuse: {:?}",
+        got.stderr
+    );
+}
+
 /// A crew name no other test (or test run) uses: the crew's cgroup parent is
 /// `tasker/<name>`, and two crews of one name kill each other's jobs.
 pub fn unique_name(tag: &str) -> String {
