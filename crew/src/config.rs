@@ -214,110 +214,69 @@ fn refuse(key: &str, s: &Option<Value>) -> Result<(), String> {
     }
 }
 
+/// What `key` says, read by `read`: not given (`None`), a value
+/// (`Some(Some(v))`) or "none" (`Some(None)`); `no_lift` is why "none" is
+/// refused where it is.
+fn read_key<T>(
+    v: &Option<Value>,
+    key: &str,
+    read: fn(&Value) -> Option<T>,
+    what: &str,
+    no_lift: Option<&str>,
+) -> Result<Option<Option<T>>, String> {
+    let Some(v) = v else { return Ok(None) };
+    match (v.setting(key, read, what)?, no_lift) {
+        (Setting::Set(x), _) => Ok(Some(Some(x))),
+        (Setting::Lifted, None) => Ok(Some(None)),
+        (Setting::Lifted, Some(why)) => Err(format!("{key}: {why}")),
+    }
+}
+
+const TASKS: &str = "a number of tasks";
+const SIZE: &str = "a size (bytes, or 512M, 8G)";
+const CORES: &str = "a number of cores";
+
 fn caps(s: &Settings, table: &str, into: &mut Caps, may_lift: bool) -> Result<(), String> {
     refuse(&format!("{table}.memory_high"), &s.memory_high)?;
     refuse(&format!("{table}.cpu_weight"), &s.cpu_weight)?;
-    let set = |v: &Option<Value>,
-               name: &str,
-               read: &dyn Fn(&Value) -> Option<u64>,
-               what: &str,
-               into: &mut Option<u64>| {
-        let key = format!("{table}.{name}");
-        match v.as_ref().map(|v| v.setting(&key, read, what)).transpose()? {
-            None => {}
-            Some(Setting::Set(n)) => *into = Some(n),
-            Some(Setting::Lifted) if may_lift => *into = None,
-            Some(Setting::Lifted) => {
-                return Err(format!(
-                    "{key}: \"none\" lifts a cap of every user's; give a number here"
-                ));
-            }
-        }
-        Ok::<(), String>(())
-    };
-    set(
-        &s.pids,
-        "pids",
-        &Value::count,
-        "a number of tasks",
-        &mut into.pids,
-    )?;
-    set(
-        &s.memory,
-        "memory",
-        &Value::size,
-        "a size (bytes, or 512M, 8G)",
-        &mut into.memory,
-    )?;
-    set(&s.jobs, "jobs", &Value::count, "a number of jobs", &mut into.jobs)?;
-    let key = format!("{table}.cpu");
-    match s
-        .cpu
-        .as_ref()
-        .map(|v| v.setting(&key, Value::cores, "a number of cores"))
-        .transpose()?
-    {
-        None => {}
-        Some(Setting::Set(c)) => into.cpu = Some(c),
-        Some(Setting::Lifted) if may_lift => into.cpu = None,
-        Some(Setting::Lifted) => {
-            return Err(format!(
-                "{key}: \"none\" lifts a cap of every user's; give a number here"
-            ));
-        }
+    let key = |name: &str| format!("{table}.{name}");
+    let lift = (!may_lift).then_some("\"none\" lifts a cap of every user's; give a number here");
+    if let Some(v) = read_key(&s.pids, &key("pids"), Value::count, TASKS, lift)? {
+        into.pids = v;
+    }
+    if let Some(v) = read_key(&s.memory, &key("memory"), Value::size, SIZE, lift)? {
+        into.memory = v;
+    }
+    if let Some(v) = read_key(&s.jobs, &key("jobs"), Value::count, "a number of jobs", lift)? {
+        into.jobs = v;
+    }
+    if let Some(v) = read_key(&s.cpu, &key("cpu"), Value::cores, CORES, lift)? {
+        into.cpu = v;
     }
     Ok(())
 }
 
 fn defaults(s: &Settings, engine: &mut EngineConfig) -> Result<(), String> {
     refuse("defaults.jobs", &s.jobs)?;
+    // A default cannot be lifted: a job without one has no such limit.
+    let lift = Some("give a value (a job without one has no such limit)");
     let l: &mut Limits = &mut engine.default_limits;
-    let value = |v: &Option<Value>, name: &str, read: &dyn Fn(&Value) -> Option<u64>, what: &str| {
-        let key = format!("defaults.{name}");
-        match v.as_ref().map(|v| v.setting(&key, read, what)).transpose()? {
-            None => Ok(None),
-            Some(Setting::Set(n)) => Ok(Some(n)),
-            Some(Setting::Lifted) => Err(format!(
-                "{key}: give a value (a job without one has no such limit)"
-            )),
-        }
-    };
-    if let Some(n) = value(&s.pids, "pids", &Value::count, "a number of tasks")? {
+    if let Some(n) = read_key(&s.pids, "defaults.pids", Value::count, TASKS, lift)?.flatten() {
         engine.default_pids = n;
     }
-    if let Some(n) = value(&s.memory, "memory", &Value::size, "a size (bytes, or 512M, 8G)")? {
+    if let Some(n) = read_key(&s.memory, "defaults.memory", Value::size, SIZE, lift)?.flatten() {
         l.memory = Some(n);
     }
-    if let Some(n) = value(
-        &s.memory_high,
-        "memory_high",
-        &Value::size,
-        "a size (bytes, or 512M, 8G)",
-    )? {
+    if let Some(n) = read_key(&s.memory_high, "defaults.memory_high", Value::size, SIZE, lift)?.flatten() {
         l.memory_high = Some(n);
     }
-    if let Some(n) = value(
-        &s.cpu_weight,
-        "cpu_weight",
-        &Value::count,
-        "a weight of 1 to 10000",
-    )? {
-        l.cpu_weight = Some(
-            u32::try_from(n)
-                .map_err(|_| format!("defaults.cpu_weight: {n} is not a weight of 1 to 10000"))?,
-        );
+    let weight = "a weight of 1 to 10000";
+    if let Some(n) = read_key(&s.cpu_weight, "defaults.cpu_weight", Value::count, weight, lift)?.flatten() {
+        l.cpu_weight =
+            Some(u32::try_from(n).map_err(|_| format!("defaults.cpu_weight: {n} is not {weight}"))?);
     }
-    match s
-        .cpu
-        .as_ref()
-        .map(|v| v.setting("defaults.cpu", Value::cores, "a number of cores"))
-        .transpose()?
-    {
-        None => {}
-        Some(Setting::Set(c)) => l.cpu = Some(c),
-        Some(Setting::Lifted) => {
-            return Err("defaults.cpu: give a value (a job without one has no such limit)".into());
-        }
+    if let Some(c) = read_key(&s.cpu, "defaults.cpu", Value::cores, CORES, lift)?.flatten() {
+        l.cpu = Some(c);
     }
     Ok(())
 }
