@@ -50,6 +50,7 @@ pub mod failpoint;
 mod job;
 mod output;
 mod ownership;
+mod pool;
 mod quota;
 mod registry;
 mod restart;
@@ -167,7 +168,8 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// Two ready shims: enough for back-to-back starts, and little memory
 /// (a shim and its init: docs/benchmarks.md, "Memory").
 pub const DEFAULT_SHIM_POOL: usize = 2;
-/// A ready shim older than this is replaced rather than used.
+/// A ready shim older than this is replaced rather than used, on a host
+/// whose `/` does not propagate mounts (see [`pool::ready_max_age`]).
 pub const MAX_READY_AGE: Duration = Duration::from_secs(60);
 
 impl EngineConfig {
@@ -227,11 +229,10 @@ struct Inner {
     leave: CancellationToken,
     shutting_down: AtomicBool,
     online_cpus: usize,
-    /// Started shims waiting for a job.
-    pool: Mutex<Vec<IdleShim>>,
-    /// The owner of the last job started: a ready shim's cgroups are made
-    /// under that user, whose next job is the likeliest (see `create_slot`).
-    last_owner: Mutex<Option<String>>,
+    /// How old a ready shim may be (None: any age; see `pool::ready_max_age`).
+    ready_max_age: Option<Duration>,
+    /// Started shims waiting for a job, and the users they are kept for.
+    pool: Mutex<pool::Pool>,
     /// Starts under way, per owner: counted with the running jobs against
     /// the caps on running jobs.
     starting: Mutex<std::collections::HashMap<String, u64>>,
@@ -263,7 +264,7 @@ impl EngineHandle {
 
     /// The pids of the shims started and waiting for a job.
     pub fn ready_shims(&self) -> Vec<u32> {
-        lock(&self.inner.pool).iter().map(IdleShim::pid).collect()
+        lock(&self.inner.pool).pids()
     }
 
     /// A running job, or why there is none to act on.

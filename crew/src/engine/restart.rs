@@ -52,6 +52,8 @@ use tasker_common::lock;
 
 /// How often retention and the other upkeep run.
 const UPKEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often the ready shims are looked after (see `tend_pool`).
+const POOL_UPKEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// What the blocking part of the start made.
 struct Setup {
@@ -151,8 +153,8 @@ impl Engine {
                     leave: CancellationToken::new(),
                     shutting_down: AtomicBool::new(false),
                     online_cpus,
-                    pool: std::sync::Mutex::new(Vec::new()),
-                    last_owner: std::sync::Mutex::new(None),
+                    ready_max_age: super::pool::ready_max_age(),
+                    pool: std::sync::Mutex::default(),
                     starting: std::sync::Mutex::default(),
                     refilling: AtomicBool::new(false),
                     claims: std::sync::Mutex::new(setup.claims),
@@ -204,7 +206,7 @@ impl Engine {
         inner.leave.cancel();
         inner.tracker.close();
         inner.tracker.wait().await;
-        let idle: Vec<IdleShim> = std::mem::take(&mut *lock(&inner.pool));
+        let idle: Vec<IdleShim> = lock(&inner.pool).take_all();
         let _ = tokio::task::spawn_blocking(move || idle.into_iter().for_each(IdleShim::dismiss)).await;
         lock(&inner.claims).clear();
     }
@@ -240,7 +242,7 @@ impl Engine {
         inner.leave.cancel();
         inner.tracker.close();
         inner.tracker.wait().await;
-        let idle: Vec<IdleShim> = std::mem::take(&mut *lock(&inner.pool));
+        let idle: Vec<IdleShim> = lock(&inner.pool).take_all();
         let _ = tokio::task::spawn_blocking(move || idle.into_iter().for_each(IdleShim::dismiss)).await;
         let tree = inner.tree.clone();
         let _ = tokio::task::spawn_blocking(move || tree.destroy()).await;
@@ -257,7 +259,7 @@ impl Drop for Engine {
         let inner = &self.handle.inner;
         inner.shutting_down.store(true, Ordering::SeqCst);
         inner.leave.cancel();
-        for idle in std::mem::take(&mut *lock(&inner.pool)) {
+        for idle in lock(&inner.pool).take_all() {
             idle.dismiss();
         }
         lock(&inner.claims).clear();
@@ -464,6 +466,21 @@ impl EngineHandle {
                     () = leave.cancelled() => return,
                     () = tokio::time::sleep(UPKEEP_EVERY) => {}
                 }
+            }
+        });
+        // The ready shims, more often: one kept for a user must be renewed
+        // before it is too old to use.
+        let weak = Arc::downgrade(&self.inner);
+        let leave = self.inner.leave.clone();
+        self.inner.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = leave.cancelled() => return,
+                    () = tokio::time::sleep(POOL_UPKEEP_EVERY) => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let handle = EngineHandle { inner };
+                tokio::task::spawn_blocking(move || handle.tend_pool()).await.ok();
             }
         });
     }

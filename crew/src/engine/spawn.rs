@@ -43,21 +43,22 @@ impl Drop for ShimLink {
     /// panicked) leaves the shim to be reaped when it ends.
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {
-            reap_when_it_ends(child);
+            reap_when_it_ends(child, Vec::new());
         }
     }
 }
 
 /// Shims this process started but no longer follows are still its
 /// children: one thread for the process reaps each when it ends (polling,
-/// so that a thousand left jobs cost one thread, not a thousand), should
-/// the process live on (an engine in a test, a crew that starts another
-/// engine). It ends with the last of them.
-fn reap_when_it_ends(child: Child) {
-    static LEFT: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
+/// so that a thousand left jobs cost one thread, not a thousand), then
+/// removes the cgroups `then_remove` (a dismissed ready shim's slot),
+/// should the process live on (an engine in a test, a crew that starts
+/// another engine). It ends with the last of them.
+fn reap_when_it_ends(child: Child, then_remove: Vec<PathBuf>) {
+    static LEFT: std::sync::Mutex<Vec<(Child, Vec<PathBuf>)>> = std::sync::Mutex::new(Vec::new());
     let mut left = tasker_common::lock(&LEFT);
     let idle = left.is_empty();
-    left.push(child);
+    left.push((child, then_remove));
     if !idle {
         return;
     }
@@ -66,10 +67,23 @@ fn reap_when_it_ends(child: Child) {
         .spawn(|| {
             loop {
                 std::thread::sleep(std::time::Duration::from_millis(100));
-                let mut left = tasker_common::lock(&LEFT);
-                // Kept while running; gone once reaped (or reaped elsewhere).
-                left.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
-                if left.is_empty() {
+                let ended: Vec<Vec<PathBuf>> = {
+                    let mut left = tasker_common::lock(&LEFT);
+                    // Kept while running; gone once reaped (or reaped elsewhere).
+                    let mut ended = Vec::new();
+                    left.retain_mut(|(c, dirs)| {
+                        let running = matches!(c.try_wait(), Ok(None));
+                        if !running {
+                            ended.push(std::mem::take(dirs));
+                        }
+                        running
+                    });
+                    ended
+                };
+                for dirs in ended {
+                    super::cgroup::remove_slot(&dirs);
+                }
+                if tasker_common::lock(&LEFT).is_empty() {
                     return;
                 }
             }
@@ -114,27 +128,26 @@ impl IdleShim {
         self.born.elapsed()
     }
 
-    /// Lets the shim go: it and its init see EOF and exit; this reaps it,
-    /// and removes its slot's cgroups once init is out of them.
+    /// Lets the shim go: it and its init see EOF and exit. Returns at
+    /// once: the shim is reaped, and its slot's cgroups removed, once it
+    /// has ended (an init still joining its slot's v1 cgroups under load
+    /// can take seconds to see its EOF).
     pub(crate) fn dismiss(self) {
         let Self {
             ctl,
             init,
-            mut child,
+            child,
             slot,
             ..
         } = self;
         drop((ctl, init));
-        let _ = child.wait();
-        if let Some(slot) = slot {
-            super::cgroup::remove_slot(&slot.dirs);
-        }
+        reap_when_it_ends(child, slot.map(|s| s.dirs).unwrap_or_default());
     }
 
-    /// Whether this shim may take a job of `owner`: one without a slot may
-    /// take anyone's; one with a slot only its user's.
-    pub(crate) fn fits(&self, owner: &str) -> bool {
-        self.slot.as_ref().is_none_or(|s| s.owner == owner)
+    /// The user whose jobs only this shim may take (on a hybrid host, the
+    /// one its slot was made under); None: anyone's.
+    pub(crate) fn owner(&self) -> Option<&str> {
+        self.slot.as_ref().map(|s| s.owner.as_str())
     }
 
     /// The job id reserved for this shim, if it has a slot.
@@ -150,23 +163,25 @@ impl IdleShim {
     }
 
     /// Waits (bounded, blocking) until init is in every cgroup of its
-    /// slot. A shim is only ready once that is settled: a start must know
-    /// whether init counts against the job's pids limit, and which cgroups
-    /// the command must join itself.
-    pub(crate) fn wait_joined(&self, timeout: std::time::Duration) -> bool {
+    /// slot, or `give_up` says so. A shim is only ready once that is
+    /// settled: a start must know whether init counts against the job's
+    /// pids limit, and which cgroups the command must join itself.
+    pub(crate) fn wait_joined(&self, timeout: std::time::Duration, give_up: impl Fn() -> bool) -> bool {
         let Some(slot) = &self.slot else { return true };
         let deadline = std::time::Instant::now() + timeout;
         let joined = |d: &PathBuf| {
             std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|procs| !procs.trim().is_empty())
         };
+        let mut pause = std::time::Duration::from_millis(1);
         loop {
             if slot.dirs.iter().all(joined) {
                 return true;
             }
-            if std::time::Instant::now() >= deadline {
+            if std::time::Instant::now() >= deadline || give_up() {
                 return false;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
         }
     }
 }

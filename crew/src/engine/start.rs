@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tasker_shim::output::{create_output, drop_unit};
 use tasker_shim::wire::{Launch, MAX_RECORD, Serve};
@@ -13,11 +13,12 @@ use super::cgroup::{CgroupTree, JobCgroup};
 use super::error::EngineError;
 use super::failpoint;
 use super::job::{JobId, JobInfo, JobState};
+use super::pool::{JOIN_PATIENCE, SLOW_JOIN, Want};
 use super::registry::JobEntry;
 use super::spawn::{Assignment, ExecResult, IdleShim, ShimLink, Slot, assign, spawn_idle};
 use super::spec::{JobSpec, Network, WinSize};
 use super::supervisor::{Supervisor, SupervisorArgs};
-use super::{EngineConfig, EngineHandle, MAX_READY_AGE};
+use super::{EngineConfig, EngineHandle};
 use tasker_common::lock;
 
 impl EngineHandle {
@@ -46,7 +47,7 @@ impl EngineHandle {
         let cwd = spec.working_dir();
 
         let _counted = self.count_start(&spec.owner)?;
-        *lock(&inner.last_owner) = Some(spec.owner.clone());
+        lock(&inner.pool).note_user(&spec.owner, Instant::now());
 
         // A ready shim first: on a hybrid host its init already sits in the
         // v1 cgroups made for the job it gets, under that job's id.
@@ -266,34 +267,18 @@ impl EngineHandle {
         })
     }
 
-    /// A ready shim, if one is fresh enough: a ready init's mount namespace
-    /// is a copy of the host's from when it was made, so an old one could
-    /// miss a mount made since (on hosts whose `/` does not propagate).
-    /// On a hybrid host only one whose cgroups were made under `owner`
-    /// will do: its init forks the command, and a fork counts against the
-    /// caps of the cgroups init is in.
+    /// A ready shim, if one is fresh enough (see `pool::ready_max_age`).
+    /// On a hybrid host one whose cgroups were made under `owner` first:
+    /// its init forks the command, and a fork counts against the caps of
+    /// the cgroups init is in (so another user's will not do at all).
     fn take_ready(&self, owner: &str) -> Option<IdleShim> {
-        loop {
-            let idle = {
-                let mut pool = lock(&self.inner.pool);
-                match pool.iter().rposition(|i| i.fits(owner)) {
-                    Some(at) => pool.remove(at),
-                    None => {
-                        // Another user's shims only: the oldest makes room
-                        // for one of this user's, made after this start.
-                        if !pool.is_empty() {
-                            let other = pool.remove(0);
-                            self.inner.tracker.spawn_blocking(move || other.dismiss());
-                        }
-                        return None;
-                    }
-                }
-            };
-            if idle.age() < MAX_READY_AGE {
-                return Some(idle);
-            }
-            self.inner.tracker.spawn_blocking(move || idle.dismiss());
-        }
+        let (taken, stale) = lock(&self.inner.pool).take(owner, self.inner.ready_max_age);
+        self.dismiss(stale);
+        taken
+    }
+
+    fn dismiss(&self, shims: Vec<IdleShim>) {
+        shims.into_iter().for_each(IdleShim::dismiss);
     }
 
     async fn spawn_fresh(&self) -> Result<IdleShim, EngineError> {
@@ -311,7 +296,32 @@ impl EngineHandle {
         .map_err(|e| EngineError::Shim(format!("shim start task: {e}")))?
     }
 
-    /// Tops the pool of ready shims up, in the background.
+    /// Lets go of the ready shims no longer wanted (too old, or kept for
+    /// a user who went quiet), and tops the pool up: the pool's upkeep.
+    pub(super) fn tend_pool(&self) {
+        let gone = lock(&self.inner.pool).expire(self.inner.ready_max_age, Instant::now());
+        self.dismiss(gone);
+        self.refill_pool();
+    }
+
+    /// Whether some user's jobs are at three quarters of their task cap or
+    /// more: forking against the wall, as a fork bomb does, the very load
+    /// under which a cgroup migration stalls every fork on the host (see
+    /// `pool.rs`).
+    fn forking_at_a_cap(&self) -> bool {
+        let inner = &self.inner;
+        let mut owners: Vec<String> = self.running_jobs().into_iter().map(|j| j.owner).collect();
+        owners.sort();
+        owners.dedup();
+        owners.iter().any(|owner| {
+            let cap = inner.config.quotas.of(owner).pids;
+            let (tasks, _) = inner.tree.owner_usage(owner);
+            matches!((tasks, cap), (Some(t), Some(c)) if t.saturating_mul(4) >= c.saturating_mul(3))
+        })
+    }
+
+    /// Tops the pool of ready shims up, in the background, one at a time
+    /// (see `pool.rs`).
     pub(super) fn refill_pool(&self) {
         let inner = &self.inner;
         if inner.config.shim_pool == 0 || inner.refilling.swap(true, Ordering::SeqCst) {
@@ -321,33 +331,61 @@ impl EngineHandle {
         inner.tracker.spawn_blocking(move || {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
-                let short = || {
-                    !inner.shutting_down.load(Ordering::SeqCst)
-                        && lock(&inner.pool).len() < inner.config.shim_pool
+                let stopping = || inner.shutting_down.load(Ordering::SeqCst);
+                let wanted = || {
+                    let slots = inner.tree.uses_slots();
+                    lock(&inner.pool).wanted(slots, inner.config.shim_pool, Instant::now())
                 };
-                while short() {
-                    match spawn_idle(
-                        &inner.config.shim_path,
-                        &inner.tree.shims_dir(),
-                        new_slot(&inner.tree, lock(&inner.last_owner).clone()),
-                        shim_claims(&inner.config),
-                    ) {
-                        Ok(idle) if idle.wait_joined(Duration::from_secs(2)) => lock(&inner.pool).push(idle),
-                        Ok(idle) => {
-                            tracing::warn!("a ready shim's init did not join its cgroups; letting it go");
-                            idle.dismiss();
+                while !stopping()
+                    && let Some(want) = wanted()
+                {
+                    let slot = match want {
+                        Want::Anyone => None,
+                        Want::For(_) if (EngineHandle { inner: Arc::clone(&inner) }).forking_at_a_cap() => {
+                            tracing::info!("a user's jobs are at their task cap: no ready shim's cgroups joined for a while");
+                            lock(&inner.pool).made(None, None, Instant::now());
                             break;
                         }
+                        Want::For(owner) => new_slot(&inner.tree, owner),
+                    };
+                    let shim = match spawn_idle(
+                        &inner.config.shim_path,
+                        &inner.tree.shims_dir(),
+                        slot,
+                        shim_claims(&inner.config),
+                    ) {
+                        Ok(shim) => shim,
                         Err(e) => {
                             tracing::warn!(error = %e, "could not start a ready shim");
                             break;
                         }
+                    };
+                    let began = Instant::now();
+                    let joined = shim.wait_joined(JOIN_PATIENCE, stopping);
+                    let took = began.elapsed();
+                    if took >= SLOW_JOIN {
+                        tracing::info!(
+                            took = ?took,
+                            joined,
+                            "a ready shim's init was slow to join its cgroups (the host is under fork load): \
+                             no more for a while"
+                        );
+                    }
+                    if joined {
+                        lock(&inner.pool).made(Some(shim), Some(took), Instant::now());
+                    } else {
+                        if !stopping() {
+                            tracing::warn!(took = ?took, "a ready shim's init did not join its cgroups; letting it go");
+                        }
+                        shim.dismiss();
+                        lock(&inner.pool).made(None, None, Instant::now());
+                        break;
                     }
                 }
                 inner.refilling.store(false, Ordering::SeqCst);
                 // A take between the last check and the reset found the
                 // flag set and left the work to us.
-                if !short() || inner.refilling.swap(true, Ordering::SeqCst) {
+                if stopping() || wanted().is_none() || inner.refilling.swap(true, Ordering::SeqCst) {
                     return;
                 }
             }
@@ -457,12 +495,10 @@ impl Drop for StartCount {
     }
 }
 
-/// A job id and its v1 cgroups for a ready shim, on hybrid hosts, under
-/// `owner` (the likeliest to start the next job); none on cgroup2 hosts,
-/// before any job started, or if the directories cannot be made (the
-/// job's command then joins its cgroups itself, as without a ready shim).
-fn new_slot(tree: &CgroupTree, owner: Option<String>) -> Option<Slot> {
-    let owner = owner?;
+/// A job id and its v1 cgroups for a ready shim of `owner`'s, on hybrid
+/// hosts; none if the directories cannot be made (the job's command then
+/// joins its cgroups itself, as without a ready shim).
+fn new_slot(tree: &CgroupTree, owner: String) -> Option<Slot> {
     let id = JobId::random();
     match tree.create_slot(&owner, id.as_str()) {
         Ok(dirs) if dirs.is_empty() => None,

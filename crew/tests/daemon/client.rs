@@ -3,8 +3,12 @@
 
 #![allow(dead_code)]
 
+use std::time::Duration;
+
 use certgen::Role;
+use crew::testing::bounded;
 use tasker_proto::v1 as pb;
+use tokio_stream::StreamExt as _;
 
 use crate::support::Crew;
 
@@ -48,4 +52,32 @@ pub fn open_msg(job: &str, write: bool) -> pb::AttachJobRequest {
             write,
         })),
     }
+}
+
+/// Every byte of a job's output through `AttachJob`, up to its end (the
+/// job must end), and its final record.
+pub async fn output_of(client: &mut Client, job: &str) -> (Vec<u8>, pb::Job) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(open_msg(job, false)).await.unwrap();
+    let mut stream = client
+        .attach_job(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("attach")
+        .into_inner();
+    let mut out = Vec::new();
+    bounded("the whole output", Duration::from_secs(30), async {
+        while let Some(msg) = stream.next().await {
+            match msg.expect("attach stream").msg {
+                Some(pb::attach_job_response::Msg::Output(o)) => {
+                    assert_eq!(o.offset, out.len() as u64, "a gap or an overlap in the stream");
+                    out.extend_from_slice(&o.data);
+                }
+                Some(pb::attach_job_response::Msg::Dropped(d)) => panic!("output dropped: {d:?}"),
+                Some(pb::attach_job_response::Msg::Ended(job)) => return (std::mem::take(&mut out), job),
+                _ => {}
+            }
+        }
+        panic!("the stream ended without the job's final state")
+    })
+    .await
 }

@@ -383,13 +383,10 @@ impl CgroupTree {
     /// another user joins its own at its start instead. None on a cgroup2
     /// host, where the command is cloned straight into its cgroup.
     pub fn create_slot(&self, owner: &str, name: &str) -> Result<Vec<PathBuf>, EngineError> {
-        let controllers = self.controllers_for(&Limits::default());
-        if controllers
-            .iter()
-            .all(|c| !matches!(self.hier.backend(*c), Backend::V1(_)))
-        {
+        if !self.uses_slots() {
             return Ok(Vec::new());
         }
+        let controllers = self.controllers_for(&Limits::default());
         self.ensure_owner(owner)?;
         let dirs = self
             .job_cgroup_named(&format!("{owner}/{name}"), &controllers)
@@ -403,6 +400,14 @@ impl CgroupTree {
             }
         }
         Ok(dirs)
+    }
+
+    /// Whether a job's controllers include v1 ones (a hybrid host), whose
+    /// cgroups a ready shim's init joins ahead (see `create_slot`).
+    pub fn uses_slots(&self) -> bool {
+        self.controllers_for(&Limits::default())
+            .iter()
+            .any(|c| matches!(self.hier.backend(*c), Backend::V1(_)))
     }
 
     /// The controllers a job needs: memory (usage, peak, OOM kills), pids
