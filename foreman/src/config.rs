@@ -47,6 +47,9 @@ struct File {
 pub struct CrewEntry {
     pub name: String,
     pub addr: String,
+    /// Groups it belongs to: `--crew @GROUP` selects them.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// What the command line said (before the file fills the gaps).
@@ -157,6 +160,7 @@ fn parse_crew_flag(s: &str) -> Result<CrewEntry, ConfigError> {
     Ok(CrewEntry {
         name: name.to_owned(),
         addr: addr.to_owned(),
+        groups: Vec::new(),
     })
 }
 

@@ -14,7 +14,9 @@ use tasker_common::{parse_duration, parse_size};
 /// The options of a new job, then its command after `--`.
 #[derive(Clone, Debug, Args)]
 pub struct JobArgs {
-    /// Which crew runs it (needed when several are configured).
+    /// Which crew runs it (needed when several are configured); several
+    /// make a batch: a comma list, a glob ('web*'), @GROUP (crews whose
+    /// config entry lists it) or all.
     #[arg(long)]
     pub crew: Option<String>,
     /// CPU limit in cores, e.g. 0.5.

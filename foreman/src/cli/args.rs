@@ -41,8 +41,10 @@ pub struct Cli {
 pub enum Command {
     /// Start a job and print its reference.
     Start(JobArgs),
-    /// Start a job, stream its output, and exit with its exit code.
-    Run(JobArgs),
+    /// Start a job, stream its output, and exit with its exit code. On
+    /// several crews (--crew a,b / 'web*' / @group / all): each line
+    /// prefixed by its crew, then a summary; the exit code is the worst.
+    Run(RunArgs),
     /// List jobs on every crew.
     Ls {
         /// Include archived jobs.
@@ -107,6 +109,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `run`'s options: a job's, and how a batch is shown.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// Gather a batch's output: identical outputs once, under the crews
+    /// that printed them, with their exit codes (as `clush -b`).
+    #[arg(short = 'b', long)]
+    pub gather: bool,
+    /// Stop a batch's other jobs at the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// A batch's result as one JSON object per crew (output included).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 /// Sizes and durations read as the crew reads its own flags.

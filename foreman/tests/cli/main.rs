@@ -1,6 +1,7 @@
 //! foreman's CLI end to end: the real binary, real crews on loopback over
 //! mutual TLS, real jobs. What a script sees: stdout, stderr, exit codes.
 
+mod batch;
 mod dashboard;
 mod support;
 mod tty;

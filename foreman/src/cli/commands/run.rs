@@ -8,16 +8,31 @@
 use tasker_proto::v1::attach_job_request::open::{Beginning, From};
 
 use super::attach::{End, OnInterrupt, session};
-use super::start::launch;
+use super::batch::Presentation;
+use super::start::{launch, pick_batch};
 use super::stream::{open, report_end};
 use crate::cli::Ctx;
+use crate::cli::args::RunArgs;
 use crate::cli::output::exit_code_of;
 use crate::failure::Failure;
-use crate::job::JobArgs;
 use crate::sanitize::Sanitizer;
 use crate::terminal;
 
-pub async fn run(ctx: &Ctx, a: JobArgs) -> Result<(), Failure> {
+pub async fn run(ctx: &Ctx, r: RunArgs) -> Result<(), Failure> {
+    let a = r.job;
+    if let Some(crews) = pick_batch(ctx, a.crew.as_deref())? {
+        if a.tty {
+            return Err(Failure::Usage(
+                "--tty takes one crew: a batch's jobs read no input".into(),
+            ));
+        }
+        let how = Presentation {
+            gather: r.gather,
+            json: r.json,
+            fail_fast: r.fail_fast,
+        };
+        return super::batch::run(&crews, &a, how).await;
+    }
     let (crew, job) = launch(ctx, &a).await?;
     if let Some(tasker_proto::v1::outcome::Reason::StartFailed(f)) =
         job.outcome.as_ref().and_then(|o| o.reason.clone())

@@ -7,6 +7,17 @@ use crate::client::Crew;
 use crate::failure::Failure;
 use crate::job::{JobArgs, job_spec};
 
+/// The crews `--crew` selects when it may name several (see
+/// `cli::select`); None: a plain name or none, one crew as before.
+pub fn pick_batch<'a>(ctx: &'a Ctx, named: Option<&str>) -> Result<Option<Vec<&'a Crew>>, Failure> {
+    let Some(spec) = named.filter(|s| !crate::cli::select::is_single(s)) else {
+        return Ok(None);
+    };
+    let entries: Vec<crate::config::CrewEntry> = ctx.config.crews.clone();
+    let chosen = crate::cli::select::select(&entries, spec).map_err(Failure::Usage)?;
+    Ok(Some(chosen.into_iter().map(|i| &ctx.crews[i]).collect()))
+}
+
 /// The crew a new job goes to: the one named, or the only one.
 pub fn pick_crew<'a>(ctx: &'a Ctx, named: Option<&str>) -> Result<&'a Crew, Failure> {
     match (named, ctx.crews.as_slice()) {
@@ -39,6 +50,9 @@ pub async fn launch<'a>(ctx: &'a Ctx, a: &JobArgs) -> Result<(&'a Crew, pb::Job)
 }
 
 pub async fn start(ctx: &Ctx, a: JobArgs) -> Result<(), Failure> {
+    if let Some(crews) = pick_batch(ctx, a.crew.as_deref())? {
+        return super::batch::start(&crews, &a).await;
+    }
     let (crew, job) = launch(ctx, &a).await?;
     if let Some(pb::outcome::Reason::StartFailed(f)) = job.outcome.as_ref().and_then(|o| o.reason.clone()) {
         return Err(Failure::Job(format!(

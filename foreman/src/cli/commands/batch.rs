@@ -1,0 +1,421 @@
+//! One command on many crews at once: `--crew` selecting several (a list,
+//! a glob, `@group`, `all`; see `cli::select`) makes `run` and `start` a
+//! batch. Every member starts at once.
+//!
+//! `run` streams each line prefixed by its crew, or with `-b` gathers:
+//! identical outputs once, under the crews that printed them (folded into
+//! ranges, `web[01-03]`), with their exit codes, as `clush -b` does. Then one
+//! summary line on stderr: ok, failed and unreachable, each with its crews.
+//! A crew that cannot be reached is kept apart from one whose job failed.
+//! The exit code is the worst member's: a job's own code, 2 for a crew not
+//! reached. `--fail-fast` stops the others at the first failure; Ctrl-C
+//! stops every member.
+
+use std::io::Write as _;
+use std::sync::Mutex;
+
+use futures_util::future::join_all;
+use tasker_proto::v1 as pb;
+use tasker_proto::v1::attach_job_request::open::{Beginning, From};
+use tasker_proto::v1::attach_job_response::Msg as Out;
+use tokio_util::sync::CancellationToken;
+
+use super::stream::open;
+use crate::cli::output::exit_code_of;
+use crate::cli::select::fold;
+use crate::client::Crew;
+use crate::failure::Failure;
+use crate::job::{JobArgs, job_spec};
+use crate::sanitize::{Mode, Sanitizer};
+use crate::terminal;
+
+/// How `run` presents a batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Presentation {
+    /// Gather identical outputs (`-b`).
+    pub gather: bool,
+    /// One JSON object per crew, on stdout.
+    pub json: bool,
+    /// Stop the others at the first failure.
+    pub fail_fast: bool,
+}
+
+/// Output gathered per crew is kept up to this; past it, the rest is
+/// counted, not kept (the crew has it all: `foreman logs`).
+const GATHER_LIMIT: usize = 1 << 20;
+
+/// How one member of a batch ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Status {
+    Ok,
+    /// Its job failed (or would not start): the code `run` would exit with.
+    Failed {
+        code: u8,
+        why: String,
+    },
+    /// The crew was not reached, or the connection was lost.
+    Unreachable(String),
+}
+
+#[derive(Debug)]
+struct Member {
+    crew: String,
+    job: Option<pb::Job>,
+    output: Vec<u8>,
+    cut: u64,
+    status: Status,
+}
+
+impl Member {
+    fn code(&self) -> u8 {
+        match &self.status {
+            Status::Ok => 0,
+            Status::Failed { code, .. } => *code,
+            Status::Unreachable(_) => 2,
+        }
+    }
+}
+
+/// `foreman start` on several crews: each job's reference on stdout, the
+/// crews that refused or could not be reached on stderr.
+pub async fn start(crews: &[&Crew], a: &JobArgs) -> Result<(), Failure> {
+    let spec = job_spec(a);
+    let started = join_all(crews.iter().map(|crew| launch(crew, &spec))).await;
+    let mut worst = 0;
+    for (crew, result) in crews.iter().zip(started) {
+        match result {
+            Ok(job) => match start_failure(&job) {
+                None => println!("{}/{} {}", crew.name, job.handle, job.id),
+                Some(why) => {
+                    eprintln!("foreman: {}/{} did not start: {why}", crew.name, job.handle);
+                    worst = worst.max(1);
+                }
+            },
+            Err(f) => {
+                eprintln!("foreman: {}", Sanitizer::clean(&f.to_string()));
+                worst = worst.max(f.code());
+            }
+        }
+    }
+    match worst {
+        0 => Ok(()),
+        c => Err(Failure::Exit(c)),
+    }
+}
+
+/// `foreman run` on several crews.
+pub async fn run(crews: &[&Crew], a: &JobArgs, how: Presentation) -> Result<(), Failure> {
+    let spec = job_spec(a);
+    let stop = CancellationToken::new();
+    let printer = Printer::new(how);
+    let interrupt = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("foreman: stopping every member of the batch");
+                stop.cancel();
+            }
+        })
+    };
+    let members = join_all(crews.iter().map(|crew| member(crew, &spec, how, &printer, &stop))).await;
+    interrupt.abort();
+    printer.flush_all();
+    if how.json {
+        for m in &members {
+            println!("{}", member_json(m));
+        }
+    } else if how.gather {
+        print_gathered(&members);
+    }
+    eprintln!("foreman: {}", summary(&members));
+    match members.iter().map(Member::code).max().unwrap_or(0) {
+        0 => Ok(()),
+        c => Err(Failure::Exit(c)),
+    }
+}
+
+/// How a member that did not get to run ended: a crew not reached (or
+/// lost) is kept apart from one that refused.
+fn not_run(f: Failure) -> Status {
+    match f {
+        Failure::Connection(why) => Status::Unreachable(why),
+        other => Status::Failed {
+            code: other.code(),
+            why: other.to_string(),
+        },
+    }
+}
+
+async fn launch(crew: &Crew, spec: &pb::JobSpec) -> Result<pb::Job, Failure> {
+    let mut client = crew.client.clone();
+    let job = client
+        .start_job(pb::StartJobRequest {
+            spec: Some(spec.clone()),
+        })
+        .await
+        .map_err(|s| Failure::from_status(&crew.name, &s))?
+        .into_inner()
+        .job;
+    job.ok_or_else(|| Failure::Connection(format!("{}: the crew sent no job", crew.name)))
+}
+
+fn start_failure(job: &pb::Job) -> Option<String> {
+    match job.outcome.as_ref().and_then(|o| o.reason.clone()) {
+        Some(pb::outcome::Reason::StartFailed(f)) => Some(Sanitizer::clean(&f.reason)),
+        _ => None,
+    }
+}
+
+/// One member: start, follow the output to the end (stopping the job if
+/// the batch is stopped), and how it ended.
+async fn member(
+    crew: &Crew,
+    spec: &pb::JobSpec,
+    how: Presentation,
+    printer: &Printer,
+    stop: &CancellationToken,
+) -> Member {
+    let mut m = Member {
+        crew: crew.name.clone(),
+        job: None,
+        output: Vec::new(),
+        cut: 0,
+        status: Status::Ok,
+    };
+    let job = match launch(crew, spec).await {
+        Ok(job) => job,
+        Err(f) => {
+            m.status = not_run(f);
+            if how.fail_fast {
+                stop.cancel();
+            }
+            return m;
+        }
+    };
+    if let Some(why) = start_failure(&job) {
+        m.status = Status::Failed { code: 127, why };
+        m.job = Some(job);
+        if how.fail_fast {
+            stop.cancel();
+        }
+        return m;
+    }
+    let id = job.id.clone();
+    m.job = Some(job);
+    let mut opened = match open(crew, &id, From::Beginning(Beginning {}), true).await {
+        Ok(o) => o,
+        Err(f) => {
+            m.status = not_run(f);
+            return m;
+        }
+    };
+    // A batch's jobs get no input: EOF, as `run` gives a job without -i.
+    let eof = pb::attach_job_request::Msg::Eof(pb::attach_job_request::Eof {});
+    let _ = opened.tx.send(pb::AttachJobRequest { msg: Some(eof) }).await;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled(), if !stopping => {
+                stopping = true;
+                let mut client = crew.client.clone();
+                let _ = client.stop_job(pb::StopJobRequest { job: id.clone(), grace: None }).await;
+            }
+            msg = opened.stream.message() => match msg {
+                Ok(Some(pb::AttachJobResponse { msg: Some(Out::Output(o)) })) => {
+                    if how.gather || how.json {
+                        let room = GATHER_LIMIT.saturating_sub(m.output.len());
+                        let keep = o.data.len().min(room);
+                        m.output.extend_from_slice(&o.data[..keep]);
+                        m.cut += (o.data.len() - keep) as u64;
+                    } else {
+                        printer.output(&crew.name, &o.data);
+                    }
+                }
+                Ok(Some(pb::AttachJobResponse { msg: Some(Out::Ended(j)) })) => {
+                    let code = exit_code_of(&j);
+                    if code != 0 {
+                        let why = j.outcome.as_ref().map(|o| o.summary.clone()).unwrap_or_default();
+                        m.status = Status::Failed { code, why: Sanitizer::clean(&why) };
+                        if how.fail_fast {
+                            stop.cancel();
+                        }
+                    }
+                    m.job = Some(j);
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    m.status = Status::Unreachable(format!("{}: the connection was lost before the job ended", crew.name));
+                    break;
+                }
+            }
+        }
+    }
+    printer.flush(&crew.name);
+    m
+}
+
+/// Streamed output: whole lines, each prefixed by its crew, filtered
+/// (as `logs` filters) when stdout is a terminal; a crew's unfinished line
+/// waits for its end.
+struct Printer {
+    tty: bool,
+    partial: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+}
+
+impl Printer {
+    fn new(how: Presentation) -> Self {
+        Self {
+            tty: terminal::stdout_is_tty() && !how.json,
+            partial: Mutex::default(),
+        }
+    }
+
+    fn output(&self, crew: &str, data: &[u8]) {
+        let mut partial = tasker_common::lock(&self.partial);
+        let buf = partial.entry(crew.to_owned()).or_default();
+        buf.extend_from_slice(data);
+        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        let lines: Vec<u8> = buf.drain(..=end).collect();
+        self.emit(crew, &lines);
+    }
+
+    fn flush(&self, crew: &str) {
+        let rest = tasker_common::lock(&self.partial)
+            .remove(crew)
+            .unwrap_or_default();
+        if !rest.is_empty() {
+            let mut line = rest;
+            line.push(b'\n');
+            self.emit(crew, &line);
+        }
+    }
+
+    fn flush_all(&self) {
+        let crews: Vec<String> = tasker_common::lock(&self.partial).keys().cloned().collect();
+        for c in crews {
+            self.flush(&c);
+        }
+    }
+
+    /// `lines` ends with a newline.
+    fn emit(&self, crew: &str, lines: &[u8]) {
+        let mut out = Vec::with_capacity(lines.len() + 16);
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            out.extend_from_slice(crew.as_bytes());
+            out.extend_from_slice(b": ");
+            if self.tty {
+                Sanitizer::new(Mode::Plain).feed(line, &mut out);
+            } else {
+                out.extend_from_slice(line);
+            }
+        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(&out);
+        let _ = stdout.flush();
+    }
+}
+
+/// Identical outputs once, under the crews that printed them; ok ones
+/// first, then by crews.
+fn print_gathered(members: &[Member]) {
+    let mut groups: Vec<(&[u8], Vec<&Member>)> = Vec::new();
+    for m in members.iter().filter(|m| m.job.is_some()) {
+        match groups.iter_mut().find(|(out, _)| *out == &m.output[..]) {
+            Some((_, ms)) => ms.push(m),
+            None => groups.push((&m.output, vec![m])),
+        }
+    }
+    let tty = terminal::stdout_is_tty();
+    let mut text = Vec::new();
+    for (output, ms) in &groups {
+        let names: Vec<&str> = ms.iter().map(|m| m.crew.as_str()).collect();
+        let mut codes: Vec<u8> = ms.iter().map(|m| m.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let codes: Vec<String> = codes.iter().map(u8::to_string).collect();
+        let header = format!("{} ({}) exit {}", fold(&names), ms.len(), codes.join(","));
+        let rule = "-".repeat(header.chars().count().min(78));
+        text.extend_from_slice(format!("{rule}\n{header}\n{rule}\n").as_bytes());
+        if tty {
+            Sanitizer::new(Mode::Plain).feed(output, &mut text);
+        } else {
+            text.extend_from_slice(output);
+        }
+        if !output.is_empty() && !output.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+        let cut: u64 = ms.iter().map(|m| m.cut).max().unwrap_or(0);
+        if cut > 0 {
+            text.extend_from_slice(format!("[{cut} more bytes: foreman logs CREW/JOB]\n").as_bytes());
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(&text);
+    let _ = stdout.flush();
+}
+
+/// `10 crews: 8 ok (web[01-08]); 1 failed (web09: exit 3); 1 unreachable (web10)`.
+fn summary(members: &[Member]) -> String {
+    let ok: Vec<&str> = members
+        .iter()
+        .filter(|m| m.status == Status::Ok)
+        .map(|m| m.crew.as_str())
+        .collect();
+    let failed: Vec<String> = members
+        .iter()
+        .filter_map(|m| match &m.status {
+            Status::Failed { code, .. } => Some(format!("{}: exit {code}", m.crew)),
+            _ => None,
+        })
+        .collect();
+    let unreachable: Vec<&str> = members
+        .iter()
+        .filter(|m| matches!(m.status, Status::Unreachable(_)))
+        .map(|m| m.crew.as_str())
+        .collect();
+    let mut parts = vec![format!("{} ok", ok.len())];
+    if !ok.is_empty() {
+        parts[0] = format!("{} ok ({})", ok.len(), fold(&ok));
+    }
+    if !failed.is_empty() {
+        parts.push(format!("{} failed ({})", failed.len(), failed.join(", ")));
+    }
+    if !unreachable.is_empty() {
+        parts.push(format!(
+            "{} unreachable ({})",
+            unreachable.len(),
+            fold(&unreachable)
+        ));
+    }
+    let mut line = format!("{} crews: {}", members.len(), parts.join("; "));
+    for m in members {
+        match &m.status {
+            Status::Unreachable(why) | Status::Failed { why, .. } if !why.is_empty() => {
+                line.push_str(&format!("\nforeman: {}: {}", m.crew, Sanitizer::clean(why)));
+            }
+            _ => {}
+        }
+    }
+    line
+}
+
+fn member_json(m: &Member) -> serde_json::Value {
+    let (status, why) = match &m.status {
+        Status::Ok => ("ok", None),
+        Status::Failed { why, .. } => ("failed", Some(why.clone())),
+        Status::Unreachable(why) => ("unreachable", Some(why.clone())),
+    };
+    serde_json::json!({
+        "crew": m.crew,
+        "status": status,
+        "exit_code": m.code(),
+        "job": m.job.as_ref().map(|j| format!("{}/{}", m.crew, j.handle)),
+        "id": m.job.as_ref().map(|j| j.id.clone()),
+        "output": String::from_utf8_lossy(&m.output),
+        "output_cut": m.cut,
+        "error": why,
+    })
+}

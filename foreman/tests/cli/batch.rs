@@ -1,0 +1,156 @@
+//! One command on ten crews (SPEC §5 "Fleet commands"): gathered output,
+//! the summary's counts, exit codes, a crew that is down (unreachable, not
+//! failed), fail-fast.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{ALICE, Fleet, fleet_or_skip};
+
+/// The ten crews `web01`..`web10` (groups: `front` = web01-05), and one
+/// more in `front` that is down (nothing listens on its port).
+fn with_groups(fleet: &Fleet) {
+    let mut toml = format!("certs = {:?}\n", fleet.pki.dir().display().to_string());
+    for (i, c) in fleet.crews.iter().enumerate() {
+        let groups = if i < 5 { "[\"front\"]" } else { "[]" };
+        toml.push_str(&format!(
+            "\n[[crew]]\nname = {:?}\naddr = \"{}\"\ngroups = {groups}\n",
+            c.name, c.addr
+        ));
+    }
+    toml.push_str("\n[[crew]]\nname = \"down\"\naddr = \"127.0.0.1:1\"\ngroups = [\"front\"]\n");
+    std::fs::write(fleet.config(), toml).unwrap();
+}
+
+/// A command whose output and exit code depend on the crew: a job sees its
+/// crew's cgroup parent (`tasker/test-<crew>-...`) in /proc/self/cgroup.
+const BY_CREW: &str = "case $(cat /proc/self/cgroup) in \
+                       *test-web0[1-3]-*) echo odd; exit 3;; \
+                       *) echo same; echo more;; esac";
+
+#[tokio::test]
+async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
+    let names: Vec<String> = (1..=10).map(|i| format!("web{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let fleet = match crate::support::skip_reason() {
+        Some(why) => {
+            eprintln!("SKIPPED {}: {why}", module_path!());
+            return;
+        }
+        None => Fleet::start(&names).await,
+    };
+    with_groups(&fleet);
+
+    // Gathered: two groups of outputs, each once, under folded names.
+    let t0 = Instant::now();
+    let ran = fleet
+        .run(
+            ALICE,
+            &["run", "--crew", "web*", "-b", "--", "/bin/sh", "-c", BY_CREW],
+        )
+        .await
+        .expect(3);
+    eprintln!("run on 10 crews: {:?}", t0.elapsed());
+    let out = ran.out();
+    assert!(out.contains("web[01-03] (3) exit 3\n"), "{out}");
+    assert!(out.contains("web[04-10] (7) exit 0\n"), "{out}");
+    assert_eq!(out.matches("odd\n").count(), 1, "{out}");
+    assert_eq!(out.matches("same\nmore\n").count(), 1, "{out}");
+    let err = &ran.stderr;
+    assert!(
+        err.contains("10 crews: 7 ok (web[04-10]); 3 failed (web01: exit 3, web02: exit 3, web03: exit 3)"),
+        "{err}"
+    );
+
+    // Streamed: every line, prefixed by its crew.
+    let ran = fleet
+        .run(
+            ALICE,
+            &["run", "--crew", "web0[4-6],web10", "--", "/bin/sh", "-c", BY_CREW],
+        )
+        .await
+        .expect(0);
+    let out = ran.out();
+    for crew in ["web04", "web05", "web06", "web10"] {
+        assert!(out.contains(&format!("{crew}: same\n")), "{out}");
+        assert_eq!(out.matches(&format!("{crew}: ")).count(), 2, "{out}");
+    }
+    assert_eq!(out.lines().count(), 8, "{out}");
+
+    // A group with a crew that is down: unreachable, kept apart, exit 2.
+    let ran = fleet
+        .run(
+            ALICE,
+            &[
+                "run", "--crew", "@front", "--json", "--", "/bin/sh", "-c", BY_CREW,
+            ],
+        )
+        .await
+        .expect(3);
+    let rows: Vec<serde_json::Value> = ran
+        .out()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 6);
+    let by = |crew: &str| rows.iter().find(|r| r["crew"] == crew).expect(crew).clone();
+    assert_eq!(by("down")["status"], "unreachable");
+    assert_eq!(by("down")["exit_code"], 2);
+    assert_eq!(by("web02")["status"], "failed");
+    assert_eq!(by("web02")["exit_code"], 3);
+    assert_eq!(by("web02")["output"], "odd\n");
+    assert_eq!(by("web05")["status"], "ok");
+    assert!(
+        by("web05")["job"]
+            .as_str()
+            .is_some_and(|j| j.starts_with("web05/job-"))
+    );
+    assert!(ran.stderr.contains("1 unreachable (down)"), "{}", ran.stderr);
+    // Only the crew that is down: its code, 2.
+    fleet
+        .run(ALICE, &["run", "--crew", "down,web04", "--", "true"])
+        .await
+        .expect(2);
+
+    // A selection that matches nothing names the term, and runs nothing.
+    let ran = fleet
+        .run(ALICE, &["run", "--crew", "web*,@back", "--", "true"])
+        .await
+        .expect(2);
+    assert!(
+        ran.stderr.contains("no crew is in group \"back\""),
+        "{}",
+        ran.stderr
+    );
+
+    // start on many: a reference per crew.
+    let ran = fleet
+        .run(ALICE, &["start", "--crew", "web0[1-2]", "--", "true"])
+        .await
+        .expect(0);
+    let out = ran.out();
+    assert!(out.contains("web01/job-") && out.contains("web02/job-"), "{out}");
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn fail_fast_stops_the_rest_at_the_first_failure() {
+    let fleet = fleet_or_skip!("a1", "a2", "a3");
+    // a1 fails at once; the others would sleep a minute.
+    let cmd = "case $(cat /proc/self/cgroup) in *test-a1-*) exit 4;; esac; sleep 60";
+    let t0 = Instant::now();
+    let ran = fleet
+        .run(
+            ALICE,
+            &["run", "--crew", "all", "--fail-fast", "--", "/bin/sh", "-c", cmd],
+        )
+        .await;
+    let took = t0.elapsed();
+    let ran = ran.expect(143);
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let err = &ran.stderr;
+    assert!(
+        err.contains("3 crews: 0 ok; 3 failed (a1: exit 4, a2: exit 143, a3: exit 143)"),
+        "{err}"
+    );
+    fleet.stop().await;
+}
