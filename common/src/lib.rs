@@ -16,6 +16,7 @@
 //! - `file.rs`: [`file::read_regular`], a whole file read at start, bounded,
 //!   regular files only: what the PEM loader and the crew's configuration
 //!   file read with.
+//! - `random.rs`: [`random_hex`], job and batch ids.
 //! - `pem.rs`: certificates, keys and CA roots from PEM files, read with a
 //!   bound so that a wrong path (a FIFO, `/dev/zero`) cannot hang or flood.
 //!
@@ -28,10 +29,12 @@ mod lock;
 mod name;
 pub mod pem;
 mod quantity;
+mod random;
 mod role;
 
 pub use job_ref::{BadJobName, BadRef, ID_LEN, JobRef, MIN_ID_PREFIX, pick, validate_job_name};
 pub use lock::{lock, read, write};
 pub use name::{InvalidName, MAX_NAME_LEN, validate_name};
 pub use quantity::{QuantityError, parse_duration, parse_size};
+pub use random::random_hex;
 pub use role::{Role, UnknownRole};

@@ -128,6 +128,7 @@ pub fn job_spec(a: &JobArgs) -> pb::JobSpec {
         } as i32,
         timeout: a.timeout.and_then(|t| prost_types::Duration::try_from(t).ok()),
         name: a.name.clone().unwrap_or_default(),
+        batch: String::new(),
     }
 }
 

@@ -135,6 +135,7 @@ fn spec(argv: &[&str]) -> JobSpec {
         network: Network::Isolated,
         timeout: None,
         name: None,
+        batch: None,
         owner: "bench".into(),
     }
 }

@@ -55,6 +55,7 @@ fn job_with(info: &JobInfo, argv: Vec<String>) -> pb::Job {
         id: info.id.to_string(),
         handle: info.handle.clone(),
         name: info.name.clone().unwrap_or_default(),
+        batch: info.batch.clone().unwrap_or_default(),
         owner: info.owner.clone(),
         argv,
         cwd: info.cwd.display().to_string(),
@@ -197,6 +198,7 @@ pub fn spec(req: pb::JobSpec, run_as: RunAs, owner: &str) -> Result<JobSpec, Api
             .map(|d| from_duration(d, "timeout"))
             .transpose()?,
         name: (!req.name.is_empty()).then_some(req.name),
+        batch: (!req.batch.is_empty()).then_some(req.batch),
         owner: owner.to_owned(),
     })
 }
@@ -411,6 +413,7 @@ mod tests {
             id: crate::engine::JobId::parse("0123456789abcdef0123456789abcdef").unwrap(),
             handle: "job-1".into(),
             name: Some("n".into()),
+            batch: Some("b-1".into()),
             owner: "alice".into(),
             argv: vec!["sleep".into(), "1".into()].into(),
             argv_cut: false,
@@ -439,6 +442,7 @@ mod tests {
         let j = job(&info);
         assert_eq!(j.phase, pb::JobPhase::Stopped as i32);
         assert_eq!(j.network, pb::Network::Host as i32);
+        assert_eq!(j.batch, "b-1");
         let o = j.outcome.unwrap();
         assert_eq!(o.termination, Some(pb::outcome::Termination::Signal(15)));
         assert!(matches!(o.reason, Some(pb::outcome::Reason::StoppedBy(ref s)) if s.who == "bob"));

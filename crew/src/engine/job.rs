@@ -17,14 +17,7 @@ pub struct JobId(String);
 
 impl JobId {
     pub(crate) fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        fill_random(&mut bytes);
-        let mut s = String::with_capacity(32);
-        for b in bytes {
-            use fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-        }
-        Self(s)
+        Self(tasker_common::random_hex(16))
     }
 
     /// Accepts exactly the form `random()` makes, so an id can always be used
@@ -42,23 +35,6 @@ impl JobId {
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-fn fill_random(buf: &mut [u8]) {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        } else {
-            assert_eq!(
-                std::io::Error::last_os_error().raw_os_error(),
-                Some(libc::EINTR),
-                "getrandom failed"
-            );
-        }
     }
 }
 
@@ -237,6 +213,9 @@ pub struct JobInfo {
     /// `job-N`, numbered per crew, never given twice on it.
     pub handle: String,
     pub name: Option<String>,
+    /// The batch it is one of.
+    #[serde(default)]
+    pub batch: Option<String>,
     pub owner: String,
     /// Shared: every copy of a job's record (watchers, list pages, the
     /// supervisor) holds the one argv.

@@ -34,6 +34,8 @@ pub struct JobSpec {
     /// Stop the job (and mark it timed out) after this long.
     pub timeout: Option<Duration>,
     pub name: Option<String>,
+    /// The batch it is one of (see [`valid_batch`]).
+    pub batch: Option<String>,
     /// Who started it, as the API edge names callers (the certificate CN).
     pub owner: String,
 }
@@ -259,6 +261,14 @@ impl JobSpec {
     }
 }
 
+/// A batch id: 1-64 of `A-Z a-z 0-9 . _ -`.
+pub fn valid_batch(b: &str) -> bool {
+    !b.is_empty()
+        && b.len() <= 64
+        && b.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+}
+
 impl JobSpec {
     /// Checks everything the engine does not trust (all but `run_as`);
     /// a bad spec fails here and creates nothing. The error names the
@@ -270,6 +280,14 @@ impl JobSpec {
             None => return bad("argv is empty: give the program to run".into()),
             Some(p) if p.is_empty() => return bad("the program name is empty".into()),
             _ => {}
+        }
+        if let Some(b) = &spec.batch
+            && !valid_batch(b)
+        {
+            return bad(format!(
+                "batch {:?} is not a batch id: up to 64 of A-Z a-z 0-9 . _ -",
+                b.chars().take(80).collect::<String>()
+            ));
         }
         if let Some(i) = spec.argv.iter().position(|a| a.contains('\0')) {
             return bad(format!("argument {i} contains a NUL byte"));
@@ -338,6 +356,7 @@ mod tests {
             network: Network::Isolated,
             timeout: None,
             name: None,
+            batch: None,
             owner: "alice".into(),
         }
     }
@@ -361,6 +380,8 @@ mod tests {
                 "words; the limit is",
             ),
             (Box::new(|s| s.env.push(("A=B".into(), "x".into()))), "not valid"),
+            (Box::new(|s| s.batch = Some("a b".into())), "not a batch id"),
+            (Box::new(|s| s.batch = Some("x".repeat(65))), "not a batch id"),
             (Box::new(|s| s.cwd = Some("rel".into())), "absolute"),
             (Box::new(|s| s.limits.cpu = Some(0.0)), "cpu limit"),
             (Box::new(|s| s.limits.cpu = Some(f64::NAN)), "cpu limit"),

@@ -82,6 +82,7 @@ impl EngineHandle {
             id: id.clone(),
             handle: handle.clone(),
             name: spec.name.clone(),
+            batch: spec.batch.clone(),
             owner: spec.owner.clone(),
             argv: spec.argv.clone().into(),
             argv_cut: false,

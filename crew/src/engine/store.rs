@@ -518,6 +518,7 @@ mod tests {
             id: JobId::random(),
             handle: format!("job-{n}"),
             name: None,
+            batch: None,
             owner: "alice".into(),
             argv: vec!["true".into()].into(),
             argv_cut: false,

@@ -50,6 +50,10 @@ pub enum Command {
         /// Include archived jobs.
         #[arg(long)]
         all: bool,
+        /// Only the jobs of this batch (the id `run` and `start` print for
+        /// a command on several crews).
+        #[arg(long, value_name = "ID")]
+        batch: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -84,9 +88,14 @@ pub enum Command {
         #[arg(short = 'y', long)]
         yes: bool,
     },
-    /// Stop a job: SIGTERM to every process, SIGKILL after the grace period.
+    /// Stop a job (or every running job of a batch): SIGTERM to every
+    /// process, SIGKILL after the grace period.
     Stop {
-        job: String,
+        #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+        job: Option<String>,
+        /// Every running job of this batch, on every crew.
+        #[arg(long, value_name = "ID")]
+        batch: Option<String>,
         /// e.g. 500ms, 5s, 1m (default: the crew's, 5s).
         #[arg(long, value_parser = parse_duration)]
         grace: Option<Duration>,

@@ -40,7 +40,7 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
     match command {
         Command::Start(a) => commands::start::start(&ctx, a).await,
         Command::Run(a) => commands::run::run(&ctx, a).await,
-        Command::Ls { all, json } => commands::ls::ls(&ctx, all, json).await,
+        Command::Ls { all, batch, json } => commands::ls::ls(&ctx, all, batch.as_deref(), json).await,
         Command::Status { job, json } => commands::status::status(&ctx, &job, json).await,
         Command::Logs {
             job,
@@ -49,7 +49,15 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
             raw,
         } => commands::logs::logs(&ctx, &job, follow, tail, raw).await,
         Command::Attach { job, yes } => commands::attach::attach(&ctx, &job, yes).await,
-        Command::Stop { job, grace, yes } => commands::stop::stop(&ctx, &job, grace, yes).await,
+        Command::Stop {
+            job,
+            batch: Some(batch),
+            grace,
+            yes,
+        } if job.is_none() => commands::stop::stop_batch(&ctx, &batch, grace, yes).await,
+        Command::Stop { job, grace, yes, .. } => {
+            commands::stop::stop(&ctx, job.as_deref().unwrap_or_default(), grace, yes).await
+        }
         Command::Archive { job, yes } => commands::stop::archive(&ctx, &job, yes).await,
         Command::Crews { json } => commands::crews::crews(&ctx, json).await,
     }

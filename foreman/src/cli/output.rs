@@ -18,6 +18,8 @@ pub struct JobView {
     pub handle: String,
     pub reference: String,
     pub name: Option<String>,
+    /// The batch it is one of (`foreman run --crew` on several crews).
+    pub batch: Option<String>,
     pub owner: String,
     pub state: &'static str,
     pub argv: Vec<String>,
@@ -78,6 +80,7 @@ pub fn view(crew: &str, j: &pb::Job) -> JobView {
         handle: j.handle.clone(),
         reference: format!("{crew}/{}", j.handle),
         name: (!j.name.is_empty()).then(|| j.name.clone()),
+        batch: (!j.batch.is_empty()).then(|| j.batch.clone()),
         owner: j.owner.clone(),
         state: phase_name(j.phase),
         argv: j.argv.clone(),

@@ -2,6 +2,7 @@
 //! is an id, an id prefix, a `job-N` handle or a name. Asked of every crew
 //! at once; more than one answer is an error that lists them.
 
+use futures_util::future::join_all;
 use tasker_proto::v1 as pb;
 
 use super::Ctx;
@@ -78,29 +79,4 @@ async fn get(crew: &Crew, reference: &str) -> Result<pb::Job, tonic::Status> {
         .into_inner()
         .job;
     job.ok_or_else(|| tonic::Status::internal("the crew sent no job"))
-}
-
-/// Runs futures concurrently (on this task) and collects their results in
-/// order.
-pub async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in pinned.iter_mut().zip(results.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    results.into_iter().flatten().collect()
 }

@@ -103,7 +103,7 @@ pub enum Input {
 pub enum Effect {
     Start {
         crew: CrewIx,
-        spec: pb::JobSpec,
+        spec: Box<pb::JobSpec>,
     },
     Stop {
         crew: CrewIx,

@@ -172,7 +172,7 @@ fn handle(
         match fx {
             Effect::Start { crew, spec } => {
                 if let Some(c) = crews.get(crew) {
-                    tokio::spawn(event::start(crew, c.clone(), spec, tx.clone()));
+                    tokio::spawn(event::start(crew, c.clone(), *spec, tx.clone()));
                 }
             }
             Effect::Stop { crew, job, label } => {

@@ -122,13 +122,57 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
         ran.stderr
     );
 
-    // start on many: a reference per crew.
+    // start on many: a reference per crew, and the batch's id, which ls and
+    // stop take (each exits 2 as the crew that is down is named).
     let ran = fleet
-        .run(ALICE, &["start", "--crew", "web0[1-2]", "--", "true"])
+        .run(ALICE, &["start", "--crew", "web0[1-3]", "--", "sleep", "100"])
         .await
         .expect(0);
     let out = ran.out();
-    assert!(out.contains("web01/job-") && out.contains("web02/job-"), "{out}");
+    assert!(out.contains("web01/job-") && out.contains("web03/job-"), "{out}");
+    let web01 = format!("web01={}", fleet.crews[0].addr);
+    let batch = ran
+        .stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("b-"))
+        .unwrap_or_else(|| panic!("no batch id: {}", ran.stderr))
+        .to_owned();
+    let members = |ran: &crate::support::Ran| -> Vec<(String, String)> {
+        let list = ran.json();
+        let list = list.as_array().expect("a list");
+        list.iter()
+            .map(|j| {
+                (
+                    j["crew"].as_str().unwrap().to_owned(),
+                    j["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let listed = fleet
+        .run(ALICE, &["ls", "--batch", &batch, "--json"])
+        .await
+        .expect(2);
+    let listed = members(&listed);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(listed.iter().all(|(_, state)| state == "running"), "{listed:?}");
+    let stopped = fleet
+        .run(ALICE, &["stop", "--batch", &batch, "--grace", "100ms"])
+        .await
+        .expect(2);
+    assert_eq!(stopped.out().lines().count(), 3, "{}", stopped.out());
+    let listed = fleet
+        .run(ALICE, &["ls", "--batch", &batch, "--json"])
+        .await
+        .expect(2);
+    let listed = members(&listed);
+    assert!(listed.iter().all(|(_, state)| state == "stopped"), "{listed:?}");
+    // Nothing left to stop: said so, exit 1.
+    let none = fleet
+        .run(ALICE, &["--crew", &web01, "stop", "--batch", &batch])
+        .await
+        .expect(1);
+    assert!(none.stderr.contains("no running job of batch"), "{}", none.stderr);
     fleet.stop().await;
 }
 

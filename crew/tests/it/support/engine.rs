@@ -320,6 +320,7 @@ pub fn spec(argv: &[&str]) -> JobSpec {
         network: Network::Isolated,
         timeout: None,
         name: None,
+        batch: None,
         owner: "tester".into(),
     }
 }

@@ -6,6 +6,8 @@
 //! identical outputs once, under the crews that printed them (folded into
 //! ranges, `web[01-03]`), with their exit codes, as `clush -b` does. Then one
 //! summary line on stderr: ok, failed and unreachable, each with its crews.
+//! Every member carries the batch's id (`b-` and 12 hex digits), which
+//! `ls --batch` and `stop --batch` take.
 //! A crew that cannot be reached is kept apart from one whose job failed.
 //! The exit code is the worst member's: a job's own code, 2 for a crew not
 //! reached. `--fail-fast` stops the others at the first failure; Ctrl-C
@@ -79,7 +81,8 @@ impl Member {
 /// `foreman start` on several crews: each job's reference on stdout, the
 /// crews that refused or could not be reached on stderr.
 pub async fn start(crews: &[&Crew], a: &JobArgs) -> Result<(), Failure> {
-    let spec = job_spec(a);
+    let spec = batch_spec(a);
+    eprintln!("foreman: batch {} on {} crews", spec.batch, crews.len());
     let started = join_all(crews.iter().map(|crew| launch(crew, &spec))).await;
     let mut worst = 0;
     for (crew, result) in crews.iter().zip(started) {
@@ -105,7 +108,7 @@ pub async fn start(crews: &[&Crew], a: &JobArgs) -> Result<(), Failure> {
 
 /// `foreman run` on several crews.
 pub async fn run(crews: &[&Crew], a: &JobArgs, how: Presentation) -> Result<(), Failure> {
-    let spec = job_spec(a);
+    let spec = batch_spec(a);
     let stop = CancellationToken::new();
     let printer = Printer::new(how);
     let interrupt = {
@@ -127,10 +130,18 @@ pub async fn run(crews: &[&Crew], a: &JobArgs, how: Presentation) -> Result<(), 
     } else if how.gather {
         print_gathered(&members);
     }
-    eprintln!("foreman: {}", summary(&members));
+    eprintln!("foreman: batch {}: {}", spec.batch, summary(&members));
     match members.iter().map(Member::code).max().unwrap_or(0) {
         0 => Ok(()),
         c => Err(Failure::Exit(c)),
+    }
+}
+
+/// The job every member runs, labelled with a new batch id.
+fn batch_spec(a: &JobArgs) -> pb::JobSpec {
+    pb::JobSpec {
+        batch: format!("b-{}", tasker_common::random_hex(6)),
+        ..job_spec(a)
     }
 }
 
@@ -416,6 +427,7 @@ fn member_json(m: &Member) -> serde_json::Value {
         "id": m.job.as_ref().map(|j| j.id.clone()),
         "output": String::from_utf8_lossy(&m.output),
         "output_cut": m.cut,
+        "batch": m.job.as_ref().map(|j| j.batch.clone()),
         "error": why,
     })
 }

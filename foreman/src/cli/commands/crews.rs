@@ -7,10 +7,10 @@ use tasker_proto::v1 as pb;
 
 use crate::cli::Ctx;
 use crate::cli::output::{rfc3339, table};
-use crate::cli::refs::join_all;
 use crate::client;
 use crate::failure::Failure;
 use crate::sanitize::Sanitizer;
+use futures_util::future::join_all;
 
 #[derive(Debug, Serialize)]
 struct CrewView {

@@ -1,4 +1,4 @@
-//! `foreman ls [--all] [--json]`: every crew at once. A crew that does not
+//! `foreman ls [--all] [--batch ID] [--json]`: every crew at once. A crew that does not
 //! answer is reported on stderr, and the exit code says so (2), after the
 //! others' jobs are shown.
 
@@ -6,12 +6,12 @@ use tasker_proto::v1 as pb;
 
 use crate::cli::Ctx;
 use crate::cli::output::{age, table, view};
-use crate::cli::refs::join_all;
 use crate::failure::Failure;
 use crate::present::{cli_state, job_command};
 use crate::sanitize::Sanitizer;
+use futures_util::future::join_all;
 
-pub async fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<(), Failure> {
+pub async fn ls(ctx: &Ctx, all: bool, batch: Option<&str>, json: bool) -> Result<(), Failure> {
     let asks = ctx
         .crews
         .iter()
@@ -20,7 +20,11 @@ pub async fn ls(ctx: &Ctx, all: bool, json: bool) -> Result<(), Failure> {
     let mut failures = Vec::new();
     for (crew, answer) in join_all(asks).await {
         match answer {
-            Ok(list) => jobs.extend(list.into_iter().map(|j| (crew.name.clone(), j))),
+            Ok(list) => jobs.extend(
+                list.into_iter()
+                    .filter(|j| batch.is_none_or(|b| j.batch == b))
+                    .map(|j| (crew.name.clone(), j)),
+            ),
             Err(s) => failures.push(Failure::from_status(&crew.name, &s)),
         }
     }

@@ -36,6 +36,79 @@ pub async fn stop(ctx: &Ctx, job: &str, grace: Option<Duration>, yes: bool) -> R
     Ok(())
 }
 
+/// Stops every running job of `batch` on every crew, at once; another
+/// user's asks first (or needs --yes), as `stop` does. A crew that does not
+/// answer is named, and the exit code says so (2).
+pub async fn stop_batch(ctx: &Ctx, batch: &str, grace: Option<Duration>, yes: bool) -> Result<(), Failure> {
+    let asks = ctx.crews.iter().map(|crew| async move {
+        let jobs = super::ls::list_all(crew, false).await;
+        (crew, jobs)
+    });
+    let mut members = Vec::new();
+    let mut worst = 0;
+    for (crew, jobs) in futures_util::future::join_all(asks).await {
+        match jobs {
+            Ok(jobs) => members.extend(
+                jobs.into_iter()
+                    .filter(|j| j.batch == batch && j.outcome.is_none())
+                    .map(|j| (crew, j)),
+            ),
+            Err(s) => {
+                let f = Failure::from_status(&crew.name, &s);
+                eprintln!("foreman: {}", Sanitizer::clean(&f.to_string()));
+                worst = worst.max(f.code());
+            }
+        }
+    }
+    if members.is_empty() && worst == 0 {
+        return Err(Failure::Job(format!(
+            "no running job of batch {batch:?} on any crew"
+        )));
+    }
+    for (crew, job) in &members {
+        others_job(crew, job, "stop", yes).await?;
+    }
+    let stops = members.iter().map(|(crew, job)| async move {
+        let mut client = crew.client.clone();
+        let ended = client
+            .stop_job(pb::StopJobRequest {
+                job: job.id.clone(),
+                grace: grace.and_then(|g| prost_types::Duration::try_from(g).ok()),
+            })
+            .await;
+        (crew, job, ended)
+    });
+    for (crew, job, ended) in futures_util::future::join_all(stops).await {
+        match ended {
+            Ok(r) => {
+                let ended = r.into_inner().job.unwrap_or_else(|| job.clone());
+                let outcome = ended.outcome.map(|o| o.summary).unwrap_or_default();
+                println!(
+                    "{}/{} {}: {}",
+                    crew.name,
+                    ended.handle,
+                    phase_name(ended.phase),
+                    Sanitizer::clean(&outcome)
+                );
+            }
+            Err(s) => {
+                let f = Failure::from_status(&crew.name, &s);
+                eprintln!(
+                    "foreman: {}/{}: {}",
+                    crew.name,
+                    job.handle,
+                    Sanitizer::clean(&f.to_string())
+                );
+                worst = worst.max(f.code());
+            }
+        }
+    }
+    match worst {
+        0 => Ok(()),
+        c => Err(Failure::Exit(c)),
+    }
+}
+
 pub async fn archive(ctx: &Ctx, job: &str, yes: bool) -> Result<(), Failure> {
     let (crew, job) = resolve(ctx, job).await?;
     others_job(crew, &job, "archive", yes).await?;

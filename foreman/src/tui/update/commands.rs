@@ -155,7 +155,10 @@ fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
         crate::present::command_line(&spec.argv),
         app.crews[crew].name
     );
-    fx.push(Effect::Start { crew, spec });
+    fx.push(Effect::Start {
+        crew,
+        spec: Box::new(spec),
+    });
     notify(app, Notice::info(format!("starting {label}…")));
 }
 
