@@ -61,6 +61,40 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
         "{err}"
     );
 
+    // The crews that failed, run again: kept by the run that failed.
+    let batch = batch_id(&ran);
+    let again = fleet
+        .run(
+            ALICE,
+            &[
+                "run",
+                "--crew",
+                &format!("@failed:{batch}"),
+                "-b",
+                "--",
+                "/bin/sh",
+                "-c",
+                BY_CREW,
+            ],
+        )
+        .await
+        .expect(3);
+    assert!(
+        again.stderr.contains("3 crews: 0 ok; 3 failed"),
+        "{}",
+        again.stderr
+    );
+    assert!(again.out().contains("web[01-03] (3) exit 3\n"), "{}", again.out());
+    let unknown = fleet
+        .run(ALICE, &["run", "--crew", "@failed:b-0123", "--", "true"])
+        .await
+        .expect(2);
+    assert!(
+        unknown.stderr.contains("no record of batch b-0123"),
+        "{}",
+        unknown.stderr
+    );
+
     // Streamed: every line, prefixed by its crew.
     let ran = fleet
         .run(
@@ -105,6 +139,32 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
             .is_some_and(|j| j.starts_with("web05/job-"))
     );
     assert!(ran.stderr.contains("1 unreachable (down)"), "{}", ran.stderr);
+    // Failed and unreachable alike are run again.
+    let again = fleet
+        .run(
+            ALICE,
+            &[
+                "run",
+                "--crew",
+                &format!("@failed:{}", batch_id(&ran)),
+                "--json",
+                "--",
+                "true",
+            ],
+        )
+        .await
+        .expect(2);
+    let crews: Vec<String> = again
+        .out()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["crew"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(crews, ["web01", "web02", "web03", "down"]);
     // Only the crew that is down: its code, 2.
     fleet
         .run(ALICE, &["run", "--crew", "down,web04", "--", "true"])
@@ -131,12 +191,7 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
     let out = ran.out();
     assert!(out.contains("web01/job-") && out.contains("web03/job-"), "{out}");
     let web01 = format!("web01={}", fleet.crews[0].addr);
-    let batch = ran
-        .stderr
-        .split_whitespace()
-        .find(|w| w.starts_with("b-"))
-        .unwrap_or_else(|| panic!("no batch id: {}", ran.stderr))
-        .to_owned();
+    let batch = batch_id(&ran);
     let members = |ran: &crate::support::Ran| -> Vec<(String, String)> {
         let list = ran.json();
         let list = list.as_array().expect("a list");
@@ -197,4 +252,13 @@ async fn fail_fast_stops_the_rest_at_the_first_failure() {
         "{err}"
     );
     fleet.stop().await;
+}
+
+/// The batch id foreman printed on stderr.
+fn batch_id(ran: &crate::support::Ran) -> String {
+    ran.stderr
+        .split([' ', ':', '\n'])
+        .find(|w| w.starts_with("b-"))
+        .unwrap_or_else(|| panic!("no batch id: {}", ran.stderr))
+        .to_owned()
 }

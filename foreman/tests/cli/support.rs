@@ -84,6 +84,8 @@ impl Fleet {
             .arg(self.config())
             .args(["--user", user])
             .args(args)
+            // Batch records (`--crew @failed:ID`) stay in the test's home.
+            .env("XDG_STATE_HOME", self.home.path())
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         cmd

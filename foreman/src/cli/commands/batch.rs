@@ -7,7 +7,8 @@
 //! ranges, `web[01-03]`), with their exit codes, as `clush -b` does. Then one
 //! summary line on stderr: ok, failed and unreachable, each with its crews.
 //! Every member carries the batch's id (`b-` and 12 hex digits), which
-//! `ls --batch` and `stop --batch` take.
+//! `ls --batch` and `stop --batch` take; `run` keeps which crews failed or
+//! were not reached, and `--crew @failed:ID` runs on those again.
 //! A crew that cannot be reached is kept apart from one whose job failed.
 //! The exit code is the worst member's: a job's own code, 2 for a crew not
 //! reached. `--fail-fast` stops the others at the first failure; Ctrl-C
@@ -131,6 +132,7 @@ pub async fn run(crews: &[&Crew], a: &JobArgs, how: Presentation) -> Result<(), 
         print_gathered(&members);
     }
     eprintln!("foreman: batch {}: {}", spec.batch, summary(&members));
+    keep_record(&spec.batch, &members);
     match members.iter().map(Member::code).max().unwrap_or(0) {
         0 => Ok(()),
         c => Err(Failure::Exit(c)),
@@ -430,4 +432,72 @@ fn member_json(m: &Member) -> serde_json::Value {
         "batch": m.job.as_ref().map(|j| j.batch.clone()),
         "error": why,
     })
+}
+
+/// Where a batch's outcome is kept for a rerun (`--crew @failed:ID`), as
+/// Ansible keeps retry files: `$XDG_STATE_HOME/tasker/batches/ID.json`
+/// (`~/.local/state/...`).
+pub fn record_path(batch: &str) -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/state")))?;
+    Some(base.join("tasker").join("batches").join(format!("{batch}.json")))
+}
+
+/// Keeps which crews of `batch` did not succeed; best effort (a warning).
+fn keep_record(batch: &str, members: &[Member]) {
+    let Some(path) = record_path(batch) else { return };
+    let crews: Vec<serde_json::Value> = members
+        .iter()
+        .map(|m| {
+            let status = match m.status {
+                Status::Ok => "ok",
+                Status::Failed { .. } => "failed",
+                Status::Unreachable(_) => "unreachable",
+            };
+            serde_json::json!({ "crew": m.crew, "status": status, "exit_code": m.code() })
+        })
+        .collect();
+    let text = serde_json::json!({ "batch": batch, "crews": crews }).to_string();
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, text));
+    if let Err(e) = written {
+        eprintln!(
+            "foreman: could not keep the batch's outcome in {}: {e}",
+            path.display()
+        );
+    }
+}
+
+/// The crews of `batch` that failed or were not reached, from its record.
+pub fn failed_crews(batch: &str) -> Result<Vec<String>, String> {
+    if !crew_batch_id(batch) {
+        return Err(format!("{batch:?} is not a batch id (b- and hex digits)"));
+    }
+    let path = record_path(batch).ok_or("no home directory to find batches in")?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "no record of batch {batch} ({}: {e}): only a `run` on this machine keeps one",
+            path.display()
+        )
+    })?;
+    let record: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a batch record: {e}", path.display()))?;
+    let crews = record["crews"]
+        .as_array()
+        .ok_or_else(|| format!("{}: not a batch record", path.display()))?;
+    Ok(crews
+        .iter()
+        .filter(|c| c["status"] != "ok")
+        .filter_map(|c| c["crew"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// What foreman makes: `b-` and hex (a record's name must be nothing else).
+fn crew_batch_id(b: &str) -> bool {
+    b.strip_prefix("b-")
+        .is_some_and(|hex| !hex.is_empty() && hex.len() <= 32 && hex.bytes().all(|c| c.is_ascii_hexdigit()))
 }

@@ -14,7 +14,20 @@ pub fn pick_batch<'a>(ctx: &'a Ctx, named: Option<&str>) -> Result<Option<Vec<&'
         return Ok(None);
     };
     let entries: Vec<crate::config::CrewEntry> = ctx.config.crews.clone();
-    let chosen = crate::cli::select::select(&entries, spec).map_err(Failure::Usage)?;
+    // `@failed:ID`: the crews a batch run here did not succeed on.
+    let spec = match spec.strip_prefix("@failed:") {
+        Some(batch) => {
+            let crews = super::batch::failed_crews(batch).map_err(Failure::Usage)?;
+            if crews.is_empty() {
+                return Err(Failure::Usage(format!(
+                    "batch {batch} failed on no crew: nothing to run again"
+                )));
+            }
+            crews.join(",")
+        }
+        None => spec.to_owned(),
+    };
+    let chosen = crate::cli::select::select(&entries, &spec).map_err(Failure::Usage)?;
     Ok(Some(chosen.into_iter().map(|i| &ctx.crews[i]).collect()))
 }
 
