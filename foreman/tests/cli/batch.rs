@@ -262,3 +262,52 @@ fn batch_id(ran: &crate::support::Ran) -> String {
         .unwrap_or_else(|| panic!("no batch id: {}", ran.stderr))
         .to_owned()
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_every_member_of_a_batch() {
+    let fleet = fleet_or_skip!("c1", "c2", "c3");
+    let child = fleet
+        .foreman(ALICE, &["run", "--crew", "all", "--", "sleep", "100"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("foreman runs");
+    // Until every member runs.
+    let t0 = Instant::now();
+    loop {
+        let ls = fleet.run(ALICE, &["ls", "--json"]).await.expect(0).json();
+        let running = ls
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|j| j["state"] == "running" && j["batch"].as_str().is_some_and(|b| b.starts_with("b-")))
+            .count();
+        if running == 3 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the batch did not start: {ls}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("a pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("foreman ends after Ctrl-C")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Each stopped by SIGTERM: 128 + 15.
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(
+        err.contains("stopping every member") && err.contains("3 crews: 0 ok; 3 failed"),
+        "{err}"
+    );
+    let ls = fleet.run(ALICE, &["ls", "--json"]).await.expect(0).json();
+    assert!(
+        ls.as_array().unwrap().iter().all(|j| j["state"] == "stopped"),
+        "{ls}"
+    );
+    fleet.stop().await;
+}
