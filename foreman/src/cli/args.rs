@@ -104,6 +104,18 @@ pub enum Command {
         #[arg(short = 'y', long)]
         yes: bool,
     },
+    /// Wait until a job (or every job of a batch) has ended; exit with the
+    /// code `run` would have (a batch's worst).
+    Wait {
+        #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+        job: Option<String>,
+        /// Every job of this batch, on every crew.
+        #[arg(long, value_name = "ID")]
+        batch: Option<String>,
+        /// Give up after this long (exit 1), e.g. 30s, 5m.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
     /// Hide an ended job from the default list.
     Archive {
         job: String,

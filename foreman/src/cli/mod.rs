@@ -58,6 +58,9 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
         Command::Stop { job, grace, yes, .. } => {
             commands::stop::stop(&ctx, job.as_deref().unwrap_or_default(), grace, yes).await
         }
+        Command::Wait { job, batch, timeout } => {
+            commands::wait::wait(&ctx, job.as_deref(), batch.as_deref(), timeout).await
+        }
         Command::Archive { job, yes } => commands::stop::archive(&ctx, &job, yes).await,
         Command::Crews { json } => commands::crews::crews(&ctx, json).await,
     }

@@ -222,6 +222,40 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
         .expect(2);
     let listed = members(&listed);
     assert!(listed.iter().all(|(_, state)| state == "stopped"), "{listed:?}");
+    // wait: every member has ended (stopped: 128 + 15, the worst), and the
+    // crew that is down is named (exit 2 would be lower).
+    let waited = fleet.run(ALICE, &["wait", "--batch", &batch]).await.expect(143);
+    assert_eq!(waited.out().matches(" stopped: ").count(), 3, "{}", waited.out());
+    assert!(waited.stderr.contains("down"), "{}", waited.stderr);
+    // A batch still running is waited for, to its end.
+    let ran = fleet
+        .run(ALICE, &["start", "--crew", "web0[4-5]", "--", "sleep", "0.5"])
+        .await
+        .expect(0);
+    let quick = batch_id(&ran);
+    let t0 = Instant::now();
+    let waited = fleet
+        .run(
+            ALICE,
+            &[
+                "--crew",
+                &web01,
+                "--crew",
+                &format!("web04={}", fleet.crews[3].addr),
+                "wait",
+                "--batch",
+                &quick,
+            ],
+        )
+        .await
+        .expect(0);
+    assert!(t0.elapsed() >= Duration::from_millis(200), "{:?}", t0.elapsed());
+    assert_eq!(
+        waited.out().matches(" completed: ").count(),
+        1,
+        "{}",
+        waited.out()
+    );
     // Nothing left to stop: said so, exit 1.
     let none = fleet
         .run(ALICE, &["--crew", &web01, "stop", "--batch", &batch])

@@ -10,3 +10,4 @@ pub mod start;
 pub mod status;
 pub mod stop;
 pub mod stream;
+pub mod wait;
