@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use certgen::Role;
-use crew::testing::{ADA, BOB};
+use crew::testing::{ADA, BOB, scaled};
 use tasker_proto::v1 as pb;
 
 use crate::client::*;
@@ -83,16 +83,19 @@ async fn two_fork_bombs_leave_the_crew_and_other_users_responsive() {
          echo: {quiet_echo:?} quiet, {bombed_echo:?} under the bombs",
         began.elapsed()
     );
-    // Well under a second.
+    // Well under a second on real hardware; the emulated VM of ci/test-v2
+    // runs 20-50x slower, and says so by scaling the heavy tests down
+    // (TASKER_TEST_SCALE=0.1: ten times the bound there).
+    let emulated = |d: Duration| d * 1000 / scaled(1000) as u32;
     assert!(
-        slowest < Duration::from_secs(1),
+        slowest < emulated(Duration::from_secs(1)),
         "Info took {slowest:?} under the bombs"
     );
     // Typically ~20 ms; bounded wider, as a ready shim being made when the
     // bombs began may still hold the kernel's fork lock (it took 10-400 s
     // when every start of hers made cgroup migrations).
     assert!(
-        bombed_echo < Duration::from_secs(5),
+        bombed_echo < emulated(Duration::from_secs(5)),
         "ada's echo took {bombed_echo:?} under the bombs"
     );
 
