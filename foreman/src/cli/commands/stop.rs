@@ -25,15 +25,24 @@ pub async fn stop(ctx: &Ctx, job: &str, grace: Option<Duration>, yes: bool) -> R
         .into_inner()
         .job
         .unwrap_or(job);
-    let outcome = ended.outcome.map(|o| o.summary).unwrap_or_default();
-    println!(
-        "{}/{} {}: {}",
-        crew.name,
-        ended.handle,
-        phase_name(ended.phase),
-        Sanitizer::clean(&outcome)
-    );
+    print_end(&crew.name, &ended);
     Ok(())
+}
+
+/// `alpha/job-3 stopped: stopped_by alice (signal 15 (SIGTERM))`: how a
+/// job ended, one line on stdout (`stop` and `wait`).
+pub fn print_end(crew: &str, job: &pb::Job) {
+    let outcome = job
+        .outcome
+        .as_ref()
+        .map(|o| o.summary.as_str())
+        .unwrap_or_default();
+    println!(
+        "{crew}/{} {}: {}",
+        job.handle,
+        phase_name(job.phase),
+        Sanitizer::clean(outcome)
+    );
 }
 
 /// Stops every running job of `batch` on every crew, at once; another
@@ -82,14 +91,7 @@ pub async fn stop_batch(ctx: &Ctx, batch: &str, grace: Option<Duration>, yes: bo
         match ended {
             Ok(r) => {
                 let ended = r.into_inner().job.unwrap_or_else(|| job.clone());
-                let outcome = ended.outcome.map(|o| o.summary).unwrap_or_default();
-                println!(
-                    "{}/{} {}: {}",
-                    crew.name,
-                    ended.handle,
-                    phase_name(ended.phase),
-                    Sanitizer::clean(&outcome)
-                );
+                print_end(&crew.name, &ended);
             }
             Err(s) => {
                 let f = Failure::from_status(&crew.name, &s);

@@ -15,7 +15,6 @@ use crate::cli::output::exit_code_of;
 use crate::cli::refs::resolve;
 use crate::client::Crew;
 use crate::failure::Failure;
-use crate::present::phase_name;
 use crate::sanitize::Sanitizer;
 
 pub async fn wait(
@@ -50,14 +49,7 @@ pub async fn wait(
     for ((crew, _), end) in members.iter().zip(ends) {
         match end {
             Ok(j) => {
-                let outcome = j.outcome.as_ref().map(|o| o.summary.clone()).unwrap_or_default();
-                println!(
-                    "{}/{} {}: {}",
-                    crew.name,
-                    j.handle,
-                    phase_name(j.phase),
-                    Sanitizer::clean(&outcome)
-                );
+                super::stop::print_end(&crew.name, &j);
                 worst = worst.max(exit_code_of(&j));
             }
             Err(f) => {
