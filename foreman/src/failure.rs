@@ -35,6 +35,15 @@ impl Failure {
     /// A crew's answer as a failure: its refusals are about the job (1),
     /// its bad-request answers about how we asked (2), and transport
     /// failures about the connection (2).
+    /// Success for 0, else an exit with `code`: the worst of several
+    /// outcomes (a batch's members, the jobs waited for).
+    pub fn exit_with(code: u8) -> Result<(), Self> {
+        match code {
+            0 => Ok(()),
+            c => Err(Self::Exit(c)),
+        }
+    }
+
     pub fn from_status(crew: &str, status: &tonic::Status) -> Self {
         use tonic::Code::*;
         let msg = format!("{crew}: {}", client::explain(status));

@@ -101,10 +101,7 @@ pub async fn start(crews: &[&Crew], a: &JobArgs) -> Result<(), Failure> {
             }
         }
     }
-    match worst {
-        0 => Ok(()),
-        c => Err(Failure::Exit(c)),
-    }
+    Failure::exit_with(worst)
 }
 
 /// `foreman run` on several crews.
@@ -133,10 +130,7 @@ pub async fn run(crews: &[&Crew], a: &JobArgs, how: Presentation) -> Result<(), 
     }
     eprintln!("foreman: batch {}: {}", spec.batch, summary(&members));
     keep_record(&spec.batch, &members);
-    match members.iter().map(Member::code).max().unwrap_or(0) {
-        0 => Ok(()),
-        c => Err(Failure::Exit(c)),
-    }
+    Failure::exit_with(members.iter().map(Member::code).max().unwrap_or(0))
 }
 
 /// The job every member runs, labelled with a new batch id.

@@ -105,10 +105,7 @@ pub async fn stop_batch(ctx: &Ctx, batch: &str, grace: Option<Duration>, yes: bo
             }
         }
     }
-    match worst {
-        0 => Ok(()),
-        c => Err(Failure::Exit(c)),
-    }
+    Failure::exit_with(worst)
 }
 
 pub async fn archive(ctx: &Ctx, job: &str, yes: bool) -> Result<(), Failure> {

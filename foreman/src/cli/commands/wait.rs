@@ -58,10 +58,7 @@ pub async fn wait(
             }
         }
     }
-    match worst {
-        0 => Ok(()),
-        c => Err(Failure::Exit(c)),
-    }
+    Failure::exit_with(worst)
 }
 
 /// Every job of `batch`, on every crew that answers, and why the others
