@@ -17,7 +17,11 @@
 //!   patiently (an init still joining is not a failure; abandoning it would
 //!   not withdraw its migration);
 //! - after a slow join (the host is under such load) no slot is made for a
-//!   while: the crew's own migrations must not add to the stall.
+//!   while: the crew's own migrations must not add to the stall;
+//! - nor while the crew's jobs fork hard: a job or a user's jobs near their
+//!   task cap, or tasks rising fast in the moment after a start (the job
+//!   just started may be a fork bomb, and the ready shim that replaces the
+//!   one it took would otherwise join its cgroups in the thick of it).
 
 use std::time::{Duration, Instant};
 
@@ -31,8 +35,16 @@ const READY_USER_IDLE: Duration = Duration::from_secs(600);
 pub(super) const JOIN_PATIENCE: Duration = Duration::from_secs(60);
 /// A join slower than this means the host is under fork load...
 pub(super) const SLOW_JOIN: Duration = Duration::from_secs(1);
-/// ... and no slot is made for this long after it.
+/// ... and no ready shim is made for this long after it, nor after the
+/// crew's jobs were seen forking hard (see `EngineHandle::forking_hard`).
 const CALM_DOWN: Duration = Duration::from_secs(30);
+/// Before a ready shim is made, the crew's tasks are watched this long...
+pub(super) const FORK_WATCH: Duration = Duration::from_millis(100);
+/// ... and rising by more than this many means a job forks hard.
+pub(super) const FORK_BURST: u64 = 32;
+/// Tasks near a cap make a fork storm only if there are this many: fewer
+/// cannot keep a migration waiting for long.
+pub(super) const FORK_CROWD: u64 = 128;
 
 /// How old a ready shim may be. Its init's mount namespace is a copy of
 /// the host's from when it was made, a slave of it: where `/` is a shared
@@ -114,11 +126,11 @@ impl Pool {
         if size == 0 {
             return None;
         }
-        if !slots || self.users.is_empty() {
-            return (self.shims.len() < size).then_some(Want::Anyone);
-        }
         if self.calm_until.is_some_and(|t| now < t) {
             return None;
+        }
+        if !slots || self.users.is_empty() {
+            return (self.shims.len() < size).then_some(Want::Anyone);
         }
         // Shims for anyone (made before the first user) serve the latest.
         let anyone = self.shims.iter().filter(|s| s.owner().is_none()).count();
@@ -226,8 +238,9 @@ mod tests {
             pool.wanted(true, 1, now + CALM_DOWN),
             Some(Want::For("alice".into()))
         );
-        // Shims for anyone are not held back: without one, a start would
-        // make the same migration itself.
-        assert_eq!(pool.wanted(false, 1, now), Some(Want::Anyone));
+        // Shims for anyone too (a cgroup2 host): a start without one makes
+        // the same migration itself, but only if someone starts a job then.
+        assert_eq!(pool.wanted(false, 1, now + CALM_DOWN / 2), None);
+        assert_eq!(pool.wanted(false, 1, now + CALM_DOWN), Some(Want::Anyone));
     }
 }

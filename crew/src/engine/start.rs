@@ -13,7 +13,7 @@ use super::cgroup::{CgroupTree, JobCgroup};
 use super::error::EngineError;
 use super::failpoint;
 use super::job::{JobId, JobInfo, JobState};
-use super::pool::{JOIN_PATIENCE, SLOW_JOIN, Want};
+use super::pool::{FORK_BURST, FORK_CROWD, FORK_WATCH, JOIN_PATIENCE, SLOW_JOIN, Want};
 use super::registry::JobEntry;
 use super::spawn::{Assignment, ExecResult, IdleShim, ShimLink, Slot, assign, spawn_idle};
 use super::spec::{JobSpec, Network, WinSize};
@@ -305,20 +305,56 @@ impl EngineHandle {
         self.refill_pool();
     }
 
-    /// Whether some user's jobs are at three quarters of their task cap or
-    /// more: forking against the wall, as a fork bomb does, the very load
-    /// under which a cgroup migration stalls every fork on the host (see
-    /// `pool.rs`).
-    fn forking_at_a_cap(&self) -> bool {
+    /// Whether the crew's jobs fork hard now: the very load under which a
+    /// cgroup migration (a ready shim joining its cgroups) stalls every
+    /// fork and every cgroup change on the host for seconds, stops of
+    /// jobs included (see `pool.rs`). So it is when some job, or some
+    /// user's jobs together, are at three quarters of their task cap or
+    /// more, and [`FORK_CROWD`] tasks at least (forking against the wall,
+    /// as a fork bomb does), or when the
+    /// crew's tasks rise by more than [`FORK_BURST`] while it watches for
+    /// up to [`FORK_WATCH`]: a job just started may be a fork bomb still
+    /// growing. The watch ends early when the tasks fall (a job ended), and
+    /// is skipped while no job runs.
+    fn forking_hard(&self, stopping: impl Fn() -> bool) -> bool {
         let inner = &self.inner;
-        let mut owners: Vec<String> = self.running_jobs().into_iter().map(|j| j.owner).collect();
-        owners.sort();
+        let running = self.running_jobs();
+        if running.is_empty() {
+            return false;
+        }
+        let near = |tasks: Option<u64>, cap: Option<u64>| matches!((tasks, cap), (Some(t), Some(c)) if t >= FORK_CROWD && t.saturating_mul(4) >= c.saturating_mul(3));
+        let job_at_cap = running.iter().any(|j| {
+            let cap = j.limits.pids.unwrap_or(inner.config.default_pids);
+            near(
+                inner.tree.job_cgroup(&j.owner, j.id.as_str(), &j.limits).tasks(),
+                Some(cap),
+            )
+        });
+        let mut owners: Vec<&str> = running.iter().map(|j| j.owner.as_str()).collect();
+        owners.sort_unstable();
         owners.dedup();
-        owners.iter().any(|owner| {
-            let cap = inner.config.quotas.of(owner).pids;
-            let (tasks, _) = inner.tree.owner_usage(owner);
-            matches!((tasks, cap), (Some(t), Some(c)) if t.saturating_mul(4) >= c.saturating_mul(3))
-        })
+        let user_at_cap = owners.iter().any(|owner| {
+            near(
+                inner.tree.owner_usage(owner).0,
+                inner.config.quotas.of(owner).pids,
+            )
+        });
+        if job_at_cap || user_at_cap {
+            return true;
+        }
+        let Some(before) = inner.tree.tasks() else {
+            return false;
+        };
+        let began = Instant::now();
+        while began.elapsed() < FORK_WATCH && !stopping() {
+            std::thread::sleep(FORK_WATCH / 10);
+            match inner.tree.tasks() {
+                Some(now) if now > before + FORK_BURST => return true,
+                Some(now) if now >= before => {}
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Tops the pool of ready shims up, in the background, one at a time
@@ -340,13 +376,13 @@ impl EngineHandle {
                 while !stopping()
                     && let Some(want) = wanted()
                 {
+                    if (EngineHandle { inner: Arc::clone(&inner) }).forking_hard(stopping) {
+                        tracing::info!("the crew's jobs fork hard: no ready shim made for a while");
+                        lock(&inner.pool).made(None, None, Instant::now());
+                        break;
+                    }
                     let slot = match want {
                         Want::Anyone => None,
-                        Want::For(_) if (EngineHandle { inner: Arc::clone(&inner) }).forking_at_a_cap() => {
-                            tracing::info!("a user's jobs are at their task cap: no ready shim's cgroups joined for a while");
-                            lock(&inner.pool).made(None, None, Instant::now());
-                            break;
-                        }
                         Want::For(owner) => new_slot(&inner.tree, owner),
                     };
                     let shim = match spawn_idle(

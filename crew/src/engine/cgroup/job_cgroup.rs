@@ -183,6 +183,17 @@ impl JobCgroup {
         result.and(thawed)
     }
 
+    /// The job's tasks now (on a hybrid host with its init, if the init
+    /// came from a slot).
+    pub fn tasks(&self) -> Option<u64> {
+        let dir = match self.hier.backend(Controller::Pids) {
+            Backend::V2 => self.unified.clone(),
+            Backend::V1(_) => self.v1_dir(Controller::Pids)?,
+            Backend::Unavailable => return None,
+        };
+        read_file(&dir.join("pids.current")).ok()?.trim().parse().ok()
+    }
+
     /// Live cpu and memory usage.
     pub fn usage(&self) -> Usage {
         Usage {

@@ -174,6 +174,17 @@ impl CgroupTree {
         (tasks, memory)
     }
 
+    /// Tasks in all of the crew's cgroups together (its jobs and ready
+    /// shims' inits), where the pids controller is.
+    pub fn tasks(&self) -> Option<u64> {
+        let dir = match self.hier.backend(Controller::Pids) {
+            Backend::V2 => self.hier.unified.join(&self.opts.parent),
+            Backend::V1(root) => root.join(&self.opts.parent),
+            Backend::Unavailable => return None,
+        };
+        read_file(&dir.join("pids.current")).ok()?.trim().parse().ok()
+    }
+
     pub fn hierarchy(&self) -> &Hierarchy {
         &self.hier
     }

@@ -20,6 +20,7 @@ async fn a_thousand_start_stop_cycles_leave_no_fd_zombie_or_cgroup() {
             .unwrap();
     }
     t.assert_clean().await;
+    t.pool_full().await;
     let (fds, rss) = (fd_count(), rss_kib());
     let started = Instant::now();
     for i in 0..cycles {
@@ -38,6 +39,7 @@ async fn a_thousand_start_stop_cycles_leave_no_fd_zombie_or_cgroup() {
     }
     let per_cycle = started.elapsed() / cycles as u32;
     t.assert_clean().await;
+    t.pool_full().await;
     let (fds_after, rss_after) = (fd_count(), rss_kib());
     eprintln!("{cycles} cycles, {per_cycle:?} each; fds {fds} -> {fds_after}; rss {rss} -> {rss_after} KiB");
     assert_eq!(fds_after, fds, "fds leaked");
@@ -59,6 +61,7 @@ async fn failed_starts_leak_nothing() {
     let info = t.handle.start(spec(&["/bin/nosuch"])).await.unwrap();
     assert!(info.state.is_ended());
     t.assert_clean().await;
+    t.pool_full().await;
     let fds = fd_count();
     for _ in 0..scaled(200) {
         let info = t.handle.start(spec(&["/bin/nosuch"])).await.unwrap();
@@ -68,6 +71,7 @@ async fn failed_starts_leak_nothing() {
         assert!(out.is_empty());
     }
     t.assert_clean().await;
+    t.pool_full().await;
     assert_eq!(fd_count(), fds, "fds leaked");
     t.shutdown().await;
 }

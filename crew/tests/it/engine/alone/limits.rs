@@ -152,6 +152,57 @@ async fn a_pids_limit_of_n_gives_the_command_exactly_n_processes() {
     t.shutdown().await;
 }
 
+/// While a job forks against its task cap (as a fork bomb does), the crew
+/// makes no ready shim: joining a shim's cgroups is a cgroup migration,
+/// which would stall every fork and every cgroup change on the host
+/// behind the bomb's forks, the bomb's own stop included.
+#[tokio::test]
+async fn no_ready_shim_is_made_while_a_job_is_at_its_task_cap() {
+    let t = engine_or_skip!(exclusive);
+    let pool = t.handle.config().shim_pool;
+    let full = || t.handle.ready_shims().len() >= pool;
+    wait_for("the ready shims", Duration::from_secs(30), full).await;
+    // 150 tasks under a cap of 160, once it has slept (a shim is made for
+    // the one its start took meanwhile: it does not fork yet), started
+    // slowly enough not to count as a burst.
+    let mut s = sh("sleep 2; for i in $(seq 149); do sleep 100 & sleep 0.01; done; wait");
+    s.limits.pids = Some(160);
+    let hog = t.handle.start(s).await.unwrap();
+    wait_for(
+        "the shim its start took to be replaced",
+        Duration::from_secs(30),
+        full,
+    )
+    .await;
+    let pids = pids_dir(&t, &hog.id).join("pids.current");
+    wait_for("the job's tasks", Duration::from_secs(120), || {
+        std::fs::read_to_string(&pids).is_ok_and(|n| n.trim().parse::<u64>().is_ok_and(|n| n >= 150))
+    })
+    .await;
+    // Another start takes a ready shim; none is made to replace it.
+    let (_, end) = run(&t.handle, sh("true")).await;
+    assert!(matches!(
+        ended(&end).outcome,
+        Outcome::Finished(Termination::Exited(0))
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        t.handle.ready_shims().len(),
+        pool - 1,
+        "a ready shim was made beside the job at its cap"
+    );
+    t.handle
+        .stop(&hog.id, Some(Duration::ZERO), "test")
+        .await
+        .unwrap();
+    // (The pool stays short for a while: `assert_clean` would wait for it.)
+    wait_for("the job's cgroup to be removed", Duration::from_secs(10), || {
+        t.job_dirs().is_empty()
+    })
+    .await;
+    t.shutdown().await;
+}
+
 fn cpu_stat_file(t: &TestEngine, id: &crew::engine::JobId) -> std::path::PathBuf {
     let v1 = std::path::Path::new("/sys/fs/cgroup/cpu");
     if v1.join(&t.parent).exists() {
