@@ -65,7 +65,16 @@ pub enum Command {
     },
     /// Print a job's output.
     Logs {
-        job: String,
+        #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+        job: Option<String>,
+        /// Every job of this batch, on every crew: each line prefixed by
+        /// its crew, then a summary.
+        #[arg(long, value_name = "ID")]
+        batch: Option<String>,
+        /// With --batch: identical outputs once, under the crews that
+        /// printed them (as `run -b`).
+        #[arg(short = 'b', long, requires = "batch")]
+        gather: bool,
         /// Keep following the output until the job ends.
         #[arg(short, long)]
         follow: bool,

@@ -43,11 +43,19 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
         Command::Ls { all, batch, json } => commands::ls::ls(&ctx, all, batch.as_deref(), json).await,
         Command::Status { job, json } => commands::status::status(&ctx, &job, json).await,
         Command::Logs {
+            batch: Some(batch),
+            gather,
+            follow,
+            tail,
+            ..
+        } => commands::batch::logs(&ctx, &batch, follow, tail, gather).await,
+        Command::Logs {
             job,
             follow,
             tail,
             raw,
-        } => commands::logs::logs(&ctx, &job, follow, tail, raw).await,
+            ..
+        } => commands::logs::logs(&ctx, job.as_deref().unwrap_or_default(), follow, tail, raw).await,
         Command::Attach { job, yes } => commands::attach::attach(&ctx, &job, yes).await,
         Command::Stop {
             job,

@@ -61,8 +61,34 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
         "{err}"
     );
 
-    // The crews that failed, run again: kept by the run that failed.
+    // Its output again, from the crews: gathered, and streamed per crew.
+    // The configuration's crew that is down might hold a member: it says
+    // so, and the exit code too.
     let batch = batch_id(&ran);
+    let logs = fleet
+        .run(ALICE, &["logs", "--batch", &batch, "-b"])
+        .await
+        .expect(2);
+    assert_eq!(logs.out(), out, "logs -b of the batch shows what run -b did");
+    assert!(
+        logs.stderr
+            .contains("11 crews: 7 ok (web[04-10]); 3 failed (web01: exit 3, web02: exit 3, web03: exit 3); 1 unreachable (down)"),
+        "{}",
+        logs.stderr
+    );
+    let logs = fleet
+        .run(ALICE, &["logs", "--batch", &batch, "--tail", "1"])
+        .await
+        .expect(2);
+    let lines = logs.out();
+    assert_eq!(lines.lines().count(), 10, "{lines}");
+    assert!(
+        lines.contains("web02: odd\n") && lines.contains("web07: more\n"),
+        "{lines}"
+    );
+    fleet.run(ALICE, &["logs", "--batch", "b-0123"]).await.expect(1);
+
+    // The crews that failed, run again: kept by the run that failed.
     let again = fleet
         .run(
             ALICE,
@@ -211,6 +237,13 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
     let listed = members(&listed);
     assert_eq!(listed.len(), 3, "{listed:?}");
     assert!(listed.iter().all(|(_, state)| state == "running"), "{listed:?}");
+    // logs of a batch that runs: what it has so far, at once.
+    let logs = fleet.run(ALICE, &["logs", "--batch", &batch]).await.expect(2);
+    assert!(
+        logs.stderr.contains("3 running (web[01-03]); 0 ok"),
+        "{}",
+        logs.stderr
+    );
     let stopped = fleet
         .run(ALICE, &["stop", "--batch", &batch, "--grace", "100ms"])
         .await
@@ -255,6 +288,35 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
         1,
         "{}",
         waited.out()
+    );
+    // logs -f of a batch: to every member's end.
+    let ran = fleet
+        .run(
+            ALICE,
+            &[
+                "start",
+                "--crew",
+                "web0[6-7]",
+                "--",
+                "/bin/sh",
+                "-c",
+                "echo a; sleep 0.5; echo b",
+            ],
+        )
+        .await
+        .expect(0);
+    let followed = fleet
+        .run(ALICE, &["logs", "-f", "--batch", &batch_id(&ran)])
+        .await
+        .expect(2);
+    let out = followed.out();
+    for line in ["web06: a\n", "web06: b\n", "web07: a\n", "web07: b\n"] {
+        assert!(out.contains(line), "{out}");
+    }
+    assert!(
+        followed.stderr.contains("2 ok (web[06-07])"),
+        "{}",
+        followed.stderr
     );
     // Nothing left to stop: said so, exit 1.
     let none = fleet

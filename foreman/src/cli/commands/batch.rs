@@ -24,9 +24,11 @@ use tasker_proto::v1::attach_job_response::Msg as Out;
 use tokio_util::sync::CancellationToken;
 
 use super::stream::open;
+use crate::cli::Ctx;
 use crate::cli::output::exit_code_of;
 use crate::cli::select::fold;
 use crate::client::Crew;
+use crate::client::attach::Opened;
 use crate::failure::Failure;
 use crate::job::{JobArgs, job_spec};
 use crate::sanitize::{Mode, Sanitizer};
@@ -58,6 +60,8 @@ enum Status {
     },
     /// The crew was not reached, or the connection was lost.
     Unreachable(String),
+    /// Its job runs on (`logs` without `-f`).
+    Running,
 }
 
 #[derive(Debug)]
@@ -72,7 +76,7 @@ struct Member {
 impl Member {
     fn code(&self) -> u8 {
         match &self.status {
-            Status::Ok => 0,
+            Status::Ok | Status::Running => 0,
             Status::Failed { code, .. } => *code,
             Status::Unreachable(_) => 2,
         }
@@ -209,7 +213,7 @@ async fn member(
     }
     let id = job.id.clone();
     m.job = Some(job);
-    let mut opened = match open(crew, &id, From::Beginning(Beginning {}), true).await {
+    let opened = match open(crew, &id, From::Beginning(Beginning {}), true).await {
         Ok(o) => o,
         Err(f) => {
             m.status = not_run(f);
@@ -219,8 +223,26 @@ async fn member(
     // A batch's jobs get no input: EOF, as `run` gives a job without -i.
     let eof = pb::attach_job_request::Msg::Eof(pb::attach_job_request::Eof {});
     let _ = opened.tx.send(pb::AttachJobRequest { msg: Some(eof) }).await;
+    read_member(crew, &mut m, opened, None, how, printer, stop).await;
+    m
+}
+
+/// Reads a member's output (gathered into `m`, or printed) until its job
+/// ends, or only up to `upto` (the end of what it had written, for `logs`
+/// without `-f`); stops the job when `stop` fires; sets how it ended.
+async fn read_member(
+    crew: &Crew,
+    m: &mut Member,
+    mut opened: Opened,
+    upto: Option<u64>,
+    how: Presentation,
+    printer: &Printer,
+    stop: &CancellationToken,
+) {
+    let id = m.job.as_ref().map(|j| j.id.clone()).unwrap_or_default();
+    let mut offset = opened.attached.offset;
     let mut stopping = false;
-    loop {
+    while upto.is_none_or(|end| offset < end) {
         tokio::select! {
             () = stop.cancelled(), if !stopping => {
                 stopping = true;
@@ -229,6 +251,7 @@ async fn member(
             }
             msg = opened.stream.message() => match msg {
                 Ok(Some(pb::AttachJobResponse { msg: Some(Out::Output(o)) })) => {
+                    offset = o.offset + o.data.len() as u64;
                     if how.gather || how.json {
                         let room = GATHER_LIMIT.saturating_sub(m.output.len());
                         let keep = o.data.len().min(room);
@@ -238,14 +261,14 @@ async fn member(
                         printer.output(&crew.name, &o.data);
                     }
                 }
+                Ok(Some(pb::AttachJobResponse { msg: Some(Out::Dropped(d)) })) => {
+                    offset = d.offset + d.len;
+                    eprintln!("foreman: {}: {} bytes of output were dropped here (the crew keeps the newest part only)", crew.name, d.len);
+                }
                 Ok(Some(pb::AttachJobResponse { msg: Some(Out::Ended(j)) })) => {
-                    let code = exit_code_of(&j);
-                    if code != 0 {
-                        let why = j.outcome.as_ref().map(|o| o.summary.clone()).unwrap_or_default();
-                        m.status = Status::Failed { code, why: Sanitizer::clean(&why) };
-                        if how.fail_fast {
-                            stop.cancel();
-                        }
+                    m.status = ended(&j);
+                    if matches!(m.status, Status::Failed { .. }) && how.fail_fast {
+                        stop.cancel();
                     }
                     m.job = Some(j);
                     break;
@@ -259,7 +282,112 @@ async fn member(
         }
     }
     printer.flush(&crew.name);
-    m
+}
+
+/// How a job that has ended went, as a member's status.
+fn ended(j: &pb::Job) -> Status {
+    match exit_code_of(j) {
+        0 => Status::Ok,
+        code => {
+            let why = j.outcome.as_ref().map(|o| o.summary.clone()).unwrap_or_default();
+            Status::Failed {
+                code,
+                why: Sanitizer::clean(&why),
+            }
+        }
+    }
+}
+
+/// `foreman logs --batch ID`: every member's output so far (or followed
+/// to its end with `-f`), prefixed by crew or gathered (`-b`), then the
+/// summary line. Exit code: 2 if a crew was not reached, else 0.
+pub async fn logs(
+    ctx: &Ctx,
+    batch: &str,
+    follow: bool,
+    tail: Option<u64>,
+    gather: bool,
+) -> Result<(), Failure> {
+    let (members, unreachable) = members_of(ctx, batch).await;
+    if members.is_empty() {
+        for (_, f) in &unreachable {
+            eprintln!("foreman: {}", Sanitizer::clean(&f.to_string()));
+        }
+        let answered = if unreachable.is_empty() {
+            "any crew"
+        } else {
+            "the crews that answered"
+        };
+        return Err(Failure::Job(format!("no job of batch {batch:?} on {answered}")));
+    }
+    let how = Presentation {
+        gather,
+        ..Presentation::default()
+    };
+    let printer = Printer::new(how);
+    let never = CancellationToken::new();
+    let from = || tail.map_or(From::Beginning(Beginning {}), From::TailLines);
+    let read = members.into_iter().map(|(crew, job)| {
+        let (printer, never) = (&printer, &never);
+        async move {
+            let mut m = Member {
+                crew: crew.name.clone(),
+                status: if job.outcome.is_some() {
+                    ended(&job)
+                } else {
+                    Status::Running
+                },
+                job: Some(job),
+                output: Vec::new(),
+                cut: 0,
+            };
+            let id = m.job.as_ref().map(|j| j.id.clone()).unwrap_or_default();
+            match open(crew, &id, from(), false).await {
+                Ok(opened) => {
+                    let upto = (!follow).then_some(opened.attached.end);
+                    read_member(crew, &mut m, opened, upto, how, printer, never).await;
+                }
+                Err(f) => m.status = not_run(f),
+            }
+            m
+        }
+    });
+    let mut members = join_all(read).await;
+    printer.flush_all();
+    members.extend(unreachable.into_iter().map(|(crew, f)| Member {
+        crew: crew.name.clone(),
+        job: None,
+        output: Vec::new(),
+        cut: 0,
+        status: not_run(f),
+    }));
+    if gather {
+        print_gathered(&members);
+    }
+    eprintln!("foreman: batch {batch}: {}", summary(&members));
+    let unreached = members.iter().any(|m| matches!(m.status, Status::Unreachable(_)));
+    Failure::exit_with(if unreached { 2 } else { 0 })
+}
+
+/// Every job of `batch`, on every crew that answers, and why the others
+/// did not.
+pub async fn members_of<'a>(
+    ctx: &'a Ctx,
+    batch: &str,
+) -> (Vec<(&'a Crew, pb::Job)>, Vec<(&'a Crew, Failure)>) {
+    let asks = ctx
+        .crews
+        .iter()
+        .map(|crew| async move { (crew, super::ls::list_all(crew, true).await) });
+    let mut members = Vec::new();
+    let mut unreachable = Vec::new();
+    for (crew, jobs) in join_all(asks).await {
+        match jobs {
+            Ok(jobs) => members.extend(jobs.into_iter().filter(|j| j.batch == batch).map(|j| (crew, j))),
+            Err(s) => unreachable.push((crew, Failure::from_status(&crew.name, &s))),
+        }
+    }
+    (members, unreachable)
 }
 
 /// Streamed output: whole lines, each prefixed by its crew, filtered
@@ -339,11 +467,18 @@ fn print_gathered(members: &[Member]) {
     let mut text = Vec::new();
     for (output, ms) in &groups {
         let names: Vec<&str> = ms.iter().map(|m| m.crew.as_str()).collect();
-        let mut codes: Vec<u8> = ms.iter().map(|m| m.code()).collect();
+        let mut codes: Vec<u8> = ms
+            .iter()
+            .filter(|m| m.status != Status::Running)
+            .map(|m| m.code())
+            .collect();
         codes.sort_unstable();
         codes.dedup();
-        let codes: Vec<String> = codes.iter().map(u8::to_string).collect();
-        let header = format!("{} ({}) exit {}", fold(&names), ms.len(), codes.join(","));
+        let mut ends: Vec<String> = codes.iter().map(|c| format!("exit {c}")).collect();
+        if ms.iter().any(|m| m.status == Status::Running) {
+            ends.push("running".into());
+        }
+        let header = format!("{} ({}) {}", fold(&names), ms.len(), ends.join(", "));
         let rule = "-".repeat(header.chars().count().min(78));
         text.extend_from_slice(format!("{rule}\n{header}\n{rule}\n").as_bytes());
         if tty {
@@ -383,9 +518,17 @@ fn summary(members: &[Member]) -> String {
         .filter(|m| matches!(m.status, Status::Unreachable(_)))
         .map(|m| m.crew.as_str())
         .collect();
+    let running: Vec<&str> = members
+        .iter()
+        .filter(|m| m.status == Status::Running)
+        .map(|m| m.crew.as_str())
+        .collect();
     let mut parts = vec![format!("{} ok", ok.len())];
     if !ok.is_empty() {
         parts[0] = format!("{} ok ({})", ok.len(), fold(&ok));
+    }
+    if !running.is_empty() {
+        parts.insert(0, format!("{} running ({})", running.len(), fold(&running)));
     }
     if !failed.is_empty() {
         parts.push(format!("{} failed ({})", failed.len(), failed.join(", ")));
@@ -412,6 +555,7 @@ fn summary(members: &[Member]) -> String {
 fn member_json(m: &Member) -> serde_json::Value {
     let (status, why) = match &m.status {
         Status::Ok => ("ok", None),
+        Status::Running => ("running", None),
         Status::Failed { why, .. } => ("failed", Some(why.clone())),
         Status::Unreachable(why) => ("unreachable", Some(why.clone())),
     };
@@ -447,6 +591,7 @@ fn keep_record(batch: &str, members: &[Member]) {
         .map(|m| {
             let status = match m.status {
                 Status::Ok => "ok",
+                Status::Running => "running",
                 Status::Failed { .. } => "failed",
                 Status::Unreachable(_) => "unreachable",
             };

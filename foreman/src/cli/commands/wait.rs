@@ -27,8 +27,8 @@ pub async fn wait(
     let members: Vec<(&Crew, pb::Job)> = match (job, batch) {
         (Some(job), _) => vec![resolve(ctx, job).await?],
         (None, Some(batch)) => {
-            let (members, unreachable) = batch_jobs(ctx, batch).await;
-            for f in &unreachable {
+            let (members, unreachable) = super::batch::members_of(ctx, batch).await;
+            for (_, f) in &unreachable {
                 eprintln!("foreman: {}", Sanitizer::clean(&f.to_string()));
                 worst = worst.max(f.code());
             }
@@ -59,24 +59,6 @@ pub async fn wait(
         }
     }
     Failure::exit_with(worst)
-}
-
-/// Every job of `batch`, on every crew that answers, and why the others
-/// did not (their jobs cannot be waited for: the exit code says so).
-async fn batch_jobs<'a>(ctx: &'a Ctx, batch: &str) -> (Vec<(&'a Crew, pb::Job)>, Vec<Failure>) {
-    let asks = ctx
-        .crews
-        .iter()
-        .map(|crew| async move { (crew, super::ls::list_all(crew, true).await) });
-    let mut members = Vec::new();
-    let mut unreachable = Vec::new();
-    for (crew, jobs) in join_all(asks).await {
-        match jobs {
-            Ok(jobs) => members.extend(jobs.into_iter().filter(|j| j.batch == batch).map(|j| (crew, j))),
-            Err(s) => unreachable.push(Failure::from_status(&crew.name, &s)),
-        }
-    }
-    (members, unreachable)
 }
 
 /// The job's final record: at once if it has ended, else from an attach
