@@ -40,6 +40,69 @@ struct File {
     certs: Option<PathBuf>,
     #[serde(default)]
     crew: Vec<CrewEntry>,
+    discovery: Option<Discovery>,
+}
+
+/// Where else crews come from (see `crate::discovery`): found again every
+/// `refresh` (files: when they change), in the dashboard and at each
+/// command. Discovery gives names and addresses, never trust: a crew found
+/// so must show a certificate that names it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    /// Files of `[[crew]]` entries, as in this file.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// DNS SRV names (`_tasker._tcp.example.com`): each target is a crew,
+    /// named by the target's first label, at the record's port.
+    #[serde(default)]
+    pub srv: Vec<String>,
+    /// The DNS server to ask (`IP` or `IP:PORT`; Consul's is
+    /// `127.0.0.1:8600`); default: the system's (`/etc/resolv.conf`).
+    pub dns: Option<String>,
+    /// A command (argv) that prints one crew a line: `NAME HOST:PORT
+    /// [GROUP...]`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// How often the DNS names and the command are asked again (the
+    /// dashboard); default 30s.
+    pub refresh: Option<String>,
+}
+
+impl Discovery {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.srv.is_empty() && self.command.is_empty()
+    }
+}
+
+/// Where a crew's entry came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Source {
+    /// The configuration file or `--crew`: trusted as written.
+    #[default]
+    Config,
+    File(PathBuf),
+    Srv(String),
+    Command,
+}
+
+impl Source {
+    /// Whether the crew's certificate must name the crew (all but entries
+    /// a person wrote, which may give a crew a name of their own).
+    pub fn discovered(&self) -> bool {
+        *self != Source::Config
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Config => f.write_str("config"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Srv(name) => write!(f, "srv {name}"),
+            Source::Command => f.write_str("command"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -50,6 +113,13 @@ pub struct CrewEntry {
     /// Groups it belongs to: `--crew @GROUP` selects them.
     #[serde(default)]
     pub groups: Vec<String>,
+    #[serde(skip)]
+    pub source: Source,
+    /// Where to connect, when discovery resolved the address itself (an
+    /// SRV target, through the DNS server it asked): then the certificate
+    /// must name the crew, whatever the target's host name.
+    #[serde(skip)]
+    pub dial: Option<std::net::SocketAddr>,
 }
 
 /// What the command line said (before the file fills the gaps).
@@ -66,6 +136,8 @@ pub struct Config {
     pub user: String,
     pub certs: PathBuf,
     pub crews: Vec<CrewEntry>,
+    /// Empty when `--crew` flags name the crews.
+    pub discovery: Discovery,
 }
 
 impl Config {
@@ -110,28 +182,26 @@ pub fn load(over: &Overrides) -> Result<Config, ConfigError> {
             });
         }
     };
-    let crews = if over.crews.is_empty() {
-        file.crew
+    let (crews, discovery) = if over.crews.is_empty() {
+        (file.crew, file.discovery.unwrap_or_default())
     } else {
-        over.crews
+        let crews = over
+            .crews
             .iter()
             .map(|c| parse_crew_flag(c))
-            .collect::<Result<_, _>>()?
+            .collect::<Result<_, _>>()?;
+        (crews, Discovery::default())
     };
-    if crews.is_empty() {
+    if crews.is_empty() && discovery.is_empty() {
         return Err(ConfigError::NoCrews(path.display().to_string()));
     }
-    for (i, c) in crews.iter().enumerate() {
-        if crate::client::split_addr(&c.addr).is_none() {
-            return Err(ConfigError::BadAddr {
-                name: c.name.clone(),
-                addr: c.addr.clone(),
-            });
-        }
-        if crews[..i].iter().any(|o| o.name == c.name) {
-            return Err(ConfigError::Duplicate(c.name.clone()));
-        }
+    if let Some(r) = &discovery.refresh {
+        tasker_common::parse_duration(r).map_err(|e| ConfigError::File {
+            path: path.clone(),
+            why: format!("discovery.refresh: {e}"),
+        })?;
     }
+    check_crews(&crews)?;
     let user = over
         .user
         .clone()
@@ -147,7 +217,37 @@ pub fn load(over: &Overrides) -> Result<Config, ConfigError> {
             .or(file.certs)
             .unwrap_or_else(|| PathBuf::from("/etc/tasker")),
         crews,
+        discovery,
     })
+}
+
+/// Every address is HOST:PORT and no two crews share a name.
+pub fn check_crews(crews: &[CrewEntry]) -> Result<(), ConfigError> {
+    for (i, c) in crews.iter().enumerate() {
+        if crate::client::split_addr(&c.addr).is_none() {
+            return Err(ConfigError::BadAddr {
+                name: c.name.clone(),
+                addr: c.addr.clone(),
+            });
+        }
+        if crews[..i].iter().any(|o| o.name == c.name) {
+            return Err(ConfigError::Duplicate(c.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// `[[crew]]` entries of a discovery file.
+pub fn parse_crew_file(text: &str) -> Result<Vec<CrewEntry>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Crews {
+        #[serde(default)]
+        crew: Vec<CrewEntry>,
+    }
+    toml::from_str::<Crews>(text)
+        .map(|c| c.crew)
+        .map_err(|e| e.to_string().trim().replace('\n', " "))
 }
 
 fn parse_crew_flag(s: &str) -> Result<CrewEntry, ConfigError> {
@@ -161,6 +261,8 @@ fn parse_crew_flag(s: &str) -> Result<CrewEntry, ConfigError> {
         name: name.to_owned(),
         addr: addr.to_owned(),
         groups: Vec::new(),
+        source: Source::Config,
+        dial: None,
     })
 }
 

@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod discovery;
 pub mod failure;
 pub mod job;
 pub mod panic_restore;

@@ -115,6 +115,8 @@ mod tests {
                 name: (*n).into(),
                 addr: "h:1".into(),
                 groups: g.iter().map(|s| (*s).to_owned()).collect(),
+                source: Default::default(),
+                dial: None,
             })
             .collect()
     }

@@ -28,6 +28,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Crew {
     pub name: String,
     pub addr: String,
+    /// Where its entry came from (the configuration, or discovery).
+    pub source: crate::config::Source,
     pub client: CrewClient<Channel>,
     pub seen: Arc<Mutex<SeenCert>>,
 }
@@ -57,14 +59,26 @@ pub fn split_addr(addr: &str) -> Option<(String, u16)> {
 /// use and re-made after a failure (tonic's channel reconnects).
 pub fn crew(config: &Config, entry: &CrewEntry) -> Result<Crew, ConnectError> {
     let seen = Arc::new(Mutex::new(SeenCert::default()));
-    let tls = tls::client_config(&config.ca(), &config.cert(), &config.key(), Arc::clone(&seen))?;
+    let crew_named = entry.source.discovered().then(|| entry.name.clone());
+    let tls = tls::client_config(
+        &config.ca(),
+        &config.cert(),
+        &config.key(),
+        Arc::clone(&seen),
+        crew_named,
+    )?;
     let unreachable = |why: String| ConnectError::Unreachable {
         name: entry.name.clone(),
         addr: entry.addr.clone(),
         why,
     };
     let (host, port) = split_addr(&entry.addr).ok_or_else(|| unreachable("not HOST:PORT".into()))?;
-    let server_name = ServerName::try_from(host.clone()).map_err(|e| unreachable(e.to_string()))?;
+    // An address discovery resolved: dialed as is, the crew's name checked.
+    let (host, port, tls_name) = match entry.dial {
+        Some(at) => (at.ip().to_string(), at.port(), entry.name.clone()),
+        None => (host.clone(), port, host),
+    };
+    let server_name = ServerName::try_from(tls_name).map_err(|e| unreachable(e.to_string()))?;
     let connector = tower::service_fn(move |_: Uri| {
         let (tls, host, server_name) = (Arc::clone(&tls), host.clone(), server_name.clone());
         async move {
@@ -86,6 +100,7 @@ pub fn crew(config: &Config, entry: &CrewEntry) -> Result<Crew, ConnectError> {
     Ok(Crew {
         name: entry.name.clone(),
         addr: entry.addr.clone(),
+        source: entry.source.clone(),
         client: CrewClient::new(channel)
             .max_decoding_message_size(16 << 20)
             .max_encoding_message_size(4 << 20),

@@ -1,6 +1,7 @@
 //! The foreman's side of mutual TLS 1.3: our certificate, the Tasker CA,
-//! and a rule of ours on top of webpki's: the server must hold a *crew*
-//! certificate (OU=crew) naming the address we dialed.
+//! and rules of ours on top of webpki's: the server must hold a *crew*
+//! certificate (OU=crew) naming the address we dialed, and for a crew
+//! found by discovery, whose name no person wrote, naming the crew (CN).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -28,12 +29,14 @@ pub struct SeenCert {
     pub not_after: Option<i64>,
 }
 
-/// Builds the client config; `seen` receives the crew's certificate details.
+/// Builds the client config; `seen` receives the crew's certificate
+/// details; `crew_named`: the name the crew's certificate must have.
 pub fn client_config(
     ca: &Path,
     cert: &Path,
     key: &Path,
     seen: Arc<Mutex<SeenCert>>,
+    crew_named: Option<String>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let roots = pem::load_roots(ca)?;
     let chain = pem::load_certs(cert)?;
@@ -46,7 +49,11 @@ pub fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Setup(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(CrewOnly { webpki, seen }))
+        .with_custom_certificate_verifier(Arc::new(CrewOnly {
+            webpki,
+            seen,
+            crew_named,
+        }))
         .with_client_auth_cert(chain, key_der)
         .map_err(|e| TlsError::Setup(format!("{}: {e}", cert.display())))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -60,6 +67,7 @@ pub fn client_config(
 struct CrewOnly {
     webpki: Arc<WebPkiServerVerifier>,
     seen: Arc<Mutex<SeenCert>>,
+    crew_named: Option<String>,
 }
 
 impl ServerCertVerifier for CrewOnly {
@@ -85,6 +93,25 @@ impl ServerCertVerifier for CrewOnly {
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ));
+        }
+        if let Some(want) = &self.crew_named {
+            let cn = cert
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|a| a.as_str().ok());
+            if cn != Some(want.as_str()) {
+                // "certificate not valid for name "web09"; certificate is
+                // only valid for crew "web01" (its CN)".
+                let expected = ServerName::try_from(want.clone())
+                    .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::NotValidForName))?;
+                return Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForNameContext {
+                        expected,
+                        presented: vec![format!("crew {:?} (its CN)", cn.unwrap_or_default())],
+                    },
+                ));
+            }
         }
         if let Ok(mut seen) = self.seen.lock() {
             *seen = SeenCert {

@@ -29,6 +29,14 @@ pub enum Action {
     Done(Notice),
     /// A job we started.
     Started(CrewIx, Box<pb::Job>),
+    /// Discovery found a crew (a new slot, or one gone before, again).
+    CrewFound {
+        ix: CrewIx,
+        name: String,
+        addr: String,
+    },
+    /// Discovery no longer finds this crew.
+    CrewGone(CrewIx),
 }
 
 /// What a crew's connection task reports.

@@ -62,6 +62,8 @@ pub enum Link {
         why: String,
         retry_at: SystemTime,
     },
+    /// Discovery no longer finds it: not shown, not asked.
+    Gone,
     /// Answered no (certificate, permission); still retrying, slowly.
     Refused {
         since: SystemTime,
@@ -73,6 +75,23 @@ pub enum Link {
 impl Link {
     pub fn is_up(&self) -> bool {
         matches!(self, Self::Connected { .. })
+    }
+
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Self::Gone)
+    }
+}
+
+impl App {
+    /// The crews still there (discovery may have dropped some; their
+    /// slots stay, so that a crew's index never changes).
+    pub fn live_crews(&self) -> impl Iterator<Item = (CrewIx, &CrewState)> {
+        self.crews.iter().enumerate().filter(|(_, c)| !c.link.is_gone())
+    }
+
+    /// The crew of this name that is still there.
+    pub fn crew_named(&self, name: &str) -> Option<CrewIx> {
+        self.live_crews().find(|(_, c)| c.name == name).map(|(ix, _)| ix)
     }
 }
 

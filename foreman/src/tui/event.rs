@@ -241,3 +241,35 @@ pub async fn archive(crew: Crew, job: String, label: String, tx: Tx) {
     };
     send(&tx, action).await;
 }
+
+/// Discovery asked again: every `refresh`, and within a second of a change
+/// to a discovery file; each answer goes to the dashboard.
+pub async fn rediscover(
+    d: crate::config::Discovery,
+    statics: Vec<crate::config::CrewEntry>,
+    out: mpsc::Sender<crate::discovery::Found>,
+    cancel: CancellationToken,
+) {
+    let every = crate::discovery::refresh(&d);
+    let mut stamp = crate::discovery::files_stamp(&d);
+    let mut asked = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = crate::discovery::files_stamp(&d);
+        if now == stamp && asked.elapsed() < every {
+            continue;
+        }
+        stamp = now;
+        asked = tokio::time::Instant::now();
+        let found = tokio::select! {
+            () = cancel.cancelled() => return,
+            f = crate::discovery::discover(&d, &statics) => f,
+        };
+        if out.send(found).await.is_err() {
+            return;
+        }
+    }
+}

@@ -41,17 +41,26 @@ use ratatui::backend::CrosstermBackend;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::action::{Effect, Input, SessionId};
+use self::action::{Action, Effect, Input, SessionId};
 use self::app::App;
 use self::event::{Event, Tx};
 use self::pace::Pacer;
 use crate::client::{self, Crew};
 use crate::config::{self, Overrides};
+use crate::discovery::{self, Found};
 use crate::failure::Failure;
 use crate::terminal;
 
 pub async fn run(over: Overrides) -> Result<(), Failure> {
-    let config = config::load(&over)?;
+    let mut config = config::load(&over)?;
+    // The configuration's own crews; discovery's come after, and change.
+    let statics = config.crews.clone();
+    let found = if config.discovery.is_empty() {
+        Found::default()
+    } else {
+        discovery::discover(&config.discovery, &statics).await
+    };
+    config.crews.extend(found.crews.iter().cloned());
     let crews = client::crews(&config)?;
     if !terminal::stdout_is_tty() || !terminal::stdin_is_tty() {
         return Err(Failure::Usage(
@@ -69,12 +78,148 @@ pub async fn run(over: Overrides) -> Result<(), Failure> {
         (size.width, size.height),
         SystemTime::now(),
     );
-    let result = event_loop(&mut screen, &mut app, crews).await;
+    let mut fleet = Fleet {
+        crews,
+        watchers: Vec::new(),
+        problems: Vec::new(),
+    };
+    fleet.say_problems(&mut app, &found.problems);
+    let result = event_loop(&mut screen, &mut app, fleet, &config, statics).await;
     drop(screen);
     result
 }
 
-async fn event_loop(screen: &mut Screen, app: &mut App, crews: Vec<Crew>) -> Result<(), Failure> {
+/// The crews the dashboard talks to: a slot each, whose index never
+/// changes (a crew discovery drops keeps its slot, and gets it back if
+/// found again), each with its watcher's token.
+struct Fleet {
+    crews: Vec<Crew>,
+    watchers: Vec<CancellationToken>,
+    /// What discovery last said went wrong (said again only when it changes).
+    problems: Vec<String>,
+}
+
+impl Fleet {
+    fn watch(&mut self, ix: usize, tx: &Tx, cancel: &CancellationToken) {
+        let token = cancel.child_token();
+        tokio::spawn(event::watch_crew(
+            ix,
+            self.crews[ix].clone(),
+            tx.clone(),
+            token.clone(),
+        ));
+        match self.watchers.get_mut(ix) {
+            Some(old) => {
+                old.cancel();
+                *old = token;
+            }
+            None => self.watchers.push(token),
+        }
+    }
+
+    fn say_problems(&mut self, app: &mut App, problems: &[String]) {
+        if problems == self.problems.as_slice() {
+            return;
+        }
+        self.problems = problems.to_vec();
+        if let Some(first) = problems.first() {
+            let more = match problems.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            app.notice = Some(action::Notice::error(format!(
+                "discovery: {}{more}",
+                crate::sanitize::Sanitizer::clean(first)
+            )));
+            app.notice_at = Some(SystemTime::now());
+        }
+    }
+
+    /// What discovery found now: new crews get a slot (or their old one)
+    /// and a watcher; discovered crews no longer found go (unless their
+    /// source failed this time: not knowing is not gone).
+    fn apply(&mut self, app: &mut App, found: Found, config: &config::Config, io: &mut Io<'_>) {
+        self.say_problems(app, &found.problems);
+        for entry in &found.crews {
+            let slot = self.crews.iter().position(|c| c.name == entry.name);
+            if let Some(ix) = slot
+                && self.crews[ix].addr == entry.addr
+                && !app.crews.get(ix).is_some_and(|c| c.link.is_gone())
+            {
+                continue;
+            }
+            let crew = match client::crew(config, entry) {
+                Ok(c) => c,
+                Err(e) => {
+                    app.notice = Some(action::Notice::error(format!("discovery: {e}")));
+                    continue;
+                }
+            };
+            let ix = match slot {
+                Some(ix) => {
+                    self.crews[ix] = crew;
+                    ix
+                }
+                None => {
+                    self.crews.push(crew);
+                    self.crews.len() - 1
+                }
+            };
+            self.watch(ix, io.tx, io.cancel);
+            let found = Action::CrewFound {
+                ix,
+                name: entry.name.clone(),
+                addr: entry.addr.clone(),
+            };
+            handle(
+                app,
+                Event {
+                    action: found,
+                    credit: None,
+                },
+                self,
+                io.tx,
+                io.sessions,
+            );
+        }
+        for ix in 0..self.crews.len() {
+            let c = &self.crews[ix];
+            let gone = c.source.discovered()
+                && !app.crews.get(ix).is_some_and(|s| s.link.is_gone())
+                && !found.failed.contains(&c.source)
+                && !found.crews.iter().any(|e| e.name == c.name);
+            if gone {
+                self.watchers[ix].cancel();
+                let gone = Action::CrewGone(ix);
+                handle(
+                    app,
+                    Event {
+                        action: gone,
+                        credit: None,
+                    },
+                    self,
+                    io.tx,
+                    io.sessions,
+                );
+            }
+        }
+    }
+}
+
+/// What carrying out effects needs.
+struct Io<'a> {
+    tx: &'a Tx,
+    cancel: &'a CancellationToken,
+    sessions: &'a mut HashMap<SessionId, mpsc::Sender<Input>>,
+}
+
+async fn event_loop(
+    screen: &mut Screen,
+    app: &mut App,
+    mut fleet: Fleet,
+    config: &config::Config,
+    statics: Vec<config::CrewEntry>,
+) -> Result<(), Failure> {
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     // The terminal's own channel, read first: a key never waits behind
     // queued job output.
@@ -83,8 +228,17 @@ async fn event_loop(screen: &mut Screen, app: &mut App, crews: Vec<Crew>) -> Res
     let _stop_tasks = cancel.clone().drop_guard();
     tokio::spawn(event::terminal_input(keys_tx, cancel.clone()));
     tokio::spawn(event::ticks(tx.clone(), cancel.clone()));
-    for (ix, crew) in crews.iter().enumerate() {
-        tokio::spawn(event::watch_crew(ix, crew.clone(), tx.clone(), cancel.clone()));
+    for ix in 0..fleet.crews.len() {
+        fleet.watch(ix, &tx, &cancel);
+    }
+    let (found_tx, mut found_rx) = mpsc::channel::<Found>(4);
+    if !config.discovery.is_empty() {
+        tokio::spawn(event::rediscover(
+            config.discovery.clone(),
+            statics,
+            found_tx,
+            cancel.clone(),
+        ));
     }
     let mut sessions: HashMap<SessionId, mpsc::Sender<Input>> = HashMap::new();
     let mut term_sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -116,10 +270,10 @@ async fn event_loop(screen: &mut Screen, app: &mut App, crews: Vec<Crew>) -> Res
                 let Some(ev) = ev else { break };
                 dirty = true;
                 urgent |= event::is_a_persons(&ev.action);
-                let mut quit = handle(app, ev, &crews, &tx, &mut sessions);
+                let mut quit = handle(app, ev, &fleet, &tx, &mut sessions);
                 while !quit && let Ok(ev) = keys.try_recv() {
                     urgent |= event::is_a_persons(&ev.action);
-                    quit = handle(app, ev, &crews, &tx, &mut sessions);
+                    quit = handle(app, ev, &fleet, &tx, &mut sessions);
                 }
                 if quit {
                     break;
@@ -128,19 +282,24 @@ async fn event_loop(screen: &mut Screen, app: &mut App, crews: Vec<Crew>) -> Res
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
                 dirty = true;
-                let mut quit = handle(app, ev, &crews, &tx, &mut sessions);
+                let mut quit = handle(app, ev, &fleet, &tx, &mut sessions);
                 // Take what else is ready, for at most a few ms, so that a
                 // flood still leaves room for frames; a key goes first.
                 let t0 = Instant::now();
                 while !quit && keys.is_empty() && t0.elapsed() < Duration::from_millis(8) {
                     match rx.try_recv() {
-                        Ok(ev) => quit = handle(app, ev, &crews, &tx, &mut sessions),
+                        Ok(ev) => quit = handle(app, ev, &fleet, &tx, &mut sessions),
                         Err(_) => break,
                     }
                 }
                 if quit {
                     break;
                 }
+            }
+            Some(found) = found_rx.recv() => {
+                dirty = true;
+                let mut io = Io { tx: &tx, cancel: &cancel, sessions: &mut sessions };
+                fleet.apply(app, found, config, &mut io);
             }
             () = tokio::time::sleep_until(next_frame) => {}
             _ = term_sig.recv() => break,
@@ -159,11 +318,12 @@ async fn event_loop(screen: &mut Screen, app: &mut App, crews: Vec<Crew>) -> Res
 fn handle(
     app: &mut App,
     ev: Event,
-    crews: &[Crew],
+    fleet: &Fleet,
     tx: &Tx,
     sessions: &mut HashMap<SessionId, mpsc::Sender<Input>>,
 ) -> bool {
     let Event { action, credit } = ev;
+    let crews = &fleet.crews;
     let effects = update::update(app, action);
     // The output is in the emulator now: let more come.
     drop(credit);

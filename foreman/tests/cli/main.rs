@@ -3,6 +3,7 @@
 
 mod batch;
 mod dashboard;
+mod discovery;
 mod support;
 mod tty;
 

@@ -16,6 +16,8 @@ use futures_util::future::join_all;
 struct CrewView {
     name: String,
     addr: String,
+    /// `config`, or the discovery source that found it.
+    source: String,
     reachable: bool,
     error: Option<String>,
     identity: Option<String>,
@@ -85,6 +87,7 @@ pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
             Ok(info) => CrewView {
                 name: crew.name.clone(),
                 addr: crew.addr.clone(),
+                source: crew.source.to_string(),
                 reachable: true,
                 error: None,
                 identity: Some(info.identity),
@@ -98,6 +101,7 @@ pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
             Err(s) => CrewView {
                 name: crew.name.clone(),
                 addr: crew.addr.clone(),
+                source: crew.source.to_string(),
                 reachable: false,
                 error: Some(client::explain(&s)),
                 identity: None,
@@ -113,14 +117,21 @@ pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
     if json {
         println!("{}", serde_json::to_string_pretty(&views).unwrap_or_default());
     } else {
+        // Where each crew came from, once discovery found one.
+        let sources = ctx.crews.iter().any(|c| c.source.discovered());
         let rows: Vec<Vec<String>> = views
             .iter()
             .map(|v| {
                 let opt =
                     |o: &Option<String>| o.as_deref().map(Sanitizer::clean).unwrap_or_else(|| "-".into());
+                let addr = if sources {
+                    format!("{} ({})", v.addr, Sanitizer::clean(&v.source))
+                } else {
+                    v.addr.clone()
+                };
                 vec![
                     v.name.clone(),
-                    v.addr.clone(),
+                    addr,
                     if v.reachable {
                         "yes".into()
                     } else {

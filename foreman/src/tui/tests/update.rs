@@ -771,6 +771,58 @@ fn crews_go_down_come_back_and_replace_their_jobs() {
 }
 
 #[test]
+fn crews_found_by_discovery_come_and_go_and_keep_their_slots() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    let found = |ix: usize, name: &str| Action::CrewFound {
+        ix,
+        name: name.into(),
+        addr: format!("10.0.0.{ix}:7443"),
+    };
+    update(&mut app, found(1, "web01"));
+    update(&mut app, found(2, "web02"));
+    assert!(matches!(app.crews[2].link, Link::Connecting { .. }));
+    for ix in [1, 2] {
+        let up = CrewEvent::Up {
+            identity: "ada".into(),
+            role: "admin".into(),
+        };
+        update(&mut app, Action::Crew(ix, up));
+        let j = job(ix, &JobSpec::default());
+        update(&mut app, Action::Crew(ix, CrewEvent::Snapshot(vec![j])));
+    }
+    assert_eq!(app.visible().len(), 2);
+    // Attached to web01's job when web01 goes: the pane lets go of it.
+    app.selected = app.visible().first().map(|(k, _)| (*k).clone());
+    let fx = press(&mut app, KeyCode::Enter);
+    assert!(attach_fx(&fx).is_some(), "{fx:?}");
+    let fx = update(&mut app, Action::CrewGone(1));
+    assert!(fx.iter().any(|f| matches!(f, Effect::Detach { .. })), "{fx:?}");
+    assert!(app.attached.is_none());
+    assert!(app.crews[1].link.is_gone());
+    let crews: Vec<usize> = app.visible().iter().map(|(k, _)| k.crew).collect();
+    assert_eq!(crews, [2], "web01's jobs left the list");
+    assert!(
+        app.notice
+            .as_ref()
+            .is_some_and(|n| n.text.contains("web01 is gone"))
+    );
+    // Gone from the strip, the commands and completion; a late word from
+    // its watcher changes nothing.
+    let up = CrewEvent::Up {
+        identity: "ada".into(),
+        role: "admin".into(),
+    };
+    update(&mut app, Action::Crew(1, up));
+    assert!(app.crews[1].link.is_gone());
+    assert_eq!(app.crew_named("web01"), None);
+    assert_eq!(app.crew_named("web02"), Some(2));
+    // Found again: the same slot.
+    update(&mut app, found(1, "web01"));
+    assert_eq!(app.crew_named("web01"), Some(1));
+    assert!(matches!(app.crews[1].link, Link::Connecting { .. }));
+}
+
+#[test]
 fn info_notices_fade_and_errors_stay_until_a_key() {
     let mut app = app(&["alpha"], "ada", "admin", (80, 24));
     update(&mut app, Action::Done(Notice::info("started")));

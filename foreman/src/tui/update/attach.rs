@@ -134,7 +134,7 @@ pub(super) fn detach(app: &mut App, fx: &mut Vec<Effect>) {
     }
 }
 
-fn detach_quietly(app: &mut App, fx: &mut Vec<Effect>) {
+pub(super) fn detach_quietly(app: &mut App, fx: &mut Vec<Effect>) {
     if let Some(a) = app.attached.take() {
         fx.push(Effect::Detach { session: a.session });
     }

@@ -134,9 +134,8 @@ fn complete(app: &mut App) {
         match (completes, words_before) {
             (Completes::Job, 1) => job_choices(app, word),
             (Completes::Crew, 1) => app
-                .crews
-                .iter()
-                .map(|c| c.name.clone())
+                .live_crews()
+                .map(|(_, c)| c.name.clone())
                 .filter(|n| n.starts_with(word))
                 .collect(),
             _ => Vec::new(),

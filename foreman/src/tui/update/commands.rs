@@ -128,13 +128,13 @@ fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
     };
     let named = parsed.crew_name.as_deref().or(parsed.job.crew.as_deref());
     let crew = match named {
-        Some(n) => match app.crews.iter().position(|c| c.name == n) {
+        Some(n) => match app.crew_named(n) {
             Some(ix) => ix,
             None => return notify(app, Notice::error(format!("no crew {n:?}"))),
         },
-        None if app.crews.len() == 1 => 0,
+        None if app.live_crews().count() == 1 => app.live_crews().next().map_or(0, |(ix, _)| ix),
         None => {
-            let names: Vec<&str> = app.crews.iter().map(|c| c.name.as_str()).collect();
+            let names: Vec<&str> = app.live_crews().map(|(_, c)| c.name.as_str()).collect();
             return notify(
                 app,
                 Notice::error(format!(":start needs a crew: one of {}", names.join(", "))),
@@ -166,7 +166,7 @@ fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
 /// against the jobs this dashboard knows.
 pub fn resolve(app: &App, reference: &str) -> Result<JobKey, String> {
     let (crew, r) = match split_reference(reference) {
-        (Some(c), r) => match app.crews.iter().position(|x| x.name == c) {
+        (Some(c), r) => match app.crew_named(c) {
             Some(ix) => (Some(ix), r),
             None => return Err(format!("no crew {c:?}")),
         },

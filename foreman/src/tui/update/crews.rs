@@ -2,13 +2,63 @@
 //! jobs, each job's change, archives, and usage.
 
 use super::jobs::{keep_selection_visible, upsert};
+use super::notify;
 use crate::sanitize::Sanitizer;
-use crate::tui::action::{CrewEvent, CrewIx};
-use crate::tui::app::{App, JobKey, Link};
+use crate::tui::action::{CrewEvent, CrewIx, Effect, Notice};
+use crate::tui::app::{App, CrewState, JobKey, Link};
+
+/// A crew discovery found: in a new slot, or in its old one again.
+pub(super) fn on_found(app: &mut App, ix: CrewIx, name: String, addr: String) {
+    let crew = CrewState {
+        name: Sanitizer::clean(&name),
+        addr: Sanitizer::clean(&addr),
+        link: Link::Connecting { since: app.now },
+        me: None,
+    };
+    let len = app.crews.len();
+    match app.crews.get_mut(ix) {
+        Some(slot) => *slot = crew,
+        None if ix == len => app.crews.push(crew),
+        None => {}
+    }
+}
+
+/// A crew discovery no longer finds: its jobs leave the list, and the pane
+/// lets go of one of them.
+pub(super) fn on_gone(app: &mut App, ix: CrewIx, fx: &mut Vec<Effect>) {
+    let Some(crew) = app.crews.get_mut(ix) else { return };
+    crew.link = Link::Gone;
+    crew.me = None;
+    let name = crew.name.clone();
+    drop_jobs_of(app, ix);
+    if app.attached.as_ref().is_some_and(|a| a.crew == ix) {
+        super::attach::detach_quietly(app, fx);
+    }
+    keep_selection_visible(app);
+    notify(
+        app,
+        Notice::info(format!("crew {name} is gone: discovery no longer finds it")),
+    );
+}
+
+fn drop_jobs_of(app: &mut App, ix: CrewIx) {
+    let stale: Vec<JobKey> = app.jobs.keys().filter(|k| k.crew == ix).cloned().collect();
+    for k in stale {
+        app.index.remove(&k.id);
+        app.jobs.remove(&k);
+    }
+    if app.selected.as_ref().is_some_and(|k| k.crew == ix) {
+        app.selected = None;
+    }
+}
 
 pub(super) fn on_crew(app: &mut App, ix: CrewIx, ev: CrewEvent) {
     let now = app.now;
     let Some(crew) = app.crews.get_mut(ix) else { return };
+    // A late word from the watcher of a crew that is gone.
+    if crew.link.is_gone() {
+        return;
+    }
     match ev {
         CrewEvent::Up { identity, role } => {
             crew.link = Link::Connected { since: now };

@@ -18,6 +18,7 @@ pub fn mark(link: &Link) -> (&'static str, Color) {
         Link::Connecting { .. } => ("○", Color::Yellow),
         Link::Reconnecting { .. } => ("◌", Color::Yellow),
         Link::Refused { .. } => ("✕", Color::Red),
+        Link::Gone => ("·", Color::DarkGray),
     }
 }
 
@@ -32,6 +33,7 @@ pub fn describe(app: &App, link: &Link) -> String {
         Link::Refused { since, why, .. } => {
             format!("refused {}: {why}", short_duration(app.since(*since)))
         }
+        Link::Gone => "gone: discovery no longer finds it".to_owned(),
     }
 }
 
@@ -39,8 +41,8 @@ pub fn strip(frame: &mut Frame, app: &App, area: Rect) {
     let mut spans = vec![Span::styled(" crews ", bold())];
     let mut used = 7usize;
     let width = usize::from(area.width);
-    let many = app.crews.len() > 3;
-    for c in &app.crews {
+    let many = app.live_crews().count() > 3;
+    for (_, c) in app.live_crews() {
         let (m, color) = mark(&c.link);
         // With many crews: marks and names only; `c` or a click shows why.
         let detail = if many {
@@ -65,7 +67,7 @@ pub fn strip(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 pub fn overlay(frame: &mut Frame, app: &App) {
-    let area = centered(frame.area(), 100, app.crews.len() as u16 * 3 + 4);
+    let area = centered(frame.area(), 100, app.live_crews().count() as u16 * 3 + 4);
     clear(frame, area);
     let block = Block::default()
         .borders(Borders::ALL)
@@ -74,7 +76,7 @@ pub fn overlay(frame: &mut Frame, app: &App) {
     frame.render_widget(block, area);
     let width = usize::from(inner.width);
     let mut lines = Vec::new();
-    for (ix, c) in app.crews.iter().enumerate() {
+    for (ix, c) in app.live_crews() {
         let (m, color) = mark(&c.link);
         let jobs = app.jobs.keys().filter(|k| k.crew == ix).count();
         let me =

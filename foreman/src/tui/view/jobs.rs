@@ -178,7 +178,7 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
             "no job matches the filter (Esc in / clears it)".to_owned()
         } else if let Some(crew) = up {
             // With several crews `:start` needs one named: show a real one.
-            if app.crews.len() == 1 {
+            if app.live_crews().count() == 1 {
                 "no jobs yet: :start -- CMD starts one".to_owned()
             } else {
                 format!(
