@@ -368,3 +368,53 @@ async fn an_attached_job_goes_on_across_its_crews_restart() {
     drop(term);
     fleet.stop().await;
 }
+
+/// Crews a discovery file lists appear in the dashboard, and go, while it
+/// runs: within a second or two of the file's change.
+#[tokio::test]
+async fn crews_of_a_discovery_file_appear_and_vanish_live() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED dashboard: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let fleet = fleet_or_skip!("web01", "web02");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("crews.toml");
+    let entry = |i: usize| {
+        let c = &fleet.crews[i];
+        format!("[[crew]]\nname = {:?}\naddr = \"{}\"\n", c.name, c.addr)
+    };
+    std::fs::write(&file, entry(0)).unwrap();
+    std::fs::write(
+        fleet.config(),
+        format!(
+            "certs = {:?}\n\n[discovery]\nfiles = [{:?}]\n",
+            fleet.pki.dir().display().to_string(),
+            file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let term = Arc::new(Tmux::start(&fleet, 120, 30));
+    let t = Arc::clone(&term);
+    let both = format!("{}{}", entry(0), entry(1));
+    let second = entry(1);
+    tokio::task::spawn_blocking(move || {
+        t.wait("web01 connected", |s| s.contains("● web01"));
+        std::fs::write(&file, both).unwrap();
+        t.wait("web02 found and connected", |s| s.contains("● web02"));
+        t.type_text(":start web02 -- sleep 100");
+        t.keys(&["Enter"]);
+        t.wait_for("sleep 100");
+        std::fs::write(&file, second).unwrap();
+        let screen = t.wait("web01 gone", |s| s.contains("web01 is gone"));
+        let strip = screen.lines().find(|l| l.contains(" crews ")).unwrap_or_default();
+        assert!(!strip.contains("web01") && strip.contains("● web02"), "{screen}");
+        assert!(screen.contains("sleep 100"), "web02's job stays: {screen}");
+        t.keys(&["q"]);
+        t.wait_for("FOREMAN-EXIT=0");
+    })
+    .await
+    .expect("the dashboard follows the file");
+    drop(term);
+    fleet.stop().await;
+}
