@@ -25,8 +25,8 @@ use hickory_resolver::{Resolver, TokioResolver};
 
 use crate::config::{CrewEntry, Discovery, Source, parse_crew_file};
 
-/// How long one source may take.
-pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one source may take: every CLI command waits for the slowest.
+pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the DNS names and the command are asked again by default.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
 
@@ -188,6 +188,11 @@ fn resolver(dns: Option<&str>) -> Result<TokioResolver, String> {
             )
         }
     };
+    let mut builder = builder;
+    // Within the source's bound, with a retry: a lost UDP datagram costs
+    // 2 s, not the bound.
+    builder.options_mut().timeout = Duration::from_secs(2);
+    builder.options_mut().attempts = 2;
     builder.build().map_err(|e| e.to_string())
 }
 
