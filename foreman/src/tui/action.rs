@@ -34,6 +34,7 @@ pub enum Action {
         ix: CrewIx,
         name: String,
         addr: String,
+        groups: Vec<String>,
     },
     /// Discovery no longer finds this crew.
     CrewGone(CrewIx),

@@ -43,6 +43,8 @@ pub struct App {
 pub struct CrewState {
     pub name: String,
     pub addr: String,
+    /// Its groups (`:start @GROUP -- CMD`).
+    pub groups: Vec<String>,
     pub link: Link,
     /// Who we are there (identity, role), once connected.
     pub me: Option<(String, String)>,
@@ -285,6 +287,7 @@ impl App {
                 .map(|(name, addr)| CrewState {
                     name,
                     addr,
+                    groups: Vec::new(),
                     link: Link::Connecting { since: now },
                     me: None,
                 })

@@ -216,8 +216,8 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: "start",
-        args: "[CREW] [--cpu N --memory S --tty ...] -- CMD ARGS",
-        what: "start a job (options as `foreman start`)",
+        args: "[CREWS] [--cpu N --memory S --tty ...] -- CMD ARGS",
+        what: "start a job (options as `foreman start`; web*, @group or all: a batch)",
         completes: Completes::Crew,
     },
     Command {

@@ -78,6 +78,9 @@ pub async fn run(over: Overrides) -> Result<(), Failure> {
         (size.width, size.height),
         SystemTime::now(),
     );
+    for (state, entry) in app.crews.iter_mut().zip(&config.crews) {
+        state.groups.clone_from(&entry.groups);
+    }
     let mut fleet = Fleet {
         crews,
         watchers: Vec::new(),
@@ -170,6 +173,7 @@ impl Fleet {
                 ix,
                 name: entry.name.clone(),
                 addr: entry.addr.clone(),
+                groups: entry.groups.clone(),
             };
             handle(
                 app,

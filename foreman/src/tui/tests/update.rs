@@ -477,6 +477,51 @@ fn start_takes_foremans_options_and_a_crew() {
 }
 
 #[test]
+fn start_on_many_crews_is_one_batch() {
+    let mut app = app(&["web01", "web02", "db1"], "ada", "admin", (80, 24));
+    app.crews[2].groups = vec!["data".into()];
+    let fx = command(&mut app, "start web* -- uptime");
+    let starts: Vec<(usize, String)> = fx
+        .iter()
+        .filter_map(|f| match f {
+            Effect::Start { crew, spec } => Some((*crew, spec.batch.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 2, "{fx:?}");
+    assert_eq!((starts[0].0, starts[1].0), (0, 1));
+    assert!(
+        starts[0].1.starts_with("b-") && starts[0].1 == starts[1].1,
+        "{starts:?}"
+    );
+    assert!(
+        app.notice
+            .as_ref()
+            .is_some_and(|n| n.text.contains("on web[01-02]")),
+        "{:?}",
+        app.notice
+    );
+    let fx = command(&mut app, "start @data,web01 -- true");
+    let crews: Vec<usize> = fx
+        .iter()
+        .filter_map(|f| match f {
+            Effect::Start { crew, .. } => Some(*crew),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(crews, [0, 2]);
+    assert!(command(&mut app, "start @nope -- true").is_empty());
+    assert!(
+        error(&app).contains("no crew is in group \"nope\""),
+        "{}",
+        error(&app)
+    );
+    // A crew that discovery dropped is not one of "all".
+    update(&mut app, Action::CrewGone(1));
+    assert_eq!(command(&mut app, "start all -- true").len(), 2);
+}
+
+#[test]
 fn tab_completes_commands_jobs_and_crews() {
     let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
     three_jobs(&mut app);
@@ -777,6 +822,7 @@ fn crews_found_by_discovery_come_and_go_and_keep_their_slots() {
         ix,
         name: name.into(),
         addr: format!("10.0.0.{ix}:7443"),
+        groups: Vec::new(),
     };
     update(&mut app, found(1, "web01"));
     update(&mut app, found(2, "web02"));

@@ -127,6 +127,9 @@ fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
         }
     };
     let named = parsed.crew_name.as_deref().or(parsed.job.crew.as_deref());
+    if let Some(selection) = named.filter(|n| !crate::cli::select::is_single(n)) {
+        return start_batch(app, selection, &parsed.job, fx);
+    }
     let crew = match named {
         Some(n) => match app.crew_named(n) {
             Some(ix) => ix,
@@ -160,6 +163,48 @@ fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
         spec: Box::new(spec),
     });
     notify(app, Notice::info(format!("starting {label}…")));
+}
+
+/// `:start web* -- CMD`, `:start @prod -- CMD`, `:start all -- CMD`: the
+/// job on every crew selected (as `foreman start --crew` does), as one
+/// batch.
+fn start_batch(app: &mut App, selection: &str, job: &crate::job::JobArgs, fx: &mut Vec<Effect>) {
+    let live: Vec<(crate::tui::action::CrewIx, crate::config::CrewEntry)> = app
+        .live_crews()
+        .map(|(ix, c)| {
+            let entry = crate::config::CrewEntry {
+                name: c.name.clone(),
+                addr: c.addr.clone(),
+                groups: c.groups.clone(),
+                source: crate::config::Source::Config,
+                dial: None,
+            };
+            (ix, entry)
+        })
+        .collect();
+    let entries: Vec<crate::config::CrewEntry> = live.iter().map(|(_, e)| e.clone()).collect();
+    let chosen = match crate::cli::select::select(&entries, selection) {
+        Ok(chosen) => chosen,
+        Err(e) => return notify(app, Notice::error(format!(":start: {e}"))),
+    };
+    let spec = pb::JobSpec {
+        batch: format!("b-{}", tasker_common::random_hex(6)),
+        ..crate::job::job_spec(job)
+    };
+    let names: Vec<&str> = chosen.iter().map(|i| live[*i].1.name.as_str()).collect();
+    let label = format!(
+        "starting batch {} ({}) on {}…",
+        spec.batch,
+        crate::present::command_line(&spec.argv),
+        crate::cli::select::fold(&names)
+    );
+    for i in &chosen {
+        fx.push(Effect::Start {
+            crew: live[*i].0,
+            spec: Box::new(spec.clone()),
+        });
+    }
+    notify(app, Notice::info(label));
 }
 
 /// A job reference as the CLI takes it: `[crew/]handle|name|id-prefix`,

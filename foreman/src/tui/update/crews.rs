@@ -8,10 +8,11 @@ use crate::tui::action::{CrewEvent, CrewIx, Effect, Notice};
 use crate::tui::app::{App, CrewState, JobKey, Link};
 
 /// A crew discovery found: in a new slot, or in its old one again.
-pub(super) fn on_found(app: &mut App, ix: CrewIx, name: String, addr: String) {
+pub(super) fn on_found(app: &mut App, ix: CrewIx, name: String, addr: String, groups: Vec<String>) {
     let crew = CrewState {
         name: Sanitizer::clean(&name),
         addr: Sanitizer::clean(&addr),
+        groups,
         link: Link::Connecting { since: app.now },
         me: None,
     };

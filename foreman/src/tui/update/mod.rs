@@ -59,7 +59,12 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             }
         }
         Action::Crew(ix, ev) => on_crew(app, ix, ev),
-        Action::CrewFound { ix, name, addr } => crews::on_found(app, ix, name, addr),
+        Action::CrewFound {
+            ix,
+            name,
+            addr,
+            groups,
+        } => crews::on_found(app, ix, name, addr, groups),
         Action::CrewGone(ix) => crews::on_gone(app, ix, &mut fx),
         Action::Attach(session, ev) => on_attach(app, session, ev),
         Action::Done(n) => notify(app, n),

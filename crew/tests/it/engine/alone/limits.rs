@@ -179,17 +179,20 @@ async fn no_ready_shim_is_made_while_a_job_is_at_its_task_cap() {
         std::fs::read_to_string(&pids).is_ok_and(|n| n.trim().parse::<u64>().is_ok_and(|n| n >= 150))
     })
     .await;
-    // Another start takes a ready shim; none is made to replace it.
+    // Another start takes a ready shim; none is made to replace it (the
+    // ones left may go stale meanwhile in the slow emulated VM: no pid
+    // may be new).
+    let before = t.handle.ready_shims();
     let (_, end) = run(&t.handle, sh("true")).await;
     assert!(matches!(
         ended(&end).outcome,
         Outcome::Finished(Termination::Exited(0))
     ));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        t.handle.ready_shims().len(),
-        pool - 1,
-        "a ready shim was made beside the job at its cap"
+    let after = t.handle.ready_shims();
+    assert!(
+        after.len() < before.len() && after.iter().all(|p| before.contains(p)),
+        "a ready shim was made beside the job at its cap: {before:?} then {after:?}"
     );
     t.handle
         .stop(&hog.id, Some(Duration::ZERO), "test")
