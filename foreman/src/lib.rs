@@ -28,6 +28,7 @@ pub mod job;
 pub mod panic_restore;
 pub mod present;
 pub mod sanitize;
+pub mod select;
 pub mod terminal;
 pub mod tui;
 

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use serde::Serialize;
 use tasker_proto::v1 as pb;
 
 use crate::sanitize::Sanitizer;
@@ -246,4 +247,241 @@ mod tests {
         assert_eq!(cli_state(&running), "running");
         assert_eq!(dashboard_state(&running), "running");
     }
+}
+
+/// A job as `--json` shows it.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    pub crew: String,
+    pub id: String,
+    pub handle: String,
+    pub reference: String,
+    pub name: Option<String>,
+    /// The batch it is one of (`foreman run --crew` on several crews).
+    pub batch: Option<String>,
+    pub owner: String,
+    pub state: &'static str,
+    pub argv: Vec<String>,
+    /// `argv` holds only the command's first words (`foreman status` has
+    /// them all).
+    pub argv_cut: bool,
+    pub user: String,
+    pub uid: u32,
+    pub cwd: String,
+    pub tty: bool,
+    pub network: &'static str,
+    pub created_at: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+    pub outcome: Option<String>,
+    pub peak_memory_bytes: Option<u64>,
+    pub cpu_usec: Option<u64>,
+    pub limits: LimitsView,
+    pub output_error: Option<String>,
+    pub archived: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LimitsView {
+    pub cpu: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub memory_high_bytes: Option<u64>,
+    pub cpu_weight: Option<u32>,
+    pub pids: Option<u64>,
+    pub io: Vec<IoView>,
+    pub timeout_secs: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IoView {
+    pub device: String,
+    pub read_bps: Option<u64>,
+    pub write_bps: Option<u64>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
+}
+
+pub fn view(crew: &str, j: &pb::Job) -> JobView {
+    use pb::outcome::Termination;
+    let (exit_code, signal) = match j.outcome.as_ref().and_then(|o| o.termination) {
+        Some(Termination::ExitCode(c)) => (Some(c), None),
+        Some(Termination::Signal(s)) => (None, Some(s)),
+        None => (None, None),
+    };
+    let limits = j.limits.clone().unwrap_or_default();
+    JobView {
+        crew: crew.to_owned(),
+        id: j.id.clone(),
+        handle: j.handle.clone(),
+        reference: format!("{crew}/{}", j.handle),
+        name: (!j.name.is_empty()).then(|| j.name.clone()),
+        batch: (!j.batch.is_empty()).then(|| j.batch.clone()),
+        owner: j.owner.clone(),
+        state: phase_name(j.phase),
+        argv: j.argv.clone(),
+        argv_cut: j.argv_cut,
+        user: j.user.clone(),
+        uid: j.uid,
+        cwd: j.cwd.clone(),
+        tty: j.tty.is_some(),
+        network: if j.network == pb::Network::Host as i32 {
+            "host"
+        } else {
+            "isolated"
+        },
+        created_at: j.created_at.as_ref().map(rfc3339),
+        started_at: j.started_at.as_ref().map(rfc3339),
+        ended_at: j.ended_at.as_ref().map(rfc3339),
+        pid: (j.pid != 0).then_some(j.pid),
+        exit_code,
+        signal,
+        reason: j.outcome.as_ref().and_then(reason_name),
+        outcome: j.outcome.as_ref().map(|o| o.summary.clone()),
+        peak_memory_bytes: j.totals.as_ref().and_then(|t| t.peak_memory_bytes),
+        cpu_usec: j.totals.as_ref().and_then(|t| t.cpu_usec),
+        limits: LimitsView {
+            cpu: limits.cpu,
+            memory_bytes: limits.memory_bytes,
+            memory_high_bytes: limits.memory_high_bytes,
+            cpu_weight: limits.cpu_weight,
+            pids: limits.pids,
+            io: limits
+                .io
+                .iter()
+                .map(|l| IoView {
+                    device: l.device.clone(),
+                    read_bps: l.read_bps,
+                    write_bps: l.write_bps,
+                    read_iops: l.read_iops,
+                    write_iops: l.write_iops,
+                })
+                .collect(),
+            timeout_secs: j
+                .timeout
+                .as_ref()
+                .map(|d| d.seconds as f64 + f64::from(d.nanos) / 1e9),
+        },
+        output_error: (!j.output_error.is_empty()).then(|| j.output_error.clone()),
+        archived: j.archived,
+    }
+}
+
+/// `2026-11-23T01:02:03Z`.
+pub fn rfc3339(t: &prost_types::Timestamp) -> String {
+    let secs = t.seconds;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A job's details, a line each (what `foreman status` prints and the
+/// dashboard's detail view shows), filtered for a terminal.
+pub fn details(v: &JobView) -> Vec<(&'static str, String)> {
+    let clean = |s: &str| Sanitizer::clean(s);
+    let mut lines = vec![
+        ("job", format!("{} ({})", v.reference, v.id)),
+        ("state", v.state.to_owned()),
+        ("command", command_line(&v.argv)),
+        ("owner", clean(&v.owner)),
+        ("runs as", format!("{} (uid {})", clean(&v.user), v.uid)),
+        ("cwd", clean(&v.cwd)),
+    ];
+    if let Some(n) = &v.name {
+        lines.push(("name", clean(n)));
+    }
+    if let Some(b) = &v.batch {
+        lines.push(("batch", clean(b)));
+    }
+    if v.tty {
+        lines.push(("tty", "yes".into()));
+    }
+    lines.push(("network", v.network.to_owned()));
+    if let Some(t) = &v.created_at {
+        lines.push(("created", t.clone()));
+    }
+    if let Some(t) = &v.started_at {
+        lines.push(("started", t.clone()));
+    }
+    if let Some(p) = v.pid {
+        lines.push(("pid", p.to_string()));
+    }
+    if let Some(t) = &v.ended_at {
+        lines.push(("ended", t.clone()));
+    }
+    if let Some(o) = &v.outcome {
+        lines.push(("outcome", clean(o)));
+    }
+    if let Some(m) = v.peak_memory_bytes {
+        lines.push(("peak memory", bytes(m)));
+    }
+    if let Some(c) = v.cpu_usec {
+        lines.push(("cpu time", format!("{:.3}s", c as f64 / 1e6)));
+    }
+    let l = &v.limits;
+    let mut limits = Vec::new();
+    if let Some(c) = l.cpu {
+        limits.push(format!("cpu {c}"));
+    }
+    if let Some(w) = l.cpu_weight {
+        limits.push(format!("cpu weight {w}"));
+    }
+    if let Some(m) = l.memory_bytes {
+        limits.push(format!("memory {}", bytes(m)));
+    }
+    if let Some(m) = l.memory_high_bytes {
+        limits.push(format!("soft memory {}", bytes(m)));
+    }
+    if let Some(p) = l.pids {
+        limits.push(format!("pids {p}"));
+    }
+    for io in &l.io {
+        let rates = [
+            ("read", io.read_bps.map(|b| format!("{}/s", bytes(b)))),
+            ("write", io.write_bps.map(|b| format!("{}/s", bytes(b)))),
+            ("read", io.read_iops.map(|n| format!("{n} ops/s"))),
+            ("write", io.write_iops.map(|n| format!("{n} ops/s"))),
+        ];
+        for (what, rate) in rates {
+            if let Some(rate) = rate {
+                limits.push(format!("{} {what} {rate}", clean(&io.device)));
+            }
+        }
+    }
+    if let Some(t) = l.timeout_secs {
+        limits.push(format!("timeout {t}s"));
+    }
+    if !limits.is_empty() {
+        lines.push(("limits", limits.join(", ")));
+    }
+    if let Some(e) = &v.output_error {
+        lines.push(("output error", clean(e)));
+    }
+    if v.archived {
+        lines.push(("archived", "yes".into()));
+    }
+    lines
 }

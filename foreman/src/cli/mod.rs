@@ -6,7 +6,6 @@ pub mod commands;
 pub mod confirm;
 pub mod output;
 pub mod refs;
-pub mod select;
 pub mod terminal;
 
 use self::args::Command;

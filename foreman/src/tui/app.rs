@@ -161,11 +161,13 @@ pub enum Focus {
     Terminal,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Overlay {
     /// Scrolled this many lines.
     Help(u16),
     Crews,
+    /// A job's details: spec, limits, outcome, totals, owner.
+    Detail(JobKey),
 }
 
 /// The job shown in the terminal pane.

@@ -20,6 +20,7 @@ pub enum Cmd {
     CommandLine,
     Help,
     Crews,
+    Details,
     Quit,
     Detach,
     Input,
@@ -111,6 +112,7 @@ pub const JOBS: &[Binding] = &[
     b(&[k('i')], "i", "type into the attached job", Cmd::Input, ""),
     b(&[code(KeyCode::Tab)], "Tab", "focus the terminal pane", Cmd::Focus, ""),
     b(&[k('c')], "c", "crews and their connections", Cmd::Crews, ""),
+    b(&[k('v')], "v", "the job's details: spec, limits, outcome, totals", Cmd::Details, ""),
 ];
 
 /// The terminal pane has the focus (not typing into the job).
@@ -194,6 +196,12 @@ pub const COMMANDS: &[Command] = &[
         name: "attach",
         args: "JOB",
         what: "show JOB's output here and type into it",
+        completes: Completes::Job,
+    },
+    Command {
+        name: "info",
+        args: "JOB",
+        what: "JOB's details: spec, limits, outcome, totals, owner",
         completes: Completes::Job,
     },
     Command {

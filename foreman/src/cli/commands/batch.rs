@@ -26,12 +26,12 @@ use tokio_util::sync::CancellationToken;
 use super::stream::open;
 use crate::cli::Ctx;
 use crate::cli::output::exit_code_of;
-use crate::cli::select::fold;
 use crate::client::Crew;
 use crate::client::attach::Opened;
 use crate::failure::Failure;
 use crate::job::{JobArgs, job_spec};
 use crate::sanitize::{Mode, Sanitizer};
+use crate::select::fold;
 use crate::terminal;
 
 /// How `run` presents a batch.

@@ -135,6 +135,13 @@ fn help_and_crews_overlays_at_80x24() {
     press(&mut app, KeyCode::Esc);
     command(&mut app, "crews");
     insta::assert_snapshot!("crews", render(&app).backend());
+    press(&mut app, KeyCode::Esc);
+    // The selected job's details; any key closes them.
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('v'));
+    insta::assert_snapshot!("detail", render(&app).backend());
+    press(&mut app, KeyCode::Esc);
+    assert!(app.overlay.is_none());
 }
 
 #[test]

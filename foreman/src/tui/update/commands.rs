@@ -94,6 +94,13 @@ pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
         }
         "detach" => detach(app, fx),
         "crews" => app.overlay = Some(Overlay::Crews),
+        "info" => {
+            if let Some(k) = one_job(app) {
+                app.selected = Some(k.clone());
+                keep_selection_visible(app);
+                app.overlay = Some(Overlay::Detail(k));
+            }
+        }
         "help" => app.overlay = Some(Overlay::Help(0)),
         "quit" => run_cmd(app, Cmd::Quit, fx),
         "start" => start(app, args, fx),
@@ -127,7 +134,7 @@ fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
         }
     };
     let named = parsed.crew_name.as_deref().or(parsed.job.crew.as_deref());
-    if let Some(selection) = named.filter(|n| !crate::cli::select::is_single(n)) {
+    if let Some(selection) = named.filter(|n| !crate::select::is_single(n)) {
         return start_batch(app, selection, &parsed.job, fx);
     }
     let crew = match named {
@@ -183,7 +190,7 @@ fn start_batch(app: &mut App, selection: &str, job: &crate::job::JobArgs, fx: &m
         })
         .collect();
     let entries: Vec<crate::config::CrewEntry> = live.iter().map(|(_, e)| e.clone()).collect();
-    let chosen = match crate::cli::select::select(&entries, selection) {
+    let chosen = match crate::select::select(&entries, selection) {
         Ok(chosen) => chosen,
         Err(e) => return notify(app, Notice::error(format!(":start: {e}"))),
     };
@@ -196,7 +203,7 @@ fn start_batch(app: &mut App, selection: &str, job: &crate::job::JobArgs, fx: &m
         "starting batch {} ({}) on {}…",
         spec.batch,
         crate::present::command_line(&spec.argv),
-        crate::cli::select::fold(&names)
+        crate::select::fold(&names)
     );
     for i in &chosen {
         fx.push(Effect::Start {

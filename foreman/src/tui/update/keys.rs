@@ -68,7 +68,7 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
 }
 
 fn on_overlay_key(app: &mut App, key: KeyEvent) {
-    match (app.overlay, key.code) {
+    match (&app.overlay, key.code) {
         (Some(Overlay::Help(n)), KeyCode::Down | KeyCode::Char('j')) => {
             app.overlay = Some(Overlay::Help(n.saturating_add(1)));
         }
@@ -158,6 +158,10 @@ pub(super) fn run_cmd(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
         Cmd::Help => app.overlay = Some(Overlay::Help(0)),
         Cmd::Crews => app.overlay = Some(Overlay::Crews),
+        Cmd::Details => match app.selected.clone() {
+            Some(k) if app.jobs.contains_key(&k) => app.overlay = Some(Overlay::Detail(k)),
+            _ => notify(app, Notice::error("no job selected")),
+        },
         Cmd::Quit => {
             if let Some(a) = app.attached.take() {
                 fx.push(Effect::Detach { session: a.session });

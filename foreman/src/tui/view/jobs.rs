@@ -227,3 +227,41 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
         );
     }
 }
+
+/// The `v` overlay: a job's details, as `foreman status` prints them, and
+/// what it uses now.
+pub fn detail(frame: &mut Frame, app: &App, key: &crate::tui::app::JobKey) {
+    let Some(entry) = app.jobs.get(key) else { return };
+    let crew = app.crews.get(key.crew).map_or("?", |c| c.name.as_str());
+    let view = crate::present::view(crew, &entry.job);
+    let mut lines = crate::present::details(&view);
+    if let Some(u) = &entry.usage {
+        lines.push((
+            "using now",
+            format!(
+                "cpu {:.2} cores, memory {}",
+                u.cpu_cores,
+                crate::present::bytes(u.memory_bytes)
+            ),
+        ));
+    }
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let area = super::centered(frame.area(), 100, lines.len() as u16 + 2);
+    super::clear(frame, area);
+    let block = ratatui::widgets::Block::default()
+        .borders(ratatui::widgets::Borders::ALL)
+        .title(" job (any key closes) ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let room = usize::from(inner.width);
+    let text: Vec<Line> = lines
+        .iter()
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<width$}  "), bold()),
+                Span::raw(super::fit(v, room.saturating_sub(width + 2))),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(text), inner);
+}

@@ -30,6 +30,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match app.overlay {
         Some(Overlay::Help(scroll)) => help::draw(frame, app, scroll),
         Some(Overlay::Crews) => crews::overlay(frame, app),
+        Some(Overlay::Detail(ref key)) => jobs::detail(frame, app, key),
         None => {}
     }
 }
