@@ -37,6 +37,69 @@ pub struct App {
     pub now: SystemTime,
     pub next_session: SessionId,
     pub quitting: bool,
+    pub order: Order,
+}
+
+/// How the job list is ordered: `:sort COLUMN [desc]`, `:group crew|owner|batch|none`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Order {
+    pub by: SortBy,
+    pub descending: bool,
+    /// Jobs of a crew, an owner or a batch together, groups in order.
+    pub group: Option<SortBy>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortBy {
+    /// Crew, then creation: the list's own order.
+    #[default]
+    Crew,
+    Job,
+    State,
+    Owner,
+    Batch,
+    Age,
+    Cpu,
+    Mem,
+    Command,
+}
+
+impl SortBy {
+    pub const ALL: [(&'static str, SortBy); 9] = [
+        ("crew", SortBy::Crew),
+        ("job", SortBy::Job),
+        ("state", SortBy::State),
+        ("owner", SortBy::Owner),
+        ("batch", SortBy::Batch),
+        ("age", SortBy::Age),
+        ("cpu", SortBy::Cpu),
+        ("mem", SortBy::Mem),
+        ("command", SortBy::Command),
+    ];
+
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == word).map(|(_, s)| *s)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("crew", |(n, _)| n)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SortKey {
+    Number(u64),
+    Text(String),
+}
+
+/// A sort key in its direction (every row of a sort has the same variant).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Directed {
+    Up(SortKey),
+    Down(std::cmp::Reverse<SortKey>),
 }
 
 #[derive(Debug)]
@@ -313,17 +376,54 @@ impl App {
             now,
             next_session: 1,
             quitting: false,
+            order: Order::default(),
         }
     }
 
-    /// The jobs the list shows: not archived, matching the filter.
+    /// The jobs the list shows: not archived, matching the filter, in the
+    /// order asked for (`:group`, then `:sort`; ties in crew and creation
+    /// order).
     pub fn visible(&self) -> Vec<(&JobKey, &JobEntry)> {
         let needle = self.filter.to_lowercase();
-        self.jobs
+        let mut rows: Vec<(&JobKey, &JobEntry)> = self
+            .jobs
             .iter()
             .filter(|(_, e)| !e.job.archived)
             .filter(|(k, e)| needle.is_empty() || self.matches(k, e, &needle))
-            .collect()
+            .collect();
+        if self.order.group.is_some() || self.order.by != SortBy::Crew {
+            let group = self.order.group;
+            let by = self.order.by;
+            let descending = self.order.descending;
+            // Each row's key made once; the sort is stable, so rows with
+            // equal keys keep crew and creation order.
+            rows.sort_by_cached_key(|(k, e)| {
+                let within = self.sort_key(by, k, e);
+                let within = if descending {
+                    Directed::Down(std::cmp::Reverse(within))
+                } else {
+                    Directed::Up(within)
+                };
+                (group.map(|g| self.sort_key(g, k, e)), within)
+            });
+        }
+        rows
+    }
+
+    fn sort_key(&self, by: SortBy, key: &JobKey, e: &JobEntry) -> SortKey {
+        let j = &e.job;
+        match by {
+            SortBy::Crew => SortKey::Text(self.crews.get(key.crew).map_or(String::new(), |c| c.name.clone())),
+            SortBy::Job => SortKey::Number(key.seq),
+            SortBy::State => SortKey::Text(crate::present::dashboard_state(j)),
+            SortBy::Owner => SortKey::Text(j.owner.clone()),
+            SortBy::Batch => SortKey::Text(j.batch.clone()),
+            // Oldest first (created earliest).
+            SortBy::Age => SortKey::Number(j.created_at.as_ref().map_or(0, |t| t.seconds.max(0) as u64)),
+            SortBy::Cpu => SortKey::Number(e.usage.as_ref().map_or(0, |u| (u.cpu_cores * 1000.0) as u64)),
+            SortBy::Mem => SortKey::Number(e.usage.as_ref().map_or(0, |u| u.memory_bytes)),
+            SortBy::Command => SortKey::Text(j.argv.join(" ")),
+        }
     }
 
     fn matches(&self, key: &JobKey, e: &JobEntry, needle: &str) -> bool {

@@ -199,6 +199,18 @@ pub const COMMANDS: &[Command] = &[
         completes: Completes::Job,
     },
     Command {
+        name: "sort",
+        args: "COLUMN [desc]",
+        what: "order the jobs by crew, job, state, owner, batch, age, cpu, mem or command",
+        completes: Completes::Nothing,
+    },
+    Command {
+        name: "group",
+        args: "crew|owner|batch|none",
+        what: "keep the jobs of one crew, owner or batch together",
+        completes: Completes::Nothing,
+    },
+    Command {
         name: "info",
         args: "JOB",
         what: "JOB's details: spec, limits, outcome, totals, owner",

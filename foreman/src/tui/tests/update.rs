@@ -522,6 +522,56 @@ fn start_on_many_crews_is_one_batch() {
 }
 
 #[test]
+fn the_list_sorts_by_any_column_and_groups_by_crew_owner_or_batch() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (100, 30));
+    let spec = |handle, owner, age_secs, argv| JobSpec {
+        handle,
+        owner,
+        age_secs,
+        argv,
+        ..Default::default()
+    };
+    add(&mut app, 0, &spec("job-1", "carol", 30, &["b-cmd"]));
+    add(&mut app, 0, &spec("job-2", "ada", 300, &["a-cmd"]));
+    add(&mut app, 1, &spec("job-1", "bob", 3000, &["c-cmd"]));
+    let order = |app: &App| -> Vec<String> { app.visible().iter().map(|(k, _)| app.label(k)).collect() };
+    assert_eq!(order(&app), ["alpha/job-1", "alpha/job-2", "beta/job-1"]);
+    command(&mut app, "sort age");
+    assert_eq!(
+        order(&app),
+        ["beta/job-1", "alpha/job-2", "alpha/job-1"],
+        "oldest first"
+    );
+    command(&mut app, "sort command desc");
+    assert_eq!(order(&app), ["beta/job-1", "alpha/job-1", "alpha/job-2"]);
+    command(&mut app, "group owner");
+    command(&mut app, "sort crew");
+    assert_eq!(
+        order(&app),
+        ["alpha/job-2", "beta/job-1", "alpha/job-1"],
+        "ada, bob, carol"
+    );
+    command(&mut app, "group none");
+    assert_eq!(order(&app), ["alpha/job-1", "alpha/job-2", "beta/job-1"]);
+    command(&mut app, "sort size");
+    assert!(error(&app).contains("one of crew, job, state"), "{}", error(&app));
+    command(&mut app, "group cpu");
+    assert!(
+        error(&app).contains(":group crew|owner|batch|none"),
+        "{}",
+        error(&app)
+    );
+    // Moving down follows the order on screen.
+    command(&mut app, "sort age");
+    press(&mut app, KeyCode::Home);
+    press(&mut app, KeyCode::Down);
+    assert_eq!(
+        app.selected.as_ref().map(|k| app.label(k)).as_deref(),
+        Some("alpha/job-2")
+    );
+}
+
+#[test]
 fn tab_completes_commands_jobs_and_crews() {
     let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
     three_jobs(&mut app);

@@ -11,7 +11,7 @@ use super::keys::run_cmd;
 use super::notify;
 use crate::job::split_reference;
 use crate::tui::action::{Effect, Notice};
-use crate::tui::app::{App, JobKey, Overlay};
+use crate::tui::app::{App, JobKey, Overlay, SortBy};
 use crate::tui::keys::{self, Cmd};
 
 pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
@@ -94,6 +94,8 @@ pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
         }
         "detach" => detach(app, fx),
         "crews" => app.overlay = Some(Overlay::Crews),
+        "sort" => sort(app, args),
+        "group" => group(app, args),
         "info" => {
             if let Some(k) = one_job(app) {
                 app.selected = Some(k.clone());
@@ -106,6 +108,35 @@ pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
         "start" => start(app, args, fx),
         _ => {}
     }
+}
+
+/// `:sort COLUMN [desc|asc]`: the list's order (`:sort crew` is its own).
+fn sort(app: &mut App, args: &[String]) {
+    let columns = || SortBy::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+    let Some(by) = args.first().and_then(|w| SortBy::parse(w)) else {
+        return notify(
+            app,
+            Notice::error(format!(":sort COLUMN [desc]: one of {}", columns())),
+        );
+    };
+    let descending = match args.get(1).map(String::as_str) {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => return notify(app, Notice::error(format!(":sort: {other:?} is not asc or desc"))),
+    };
+    app.order.by = by;
+    app.order.descending = descending;
+    keep_selection_visible(app);
+}
+
+/// `:group crew|owner|batch|none`: jobs of one crew, owner or batch together.
+fn group(app: &mut App, args: &[String]) {
+    app.order.group = match args.first().map(String::as_str) {
+        Some("none") => None,
+        Some(w @ ("crew" | "owner" | "batch")) => SortBy::parse(w),
+        _ => return notify(app, Notice::error(":group crew|owner|batch|none")),
+    };
+    keep_selection_visible(app);
 }
 
 /// `:start [CREW] [options] -- CMD ARGS`: `foreman start`'s options.

@@ -78,9 +78,14 @@ pub(super) fn keep_selection_visible(app: &mut App) {
         return;
     }
     let at = match &app.selected {
-        Some(s) => match visible.binary_search(s) {
-            Ok(i) => i,
-            Err(i) => i.min(visible.len() - 1),
+        Some(s) => match visible.iter().position(|k| k == s) {
+            Some(i) => i,
+            // Gone: in the list's own order its neighbour; in another
+            // order, where the view was.
+            None if app.order == crate::tui::app::Order::default() => {
+                visible.partition_point(|k| k < s).min(visible.len() - 1)
+            }
+            None => app.offset.min(visible.len() - 1),
         },
         None => 0,
     };

@@ -148,6 +148,13 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
     if !app.filter.is_empty() {
         title.push_str(&format!("· filter /{} ", fit(&app.filter, 20)));
     }
+    if let Some(g) = app.order.group {
+        title.push_str(&format!("· by {} ", g.name()));
+    }
+    if app.order.by != crate::tui::app::SortBy::Crew || app.order.descending {
+        let arrow = if app.order.descending { "↓" } else { "↑" };
+        title.push_str(&format!("· sorted by {} {arrow} ", app.order.by.name()));
+    }
     let mut block = Block::default()
         .borders(Borders::ALL)
         .title(Span::styled(title, bold()))
