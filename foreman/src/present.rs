@@ -485,3 +485,16 @@ pub fn details(v: &JobView) -> Vec<(&'static str, String)> {
     }
     lines
 }
+
+/// The exit code a job's end maps to, as a shell would: the code, or
+/// 128 + the signal; 127 for a command that never started.
+pub fn exit_code(j: &pb::Job) -> u8 {
+    use pb::outcome::{Reason, Termination};
+    let Some(o) = &j.outcome else { return 1 };
+    match (o.termination, &o.reason) {
+        (Some(Termination::ExitCode(c)), _) => u8::try_from(c.clamp(0, 255)).unwrap_or(1),
+        (Some(Termination::Signal(s)), _) => u8::try_from((128 + s).clamp(0, 255)).unwrap_or(1),
+        (None, Some(Reason::StartFailed(_))) => 127,
+        _ => 1,
+    }
+}

@@ -5,23 +5,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tasker_proto::v1 as pb;
-
 use crate::present::short_duration;
-pub use crate::present::{JobView, rfc3339, view};
-
-/// The exit code a job's end maps to, as a shell would: the code, or
-/// 128 + the signal; 127 for a command that never started.
-pub fn exit_code_of(j: &pb::Job) -> u8 {
-    use pb::outcome::{Reason, Termination};
-    let Some(o) = &j.outcome else { return 1 };
-    match (o.termination, &o.reason) {
-        (Some(Termination::ExitCode(c)), _) => u8::try_from(c.clamp(0, 255)).unwrap_or(1),
-        (Some(Termination::Signal(s)), _) => u8::try_from((128 + s).clamp(0, 255)).unwrap_or(1),
-        (None, Some(Reason::StartFailed(_))) => 127,
-        _ => 1,
-    }
-}
+pub use crate::present::{JobView, exit_code as exit_code_of, rfc3339, view};
 
 /// `4s`, `3m`, `2h`, `5d`.
 pub fn age(t: &prost_types::Timestamp) -> String {
@@ -64,6 +49,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 mod tests {
     use super::*;
     use crate::present::bytes;
+    use tasker_proto::v1 as pb;
 
     #[test]
     fn times_format_as_rfc3339() {

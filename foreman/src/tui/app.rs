@@ -40,6 +40,15 @@ pub struct App {
     pub order: Order,
 }
 
+/// A batch's members by how they stand (`App::batch_counts`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub running: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub unknown: usize,
+}
+
 /// How the job list is ordered: `:sort COLUMN [desc]`, `:group crew|owner|batch|none`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Order {
@@ -408,6 +417,21 @@ impl App {
             });
         }
         rows
+    }
+
+    /// How the members of `batch` stand, as far as this dashboard knows:
+    /// an unfinished job of a crew that is not answering is unknown.
+    pub fn batch_counts(&self, batch: &str) -> BatchCounts {
+        let mut c = BatchCounts::default();
+        for (k, e) in self.jobs.iter().filter(|(_, e)| e.job.batch == batch) {
+            match &e.job.outcome {
+                None if self.crews.get(k.crew).is_some_and(|c| c.link.is_up()) => c.running += 1,
+                None => c.unknown += 1,
+                Some(_) if crate::present::exit_code(&e.job) == 0 => c.ok += 1,
+                Some(_) => c.failed += 1,
+            }
+        }
+        c
     }
 
     fn sort_key(&self, by: SortBy, key: &JobKey, e: &JobEntry) -> SortKey {

@@ -572,6 +572,43 @@ fn the_list_sorts_by_any_column_and_groups_by_crew_owner_or_batch() {
 }
 
 #[test]
+fn a_batchs_members_are_counted_live_across_crews() {
+    let mut app = app(&["web01", "web02", "web03", "web04"], "ada", "admin", (100, 30));
+    let member = |crew: usize, exit: Option<i32>| {
+        let mut j = job(
+            crew,
+            &JobSpec {
+                exit,
+                ..Default::default()
+            },
+        );
+        j.batch = "b-0123456789ab".into();
+        j
+    };
+    for (crew, exit) in [(0, None), (1, Some(0)), (2, Some(3)), (3, None)] {
+        update(
+            &mut app,
+            Action::Crew(crew, CrewEvent::Job(Box::new(member(crew, exit)))),
+        );
+    }
+    let down = CrewEvent::Down {
+        why: "unreachable".into(),
+        refused: false,
+        retry_in: Duration::from_secs(1),
+    };
+    update(&mut app, Action::Crew(3, down));
+    let c = app.batch_counts("b-0123456789ab");
+    assert_eq!((c.running, c.ok, c.failed, c.unknown), (1, 1, 1, 1), "{c:?}");
+    // web01's member ends: counted at once.
+    update(
+        &mut app,
+        Action::Crew(0, CrewEvent::Job(Box::new(member(0, Some(0))))),
+    );
+    let c = app.batch_counts("b-0123456789ab");
+    assert_eq!((c.running, c.ok), (0, 2), "{c:?}");
+}
+
+#[test]
 fn tab_completes_commands_jobs_and_crews() {
     let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
     three_jobs(&mut app);

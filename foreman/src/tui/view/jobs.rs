@@ -163,13 +163,33 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
         } else {
             dim()
         });
-    if let Some((_, e)) = app.selected_entry()
-        && let Some(o) = &e.job.outcome
-    {
-        let summary = crate::sanitize::Sanitizer::clean(&o.summary);
-        let label = app.selected.as_ref().map(|k| app.label(k)).unwrap_or_default();
+    let mut bottom = Vec::new();
+    if let Some((_, e)) = app.selected_entry() {
+        // The selected job's batch, counted live across its crews.
+        if !e.job.batch.is_empty() {
+            let c = app.batch_counts(&e.job.batch);
+            let mut parts = vec![format!("{} running", c.running), format!("{} ok", c.ok)];
+            if c.failed > 0 {
+                parts.push(format!("{} failed", c.failed));
+            }
+            if c.unknown > 0 {
+                parts.push(format!("{} unknown (crew not answering)", c.unknown));
+            }
+            bottom.push(format!(
+                "batch {}: {}",
+                crate::sanitize::Sanitizer::clean(&e.job.batch),
+                parts.join(" · ")
+            ));
+        }
+        if let Some(o) = &e.job.outcome {
+            let summary = crate::sanitize::Sanitizer::clean(&o.summary);
+            let label = app.selected.as_ref().map(|k| app.label(k)).unwrap_or_default();
+            bottom.push(format!("{label}: {summary}"));
+        }
+    }
+    if !bottom.is_empty() {
         block = block.title_bottom(Line::from(fit(
-            &format!(" {label}: {summary} "),
+            &format!(" {} ", bottom.join("  ·  ")),
             usize::from(areas.jobs.width.saturating_sub(4)),
         )));
     }
