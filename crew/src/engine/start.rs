@@ -323,22 +323,33 @@ impl EngineHandle {
             return false;
         }
         let near = |tasks: Option<u64>, cap: Option<u64>| matches!((tasks, cap), (Some(t), Some(c)) if t >= FORK_CROWD && t.saturating_mul(4) >= c.saturating_mul(3));
-        let job_at_cap = running.iter().any(|j| {
-            let cap = j.limits.pids.unwrap_or(inner.config.default_pids);
-            near(
-                inner.tree.job_cgroup(&j.owner, j.id.as_str(), &j.limits).tasks(),
-                Some(cap),
-            )
-        });
         let mut owners: Vec<&str> = running.iter().map(|j| j.owner.as_str()).collect();
         owners.sort_unstable();
         owners.dedup();
-        let user_at_cap = owners.iter().any(|owner| {
-            near(
-                inner.tree.owner_usage(owner).0,
-                inner.config.quotas.of(owner).pids,
-            )
-        });
+        let owners: Vec<(&str, Option<u64>)> = owners
+            .into_iter()
+            .map(|o| (o, inner.tree.owner_usage(o).0))
+            .collect();
+        let user_at_cap = owners
+            .iter()
+            .any(|(owner, tasks)| near(*tasks, inner.config.quotas.of(owner).pids));
+        // A job with FORK_CROWD tasks is in an owner's cgroup with as many:
+        // only the jobs of such owners are read.
+        let crowded: Vec<&str> = owners
+            .iter()
+            .filter(|(_, tasks)| tasks.is_some_and(|t| t >= FORK_CROWD))
+            .map(|(owner, _)| *owner)
+            .collect();
+        let job_at_cap = running
+            .iter()
+            .filter(|j| crowded.contains(&j.owner.as_str()))
+            .any(|j| {
+                let cap = j.limits.pids.unwrap_or(inner.config.default_pids);
+                near(
+                    inner.tree.job_cgroup(&j.owner, j.id.as_str(), &j.limits).tasks(),
+                    Some(cap),
+                )
+            });
         if job_at_cap || user_at_cap {
             return true;
         }
