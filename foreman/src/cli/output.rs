@@ -5,8 +5,30 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::failure::Failure;
 use crate::present::short_duration;
 pub use crate::present::{JobView, exit_code as exit_code_of, rfc3339, view};
+
+/// `println!` for the CLI's stdout, returning from the function with the
+/// failure: a reader that went away (`| head`, `| grep -q`) ends the
+/// command quietly with success, never a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_line(format_args!($($arg)*))?
+    };
+}
+pub(crate) use outln;
+
+/// One line to stdout (see [`outln!`]).
+pub fn write_line(args: std::fmt::Arguments<'_>) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::Exit(0)),
+        Err(e) => Err(Failure::Connection(format!("writing the output: {e}"))),
+    }
+}
 
 /// `4s`, `3m`, `2h`, `5d`.
 pub fn age(t: &prost_types::Timestamp) -> String {

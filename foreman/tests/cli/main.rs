@@ -500,3 +500,42 @@ async fn config_user_and_certs_may_follow_the_command() {
     assert_eq!(ran.json()[0]["identity"], ALICE);
     fleet.stop().await;
 }
+
+/// A reader that goes away early (`foreman ls | grep -q x`, `| head`)
+/// ends a command quietly with success: no panic, no exit 101.
+#[tokio::test]
+async fn a_closed_stdout_ends_every_command_quietly() {
+    let fleet = fleet_or_skip!("alpha");
+    let started = fleet
+        .run(ALICE, &["start", "--name", "epipe", "--", "sleep", "30"])
+        .await
+        .expect(0);
+    assert!(started.out().contains("alpha/job-"), "{}", started.out());
+    for args in [
+        &["ls"][..],
+        &["ls", "--json"],
+        &["crews"],
+        &["crews", "--json"],
+        &["status", "epipe"],
+        &["status", "epipe", "--json"],
+    ] {
+        // A pipe whose reader is gone before foreman writes.
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        let out = fleet
+            .foreman(ALICE, args)
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "foreman {args:?}: {err}");
+        assert!(!err.contains("panicked"), "foreman {args:?}: {err}");
+    }
+    fleet
+        .run(ALICE, &["stop", "epipe", "--grace", "100ms"])
+        .await
+        .expect(0);
+    fleet.stop().await;
+}

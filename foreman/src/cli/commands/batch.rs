@@ -14,6 +14,7 @@
 //! reached. `--fail-fast` stops the others at the first failure; Ctrl-C
 //! stops every member.
 
+use crate::cli::output::outln;
 use std::io::Write as _;
 use std::sync::Mutex;
 
@@ -93,7 +94,7 @@ pub async fn start(crews: &[&Crew], a: &JobArgs) -> Result<(), Failure> {
     for (crew, result) in crews.iter().zip(started) {
         match result {
             Ok(job) => match start_failure(&job) {
-                None => println!("{}/{} {}", crew.name, job.handle, job.id),
+                None => outln!("{}/{} {}", crew.name, job.handle, job.id),
                 Some(why) => {
                     eprintln!("foreman: {}/{} did not start: {why}", crew.name, job.handle);
                     worst = worst.max(1);
@@ -127,7 +128,7 @@ pub async fn run(crews: &[&Crew], a: &JobArgs, how: Presentation) -> Result<(), 
     printer.flush_all();
     if how.json {
         for m in &members {
-            println!("{}", member_json(m));
+            outln!("{}", member_json(m));
         }
     } else if how.gather {
         print_gathered(&members);

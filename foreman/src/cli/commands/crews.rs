@@ -2,6 +2,7 @@
 //! are there, its cgroup mode, when its certificate expires, and your
 //! quota there with what your jobs use of it.
 
+use crate::cli::output::outln;
 use serde::Serialize;
 use tasker_proto::v1 as pb;
 
@@ -115,7 +116,7 @@ pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
         });
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&views).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&views).unwrap_or_default());
     } else {
         // Where each crew came from, once discovery found one.
         let sources = ctx.crews.iter().any(|c| c.source.discovered());
@@ -147,7 +148,7 @@ pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
                 ]
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             table(
                 &[

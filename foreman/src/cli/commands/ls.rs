@@ -2,6 +2,7 @@
 //! answer is reported on stderr, and the exit code says so (2), after the
 //! others' jobs are shown.
 
+use crate::cli::output::outln;
 use tasker_proto::v1 as pb;
 
 use crate::cli::Ctx;
@@ -30,7 +31,7 @@ pub async fn ls(ctx: &Ctx, all: bool, batch: Option<&str>, json: bool) -> Result
     }
     if json {
         let views: Vec<_> = jobs.iter().map(|(c, j)| view(c, j)).collect();
-        println!("{}", serde_json::to_string_pretty(&views).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&views).unwrap_or_default());
     } else {
         let rows: Vec<Vec<String>> = jobs
             .iter()
@@ -46,7 +47,7 @@ pub async fn ls(ctx: &Ctx, all: bool, batch: Option<&str>, json: bool) -> Result
                 ]
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             table(&["JOB", "NAME", "STATE", "OWNER", "AGE", "COMMAND"], &rows)
         );

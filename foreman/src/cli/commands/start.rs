@@ -1,5 +1,6 @@
 //! `foreman start`: start a job, print its reference.
 
+use crate::cli::output::outln;
 use tasker_proto::v1 as pb;
 
 use crate::cli::Ctx;
@@ -73,6 +74,6 @@ pub async fn start(ctx: &Ctx, a: JobArgs) -> Result<(), Failure> {
             crew.name, job.handle, f.reason
         )));
     }
-    println!("{}/{} {}", crew.name, job.handle, job.id);
+    outln!("{}/{} {}", crew.name, job.handle, job.id);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `foreman status JOB [--json]`.
 
 use crate::cli::Ctx;
+use crate::cli::output::outln;
 use crate::cli::output::view;
 use crate::cli::refs::resolve;
 use crate::failure::Failure;
@@ -9,13 +10,13 @@ pub async fn status(ctx: &Ctx, job: &str, json: bool) -> Result<(), Failure> {
     let (crew, job) = resolve(ctx, job).await?;
     let v = view(&crew.name, &job);
     if json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
     let lines = crate::present::details(&v);
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, val) in lines {
-        println!("{k:<width$}  {val}");
+        outln!("{k:<width$}  {val}");
     }
     Ok(())
 }

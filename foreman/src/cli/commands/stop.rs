@@ -1,5 +1,6 @@
 //! `foreman stop` and `foreman archive`.
 
+use crate::cli::output::outln;
 use std::time::Duration;
 
 use tasker_proto::v1 as pb;
@@ -25,24 +26,25 @@ pub async fn stop(ctx: &Ctx, job: &str, grace: Option<Duration>, yes: bool) -> R
         .into_inner()
         .job
         .unwrap_or(job);
-    print_end(&crew.name, &ended);
+    print_end(&crew.name, &ended)?;
     Ok(())
 }
 
 /// `alpha/job-3 stopped: stopped_by alice (signal 15 (SIGTERM))`: how a
 /// job ended, one line on stdout (`stop` and `wait`).
-pub fn print_end(crew: &str, job: &pb::Job) {
+pub fn print_end(crew: &str, job: &pb::Job) -> Result<(), Failure> {
     let outcome = job
         .outcome
         .as_ref()
         .map(|o| o.summary.as_str())
         .unwrap_or_default();
-    println!(
+    outln!(
         "{crew}/{} {}: {}",
         job.handle,
         phase_name(job.phase),
         Sanitizer::clean(outcome)
     );
+    Ok(())
 }
 
 /// Stops every running job of `batch` on every crew, at once; another
@@ -91,7 +93,7 @@ pub async fn stop_batch(ctx: &Ctx, batch: &str, grace: Option<Duration>, yes: bo
         match ended {
             Ok(r) => {
                 let ended = r.into_inner().job.unwrap_or_else(|| job.clone());
-                print_end(&crew.name, &ended);
+                print_end(&crew.name, &ended)?;
             }
             Err(s) => {
                 let f = Failure::from_status(&crew.name, &s);
@@ -116,6 +118,6 @@ pub async fn archive(ctx: &Ctx, job: &str, yes: bool) -> Result<(), Failure> {
         .archive_job(pb::ArchiveJobRequest { job: job.id.clone() })
         .await
         .map_err(|s| Failure::from_status(&crew.name, &s))?;
-    println!("{}/{} archived", crew.name, job.handle);
+    outln!("{}/{} archived", crew.name, job.handle);
     Ok(())
 }
