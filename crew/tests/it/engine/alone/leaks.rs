@@ -11,8 +11,10 @@ use crate::support::*;
 async fn a_thousand_start_stop_cycles_leave_no_fd_zombie_or_cgroup() {
     let t = engine_or_skip!(exclusive);
     let cycles = scaled(1000);
-    // Warm up whatever is lazily allocated once (runtime, thread pool).
-    for _ in 0..5 {
+    // Warm up whatever is lazily allocated once (runtime, and the blocking
+    // pool's threads, each with its own malloc arena: how many the pool
+    // grows to depends on how starts and ready shims' making overlap).
+    for _ in 0..30 {
         let info = t.handle.start(spec(&["/bin/sleep", "1000"])).await.unwrap();
         t.handle
             .stop(&info.id, Some(Duration::ZERO), "warmup")
@@ -45,9 +47,10 @@ async fn a_thousand_start_stop_cycles_leave_no_fd_zombie_or_cgroup() {
     assert_eq!(fds_after, fds, "fds leaked");
     assert!(zombie_children().is_empty());
     // Each ended job keeps its record (a few hundred bytes); nothing more.
-    // 256 KiB of slack for the allocator's own growth, which a short run
-    // (the scaled-down VM run) would otherwise charge to few jobs.
-    let per_job = (rss_after.saturating_sub(rss + 256) * 1024) / cycles;
+    // 1 MiB of slack for the allocator's own growth (a blocking thread more
+    // than in the warm-up, and its arena), which a short run (the
+    // scaled-down VM run) would otherwise charge to few jobs.
+    let per_job = (rss_after.saturating_sub(rss + 1024) * 1024) / cycles;
     assert!(
         per_job < 4096,
         "crew memory grows by {per_job} bytes per ended job"
