@@ -51,6 +51,17 @@ pub fn refresh(d: &Discovery) -> Duration {
         .max(Duration::from_secs(1))
 }
 
+/// Adds what discovery finds to `config`'s crews, after its own; returns
+/// what was found (the problems on the way included).
+pub async fn add_to(config: &mut crate::config::Config) -> Found {
+    if config.discovery.is_empty() {
+        return Found::default();
+    }
+    let found = discover(&config.discovery, &config.crews).await;
+    config.crews.extend(found.crews.iter().cloned());
+    found
+}
+
 /// Asks every source at once. `statics` (the configuration's own crews)
 /// come first and keep their names: a discovered crew of the same name is
 /// left out, as is a second one found under a name already taken.

@@ -498,3 +498,19 @@ pub fn exit_code(j: &pb::Job) -> u8 {
         _ => 1,
     }
 }
+
+/// `alpha/job-3 stopped: stopped_by alice (signal 15 (SIGTERM))`: how a
+/// job ended, in one line, filtered.
+pub fn end_line(crew: &str, job: &pb::Job) -> String {
+    let summary = job
+        .outcome
+        .as_ref()
+        .map(|o| o.summary.as_str())
+        .unwrap_or_default();
+    format!(
+        "{crew}/{} {}: {}",
+        job.handle,
+        phase_name(job.phase),
+        Sanitizer::clean(summary)
+    )
+}

@@ -322,13 +322,18 @@ impl EngineHandle {
         if running.is_empty() {
             return false;
         }
-        let near = |tasks: Option<u64>, cap: Option<u64>| matches!((tasks, cap), (Some(t), Some(c)) if t >= FORK_CROWD && t.saturating_mul(4) >= c.saturating_mul(3));
+        let near = |tasks: Option<u64>, cap: Option<u64>| {
+            let (Some(t), Some(c)) = (tasks, cap) else {
+                return false;
+            };
+            t >= FORK_CROWD && t.saturating_mul(4) >= c.saturating_mul(3)
+        };
         let mut owners: Vec<&str> = running.iter().map(|j| j.owner.as_str()).collect();
         owners.sort_unstable();
         owners.dedup();
         let owners: Vec<(&str, Option<u64>)> = owners
             .into_iter()
-            .map(|o| (o, inner.tree.owner_usage(o).0))
+            .map(|o| (o, inner.tree.owner_tasks(o)))
             .collect();
         let user_at_cap = owners
             .iter()

@@ -32,14 +32,10 @@ impl Ctx {
 /// Adds the crews discovery finds to the configured ones; what went wrong
 /// on the way is said on stderr, and no crew at all is an error.
 pub async fn discover(config: &mut config::Config) -> Result<(), Failure> {
-    if config.discovery.is_empty() {
-        return Ok(());
-    }
-    let found = crate::discovery::discover(&config.discovery, &config.crews).await;
+    let found = crate::discovery::add_to(config).await;
     for p in &found.problems {
         eprintln!("foreman: {}", crate::sanitize::Sanitizer::clean(p));
     }
-    config.crews.extend(found.crews);
     if config.crews.is_empty() {
         return Err(Failure::Usage(
             "no crews: none configured, and discovery found none".into(),

@@ -55,12 +55,7 @@ pub async fn run(over: Overrides) -> Result<(), Failure> {
     let mut config = config::load(&over)?;
     // The configuration's own crews; discovery's come after, and change.
     let statics = config.crews.clone();
-    let found = if config.discovery.is_empty() {
-        Found::default()
-    } else {
-        discovery::discover(&config.discovery, &statics).await
-    };
-    config.crews.extend(found.crews.iter().cloned());
+    let found = discovery::add_to(&mut config).await;
     let crews = client::crews(&config)?;
     if !terminal::stdout_is_tty() || !terminal::stdin_is_tty() {
         return Err(Failure::Usage(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::fs::{flat_keyed, read_file, remove_dir_retrying, write_file};
-use super::{Backend, Controller, EngineError, Hierarchy, IoContext, Totals, Usage, cpu, memory};
+use super::{Backend, Controller, EngineError, Hierarchy, IoContext, Totals, Usage, cpu, memory, pids};
 
 /// One job's cgroup: its cgroup2 directory, plus its v1 directories on
 /// hybrid hosts.
@@ -191,7 +191,7 @@ impl JobCgroup {
             Backend::V1(_) => self.v1_dir(Controller::Pids)?,
             Backend::Unavailable => return None,
         };
-        read_file(&dir.join("pids.current")).ok()?.trim().parse().ok()
+        pids::current(&dir)
     }
 
     /// Live cpu and memory usage.

@@ -3,10 +3,15 @@
 use std::path::Path;
 
 use super::EngineError;
-use super::fs::write_file;
+use super::fs::{read_file, write_file};
 
 pub(crate) fn apply(dir: &Path, max: u64) -> Result<(), EngineError> {
     write_file(&dir.join("pids.max"), &max.to_string())
+}
+
+/// The tasks in `dir` and below now (v1 and v2 alike).
+pub(crate) fn current(dir: &Path) -> Option<u64> {
+    read_file(&dir.join("pids.current")).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]

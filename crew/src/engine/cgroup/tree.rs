@@ -162,27 +162,33 @@ impl CgroupTree {
         let Ok(dir) = Self::owner_dir(owner) else {
             return (None, None);
         };
-        let at = |c: Controller| match self.hier.backend(c) {
-            Backend::V2 => Some((true, self.hier.unified.join(&self.opts.parent).join(dir))),
-            Backend::V1(root) => Some((false, root.join(&self.opts.parent).join(dir))),
+        let memory = match self.hier.backend(Controller::Memory) {
+            Backend::V2 => memory::current(&self.hier.unified.join(&self.opts.parent).join(dir), true),
+            Backend::V1(root) => memory::current(&root.join(&self.opts.parent).join(dir), false),
             Backend::Unavailable => None,
         };
-        let tasks = at(Controller::Pids)
-            .and_then(|(_, d)| read_file(&d.join("pids.current")).ok())
-            .and_then(|s| s.trim().parse().ok());
-        let memory = at(Controller::Memory).and_then(|(v2, d)| memory::current(&d, v2));
-        (tasks, memory)
+        (self.owner_tasks(owner), memory)
+    }
+
+    /// The tasks of `owner`'s jobs together now.
+    pub fn owner_tasks(&self, owner: &str) -> Option<u64> {
+        let dir = Self::owner_dir(owner).ok()?;
+        pids::current(&self.pids_parent()?.join(dir))
     }
 
     /// Tasks in all of the crew's cgroups together (its jobs and ready
     /// shims' inits), where the pids controller is.
     pub fn tasks(&self) -> Option<u64> {
-        let dir = match self.hier.backend(Controller::Pids) {
-            Backend::V2 => self.hier.unified.join(&self.opts.parent),
-            Backend::V1(root) => root.join(&self.opts.parent),
-            Backend::Unavailable => return None,
-        };
-        read_file(&dir.join("pids.current")).ok()?.trim().parse().ok()
+        pids::current(&self.pids_parent()?)
+    }
+
+    /// The crew's parent in the hierarchy of the pids controller.
+    fn pids_parent(&self) -> Option<PathBuf> {
+        match self.hier.backend(Controller::Pids) {
+            Backend::V2 => Some(self.hier.unified.join(&self.opts.parent)),
+            Backend::V1(root) => Some(root.join(&self.opts.parent)),
+            Backend::Unavailable => None,
+        }
     }
 
     pub fn hierarchy(&self) -> &Hierarchy {

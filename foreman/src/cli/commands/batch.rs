@@ -14,7 +14,6 @@
 //! reached. `--fail-fast` stops the others at the first failure; Ctrl-C
 //! stops every member.
 
-use crate::cli::output::outln;
 use std::io::Write as _;
 use std::sync::Mutex;
 
@@ -27,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::stream::open;
 use crate::cli::Ctx;
 use crate::cli::output::exit_code_of;
+use crate::cli::output::outln;
 use crate::client::Crew;
 use crate::client::attach::Opened;
 use crate::failure::Failure;

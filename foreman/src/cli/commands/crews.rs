@@ -2,12 +2,11 @@
 //! are there, its cgroup mode, when its certificate expires, and your
 //! quota there with what your jobs use of it.
 
-use crate::cli::output::outln;
 use serde::Serialize;
 use tasker_proto::v1 as pb;
 
 use crate::cli::Ctx;
-use crate::cli::output::{rfc3339, table};
+use crate::cli::output::{outln, rfc3339, table};
 use crate::client;
 use crate::failure::Failure;
 use crate::sanitize::Sanitizer;

@@ -2,11 +2,10 @@
 //! answer is reported on stderr, and the exit code says so (2), after the
 //! others' jobs are shown.
 
-use crate::cli::output::outln;
 use tasker_proto::v1 as pb;
 
 use crate::cli::Ctx;
-use crate::cli::output::{age, table, view};
+use crate::cli::output::{age, outln, table, view};
 use crate::failure::Failure;
 use crate::present::{cli_state, job_command};
 use crate::sanitize::Sanitizer;

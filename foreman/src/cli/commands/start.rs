@@ -1,9 +1,9 @@
 //! `foreman start`: start a job, print its reference.
 
-use crate::cli::output::outln;
 use tasker_proto::v1 as pb;
 
 use crate::cli::Ctx;
+use crate::cli::output::outln;
 use crate::client::Crew;
 use crate::failure::Failure;
 use crate::job::{JobArgs, job_spec};

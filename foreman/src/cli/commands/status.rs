@@ -1,8 +1,7 @@
 //! `foreman status JOB [--json]`.
 
 use crate::cli::Ctx;
-use crate::cli::output::outln;
-use crate::cli::output::view;
+use crate::cli::output::{outln, view};
 use crate::cli::refs::resolve;
 use crate::failure::Failure;
 

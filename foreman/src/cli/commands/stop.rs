@@ -1,15 +1,16 @@
 //! `foreman stop` and `foreman archive`.
 
-use crate::cli::output::outln;
 use std::time::Duration;
 
 use tasker_proto::v1 as pb;
 
+use super::stream::print_end;
+
 use crate::cli::Ctx;
 use crate::cli::confirm::others_job;
+use crate::cli::output::outln;
 use crate::cli::refs::resolve;
 use crate::failure::Failure;
-use crate::present::phase_name;
 use crate::sanitize::Sanitizer;
 
 pub async fn stop(ctx: &Ctx, job: &str, grace: Option<Duration>, yes: bool) -> Result<(), Failure> {
@@ -27,23 +28,6 @@ pub async fn stop(ctx: &Ctx, job: &str, grace: Option<Duration>, yes: bool) -> R
         .job
         .unwrap_or(job);
     print_end(&crew.name, &ended)?;
-    Ok(())
-}
-
-/// `alpha/job-3 stopped: stopped_by alice (signal 15 (SIGTERM))`: how a
-/// job ended, one line on stdout (`stop` and `wait`).
-pub fn print_end(crew: &str, job: &pb::Job) -> Result<(), Failure> {
-    let outcome = job
-        .outcome
-        .as_ref()
-        .map(|o| o.summary.as_str())
-        .unwrap_or_default();
-    outln!(
-        "{crew}/{} {}: {}",
-        job.handle,
-        phase_name(job.phase),
-        Sanitizer::clean(outcome)
-    );
     Ok(())
 }
 

@@ -126,17 +126,13 @@ pub async fn step(
     }
 }
 
-/// One line on stderr about how a job ended.
+/// One line on stderr about how a job ended (`run`, `attach`).
 pub fn report_end(crew: &str, job: &pb::Job) {
-    let summary = job
-        .outcome
-        .as_ref()
-        .map(|o| o.summary.clone())
-        .unwrap_or_default();
-    eprintln!(
-        "foreman: {crew}/{} {}: {}",
-        job.handle,
-        crate::present::phase_name(job.phase),
-        Sanitizer::clean(&summary)
-    );
+    eprintln!("foreman: {}", crate::present::end_line(crew, job));
+}
+
+/// One line on stdout about how a job ended (`stop`, `wait`).
+pub fn print_end(crew: &str, job: &pb::Job) -> Result<(), Failure> {
+    crate::cli::output::outln!("{}", crate::present::end_line(crew, job));
+    Ok(())
 }

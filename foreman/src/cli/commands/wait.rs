@@ -49,7 +49,7 @@ pub async fn wait(
     for ((crew, _), end) in members.iter().zip(ends) {
         match end {
             Ok(j) => {
-                super::stop::print_end(&crew.name, &j)?;
+                super::stream::print_end(&crew.name, &j)?;
                 worst = worst.max(exit_code_of(&j));
             }
             Err(f) => {
