@@ -1,5 +1,5 @@
 //! One command on many crews at once: `--crew` selecting several (a list,
-//! a glob, `@group`, `all`; see `cli::select`) makes `run` and `start` a
+//! a glob, `@group`, `all`; see `crate::select`) makes `run` and `start` a
 //! batch. Every member starts at once.
 //!
 //! `run` streams each line prefixed by its crew, or with `-b` gathers:

@@ -9,12 +9,11 @@ use crate::failure::Failure;
 use crate::job::{JobArgs, job_spec};
 
 /// The crews `--crew` selects when it may name several (see
-/// `cli::select`); None: a plain name or none, one crew as before.
+/// `crate::select`); None: a plain name or none, one crew as before.
 pub fn pick_batch<'a>(ctx: &'a Ctx, named: Option<&str>) -> Result<Option<Vec<&'a Crew>>, Failure> {
     let Some(spec) = named.filter(|s| !crate::select::is_single(s)) else {
         return Ok(None);
     };
-    let entries: Vec<crate::config::CrewEntry> = ctx.config.crews.clone();
     // `@failed:ID`: the crews a batch run here did not succeed on.
     let spec = match spec.strip_prefix("@failed:") {
         Some(batch) => {
@@ -28,7 +27,7 @@ pub fn pick_batch<'a>(ctx: &'a Ctx, named: Option<&str>) -> Result<Option<Vec<&'
         }
         None => spec.to_owned(),
     };
-    let chosen = crate::select::select(&entries, &spec).map_err(Failure::Usage)?;
+    let chosen = crate::select::select(&ctx.config.crews, &spec).map_err(Failure::Usage)?;
     Ok(Some(chosen.into_iter().map(|i| &ctx.crews[i]).collect()))
 }
 
