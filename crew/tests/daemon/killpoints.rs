@@ -6,7 +6,7 @@
 //! ones.
 
 use std::os::unix::process::ExitStatusExt as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use certgen::Role;
 use tasker_proto::v1 as pb;
@@ -170,18 +170,30 @@ async fn kill_at(point: &str) {
         job_cgroups_left(&crew.name).is_empty()
     })
     .await;
+    // A job's shim removes its socket as it exits, a moment after the
+    // job's cgroup has gone: a stray file is one that stays.
     let known: Vec<String> = list(&mut alice).await.into_iter().map(|j| j.id).collect();
-    let files: Vec<String> = std::fs::read_dir(crew.state.path().join("jobs"))
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    for f in &files {
-        let known_output = f
-            .strip_suffix(".out")
-            .is_some_and(|id| known.iter().any(|k| k == id));
-        assert!(known_output, "{point}: a stray file {f} in {files:?}");
+    let jobs_dir = crew.state.path().join("jobs");
+    let strays = || -> Vec<String> {
+        std::fs::read_dir(&jobs_dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|f| {
+                !f.strip_suffix(".out")
+                    .is_some_and(|id| known.iter().any(|k| k == id))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !strays().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(
+        strays(),
+        Vec::<String>::new(),
+        "{point}: stray files in the jobs directory"
+    );
     let shims = cgroup2_root()
         .unwrap()
         .join("tasker")
