@@ -70,7 +70,7 @@ async fn kill_at(point: &str) {
         // Set off by a stop the job ignores.
         "stop:signalled" => (
             Crew::start_with_env("kp", &[], &env).await,
-            "trap '' TERM; while :; do sleep 1; done",
+            "trap '' TERM; echo trapped; while :; do sleep 1; done",
         ),
         // Set off by the next crew's adoption.
         "adopt:welcomed" => (Crew::start("kp", &[]).await, "sleep 1000"),
@@ -87,6 +87,12 @@ async fn kill_at(point: &str) {
     match point {
         "stop:signalled" => {
             let job = started.expect("the start");
+            // A TERM that comes before the shell has run `trap` ends it.
+            let out = crew.state.path().join("jobs").join(format!("{}.out", job.id));
+            wait_for("the job to ignore TERM", Duration::from_secs(10), || {
+                std::fs::read(&out).is_ok_and(|b| b.windows(7).any(|w| w == b"trapped"))
+            })
+            .await;
             let stopped = alice
                 .stop_job(pb::StopJobRequest {
                     job: job.id.clone(),
