@@ -11,6 +11,7 @@
 //! - Shared by the two, so that neither imports the other:
 //!   - `failure.rs`: why foreman failed, and so its exit code.
 //!   - `job.rs`: a new job's options and spec, and a job reference's form.
+//!   - `gather.rs`: a batch's identical outputs grouped under their crews.
 //!   - `present.rs`: the words and formats both show (state words, sizes,
 //!     durations, a command line).
 //!   - `terminal.rs`: are stdin and stdout terminals, and the size.
@@ -24,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod discovery;
 pub mod failure;
+pub mod gather;
 pub mod job;
 pub mod panic_restore;
 pub mod present;

@@ -38,6 +38,23 @@ pub enum Action {
     },
     /// Discovery no longer finds this crew.
     CrewGone(CrewIx),
+    /// The outputs of a batch's members, as far as they had written.
+    Gathered {
+        batch: String,
+        outputs: Vec<MemberOutput>,
+    },
+}
+
+/// A batch member's output, read for the gathered view.
+#[derive(Debug)]
+pub struct MemberOutput {
+    pub crew: CrewIx,
+    pub job: String,
+    /// The output (the first `GATHER_LIMIT` bytes), or why it could not
+    /// be read.
+    pub output: Result<Vec<u8>, String>,
+    /// Bytes past what was kept.
+    pub cut: u64,
 }
 
 /// What a crew's connection task reports.
@@ -136,6 +153,11 @@ pub enum Effect {
     },
     Detach {
         session: SessionId,
+    },
+    /// Read these jobs' outputs (a batch's members) up to where each is now.
+    Gather {
+        batch: String,
+        members: Vec<(CrewIx, String)>,
     },
     Quit,
 }

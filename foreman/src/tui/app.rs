@@ -1,7 +1,7 @@
 //! The dashboard's whole state. `update` is the only writer; the views
 //! read it by reference.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use tasker_proto::v1 as pb;
@@ -16,7 +16,13 @@ pub struct App {
     pub jobs: BTreeMap<JobKey, JobEntry>,
     /// Job id → its key.
     pub index: HashMap<String, JobKey>,
-    pub selected: Option<JobKey>,
+    /// The selected line of the job list: a job, or a batch's line.
+    pub selected: Option<RowKey>,
+    /// Batches whose members are listed under their line (the others
+    /// show the line alone).
+    pub open_batches: HashSet<String>,
+    /// A batch's outputs, gathered for its overlay.
+    pub gathered: Option<Gathered>,
     /// First row of the (filtered) job list on screen.
     pub offset: usize,
     pub filter: String,
@@ -47,6 +53,82 @@ pub struct BatchCounts {
     pub ok: usize,
     pub failed: usize,
     pub unknown: usize,
+}
+
+/// What a line of the job list is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RowKey {
+    /// A batch's line: its members below it while it is open.
+    Batch(String),
+    Job(JobKey),
+}
+
+impl RowKey {
+    pub fn job(&self) -> Option<&JobKey> {
+        match self {
+            Self::Job(k) => Some(k),
+            Self::Batch(_) => None,
+        }
+    }
+}
+
+/// A line of the job list.
+#[derive(Debug)]
+pub enum Row<'a> {
+    /// A batch with two or more jobs in the list, in the list's order.
+    Batch {
+        id: &'a str,
+        members: Vec<(&'a JobKey, &'a JobEntry)>,
+        open: bool,
+    },
+    /// `member`: listed under its batch's line.
+    Job {
+        key: &'a JobKey,
+        entry: &'a JobEntry,
+        member: bool,
+    },
+}
+
+impl Row<'_> {
+    pub fn key(&self) -> RowKey {
+        match self {
+            Row::Batch { id, .. } => RowKey::Batch((*id).to_owned()),
+            Row::Job { key, .. } => RowKey::Job((*key).clone()),
+        }
+    }
+
+    pub fn is(&self, key: &RowKey) -> bool {
+        match (self, key) {
+            (Row::Batch { id, .. }, RowKey::Batch(b)) => id == b,
+            (Row::Job { key, .. }, RowKey::Job(k)) => *key == k,
+            _ => false,
+        }
+    }
+}
+
+/// A batch's outputs gathered: identical ones once, under their crews.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gathered {
+    pub batch: String,
+    /// None until the crews answer.
+    pub groups: Option<Vec<GatheredGroup>>,
+    /// A member changed since: gather again (at the next tick).
+    pub stale: bool,
+    /// A gathering is under way.
+    pub asking: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatheredGroup {
+    /// `web[1-3] (3) exit 0`.
+    pub header: String,
+    /// Every member ended with 0; one ended otherwise.
+    pub ok: bool,
+    pub failed: bool,
+    /// The output, filtered for the screen, a line each.
+    pub lines: Vec<String>,
+    /// Its first member, for ⏎.
+    pub first: JobKey,
 }
 
 /// How the job list is ordered: `:sort COLUMN [desc]`, `:group crew|owner|batch|none`.
@@ -223,6 +305,8 @@ pub struct Pending {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Asked {
     Stop,
+    /// Stop every running member of the batch `Pending::job`.
+    StopBatch,
     /// Start typing into the attached job (another user's).
     Type,
 }
@@ -240,6 +324,8 @@ pub enum Overlay {
     Crews,
     /// A job's details: spec, limits, outcome, totals, owner.
     Detail(JobKey),
+    /// A batch's outputs gathered (`App::gathered`), scrolled this many lines.
+    Gathered(u16),
 }
 
 /// The job shown in the terminal pane.
@@ -369,6 +455,8 @@ impl App {
             jobs: BTreeMap::new(),
             index: HashMap::new(),
             selected: None,
+            open_batches: HashSet::new(),
+            gathered: None,
             offset: 0,
             filter: String::new(),
             mode: Mode::Normal,
@@ -419,11 +507,72 @@ impl App {
         rows
     }
 
+    /// The list's lines: the visible jobs, a batch's together under its
+    /// line (where its first member would be) when two or more of them
+    /// are visible, and listed there only while the batch is open (or a
+    /// filter is typed: what it matches is never hidden).
+    pub fn rows(&self) -> Vec<Row<'_>> {
+        let visible = self.visible();
+        let mut batches: HashMap<&str, Vec<(&JobKey, &JobEntry)>> = HashMap::new();
+        for (k, e) in &visible {
+            if !e.job.batch.is_empty() {
+                batches.entry(e.job.batch.as_str()).or_default().push((k, e));
+            }
+        }
+        let mut rows = Vec::with_capacity(visible.len());
+        for (key, entry) in visible {
+            let b = entry.job.batch.as_str();
+            let alone = b.is_empty() || batches.get(b).is_some_and(|m| m.len() < 2);
+            if alone {
+                rows.push(Row::Job {
+                    key,
+                    entry,
+                    member: false,
+                });
+                continue;
+            }
+            // Already listed under its batch's line.
+            let Some(members) = batches.remove(b) else {
+                continue;
+            };
+            let open = self.batch_open(b);
+            if open {
+                rows.push(Row::Batch {
+                    id: b,
+                    members: members.clone(),
+                    open,
+                });
+                rows.extend(members.into_iter().map(|(key, entry)| Row::Job {
+                    key,
+                    entry,
+                    member: true,
+                }));
+            } else {
+                rows.push(Row::Batch { id: b, members, open });
+            }
+        }
+        rows
+    }
+
+    pub fn batch_open(&self, batch: &str) -> bool {
+        !self.filter.is_empty() || self.open_batches.contains(batch)
+    }
+
+    /// The selected job (not a batch's line).
+    pub fn selected_job(&self) -> Option<&JobKey> {
+        self.selected.as_ref().and_then(RowKey::job)
+    }
+
     /// How the members of `batch` stand, as far as this dashboard knows:
     /// an unfinished job of a crew that is not answering is unknown.
     pub fn batch_counts(&self, batch: &str) -> BatchCounts {
+        self.counts(self.jobs.iter().filter(|(_, e)| e.job.batch == batch))
+    }
+
+    /// How these jobs stand (`batch_counts`).
+    pub fn counts<'a>(&self, jobs: impl IntoIterator<Item = (&'a JobKey, &'a JobEntry)>) -> BatchCounts {
         let mut c = BatchCounts::default();
-        for (k, e) in self.jobs.iter().filter(|(_, e)| e.job.batch == batch) {
+        for (k, e) in jobs {
             match &e.job.outcome {
                 None if self.crews.get(k.crew).is_some_and(|c| c.link.is_up()) => c.running += 1,
                 None => c.unknown += 1,
@@ -468,7 +617,7 @@ impl App {
     }
 
     pub fn selected_entry(&self) -> Option<(&JobKey, &JobEntry)> {
-        let key = self.selected.as_ref()?;
+        let key = self.selected_job()?;
         self.jobs.get_key_value(key)
     }
 

@@ -10,7 +10,7 @@ use tasker_proto::v1 as pb;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::action::{Action, CrewEvent, CrewIx, Notice};
+use super::action::{Action, CrewEvent, CrewIx, MemberOutput, Notice};
 use crate::client::{self, Crew};
 
 /// What travels on the channel: an action, and for job output the credit
@@ -231,6 +231,75 @@ pub async fn stop(crew: Crew, job: String, label: String, tx: Tx) {
         Err(s) => Action::Done(Notice::error(format!("{label}: {}", client::explain(&s)))),
     };
     send(&tx, action).await;
+}
+
+/// Output kept per member for the gathered view; past it, counted.
+pub const GATHER_LIMIT: usize = 256 << 10;
+
+/// Reads each member's output from its start to where it is now, all at
+/// once, and sends them back together.
+pub async fn gather(batch: String, members: Vec<(CrewIx, Crew, String)>, tx: Tx) {
+    let reads = members.into_iter().map(|(ix, crew, job)| async move {
+        let (output, cut) = match read_output(&crew, &job).await {
+            Ok((out, cut)) => (Ok(out), cut),
+            Err(why) => (Err(why), 0),
+        };
+        MemberOutput {
+            crew: ix,
+            job,
+            output,
+            cut,
+        }
+    });
+    let outputs = futures_util::future::join_all(reads).await;
+    send(&tx, Action::Gathered { batch, outputs }).await;
+}
+
+/// A job's output up to its end now (kept up to `GATHER_LIMIT`), within
+/// 10 s.
+async fn read_output(crew: &Crew, job: &str) -> Result<(Vec<u8>, u64), String> {
+    use pb::attach_job_request::open::{Beginning, From};
+    use pb::attach_job_response::Msg as Out;
+    let read = async {
+        let request = client::attach::Request {
+            job,
+            from: From::Beginning(Beginning {}),
+            write: false,
+            queue: 4,
+        };
+        let mut opened = client::attach::open(crew, request).await.map_err(|e| match e {
+            client::attach::OpenError::Status(s) => client::explain(&s),
+            e => e.to_string(),
+        })?;
+        let end = opened.attached.end;
+        let mut offset = opened.attached.offset;
+        let (mut kept, mut cut) = (Vec::new(), 0u64);
+        while offset < end {
+            match opened.stream.message().await {
+                Ok(Some(pb::AttachJobResponse {
+                    msg: Some(Out::Output(o)),
+                })) => {
+                    offset = o.offset + o.data.len() as u64;
+                    let keep = o.data.len().min(GATHER_LIMIT.saturating_sub(kept.len()));
+                    kept.extend_from_slice(&o.data[..keep]);
+                    cut += (o.data.len() - keep) as u64;
+                }
+                Ok(Some(pb::AttachJobResponse {
+                    msg: Some(Out::Dropped(d)),
+                })) => offset = d.offset + d.len,
+                Ok(Some(pb::AttachJobResponse {
+                    msg: Some(Out::Ended(_)),
+                }))
+                | Ok(None) => break,
+                Ok(Some(_)) => {}
+                Err(s) => return Err(client::explain(&s)),
+            }
+        }
+        Ok((kept, cut))
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or_else(|_| Err(format!("{}: no answer in 10 s", crew.name)))
 }
 
 pub async fn archive(crew: Crew, job: String, label: String, tx: Tx) {

@@ -21,6 +21,8 @@ pub enum Cmd {
     Help,
     Crews,
     Details,
+    Unfold,
+    Fold,
     Quit,
     Detach,
     Input,
@@ -95,7 +97,7 @@ pub const LEAVE_INPUT_LABEL: &str = "Ctrl-]";
 /// The job list has the focus.
 #[rustfmt::skip]
 pub const JOBS: &[Binding] = &[
-    b(&[code(KeyCode::Enter), k('a')], "⏎/a", "attach (and type into it, if you may)", Cmd::Attach, "attach"),
+    b(&[code(KeyCode::Enter), k('a')], "⏎/a", "attach (type into it if you may); a batch: its outputs gathered", Cmd::Attach, "attach"),
     b(&[k('s')], "s", "stop the job (asks first)", Cmd::Stop, "stop"),
     b(&[k('/')], "/", "filter the jobs", Cmd::Filter, "filter"),
     b(&[k(':')], ":", "command line", Cmd::CommandLine, "command"),
@@ -113,6 +115,8 @@ pub const JOBS: &[Binding] = &[
     b(&[code(KeyCode::Tab)], "Tab", "focus the terminal pane", Cmd::Focus, ""),
     b(&[k('c')], "c", "crews and their connections", Cmd::Crews, ""),
     b(&[k('v')], "v", "the job's details: spec, limits, outcome, totals", Cmd::Details, ""),
+    b(&[code(KeyCode::Right), k('l')], "→/l", "a batch's line: list its members under it", Cmd::Unfold, ""),
+    b(&[code(KeyCode::Left), k('h')], "←/h", "close the batch (its line alone again)", Cmd::Fold, ""),
 ];
 
 /// The terminal pane has the focus (not typing into the job).

@@ -375,6 +375,13 @@ fn handle(
             Effect::Detach { session } => {
                 sessions.remove(&session);
             }
+            Effect::Gather { batch, members } => {
+                let members = members
+                    .into_iter()
+                    .filter_map(|(ix, job)| crews.get(ix).map(|c| (ix, c.clone(), job)))
+                    .collect();
+                tokio::spawn(event::gather(batch, members, tx.clone()));
+            }
             Effect::Quit => quit = true,
         }
     }

@@ -418,3 +418,48 @@ async fn crews_of_a_discovery_file_appear_and_vanish_live() {
     drop(term);
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_is_one_line_whose_outputs_gather_and_whose_members_open() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED dashboard: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let fleet = fleet_or_skip!("web01", "web02");
+    let term = Arc::new(Tmux::start(&fleet, 120, 30));
+    let t = Arc::clone(&term);
+    tokio::task::spawn_blocking(move || {
+        t.wait("both crews connected", |s| s.contains("● web01") && s.contains("● web02"));
+        t.type_text(":start all -- echo gathered-hello");
+        t.keys(&["Enter"]);
+        // One line for the batch, its members behind it.
+        let screen = t.wait("the batch's line", |s| s.contains("▸ 2 crews") && s.contains("2 ok"));
+        assert!(!screen.contains("web01/"), "members hidden: {screen}");
+        let (col, row) = t.find("▸ 2 crews", "▸");
+        t.click(col, row);
+        t.keys(&["Enter"]);
+        let screen = t.wait("the gathered view", |s| {
+            s.contains("web[01-02] (2) exit 0") && s.contains("gathered-hello")
+        });
+        assert_eq!(
+            screen.matches("gathered-hello").count(),
+            1,
+            "the output once, under both crews: {screen}"
+        );
+        // ⏎: the members, the first selected; ⏎ again attaches it.
+        t.keys(&["Enter"]);
+        t.wait("the members listed", |s| s.contains("▾ 2 crews") && s.contains("  web02"));
+        t.keys(&["Enter"]);
+        t.wait("a member attached", |s| pane(s).contains("gathered-hello"));
+        t.keys(&["Tab"]);
+        t.wait("the list focused", |s| s.contains("⏎/a attach"));
+        t.keys(&["Left"]);
+        t.wait("the batch closed", |s| s.contains("▸ 2 crews"));
+        t.keys(&["q"]);
+        t.wait_for("FOREMAN-EXIT=0");
+    })
+    .await
+    .expect("the batch in the dashboard");
+    drop(term);
+    fleet.stop().await;
+}

@@ -30,6 +30,7 @@ use crate::cli::output::outln;
 use crate::client::Crew;
 use crate::client::attach::Opened;
 use crate::failure::Failure;
+use crate::gather;
 use crate::job::{JobArgs, job_spec};
 use crate::sanitize::{Mode, Sanitizer};
 use crate::select::fold;
@@ -454,45 +455,34 @@ impl Printer {
     }
 }
 
-/// Identical outputs once, under the crews that printed them; ok ones
-/// first, then by crews.
+/// Identical outputs once, under the crews that printed them, with how
+/// they ended.
 fn print_gathered(members: &[Member]) {
-    let mut groups: Vec<(&[u8], Vec<&Member>)> = Vec::new();
-    for m in members.iter().filter(|m| m.job.is_some()) {
-        match groups.iter_mut().find(|(out, _)| *out == &m.output[..]) {
-            Some((_, ms)) => ms.push(m),
-            None => groups.push((&m.output, vec![m])),
-        }
-    }
+    let ran: Vec<&Member> = members.iter().filter(|m| m.job.is_some()).collect();
+    let outputs: Vec<gather::Member> = ran
+        .iter()
+        .map(|m| gather::Member {
+            crew: &m.crew,
+            output: &m.output,
+            code: (m.status != Status::Running).then(|| m.code()),
+            cut: m.cut,
+        })
+        .collect();
     let tty = terminal::stdout_is_tty();
     let mut text = Vec::new();
-    for (output, ms) in &groups {
-        let names: Vec<&str> = ms.iter().map(|m| m.crew.as_str()).collect();
-        let mut codes: Vec<u8> = ms
-            .iter()
-            .filter(|m| m.status != Status::Running)
-            .map(|m| m.code())
-            .collect();
-        codes.sort_unstable();
-        codes.dedup();
-        let mut ends: Vec<String> = codes.iter().map(|c| format!("exit {c}")).collect();
-        if ms.iter().any(|m| m.status == Status::Running) {
-            ends.push("running".into());
-        }
-        let header = format!("{} ({}) {}", fold(&names), ms.len(), ends.join(", "));
-        let rule = "-".repeat(header.chars().count().min(78));
-        text.extend_from_slice(format!("{rule}\n{header}\n{rule}\n").as_bytes());
+    for g in gather::gather(&outputs) {
+        let rule = "-".repeat(g.header.chars().count().min(78));
+        text.extend_from_slice(format!("{rule}\n{}\n{rule}\n", g.header).as_bytes());
         if tty {
-            Sanitizer::new(Mode::Plain).feed(output, &mut text);
+            Sanitizer::new(Mode::Plain).feed(g.output, &mut text);
         } else {
-            text.extend_from_slice(output);
+            text.extend_from_slice(g.output);
         }
-        if !output.is_empty() && !output.ends_with(b"\n") {
+        if !g.output.is_empty() && !g.output.ends_with(b"\n") {
             text.push(b'\n');
         }
-        let cut: u64 = ms.iter().map(|m| m.cut).max().unwrap_or(0);
-        if cut > 0 {
-            text.extend_from_slice(format!("[{cut} more bytes: foreman logs CREW/JOB]\n").as_bytes());
+        if g.cut > 0 {
+            text.extend_from_slice(format!("[{} more bytes: foreman logs CREW/JOB]\n", g.cut).as_bytes());
         }
     }
     let mut stdout = std::io::stdout().lock();

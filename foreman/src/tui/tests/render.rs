@@ -298,3 +298,46 @@ fn the_empty_list_shows_a_start_that_works() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn a_batch_line_and_its_gathered_view_at_100x24() {
+    let mut app = app(&["web01", "web02", "web03"], "ada", "admin", (100, 24));
+    let mut ids = Vec::new();
+    for (crew, exit) in [(0, None), (1, Some(0)), (2, Some(3))] {
+        let mut j = job(
+            crew,
+            &JobSpec {
+                argv: &["uptime"],
+                exit,
+                ..Default::default()
+            },
+        );
+        j.batch = "b-0123456789ab".into();
+        ids.push(j.id.clone());
+        update(&mut app, Action::Crew(crew, CrewEvent::Job(Box::new(j))));
+    }
+    insta::assert_snapshot!("batch_line", render(&app).backend());
+    press(&mut app, KeyCode::Enter);
+    let outputs = ids
+        .iter()
+        .enumerate()
+        .map(|(crew, id)| crate::tui::action::MemberOutput {
+            crew,
+            job: id.clone(),
+            output: Ok(if crew == 2 {
+                b"not found\n".to_vec()
+            } else {
+                b"up 3 days\n".to_vec()
+            }),
+            cut: 0,
+        })
+        .collect();
+    update(
+        &mut app,
+        Action::Gathered {
+            batch: "b-0123456789ab".into(),
+            outputs,
+        },
+    );
+    insta::assert_snapshot!("gathered", render(&app).backend());
+}

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
 use super::*;
-use crate::tui::action::{AttachEvent, Input, Notice};
-use crate::tui::app::{Focus, Link, Mode, Overlay};
+use crate::tui::action::{AttachEvent, Input, MemberOutput, Notice};
+use crate::tui::app::{Focus, Link, Mode, Overlay, RowKey};
 use crate::tui::keys;
 use crate::tui::layout;
 
@@ -63,7 +63,7 @@ fn arrows_pages_and_ends_move_the_selection_and_keep_it_on_screen() {
             },
         );
     }
-    let seq = |app: &App| app.selected.as_ref().unwrap().seq;
+    let seq = |app: &App| app.selected_job().unwrap().seq;
     assert_eq!(seq(&app), 1, "the first job is selected at first");
     press(&mut app, KeyCode::Down);
     press(&mut app, KeyCode::Char('j'));
@@ -473,7 +473,7 @@ fn start_takes_foremans_options_and_a_crew() {
         },
     );
     update(&mut app, Action::Started(0, Box::new(j)));
-    assert_eq!(app.selected.as_ref().unwrap().seq, 2);
+    assert_eq!(app.selected_job().unwrap().seq, 2);
 }
 
 #[test]
@@ -566,7 +566,7 @@ fn the_list_sorts_by_any_column_and_groups_by_crew_owner_or_batch() {
     press(&mut app, KeyCode::Home);
     press(&mut app, KeyCode::Down);
     assert_eq!(
-        app.selected.as_ref().map(|k| app.label(k)).as_deref(),
+        app.selected_job().map(|k| app.label(k)).as_deref(),
         Some("alpha/job-2")
     );
 }
@@ -606,6 +606,195 @@ fn a_batchs_members_are_counted_live_across_crews() {
     );
     let c = app.batch_counts("b-0123456789ab");
     assert_eq!((c.running, c.ok), (0, 2), "{c:?}");
+}
+
+/// Three crews with a batch of three (web01 running, web02 ok, web03
+/// exit 3) and a job of its own on web01 before it.
+fn a_batch() -> App {
+    let mut app = app(&["web01", "web02", "web03"], "ada", "admin", (100, 30));
+    add(&mut app, 0, &JobSpec::default());
+    for (crew, exit) in [(0, None), (1, Some(0)), (2, Some(3))] {
+        let mut j = job(
+            crew,
+            &JobSpec {
+                handle: "job-2",
+                argv: &["uptime"],
+                exit,
+                ..Default::default()
+            },
+        );
+        j.batch = BATCH.into();
+        update(&mut app, Action::Crew(crew, CrewEvent::Job(Box::new(j))));
+    }
+    app
+}
+
+const BATCH: &str = "b-0123456789ab";
+
+fn row_keys(app: &App) -> Vec<String> {
+    app.rows()
+        .iter()
+        .map(|r| match r.key() {
+            RowKey::Batch(b) => format!("batch {b}"),
+            RowKey::Job(k) => app.label(&k),
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_is_one_line_that_opens_to_its_members_and_closes_again() {
+    let mut app = a_batch();
+    assert_eq!(
+        row_keys(&app),
+        ["web01/job-1", "batch b-0123456789ab"],
+        "closed: the batch's line alone, where its first member would be"
+    );
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.selected, Some(RowKey::Batch(BATCH.into())));
+    press(&mut app, KeyCode::Right);
+    assert_eq!(
+        row_keys(&app),
+        [
+            "web01/job-1",
+            "batch b-0123456789ab",
+            "web01/job-2",
+            "web02/job-2",
+            "web03/job-2"
+        ]
+    );
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down);
+    assert_eq!(
+        app.selected_job().map(|k| app.label(k)).as_deref(),
+        Some("web02/job-2")
+    );
+    // ← on a member closes its batch; the batch's line is selected.
+    press(&mut app, KeyCode::Left);
+    assert_eq!(row_keys(&app).len(), 2);
+    assert_eq!(app.selected, Some(RowKey::Batch(BATCH.into())));
+    // A filter shows what it matches, batch open or not; one member alone
+    // needs no batch line.
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "uptime");
+    assert_eq!(
+        row_keys(&app),
+        [
+            "batch b-0123456789ab",
+            "web01/job-2",
+            "web02/job-2",
+            "web03/job-2"
+        ]
+    );
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "web03");
+    assert_eq!(row_keys(&app), ["web03/job-2"]);
+}
+
+#[test]
+fn a_batchs_line_stops_its_running_members_after_asking() {
+    let mut app = a_batch();
+    app.selected = Some(RowKey::Batch(BATCH.into()));
+    assert!(press(&mut app, KeyCode::Char('s')).is_empty(), "asks first");
+    assert!(
+        app.notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("stop the 1 running job of batch b-0123456789ab"),
+        "{:?}",
+        app.notice
+    );
+    let fx = press(&mut app, KeyCode::Char('y'));
+    let stops: Vec<String> = fx
+        .iter()
+        .filter_map(|f| match f {
+            Effect::Stop { label, .. } => Some(label.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stops, ["web01/job-2"], "only the running member");
+}
+
+#[test]
+fn attaching_to_a_batch_gathers_its_outputs_and_opens_a_member() {
+    let mut app = a_batch();
+    app.selected = Some(RowKey::Batch(BATCH.into()));
+    let fx = press(&mut app, KeyCode::Enter);
+    let Some(Effect::Gather { batch, members }) = fx.first() else {
+        panic!("{fx:?}");
+    };
+    assert_eq!(batch, BATCH);
+    assert_eq!(members.len(), 3);
+    assert_eq!(app.overlay, Some(Overlay::Gathered(0)));
+    let output = |crew: usize, text: &str| MemberOutput {
+        crew,
+        job: app
+            .jobs
+            .keys()
+            .find(|k| k.crew == crew && k.seq == 2)
+            .unwrap()
+            .id
+            .clone(),
+        output: Ok(text.as_bytes().to_vec()),
+        cut: 0,
+    };
+    let outputs = vec![
+        output(0, " 12:00 up 3 days\n"),
+        output(1, " 12:00 up 3 days\n"),
+        output(2, "uptime: \x1b]52;c;aGk=\x07not found\n"),
+    ];
+    update(
+        &mut app,
+        Action::Gathered {
+            batch: BATCH.into(),
+            outputs,
+        },
+    );
+    let lines = crate::tui::update::gathered_lines(app.gathered.as_ref().unwrap());
+    let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        text,
+        [
+            "web[01-02] (2) exit 0, running",
+            " 12:00 up 3 days",
+            "web03 (1) exit 3",
+            "uptime: not found"
+        ],
+        "identical outputs once; the job's escape sequence filtered out"
+    );
+    // A member's news: read again at the next tick, not before.
+    let mut ended = app
+        .jobs
+        .values()
+        .find(|e| e.job.outcome.is_none() && e.job.batch == BATCH)
+        .unwrap()
+        .job
+        .clone();
+    ended.outcome = job(
+        0,
+        &JobSpec {
+            exit: Some(0),
+            ..Default::default()
+        },
+    )
+    .outcome;
+    assert!(update(&mut app, Action::Crew(0, CrewEvent::Job(Box::new(ended)))).is_empty());
+    let fx = update(&mut app, Action::Tick(now()));
+    assert!(matches!(fx.as_slice(), [Effect::Gather { .. }]), "{fx:?}");
+    // ⏎ lists the members, the top group's first selected.
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.overlay, None);
+    assert!(app.open_batches.contains(BATCH));
+    assert_eq!(
+        app.selected_job().map(|k| app.label(k)).as_deref(),
+        Some("web01/job-2")
+    );
+    let fx = press(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(fx.first(), Some(Effect::Attach { crew: 0, .. })),
+        "{fx:?}"
+    );
 }
 
 #[test]
@@ -686,7 +875,7 @@ fn the_filter_narrows_the_list_live_and_esc_clears_it() {
     press(&mut app, KeyCode::Char('/'));
     type_text(&mut app, "make");
     assert_eq!(app.visible().len(), 1, "filtered while typing");
-    assert_eq!(app.selected.as_ref().unwrap().seq, 2, "the selection follows");
+    assert_eq!(app.selected_job().unwrap().seq, 2, "the selection follows");
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.filter, "make");
     assert_eq!(app.visible().len(), 1);
@@ -720,7 +909,7 @@ fn clicks_on_a_rows_buttons_stop_and_attach_that_job() {
     press(&mut app, KeyCode::Char('n'));
     // A click elsewhere on a row selects it; the wheel moves the selection.
     click(&mut app, row(1).x + 2, row(1).y);
-    assert_eq!(app.selected.as_ref().unwrap().seq, 2);
+    assert_eq!(app.selected_job().unwrap().seq, 2);
     update(
         &mut app,
         Action::Mouse(MouseEvent {
@@ -730,7 +919,7 @@ fn clicks_on_a_rows_buttons_stop_and_attach_that_job() {
             modifiers: KeyModifiers::NONE,
         }),
     );
-    assert_eq!(app.selected.as_ref().unwrap().crew, 1, "the last row");
+    assert_eq!(app.selected_job().unwrap().crew, 1, "the last row");
     // A click on the crew strip shows the crews.
     click(&mut app, 3, 0);
     assert_eq!(app.overlay, Some(Overlay::Crews));
@@ -925,7 +1114,7 @@ fn crews_found_by_discovery_come_and_go_and_keep_their_slots() {
     }
     assert_eq!(app.visible().len(), 2);
     // Attached to web01's job when web01 goes: the pane lets go of it.
-    app.selected = app.visible().first().map(|(k, _)| (*k).clone());
+    app.selected = app.visible().first().map(|(k, _)| RowKey::Job((*k).clone()));
     let fx = press(&mut app, KeyCode::Enter);
     assert!(attach_fx(&fx).is_some(), "{fx:?}");
     let fx = update(&mut app, Action::CrewGone(1));
@@ -1014,7 +1203,7 @@ fn a_late_start_answer_never_brings_an_ended_job_back() {
     update(&mut app, Action::Started(0, Box::new(running)));
     let e = app.jobs.values().next().unwrap();
     assert!(e.job.outcome.is_some(), "still ended");
-    assert_eq!(app.selected.as_ref().unwrap().seq, 1, "and selected");
+    assert_eq!(app.selected_job().unwrap().seq, 1, "and selected");
 }
 
 /// An admin's keys reach another user's job only after she said yes to

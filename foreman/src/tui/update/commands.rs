@@ -11,7 +11,7 @@ use super::keys::run_cmd;
 use super::notify;
 use crate::job::split_reference;
 use crate::tui::action::{Effect, Notice};
-use crate::tui::app::{App, JobKey, Overlay, SortBy};
+use crate::tui::app::{App, JobKey, Overlay, RowKey, SortBy};
 use crate::tui::keys::{self, Cmd};
 
 pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
@@ -62,7 +62,7 @@ pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
     match cmd {
         "attach" => {
             if let Some(k) = one_job(app) {
-                app.selected = Some(k.clone());
+                app.selected = Some(RowKey::Job(k.clone()));
                 keep_selection_visible(app);
                 attach(app, &k, fx);
             }
@@ -98,7 +98,7 @@ pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
         "group" => group(app, args),
         "info" => {
             if let Some(k) = one_job(app) {
-                app.selected = Some(k.clone());
+                app.selected = Some(RowKey::Job(k.clone()));
                 keep_selection_visible(app);
                 app.overlay = Some(Overlay::Detail(k));
             }

@@ -48,7 +48,7 @@ fn drop_jobs_of(app: &mut App, ix: CrewIx) {
         app.index.remove(&k.id);
         app.jobs.remove(&k);
     }
-    if app.selected.as_ref().is_some_and(|k| k.crew == ix) {
+    if app.selected_job().is_some_and(|k| k.crew == ix) {
         app.selected = None;
     }
 }
@@ -94,6 +94,9 @@ pub(super) fn on_crew(app: &mut App, ix: CrewIx, ev: CrewEvent) {
             keep_selection_visible(app);
         }
         CrewEvent::Job(job) => {
+            if !job.batch.is_empty() {
+                super::batches::member_changed(app, &job.batch);
+            }
             upsert(app, ix, *job);
             keep_selection_visible(app);
         }

@@ -6,7 +6,7 @@ use tasker_proto::v1 as pb;
 
 use super::notify;
 use crate::tui::action::{CrewIx, Effect, Notice};
-use crate::tui::app::{App, Asked, JobEntry, JobKey, Mode, Pending};
+use crate::tui::app::{App, Asked, JobEntry, JobKey, Mode, Pending, Row, RowKey};
 use crate::tui::layout;
 
 pub(super) fn upsert(app: &mut App, ix: CrewIx, job: pb::Job) -> JobKey {
@@ -49,53 +49,72 @@ fn progress(j: &pb::Job) -> u8 {
 }
 
 pub(super) fn move_selection(app: &mut App, delta: isize) {
-    let visible: Vec<JobKey> = app.visible().into_iter().map(|(k, _)| k.clone()).collect();
-    if visible.is_empty() {
+    let rows: Vec<RowKey> = app.rows().iter().map(Row::key).collect();
+    if rows.is_empty() {
         app.selected = None;
         return;
     }
     let at = app
         .selected
         .as_ref()
-        .and_then(|s| visible.iter().position(|k| k == s));
+        .and_then(|s| rows.iter().position(|k| k == s));
     let to = match at {
-        Some(i) => i.saturating_add_signed(delta).min(visible.len() - 1),
-        None if delta < 0 => visible.len() - 1,
+        Some(i) => i.saturating_add_signed(delta).min(rows.len() - 1),
+        None if delta < 0 => rows.len() - 1,
         None => 0,
     };
-    app.selected = Some(visible[to].clone());
+    app.selected = Some(rows[to].clone());
     keep_selection_visible(app);
 }
 
-/// Keeps a visible job selected (the nearest, if the selected one went)
-/// and on screen.
+/// Keeps a line selected (the nearest, if the selected one went; a job's
+/// batch line, if its batch is closed) and on screen.
 pub(super) fn keep_selection_visible(app: &mut App) {
-    let visible: Vec<JobKey> = app.visible().into_iter().map(|(k, _)| k.clone()).collect();
     let page = layout::page(app);
-    if visible.is_empty() {
+    let rows = app.rows();
+    if rows.is_empty() {
         app.selected = None;
         app.offset = 0;
         return;
     }
     let at = match &app.selected {
-        Some(s) => match visible.iter().position(|k| k == s) {
-            Some(i) => i,
-            // Gone: in the list's own order its neighbour; in another
-            // order, where the view was.
-            None if app.order == crate::tui::app::Order::default() => {
-                visible.partition_point(|k| k < s).min(visible.len() - 1)
-            }
-            None => app.offset.min(visible.len() - 1),
+        Some(s) => match rows.iter().position(|r| r.is(s)) {
+            Some(i) => Some(i),
+            // A member of a closed batch: the batch's line.
+            None => s.job().and_then(|k| app.jobs.get(k)).and_then(|e| {
+                rows.iter()
+                    .position(|r| matches!(r, Row::Batch { id, .. } if *id == e.job.batch))
+            }),
         },
-        None => 0,
+        None => Some(0),
     };
-    app.selected = Some(visible[at].clone());
+    let at = at.unwrap_or_else(|| match app.selected.as_ref().and_then(RowKey::job) {
+        // Gone: in the list's own order its neighbour (the first line
+        // after it); in another order, where the view was.
+        Some(gone) if app.order == crate::tui::app::Order::default() => rows
+            .iter()
+            .position(|r| first_job(r).is_some_and(|k| k > gone))
+            .unwrap_or(rows.len() - 1),
+        _ => app.offset.min(rows.len() - 1),
+    });
+    let key = rows[at].key();
+    let len = rows.len();
+    drop(rows);
+    app.selected = Some(key);
     if at < app.offset {
         app.offset = at;
     } else if at >= app.offset + page {
         app.offset = at + 1 - page;
     }
-    app.offset = app.offset.min(visible.len().saturating_sub(page));
+    app.offset = app.offset.min(len.saturating_sub(page));
+}
+
+/// The job a line stands for first: its own, or its batch's first member.
+fn first_job<'a>(row: &Row<'a>) -> Option<&'a JobKey> {
+    match row {
+        Row::Job { key, .. } => Some(key),
+        Row::Batch { members, .. } => members.iter().map(|(k, _)| *k).min(),
+    }
 }
 
 /// Whether we may type into a job: its owner, or an admin (a guess the

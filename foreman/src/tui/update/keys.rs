@@ -7,14 +7,18 @@ use crossterm::event::{KeyCode, KeyEvent};
 use super::attach::{detach, enter_input};
 use super::cmdline::on_line_key;
 use super::jobs::{archive, ask_stop, keep_selection_visible, move_selection, whose};
-use super::{attach::attach, notify};
+use super::{attach::attach, batches, notify};
 use crate::tui::action::{Effect, Input, Notice};
-use crate::tui::app::{App, Asked, Focus, Mode, Overlay};
+use crate::tui::app::{App, Asked, Focus, Mode, Overlay, RowKey};
 use crate::tui::keys::{self, Cmd};
 use crate::tui::layout;
 use crate::tui::term;
 
 pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
+    if let Some(Overlay::Gathered(scroll)) = app.overlay {
+        batches::on_view_key(app, key.code, scroll);
+        return;
+    }
     if app.overlay.is_some() {
         on_overlay_key(app, key);
         return;
@@ -38,7 +42,10 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
                     });
                     notify(app, Notice::info(format!("stopping {}…", p.label)));
                 }
-                (Asked::Stop, false) => notify(app, Notice::info(format!("{} left running", p.label))),
+                (Asked::Stop | Asked::StopBatch, false) => {
+                    notify(app, Notice::info(format!("{} left running", p.label)));
+                }
+                (Asked::StopBatch, true) => batches::stop(app, &p.job, fx),
                 (Asked::Type, true) => {
                     if let Some(a) = app.attached.as_mut().filter(|a| a.job == p.job) {
                         a.consented = true;
@@ -128,23 +135,49 @@ pub(super) fn run_cmd(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Top => move_selection(app, isize::MIN / 2),
         Cmd::Bottom => move_selection(app, isize::MAX / 2),
         Cmd::Attach => match app.selected.clone() {
-            Some(key) => attach(app, &key, fx),
+            Some(RowKey::Job(key)) => attach(app, &key, fx),
+            Some(RowKey::Batch(b)) => batches::show(app, &b, fx),
             None => notify(app, Notice::error("no job selected")),
         },
         Cmd::Stop => {
             let target = match app.focus {
-                Focus::Terminal => app.attached.as_ref().and_then(|a| app.index.get(&a.job).cloned()),
+                Focus::Terminal => app
+                    .attached
+                    .as_ref()
+                    .and_then(|a| app.index.get(&a.job).cloned())
+                    .map(RowKey::Job),
                 Focus::Jobs => app.selected.clone(),
             };
             match target {
-                Some(key) => ask_stop(app, &key),
+                Some(RowKey::Job(key)) => ask_stop(app, &key),
+                Some(RowKey::Batch(b)) => batches::ask_stop(app, &b),
                 None => notify(app, Notice::error("no job selected")),
             }
         }
         Cmd::Archive => match app.selected.clone() {
-            Some(key) => archive(app, &key, fx),
+            Some(RowKey::Job(key)) => archive(app, &key, fx),
+            Some(RowKey::Batch(_)) => notify(
+                app,
+                Notice::error("x archives one job: → lists the batch's members"),
+            ),
             None => notify(app, Notice::error("no job selected")),
         },
+        Cmd::Unfold | Cmd::Fold => {
+            let open = cmd == Cmd::Unfold;
+            let batch = match app.selected.clone() {
+                Some(RowKey::Batch(b)) => Some(b),
+                // On a member, ← closes its batch.
+                Some(RowKey::Job(k)) if !open => app
+                    .jobs
+                    .get(&k)
+                    .map(|e| e.job.batch.clone())
+                    .filter(|b| app.open_batches.contains(b)),
+                _ => None,
+            };
+            if let Some(b) = batch {
+                batches::fold(app, &b, Some(open));
+            }
+        }
         Cmd::Filter => {
             app.mode = Mode::Filter;
             let f = app.filter.clone();
@@ -159,7 +192,8 @@ pub(super) fn run_cmd(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Help => app.overlay = Some(Overlay::Help(0)),
         Cmd::Crews => app.overlay = Some(Overlay::Crews),
         Cmd::Details => match app.selected.clone() {
-            Some(k) if app.jobs.contains_key(&k) => app.overlay = Some(Overlay::Detail(k)),
+            Some(RowKey::Job(k)) if app.jobs.contains_key(&k) => app.overlay = Some(Overlay::Detail(k)),
+            Some(RowKey::Batch(b)) => batches::show(app, &b, fx),
             _ => notify(app, Notice::error("no job selected")),
         },
         Cmd::Quit => {

@@ -5,10 +5,11 @@
 //! file per concern: `keys.rs` (keys and pastes), `mouse.rs`,
 //! `cmdline.rs` (the `:` and `/` line: editing, history, completion),
 //! `commands.rs` (the `:` commands), `jobs.rs` (the job list, selection,
-//! stop and archive), `attach.rs` (the attached job and its stream),
+//! stop and archive), `batches.rs` (a batch's line and gathered view), `attach.rs` (the attached job and its stream),
 //! `crews.rs` (what the crews tell us).
 
 mod attach;
+mod batches;
 mod cmdline;
 mod commands;
 mod crews;
@@ -25,8 +26,9 @@ use self::jobs::{keep_selection_visible, upsert};
 use self::keys::{on_key, on_paste};
 use self::mouse::on_mouse;
 use super::action::{Action, CrewIx, Effect, Notice};
-use super::app::{App, Focus, Mode};
+use super::app::{App, Focus, Mode, RowKey};
 
+pub use self::batches::{Line as GatheredLine, lines as gathered_lines};
 pub use self::commands::{resolve, split_words};
 
 /// Info notices fade after this long; errors stay until the next key.
@@ -57,6 +59,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             {
                 app.notice = None;
             }
+            batches::on_tick(app, &mut fx);
         }
         Action::Crew(ix, ev) => on_crew(app, ix, ev),
         Action::CrewFound {
@@ -67,6 +70,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         } => crews::on_found(app, ix, name, addr, groups),
         Action::CrewGone(ix) => crews::on_gone(app, ix, &mut fx),
         Action::Attach(session, ev) => on_attach(app, session, ev),
+        Action::Gathered { batch, outputs } => batches::on_gathered(app, &batch, outputs),
         Action::Done(n) => notify(app, n),
         Action::Started(ix, job) => {
             let label = format!("{}/{}", crew_name(app, ix), job.handle);
@@ -75,7 +79,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 Some(pb::outcome::Reason::StartFailed(_))
             );
             let key = upsert(app, ix, *job);
-            app.selected = Some(key);
+            app.selected = Some(RowKey::Job(key));
             // The new job is selected in the list: ⏎ attaches it.
             if app.mode == Mode::Normal {
                 app.focus = Focus::Jobs;

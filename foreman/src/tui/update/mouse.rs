@@ -5,10 +5,11 @@
 use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
 
 use super::attach::{attach, enter_input, leave_input};
+use super::batches;
 use super::jobs::{ask_stop, move_selection};
 use super::keys::scroll;
 use crate::tui::action::{Effect, Input};
-use crate::tui::app::{App, Focus, Mode, Overlay};
+use crate::tui::app::{App, Focus, Mode, Overlay, Row, RowKey};
 use crate::tui::layout;
 use crate::tui::term;
 
@@ -83,17 +84,23 @@ fn forward_mouse(app: &App, m: &MouseEvent, screen: ratatui::layout::Rect, fx: &
 
 fn click_job(app: &mut App, areas: layout::Areas, col: u16, row: u16, fx: &mut Vec<Effect>) {
     let i = app.offset + usize::from(row - areas.job_rows.y);
-    let Some(key) = app.visible().get(i).map(|(k, _)| (*k).clone()) else {
+    let Some(key) = app.rows().get(i).map(Row::key) else {
         return;
     };
     leave_input(app);
     app.focus = Focus::Jobs;
+    let again = app.selected.as_ref() == Some(&key);
     app.selected = Some(key.clone());
     let line = ratatui::layout::Rect::new(areas.job_rows.x, row, areas.job_rows.width, 1);
     let (stop, attach_btn) = layout::buttons(line);
-    if layout::contains(stop, col, row) {
-        ask_stop(app, &key);
-    } else if layout::contains(attach_btn, col, row) {
-        attach(app, &key, fx);
+    match key {
+        RowKey::Job(key) if layout::contains(stop, col, row) => ask_stop(app, &key),
+        RowKey::Job(key) if layout::contains(attach_btn, col, row) => attach(app, &key, fx),
+        RowKey::Job(_) => {}
+        RowKey::Batch(b) if layout::contains(stop, col, row) => batches::ask_stop(app, &b),
+        RowKey::Batch(b) if layout::contains(attach_btn, col, row) => batches::show(app, &b, fx),
+        // A click on a batch's selected line opens or closes it.
+        RowKey::Batch(b) if again => batches::fold(app, &b, None),
+        RowKey::Batch(_) => {}
     }
 }

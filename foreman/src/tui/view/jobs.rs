@@ -10,8 +10,9 @@ use tasker_proto::v1 as pb;
 
 use super::{bold, dim, fit};
 use crate::present::{bytes, dashboard_state, job_command, short_duration};
-use crate::tui::app::{App, Focus, JobEntry, JobKey};
+use crate::tui::app::{App, BatchCounts, Focus, JobEntry, JobKey, Row, RowKey};
 use crate::tui::layout::{self, ATTACH, Areas, STOP};
+use crate::tui::update::GatheredLine;
 
 fn state_style(j: &pb::Job) -> Style {
     use pb::outcome::{Reason, Termination};
@@ -59,11 +60,21 @@ impl Col {
 
 /// Columns and widths for `width` cells: optional columns go, least
 /// useful first, until the command has room.
-fn columns(app: &App, width: u16) -> Vec<(Col, usize)> {
+fn columns(app: &App, rows: &[Row], width: u16) -> Vec<(Col, usize)> {
+    // A batch's line says "▸ N crews" there.
+    let batch_w = rows
+        .iter()
+        .filter_map(|r| match r {
+            Row::Batch { members, .. } => Some(format!("▸ {} crews", members.len()).chars().count()),
+            Row::Job { .. } => None,
+        })
+        .max()
+        .unwrap_or(0);
     let crew_w = app
         .crews
         .iter()
         .map(|c| c.name.chars().count())
+        .chain([batch_w])
         .max()
         .unwrap_or(4)
         .clamp(4, 12);
@@ -164,28 +175,35 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
             dim()
         });
     let mut bottom = Vec::new();
-    if let Some((_, e)) = app.selected_entry() {
-        // The selected job's batch, counted live across its crews.
-        if !e.job.batch.is_empty() {
-            let c = app.batch_counts(&e.job.batch);
-            let mut parts = vec![format!("{} running", c.running), format!("{} ok", c.ok)];
-            if c.failed > 0 {
-                parts.push(format!("{} failed", c.failed));
-            }
-            if c.unknown > 0 {
-                parts.push(format!("{} unknown (crew not answering)", c.unknown));
-            }
-            bottom.push(format!(
-                "batch {}: {}",
-                crate::sanitize::Sanitizer::clean(&e.job.batch),
-                parts.join(" · ")
-            ));
+    // The selected batch (its line, or a member), counted live across its
+    // crews.
+    let batch = match &app.selected {
+        Some(RowKey::Batch(b)) => Some(b.as_str()),
+        _ => app
+            .selected_entry()
+            .map(|(_, e)| e.job.batch.as_str())
+            .filter(|b| !b.is_empty()),
+    };
+    if let Some(batch) = batch {
+        let c = app.batch_counts(batch);
+        let mut parts = vec![format!("{} running", c.running), format!("{} ok", c.ok)];
+        if c.failed > 0 {
+            parts.push(format!("{} failed", c.failed));
         }
-        if let Some(o) = &e.job.outcome {
-            let summary = crate::sanitize::Sanitizer::clean(&o.summary);
-            let label = app.selected.as_ref().map(|k| app.label(k)).unwrap_or_default();
-            bottom.push(format!("{label}: {summary}"));
+        if c.unknown > 0 {
+            parts.push(format!("{} unknown (crew not answering)", c.unknown));
         }
+        bottom.push(format!(
+            "batch {}: {}",
+            crate::sanitize::Sanitizer::clean(batch),
+            parts.join(" · ")
+        ));
+    }
+    if let Some((key, e)) = app.selected_entry()
+        && let Some(o) = &e.job.outcome
+    {
+        let summary = crate::sanitize::Sanitizer::clean(&o.summary);
+        bottom.push(format!("{}: {summary}", app.label(key)));
     }
     if !bottom.is_empty() {
         block = block.title_bottom(Line::from(fit(
@@ -195,7 +213,8 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
     }
     frame.render_widget(block, areas.jobs);
 
-    let cols = columns(app, areas.job_rows.width);
+    let list = app.rows();
+    let cols = columns(app, &list, areas.job_rows.width);
     let header: String = cols.iter().map(|(c, w)| pad(c.title(), *w) + " ").collect();
     frame.render_widget(Paragraph::new(Line::styled(header, bold())), areas.jobs_header);
 
@@ -220,28 +239,25 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
         return;
     }
     let rows = usize::from(areas.job_rows.height);
-    for (i, (key, e)) in visible.iter().enumerate().skip(app.offset).take(rows) {
+    for (i, r) in list.iter().enumerate().skip(app.offset).take(rows) {
         let y = areas.job_rows.y + (i - app.offset) as u16;
-        let row = Rect::new(areas.job_rows.x, y, areas.job_rows.width, 1);
-        let selected = app.selected.as_ref() == Some(*key);
-        let crew_up = app.crews.get(key.crew).is_some_and(|c| c.link.is_up());
-        let mut base = if crew_up { Style::default() } else { dim() };
-        if selected {
-            base = base.add_modifier(Modifier::REVERSED);
-        }
-        let mut spans = Vec::new();
-        for (c, w) in &cols {
-            let text = pad(&cell(app, key, e, *c), *w) + " ";
-            let style = if *c == Col::State {
-                base.patch(state_style(&e.job))
-            } else {
-                base
-            };
-            spans.push(Span::styled(text, style));
-        }
-        frame.render_widget(Paragraph::new(Line::from(spans)), row);
-        let (stop, attach) = layout::buttons(row);
-        let running = e.job.outcome.is_none();
+        let line = Rect::new(areas.job_rows.x, y, areas.job_rows.width, 1);
+        let selected = app.selected.as_ref().is_some_and(|s| r.is(s));
+        let (spans, running) = match r {
+            Row::Job { key, entry, member } => {
+                let crew_up = app.crews.get(key.crew).is_some_and(|c| c.link.is_up());
+                let base = if crew_up { Style::default() } else { dim() };
+                let spans = job_spans(app, key, entry, *member, &cols, base, selected);
+                (spans, entry.job.outcome.is_none())
+            }
+            Row::Batch { id, members, open } => {
+                let counts = app.counts(members.iter().copied());
+                let spans = batch_spans(app, id, members, *open, counts, &cols, selected);
+                (spans, counts.running > 0)
+            }
+        };
+        frame.render_widget(Paragraph::new(Line::from(spans)), line);
+        let (stop, attach) = layout::buttons(line);
         let stop_style = if running {
             Style::default().fg(Color::Red)
         } else {
@@ -253,6 +269,154 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
             attach,
         );
     }
+}
+
+fn job_spans(
+    app: &App,
+    key: &JobKey,
+    e: &JobEntry,
+    member: bool,
+    cols: &[(Col, usize)],
+    mut base: Style,
+    selected: bool,
+) -> Vec<Span<'static>> {
+    if selected {
+        base = base.add_modifier(Modifier::REVERSED);
+    }
+    cols.iter()
+        .map(|(c, w)| {
+            let mut text = cell(app, key, e, *c);
+            // A batch's member, under its line.
+            if member && *c == Col::Crew {
+                text = format!("  {text}");
+            }
+            let text = pad(&text, *w) + " ";
+            let style = if *c == Col::State {
+                base.patch(state_style(&e.job))
+            } else {
+                base
+            };
+            Span::styled(text, style)
+        })
+        .collect()
+}
+
+/// A batch's line: how many crews, how its members stand, its command.
+fn batch_spans(
+    app: &App,
+    id: &str,
+    members: &[(&JobKey, &JobEntry)],
+    open: bool,
+    c: BatchCounts,
+    cols: &[(Col, usize)],
+    selected: bool,
+) -> Vec<Span<'static>> {
+    let base = if selected {
+        bold().add_modifier(Modifier::REVERSED)
+    } else {
+        bold()
+    };
+    let first = members.first().map(|(_, e)| &e.job);
+    let (state, state_style) = if c.running > 0 {
+        (
+            format!("{} running", c.running),
+            Style::default().fg(Color::Green),
+        )
+    } else if c.failed > 0 {
+        (format!("{} failed", c.failed), Style::default().fg(Color::Red))
+    } else if c.unknown > 0 {
+        (format!("{} unknown", c.unknown), dim())
+    } else {
+        ("ok".to_owned(), dim())
+    };
+    let mut standing = Vec::new();
+    for (n, word) in [
+        (c.running, "running"),
+        (c.ok, "ok"),
+        (c.failed, "failed"),
+        (c.unknown, "unknown"),
+    ] {
+        if n > 0 {
+            standing.push(format!("{n} {word}"));
+        }
+    }
+    let usage: Vec<&pb::Usage> = members.iter().filter_map(|(_, e)| e.usage.as_ref()).collect();
+    cols.iter()
+        .map(|(col, w)| {
+            let text = match col {
+                Col::Crew => format!("{} {} crews", if open { "▾" } else { "▸" }, members.len()),
+                Col::Job => "batch".to_owned(),
+                Col::State => state.clone(),
+                Col::Owner => first
+                    .map(|j| crate::sanitize::Sanitizer::clean(&j.owner))
+                    .unwrap_or_default(),
+                Col::Age => members
+                    .first()
+                    .map(|(k, e)| cell(app, k, e, Col::Age))
+                    .unwrap_or_default(),
+                Col::Cpu if !usage.is_empty() => {
+                    format!("{:.0}%", usage.iter().map(|u| u.cpu_cores).sum::<f64>() * 100.0)
+                }
+                Col::Mem if !usage.is_empty() => bytes(usage.iter().map(|u| u.memory_bytes).sum()),
+                Col::Cpu | Col::Mem => String::new(),
+                Col::Command => format!(
+                    "{} · {} · {}",
+                    first.map(command).unwrap_or_default(),
+                    standing.join(" · "),
+                    crate::sanitize::Sanitizer::clean(id)
+                ),
+            };
+            let style = if *col == Col::State {
+                base.patch(state_style)
+            } else {
+                base
+            };
+            Span::styled(pad(&text, *w) + " ", style)
+        })
+        .collect()
+}
+
+/// The gathered view of a batch: each group's crews and ends, then the
+/// output they all printed.
+pub fn gathered(frame: &mut Frame, app: &App, scroll: u16) {
+    let Some(g) = &app.gathered else { return };
+    let area = super::centered(frame.area(), 120, frame.area().height.saturating_sub(2));
+    super::clear(frame, area);
+    let counts = app.batch_counts(&g.batch);
+    let mut standing = vec![format!("{} running", counts.running), format!("{} ok", counts.ok)];
+    if counts.failed > 0 {
+        standing.push(format!("{} failed", counts.failed));
+    }
+    if counts.unknown > 0 {
+        standing.push(format!("{} unknown", counts.unknown));
+    }
+    let title = format!(
+        " batch {}: {} ",
+        crate::sanitize::Sanitizer::clean(&g.batch),
+        standing.join(" · ")
+    );
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(title, bold()))
+        .title_bottom(" ↑↓ scroll · ⏎ its members · any other key closes ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let room = usize::from(inner.width);
+    let lines: Vec<Line> = match &g.groups {
+        None => vec![Line::styled("reading the members' output…", dim())],
+        Some(_) => crate::tui::update::gathered_lines(g)
+            .into_iter()
+            .skip(usize::from(scroll))
+            .take(usize::from(inner.height))
+            .map(|(kind, text)| match kind {
+                GatheredLine::Ok => Line::styled(fit(&text, room), bold().fg(Color::Green)),
+                GatheredLine::Failed => Line::styled(fit(&text, room), bold().fg(Color::Red)),
+                GatheredLine::Running => Line::styled(fit(&text, room), bold()),
+                GatheredLine::Output => Line::raw(fit(&format!("  {text}"), room)),
+            })
+            .collect(),
+    };
+    frame.render_widget(Paragraph::new(lines), inner);
 }
 
 /// The `v` overlay: a job's details, as `foreman status` prints them, and

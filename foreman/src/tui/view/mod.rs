@@ -31,6 +31,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Overlay::Help(scroll)) => help::draw(frame, app, scroll),
         Some(Overlay::Crews) => crews::overlay(frame, app),
         Some(Overlay::Detail(ref key)) => jobs::detail(frame, app, key),
+        Some(Overlay::Gathered(scroll)) => jobs::gathered(frame, app, scroll),
         None => {}
     }
 }
