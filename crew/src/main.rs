@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 /// Needs root. Certificates come from certgen: CERTS/ca.crt and
 /// CERTS/crews/NAME.{crt,key} (the key must be readable by root alone).
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// This crew's name: the CN of its certificate, and how foremen call it.
     /// Default: the host name.
     #[arg(long)]
@@ -58,7 +60,7 @@ struct Args {
     #[arg(long, default_value = "/etc/tasker")]
     certs: PathBuf,
     /// Where job output is kept (each job's output is bounded, 64 MiB by default).
-    #[arg(long, default_value = "/var/lib/tasker")]
+    #[arg(long, default_value = "/var/lib/tasker", global = true)]
     state_dir: PathBuf,
     /// Let jobs run as uid 0 (a certificate whose CN is root). Off: such
     /// starts are refused.
@@ -116,6 +118,48 @@ struct Args {
     /// Processes and threads of a job that gives none. Default: 4096.
     #[arg(long, value_name = "N")]
     default_pids: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Check the audit trail's hash chain (STATE_DIR/audit.db) and name the
+    /// first record that does not follow; exits 1 if one does not. Safe while
+    /// the crew runs.
+    VerifyAudit,
+}
+
+/// `crew verify-audit`.
+fn verify_audit(state_dir: &std::path::Path) -> ExitCode {
+    let path = state_dir.join(crew::engine::audit::FILE);
+    match crew::engine::audit::verify(&path) {
+        Ok(crew::engine::audit::Verdict::Intact {
+            count,
+            first,
+            last,
+            anchor,
+        }) => {
+            let from = if anchor > 0 {
+                format!(", after record {anchor}, where rotation cut it")
+            } else {
+                String::new()
+            };
+            let range = if count == 0 {
+                "no records".to_owned()
+            } else {
+                format!("{count} records ({first} to {last})")
+            };
+            println!("{}: {range}, chained and intact{from}", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(crew::engine::audit::Verdict::Broken { seq, why }) => {
+            println!("{}: record {seq} breaks the chain: {why}", path.display());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            say(&format!("crew: {}", escape_controls(&e)));
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// An error about a flag's value names the flag, not the file's key.
@@ -271,6 +315,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::VerifyAudit) = args.command {
+        return verify_audit(&args.state_dir);
+    }
     init_logging(&args.log_format);
     let name = args.name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()

@@ -119,6 +119,17 @@ impl pb::crew_server::Crew for CrewService {
             .await
     }
 
+    async fn audit_trail(
+        &self,
+        req: Request<pb::AuditTrailRequest>,
+    ) -> Result<Response<pb::AuditTrailResponse>, Status> {
+        // A read of SQLite: off the async threads.
+        let state = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || handlers::audit::handle(&state, req).map_err(Into::into))
+            .await
+            .map_err(|e| Status::internal(format!("the request's task failed: {e}")))?
+    }
+
     async fn info(&self, req: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
         self.state
             .on_main(|s| async move { handlers::info::handle(&s, req).map_err(Into::into) })

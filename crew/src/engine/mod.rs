@@ -44,6 +44,7 @@
 //! the next one finds them again (`restart.rs`).
 
 mod adopt;
+pub mod audit;
 mod cgroup;
 mod error;
 pub mod failpoint;
@@ -240,6 +241,8 @@ struct Inner {
     /// The locks on the state directory and the cgroup parent, held while
     /// the engine runs (see `ownership.rs`).
     claims: Mutex<Vec<OwnedFd>>,
+    /// Who did what (`audit.rs`); none when records are kept in memory.
+    audit: Option<audit::AuditLog>,
 }
 
 impl Engine {
@@ -249,6 +252,11 @@ impl Engine {
 }
 
 impl EngineHandle {
+    /// The audit trail (none for a crew whose records are in memory).
+    pub fn audit(&self) -> Option<&audit::AuditLog> {
+        self.inner.audit.as_ref()
+    }
+
     pub fn cgroup_mode(&self) -> CgroupMode {
         self.inner.tree.hierarchy().mode()
     }

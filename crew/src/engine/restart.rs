@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::adopt::{Found, Speaks, reach};
+use super::audit::AuditLog;
 use super::cgroup::{CgroupTree, Hierarchy, TreeOptions};
 use super::error::{EngineError, IoContext};
 use super::job::{Ended, JobId, JobInfo, JobState, Outcome, Totals};
@@ -62,6 +63,7 @@ struct Setup {
     store: Store,
     note: Option<String>,
     jobs_dir_fd: OwnedFd,
+    audit: Option<AuditLog>,
 }
 
 impl Engine {
@@ -125,7 +127,13 @@ impl Engine {
                 Store::open(&cfg.state_dir)?
             };
             let jobs_dir_fd = OwnedFd::from(std::fs::File::open(&jobs).ctx("open", &jobs)?);
+            let audit = if cfg.test_store_in_memory {
+                None
+            } else {
+                Some(AuditLog::open(&cfg.state_dir)?)
+            };
             Ok(Setup {
+                audit,
                 claims: vec![state_claim, name_claim],
                 tree,
                 store: opened.store,
@@ -158,6 +166,7 @@ impl Engine {
                     starting: std::sync::Mutex::default(),
                     refilling: AtomicBool::new(false),
                     claims: std::sync::Mutex::new(setup.claims),
+                    audit: setup.audit,
                 }),
             },
         };
@@ -492,6 +501,15 @@ impl EngineHandle {
 fn upkeep(inner: &Inner) {
     inner.registry.retry_unsaved();
     let r = inner.config.retention;
+    if let Some(audit) = &inner.audit
+        && let Some(before) = SystemTime::now().checked_sub(r.max_age)
+    {
+        match audit.prune(before) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "audit records past the retention removed"),
+            Err(e) => tracing::warn!(error = %e, "pruning the audit trail"),
+        }
+    }
     let store = inner.registry.store();
     let Ok((mut count, mut bytes)) = store.ended_totals() else {
         return;

@@ -15,6 +15,8 @@
 //! - `restart`: without it, jobs outlive the crew (SIGKILL too) and the next
 //!   crew takes them over; one crew per name and state directory.
 //! - `logs`: what clients send cannot forge log records (text and JSON).
+//! - `audit`: every call on a job in its trail, through a `kill -9`;
+//!   `crew verify-audit` names a changed record.
 //! - `attach`: a client that vanishes mid-attach leaks no fd, stops no job.
 //! - `transport`: the request size limit; handshake slots; a connect flood
 //!   from one address costs the log a line per 10 s, not one per connection.
@@ -24,6 +26,7 @@
 //!   crew bounded memory, returned when they close.
 
 mod attach;
+mod audit;
 mod bounds;
 mod client;
 mod killpoints;

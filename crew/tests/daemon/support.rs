@@ -650,7 +650,7 @@ impl Proc {
 }
 
 /// The user jobs run as in these tests, made if missing.
-pub use crew::testing::{ALICE, ensure_user};
+pub use crew::testing::{ALICE, BOB, ensure_user};
 
 /// A path under `dir` as an owned argument.
 pub fn arg(p: impl AsRef<Path>) -> OsString {

@@ -125,6 +125,15 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
     },
+    /// Who did what to a job, from its crew's audit trail: starts (argv,
+    /// environment names), stops, archives, attaches for writing, input
+    /// (byte counts), refusals; oldest first.
+    Audit {
+        job: String,
+        /// One JSON object per record.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hide an ended job from the default list.
     Archive {
         job: String,

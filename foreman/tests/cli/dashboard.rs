@@ -429,11 +429,15 @@ async fn a_batch_is_one_line_whose_outputs_gather_and_whose_members_open() {
     let term = Arc::new(Tmux::start(&fleet, 120, 30));
     let t = Arc::clone(&term);
     tokio::task::spawn_blocking(move || {
-        t.wait("both crews connected", |s| s.contains("● web01") && s.contains("● web02"));
+        t.wait("both crews connected", |s| {
+            s.contains("● web01") && s.contains("● web02")
+        });
         t.type_text(":start all -- echo gathered-hello");
         t.keys(&["Enter"]);
         // One line for the batch, its members behind it.
-        let screen = t.wait("the batch's line", |s| s.contains("▸ 2 crews") && s.contains("2 ok"));
+        let screen = t.wait("the batch's line", |s| {
+            s.contains("▸ 2 crews") && s.contains("2 ok")
+        });
         assert!(!screen.contains("web01/"), "members hidden: {screen}");
         let (col, row) = t.find("▸ 2 crews", "▸");
         t.click(col, row);
@@ -448,7 +452,9 @@ async fn a_batch_is_one_line_whose_outputs_gather_and_whose_members_open() {
         );
         // ⏎: the members, the first selected; ⏎ again attaches it.
         t.keys(&["Enter"]);
-        t.wait("the members listed", |s| s.contains("▾ 2 crews") && s.contains("  web02"));
+        t.wait("the members listed", |s| {
+            s.contains("▾ 2 crews") && s.contains("  web02")
+        });
         t.keys(&["Enter"]);
         t.wait("a member attached", |s| pane(s).contains("gathered-hello"));
         t.keys(&["Tab"]);

@@ -225,6 +225,24 @@ async fn a_job_through_its_life_start_ls_status_logs_stop_archive() {
         all.iter().any(|j| j["id"] == id && j["archived"] == true),
         "{all:?}"
     );
+
+    // Its trail: who started, stopped and archived it, and how.
+    let audit = fleet.run(ALICE, &["audit", "sleeper"]).await.expect(0).out();
+    let lines: Vec<&str> = audit.lines().collect();
+    assert_eq!(lines.len(), 3, "{audit}");
+    assert!(
+        lines[0].contains(&format!(
+            "{ALICE} (user)  start  allowed  sh -c 'echo ready; exec sleep 1000'"
+        )),
+        "{audit}"
+    );
+    assert!(lines[1].contains("stop  allowed  grace 2s"), "{audit}");
+    assert!(lines[2].contains("archive  allowed"), "{audit}");
+    let json = fleet.run(ALICE, &["audit", id, "--json"]).await.expect(0).out();
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(first["call"], "start");
+    assert_eq!(first["detail"]["argv"][0], "sh");
+    assert_eq!(first["detail"]["limits"]["pids"], 20);
     fleet.stop().await;
 }
 

@@ -21,7 +21,7 @@ use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{caller, resolve};
+use super::{Audited, reader, resolve};
 use crate::api::authz::{Action, authorize};
 use crate::api::convert;
 use crate::api::identity::Identity;
@@ -47,8 +47,7 @@ pub async fn handle(
     state: &Arc<State>,
     req: Request<Streaming<pb::AttachJobRequest>>,
 ) -> Result<Response<Stream>, ApiError> {
-    let who = caller(&req)?;
-    authorize(&who, Action::Read, None)?;
+    let who = reader(state, &req, "attach")?;
     let mut inbound = req.into_inner();
     let open = match tokio::time::timeout(OPEN_TIMEOUT, inbound.message()).await {
         Ok(Ok(Some(pb::AttachJobRequest {
@@ -61,7 +60,13 @@ pub async fn handle(
     let job = resolve(&state.engine, &state.crew_name, &open.job)?;
     // Asking to write is not an error for a reader: the attach is then
     // read-only, and says so.
-    let writable = open.write && authorize(&who, Action::Write, Some(&job.owner)).is_ok();
+    let writable = open.write && {
+        let mut trail = Audited::new(state, "attach", &Ok(who.clone()));
+        trail.job(&job.id);
+        trail.detail(serde_json::json!({ "write": true }));
+        let may = authorize(&who, Action::Write, Some(&job.owner)).map_err(ApiError::from);
+        trail.finish(may).is_ok()
+    };
     let from = match open.from {
         None | Some(From::Beginning(_)) => ReadFrom::Start,
         Some(From::Offset(o)) => ReadFrom::Offset(o),
@@ -91,6 +96,7 @@ pub async fn handle(
         writable,
         tx,
         done,
+        typed: std::sync::Mutex::default(),
     };
     tokio::spawn(input.run(inbound));
     // The response ends when both parts have: the output at the job's end
@@ -169,6 +175,17 @@ struct Input {
     writable: bool,
     tx: Tx,
     done: CancellationToken,
+    /// What went to the job, for the audit trail when the attach ends.
+    typed: std::sync::Mutex<Typed>,
+}
+
+/// Input counted for the audit trail: how much, never what.
+#[derive(Debug, Default)]
+struct Typed {
+    stdin_bytes: u64,
+    stdin_writes: u64,
+    eof: bool,
+    resizes: u64,
 }
 
 impl Input {
@@ -195,6 +212,18 @@ impl Input {
             }
         }
         self.done.cancel();
+        let typed = std::mem::take(&mut *tasker_common::lock(&self.typed));
+        if self.writable && (typed.stdin_writes > 0 || typed.eof || typed.resizes > 0) {
+            let mut trail = Audited::new(&self.state, "input", &Ok(self.who.clone()));
+            trail.job(&self.job.id);
+            trail.detail(serde_json::json!({
+                "stdin_bytes": typed.stdin_bytes,
+                "stdin_writes": typed.stdin_writes,
+                "eof": typed.eof,
+                "resizes": typed.resizes,
+            }));
+            let _ = trail.finish(Ok(()));
+        }
     }
 
     async fn apply(&self, msg: In) -> Result<(), ApiError> {
@@ -203,10 +232,17 @@ impl Input {
             if self.writable {
                 return Ok(());
             }
-            authorize(&self.who, Action::Write, Some(&self.job.owner))?;
-            Err(ApiError::denied(format!(
-                "this attach is read-only ({what} needs an attach opened with write)"
-            )))
+            let mut trail = Audited::new(&self.state, "input", &Ok(self.who.clone()));
+            trail.job(&self.job.id);
+            trail.detail(serde_json::json!({ "refused": what }));
+            let refused = authorize(&self.who, Action::Write, Some(&self.job.owner))
+                .map_err(ApiError::from)
+                .and_then(|()| {
+                    Err(ApiError::denied(format!(
+                        "this attach is read-only ({what} needs an attach opened with write)"
+                    )))
+                });
+            trail.finish(refused)
         };
         match msg {
             In::Open(_) => Err(ApiError::invalid("an attach is opened once")),
@@ -215,6 +251,11 @@ impl Input {
             // the stream for it would lose the output still to come.
             In::Stdin(bytes) => {
                 write("stdin")?;
+                {
+                    let mut t = tasker_common::lock(&self.typed);
+                    t.stdin_bytes += bytes.len() as u64;
+                    t.stdin_writes += 1;
+                }
                 match engine.write_stdin(&self.job.id, bytes).await {
                     Err(EngineError::StdinClosed(_)) => Ok(()),
                     other => other.map_err(Into::into),
@@ -222,6 +263,7 @@ impl Input {
             }
             In::Eof(_) => {
                 write("EOF")?;
+                tasker_common::lock(&self.typed).eof = true;
                 match engine.close_stdin(&self.job.id).await {
                     Err(EngineError::StdinClosed(_)) => Ok(()),
                     other => other.map_err(Into::into),
@@ -230,6 +272,7 @@ impl Input {
 
             In::Resize(size) => {
                 write("resize")?;
+                tasker_common::lock(&self.typed).resizes += 1;
                 let rows =
                     u16::try_from(size.rows).map_err(|_| ApiError::invalid("rows must be under 65536"))?;
                 let cols =

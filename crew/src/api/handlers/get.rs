@@ -3,8 +3,7 @@
 use tasker_proto::v1 as pb;
 use tonic::{Request, Response};
 
-use super::{caller, resolve};
-use crate::api::authz::{Action, authorize};
+use super::{reader, resolve};
 use crate::api::convert;
 use crate::api::service::State;
 use crate::api::status::ApiError;
@@ -13,7 +12,7 @@ pub fn handle(
     state: &State,
     req: Request<pb::GetJobRequest>,
 ) -> Result<Response<pb::GetJobResponse>, ApiError> {
-    authorize(&caller(&req)?, Action::Read, None)?;
+    reader(state, &req, "get")?;
     let job = resolve(&state.engine, &state.crew_name, &req.get_ref().job)?;
     Ok(Response::new(pb::GetJobResponse {
         job: Some(convert::job(&job)),

@@ -3,15 +3,13 @@
 use tasker_proto::v1 as pb;
 use tonic::{Request, Response};
 
-use super::caller;
-use crate::api::authz::{Action, authorize};
+use super::reader;
 use crate::api::convert;
 use crate::api::service::State;
 use crate::api::status::ApiError;
 
 pub fn handle(state: &State, req: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, ApiError> {
-    let who = caller(&req)?;
-    authorize(&who, Action::Read, None)?;
+    let who = reader(state, &req, "info")?;
     let runs_as = crate::engine::user::lookup(&who.name)
         .map(|u| format!("{} (uid {})", u.user, u.uid))
         .unwrap_or_default();

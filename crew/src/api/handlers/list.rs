@@ -6,8 +6,7 @@ use prost::Message as _;
 use tasker_proto::v1 as pb;
 use tonic::{Request, Response};
 
-use super::caller;
-use crate::api::authz::{Action, authorize};
+use super::reader;
 use crate::api::convert;
 use crate::api::service::State;
 use crate::api::status::ApiError;
@@ -21,7 +20,7 @@ pub fn handle(
     state: &State,
     req: Request<pb::ListJobsRequest>,
 ) -> Result<Response<pb::ListJobsResponse>, ApiError> {
-    authorize(&caller(&req)?, Action::Read, None)?;
+    reader(state, &req, "list")?;
     let r = req.get_ref();
     let after = match r.page_token.as_str() {
         "" => 0,

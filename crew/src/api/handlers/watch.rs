@@ -14,8 +14,7 @@ use tasker_proto::v1::watch_jobs_response::{Event, Snapshot, UsageReport};
 use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
 
-use super::caller;
-use crate::api::authz::{Action, authorize};
+use super::reader;
 use crate::api::convert;
 use crate::api::service::State;
 use crate::api::status::ApiError;
@@ -26,8 +25,7 @@ type Stream = std::pin::Pin<
 >;
 
 pub fn handle(state: &Arc<State>, req: Request<pb::WatchJobsRequest>) -> Result<Response<Stream>, ApiError> {
-    let who = caller(&req)?;
-    authorize(&who, Action::Read, None)?;
+    reader(state, &req, "watch")?;
     let (tx, rx) = mpsc::channel(16);
     // Subscribed before the snapshot is taken: no change falls between.
     let events = state.engine.subscribe();

@@ -1,6 +1,7 @@
 //! One file per command.
 
 pub mod attach;
+pub mod audit;
 pub mod batch;
 pub mod crews;
 pub mod logs;
