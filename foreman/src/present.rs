@@ -135,6 +135,77 @@ pub fn command_line(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// An audit record for people:
+/// `2026-12-04T10:01:02Z  alice (user)  stop  allowed  grace 1s`.
+pub fn audit_line(r: &tasker_proto::v1::AuditRecord) -> String {
+    let at = r.at.as_ref().map(rfc3339).unwrap_or_default();
+    let who = if r.subject.is_empty() {
+        "(no identity)".to_owned()
+    } else {
+        format!("{} ({})", r.subject, r.role)
+    };
+    let mut text = format!("{at}  {who}  {}  {}", r.call, r.decision);
+    let said = said(&r.call, &r.detail_json);
+    if !said.is_empty() {
+        text.push_str(&format!("  {said}"));
+    }
+    if !r.why.is_empty() {
+        text.push_str(&format!(": {}", r.why));
+    }
+    text
+}
+
+/// The detail a person wants of each call.
+fn said(call: &str, detail: &str) -> String {
+    let d: serde_json::Value = serde_json::from_str(detail).unwrap_or_default();
+    let n = |k: &str| d.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    match call {
+        "start" => {
+            let argv: Vec<String> = d
+                .get("argv")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str()).map(str::to_owned).collect())
+                .unwrap_or_default();
+            let mut s = command_line(&argv);
+            if n("argv_bytes_not_kept") > 0 {
+                s.push_str(&format!(" [+{} bytes]", n("argv_bytes_not_kept")));
+            }
+            let env: Vec<&str> = d
+                .get("env_names")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            if !env.is_empty() {
+                s.push_str(&format!(" (env {})", env.join(",")));
+            }
+            s
+        }
+        "stop" => match d.get("grace_ms").and_then(serde_json::Value::as_u64) {
+            Some(ms) => format!("grace {}", short_duration(std::time::Duration::from_millis(ms))),
+            None => String::new(),
+        },
+        "input" if d.get("refused").is_some() => {
+            format!("{} refused", d["refused"].as_str().unwrap_or_default())
+        }
+        "input" => {
+            let mut s = format!(
+                "{} bytes of stdin in {} writes",
+                n("stdin_bytes"),
+                n("stdin_writes")
+            );
+            if n("resizes") > 0 {
+                s.push_str(&format!(", {} resizes", n("resizes")));
+            }
+            if d.get("eof").and_then(serde_json::Value::as_bool) == Some(true) {
+                s.push_str(", EOF");
+            }
+            s
+        }
+        "attach" => "for writing".to_owned(),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

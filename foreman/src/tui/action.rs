@@ -38,6 +38,11 @@ pub enum Action {
     },
     /// Discovery no longer finds this crew.
     CrewGone(CrewIx),
+    /// A job's audit trail (lines for people), or why it could not be read.
+    Trail {
+        job: String,
+        trail: Result<Vec<String>, String>,
+    },
     /// The outputs of a batch's members, as far as they had written.
     Gathered {
         batch: String,
@@ -153,6 +158,11 @@ pub enum Effect {
     },
     Detach {
         session: SessionId,
+    },
+    /// Read a job's audit trail.
+    Trail {
+        crew: CrewIx,
+        job: String,
     },
     /// Read these jobs' outputs (a batch's members) up to where each is now.
     Gather {

@@ -23,6 +23,9 @@ pub struct App {
     pub open_batches: HashSet<String>,
     /// A batch's outputs, gathered for its overlay.
     pub gathered: Option<Gathered>,
+    /// The audit trail of the job in the detail overlay: its id, and the
+    /// lines (None while asked).
+    pub trail: Option<(String, Option<Result<Vec<String>, String>>)>,
     /// First row of the (filtered) job list on screen.
     pub offset: usize,
     pub filter: String,
@@ -457,6 +460,7 @@ impl App {
             selected: None,
             open_batches: HashSet::new(),
             gathered: None,
+            trail: None,
             offset: 0,
             filter: String::new(),
             mode: Mode::Normal,

@@ -233,6 +233,29 @@ pub async fn stop(crew: Crew, job: String, label: String, tx: Tx) {
     send(&tx, action).await;
 }
 
+/// The newest records of a job's trail the detail view shows.
+const TRAIL_LINES: u32 = 12;
+
+/// A job's audit trail, as lines for people (filtered).
+pub async fn trail(crew: Crew, job: String, tx: Tx) {
+    let mut c = crew.client.clone();
+    let asked = pb::AuditTrailRequest {
+        job: job.clone(),
+        limit: TRAIL_LINES,
+    };
+    let trail = match tokio::time::timeout(Duration::from_secs(10), c.audit_trail(asked)).await {
+        Ok(Ok(r)) => Ok(r
+            .into_inner()
+            .records
+            .iter()
+            .map(|r| crate::sanitize::Sanitizer::clean(&crate::present::audit_line(r)))
+            .collect()),
+        Ok(Err(s)) => Err(client::explain(&s)),
+        Err(_) => Err(format!("{}: no answer in 10 s", crew.name)),
+    };
+    send(&tx, Action::Trail { job, trail }).await;
+}
+
 /// Output kept per member for the gathered view; past it, counted.
 pub const GATHER_LIMIT: usize = 256 << 10;
 

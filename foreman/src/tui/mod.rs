@@ -375,6 +375,11 @@ fn handle(
             Effect::Detach { session } => {
                 sessions.remove(&session);
             }
+            Effect::Trail { crew, job } => {
+                if let Some(c) = crews.get(crew) {
+                    tokio::spawn(event::trail(c.clone(), job, tx.clone()));
+                }
+            }
             Effect::Gather { batch, members } => {
                 let members = members
                     .into_iter()

@@ -438,7 +438,10 @@ async fn a_batch_is_one_line_whose_outputs_gather_and_whose_members_open() {
         let screen = t.wait("the batch's line", |s| {
             s.contains("▸ 2 crews") && s.contains("2 ok")
         });
-        assert!(!screen.contains("web01/"), "members hidden: {screen}");
+        assert!(
+            !screen.lines().any(|l| l.starts_with("│  web0")),
+            "members hidden: {screen}"
+        );
         let (col, row) = t.find("▸ 2 crews", "▸");
         t.click(col, row);
         t.keys(&["Enter"]);

@@ -138,7 +138,21 @@ fn help_and_crews_overlays_at_80x24() {
     press(&mut app, KeyCode::Esc);
     // The selected job's details; any key closes them.
     press(&mut app, KeyCode::Tab);
-    press(&mut app, KeyCode::Char('v'));
+    let fx = press(&mut app, KeyCode::Char('v'));
+    let Some(crate::tui::action::Effect::Trail { job, .. }) = fx.first() else {
+        panic!("the trail is asked for: {fx:?}");
+    };
+    let trail = vec![
+        "2027-01-15T08:00:00Z  ada (user)  start  allowed  bash -l (env LANG)".to_owned(),
+        "2027-01-15T08:01:00Z  bob (user)  stop  denied: users manage only their own jobs".to_owned(),
+    ];
+    update(
+        &mut app,
+        Action::Trail {
+            job: job.clone(),
+            trail: Ok(trail),
+        },
+    );
     insta::assert_snapshot!("detail", render(&app).backend());
     press(&mut app, KeyCode::Esc);
     assert!(app.overlay.is_none());

@@ -100,7 +100,7 @@ pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
             if let Some(k) = one_job(app) {
                 app.selected = Some(RowKey::Job(k.clone()));
                 keep_selection_visible(app);
-                app.overlay = Some(Overlay::Detail(k));
+                super::jobs::show_detail(app, k, fx);
             }
         }
         "help" => app.overlay = Some(Overlay::Help(0)),

@@ -189,3 +189,13 @@ pub(super) fn archive(app: &mut App, key: &JobKey, fx: &mut Vec<Effect>) {
         label,
     });
 }
+
+/// The detail overlay of a job, and its audit trail asked for.
+pub(super) fn show_detail(app: &mut App, key: JobKey, fx: &mut Vec<Effect>) {
+    app.trail = Some((key.id.clone(), None));
+    fx.push(Effect::Trail {
+        crew: key.crew,
+        job: key.id.clone(),
+    });
+    app.overlay = Some(crate::tui::app::Overlay::Detail(key));
+}

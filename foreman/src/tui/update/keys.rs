@@ -192,7 +192,7 @@ pub(super) fn run_cmd(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Help => app.overlay = Some(Overlay::Help(0)),
         Cmd::Crews => app.overlay = Some(Overlay::Crews),
         Cmd::Details => match app.selected.clone() {
-            Some(RowKey::Job(k)) if app.jobs.contains_key(&k) => app.overlay = Some(Overlay::Detail(k)),
+            Some(RowKey::Job(k)) if app.jobs.contains_key(&k) => super::jobs::show_detail(app, k, fx),
             Some(RowKey::Batch(b)) => batches::show(app, &b, fx),
             _ => notify(app, Notice::error("no job selected")),
         },

@@ -71,6 +71,13 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::CrewGone(ix) => crews::on_gone(app, ix, &mut fx),
         Action::Attach(session, ev) => on_attach(app, session, ev),
         Action::Gathered { batch, outputs } => batches::on_gathered(app, &batch, outputs),
+        Action::Trail { job, trail } => {
+            if let Some((asked, got)) = &mut app.trail
+                && *asked == job
+            {
+                *got = Some(trail);
+            }
+        }
         Action::Done(n) => notify(app, n),
         Action::Started(ix, job) => {
             let label = format!("{}/{}", crew_name(app, ix), job.handle);
@@ -90,6 +97,14 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 notify(
                     app,
                     Notice::error(format!("{label} did not start (see its state)")),
+                );
+            } else if let Some(RowKey::Batch(b)) = &app.selected {
+                let b = b.clone();
+                notify(
+                    app,
+                    Notice::info(format!(
+                        "started {label}, one of batch {b}; ⏎ gathers their outputs"
+                    )),
                 );
             } else {
                 notify(app, Notice::info(format!("started {label}; ⏎ attaches")));

@@ -437,7 +437,24 @@ pub fn detail(frame: &mut Frame, app: &App, key: &crate::tui::app::JobKey) {
         ));
     }
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let area = super::centered(frame.area(), 100, lines.len() as u16 + 2);
+    // Its audit trail under the details: who did what to it.
+    let trail: Vec<(String, Style)> = match &app.trail {
+        Some((id, got)) if *id == key.id => {
+            let mut t = vec![
+                (String::new(), Style::default()),
+                ("audit trail (newest last)".to_owned(), bold()),
+            ];
+            match got {
+                None => t.push(("reading…".to_owned(), dim())),
+                Some(Ok(l)) if l.is_empty() => t.push(("no records".to_owned(), dim())),
+                Some(Ok(l)) => t.extend(l.iter().map(|l| (l.clone(), Style::default()))),
+                Some(Err(why)) => t.push((format!("not read: {why}"), dim())),
+            }
+            t
+        }
+        _ => Vec::new(),
+    };
+    let area = super::centered(frame.area(), 110, (lines.len() + trail.len()) as u16 + 2);
     super::clear(frame, area);
     let block = ratatui::widgets::Block::default()
         .borders(ratatui::widgets::Borders::ALL)
@@ -445,7 +462,7 @@ pub fn detail(frame: &mut Frame, app: &App, key: &crate::tui::app::JobKey) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let room = usize::from(inner.width);
-    let text: Vec<Line> = lines
+    let mut text: Vec<Line> = lines
         .iter()
         .map(|(k, v)| {
             Line::from(vec![
@@ -454,5 +471,10 @@ pub fn detail(frame: &mut Frame, app: &App, key: &crate::tui::app::JobKey) {
             ])
         })
         .collect();
+    text.extend(
+        trail
+            .into_iter()
+            .map(|(l, style)| Line::styled(super::fit(&l, room), style)),
+    );
     frame.render_widget(Paragraph::new(text), inner);
 }
