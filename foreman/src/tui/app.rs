@@ -23,9 +23,8 @@ pub struct App {
     pub open_batches: HashSet<String>,
     /// A batch's outputs, gathered for its overlay.
     pub gathered: Option<Gathered>,
-    /// The audit trail of the job in the detail overlay: its id, and the
-    /// lines (None while asked).
-    pub trail: Option<(String, Option<Result<Vec<String>, String>>)>,
+    /// The audit trail of the job in the detail overlay.
+    pub trail: Option<Trail>,
     /// First row of the (filtered) job list on screen.
     pub offset: usize,
     pub filter: String,
@@ -107,6 +106,14 @@ impl Row<'_> {
             _ => false,
         }
     }
+}
+
+/// A job's audit trail, as the detail overlay shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trail {
+    pub job: String,
+    /// Lines for people, or why they could not be read; None while asked.
+    pub lines: Option<Result<Vec<String>, String>>,
 }
 
 /// A batch's outputs gathered: identical ones once, under their crews.

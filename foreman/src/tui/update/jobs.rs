@@ -192,7 +192,10 @@ pub(super) fn archive(app: &mut App, key: &JobKey, fx: &mut Vec<Effect>) {
 
 /// The detail overlay of a job, and its audit trail asked for.
 pub(super) fn show_detail(app: &mut App, key: JobKey, fx: &mut Vec<Effect>) {
-    app.trail = Some((key.id.clone(), None));
+    app.trail = Some(crate::tui::app::Trail {
+        job: key.id.clone(),
+        lines: None,
+    });
     fx.push(Effect::Trail {
         crew: key.crew,
         job: key.id.clone(),

@@ -72,10 +72,8 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Attach(session, ev) => on_attach(app, session, ev),
         Action::Gathered { batch, outputs } => batches::on_gathered(app, &batch, outputs),
         Action::Trail { job, trail } => {
-            if let Some((asked, got)) = &mut app.trail
-                && *asked == job
-            {
-                *got = Some(trail);
+            if let Some(t) = app.trail.as_mut().filter(|t| t.job == job) {
+                t.lines = Some(trail);
             }
         }
         Action::Done(n) => notify(app, n),

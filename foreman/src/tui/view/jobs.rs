@@ -439,12 +439,12 @@ pub fn detail(frame: &mut Frame, app: &App, key: &crate::tui::app::JobKey) {
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     // Its audit trail under the details: who did what to it.
     let trail: Vec<(String, Style)> = match &app.trail {
-        Some((id, got)) if *id == key.id => {
+        Some(trail) if trail.job == key.id => {
             let mut t = vec![
                 (String::new(), Style::default()),
                 ("audit trail (newest last)".to_owned(), bold()),
             ];
-            match got {
+            match &trail.lines {
                 None => t.push(("reading…".to_owned(), dim())),
                 Some(Ok(l)) if l.is_empty() => t.push(("no records".to_owned(), dim())),
                 Some(Ok(l)) => t.extend(l.iter().map(|l| (l.clone(), Style::default()))),
