@@ -557,3 +557,23 @@ async fn a_closed_stdout_ends_every_command_quietly() {
         .expect(0);
     fleet.stop().await;
 }
+
+/// What a newcomer types first: a command without `--`, and a stop of a
+/// job that has already ended, each answered with the way forward.
+#[tokio::test]
+async fn a_command_without_dashes_and_a_stop_of_an_ended_job_say_what_happened() {
+    let fleet = fleet_or_skip!("alpha");
+    for verb in ["run", "start"] {
+        let ran = fleet.run(ALICE, &[verb, "uname", "-a"]).await.expect(2);
+        assert!(
+            ran.stderr
+                .contains(&format!("goes after `--`: foreman {verb} [OPTIONS] -- CMD")),
+            "{}",
+            ran.stderr
+        );
+    }
+    fleet.run(ALICE, &["run", "--", "true"]).await.expect(0);
+    let said = fleet.run(ALICE, &["stop", "job-1"]).await.expect(0).out();
+    assert_eq!(said, "alpha/job-1 had already ended (exit 0); nothing stopped\n");
+    fleet.stop().await;
+}

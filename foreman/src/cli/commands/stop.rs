@@ -15,6 +15,16 @@ use crate::sanitize::Sanitizer;
 
 pub async fn stop(ctx: &Ctx, job: &str, grace: Option<Duration>, yes: bool) -> Result<(), Failure> {
     let (crew, job) = resolve(ctx, job).await?;
+    if let Some(o) = &job.outcome {
+        // Nothing to stop: say so, rather than print an end as if we made it.
+        outln!(
+            "{}/{} had already ended ({}); nothing stopped",
+            crew.name,
+            job.handle,
+            Sanitizer::clean(&o.summary)
+        );
+        return Ok(());
+    }
     others_job(crew, &job, "stop", yes).await?;
     let mut client = crew.client.clone();
     let ended = client

@@ -355,3 +355,37 @@ fn a_batch_line_and_its_gathered_view_at_100x24() {
     );
     insta::assert_snapshot!("gathered", render(&app).backend());
 }
+
+#[test]
+fn the_hints_follow_the_selection_and_the_mode() {
+    let mut app = app(&["alpha"], "ada", "admin", (100, 24));
+    add(&mut app, 0, &JobSpec::default());
+    add(
+        &mut app,
+        0,
+        &JobSpec {
+            handle: "job-2",
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    let hints = |app: &App| {
+        render(app)
+            .backend()
+            .to_string()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    press(&mut app, KeyCode::Char('g'));
+    assert!(hints(&app).contains("s stop"), "a running job: {}", hints(&app));
+    press(&mut app, KeyCode::Down);
+    let h = hints(&app);
+    assert!(
+        h.contains("x archive") && !h.contains("s stop"),
+        "an ended job: {h}"
+    );
+    press(&mut app, KeyCode::Char('/'));
+    assert!(hints(&app).contains("⏎ keep"), "the filter: {}", hints(&app));
+}

@@ -97,6 +97,12 @@ fn on_input_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         Some(Cmd::LeaveInput) => {
             app.mode = Mode::Normal;
             app.focus = Focus::Terminal;
+            if let Some(label) = app.attached.as_ref().map(|a| a.label.clone()) {
+                notify(
+                    app,
+                    Notice::info(format!("no longer typing into {label}; i types again")),
+                );
+            }
             return;
         }
         Some(Cmd::Eof) if app.attached.as_ref().is_some_and(|a| !a.tty) => {

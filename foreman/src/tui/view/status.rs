@@ -50,6 +50,22 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
     );
 }
 
+/// A binding's hint where the list's selection changes what it does: on
+/// an ended job `x archive` takes the place of `s stop`; on a batch's line
+/// ⏎ gathers its outputs; in the filter ⏎ keeps it.
+fn hint_for(app: &App, b: &Binding) -> Option<(&'static str, &'static str)> {
+    use crate::tui::app::RowKey;
+    let list = app.mode == Mode::Normal && app.focus == Focus::Jobs;
+    let ended = app.selected_entry().is_some_and(|(_, e)| e.job.outcome.is_some());
+    let batch = matches!(app.selected, Some(RowKey::Batch(_)));
+    match b.cmd {
+        keys::Cmd::Stop if list && ended => Some(("x", "archive")),
+        keys::Cmd::Attach if list && batch => Some((b.label, "outputs")),
+        keys::Cmd::LeaveInput if app.mode == Mode::Filter && b.hint == "run" => Some((b.label, "keep")),
+        _ => Some((b.label, b.hint)),
+    }
+}
+
 /// The bindings shown for the current mode and focus.
 pub fn hint_table(app: &App) -> &'static [Binding] {
     match (&app.mode, app.focus) {
@@ -78,16 +94,19 @@ fn hints(app: &App, width: usize) -> Line<'static> {
         if b.cmd == keys::Cmd::Eof && !typing_pipe {
             continue;
         }
-        let w = b.label.chars().count() + b.hint.chars().count() + 3;
+        let Some((label, hint)) = hint_for(app, b) else {
+            continue;
+        };
+        let w = label.chars().count() + hint.chars().count() + 3;
         if used + w > width {
             break;
         }
         used += w;
         spans.push(Span::styled(
-            format!(" {}", b.label),
+            format!(" {label}"),
             Style::default().fg(Color::Cyan),
         ));
-        spans.push(Span::styled(format!(" {} ", b.hint), dim()));
+        spans.push(Span::styled(format!(" {hint} "), dim()));
     }
     if app.mode == Mode::Input
         && let Some(a) = &app.attached
