@@ -45,9 +45,13 @@ pub fn areas(app: &App) -> Areas {
     let hints = Rect::new(0, rows - 1, cols, 1);
     let body = Rect::new(0, 1, cols, rows - 3);
     let (jobs, terminal) = if app.attached.is_some() {
-        // The list keeps at least 3 rows; the terminal gets the rest, and
-        // at least 60% of the body.
-        let jobs_h = (body.height * 2 / 5).max(5).min(body.height - 4);
+        // The list gets 40% of the body, at least 5 lines (3 rows), and in
+        // a small window at least 4 (one row); the terminal the rest, at
+        // least 3 lines (one of screen).
+        let jobs_h = (body.height * 2 / 5)
+            .max(5)
+            .min(body.height.saturating_sub(3))
+            .max(4);
         (
             Rect::new(0, body.y, cols, jobs_h),
             Rect::new(0, body.y + jobs_h, cols, body.height - jobs_h),

@@ -389,3 +389,28 @@ fn the_hints_follow_the_selection_and_the_mode() {
     press(&mut app, KeyCode::Char('/'));
     assert!(hints(&app).contains("⏎ keep"), "the filter: {}", hints(&app));
 }
+
+#[test]
+fn a_help_line_too_long_for_the_window_says_it_is_cut() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    press(&mut app, KeyCode::Char('?'));
+    for _ in 0..10 {
+        press(&mut app, KeyCode::PageDown);
+    }
+    let screen = render(&app).backend().to_string();
+    let start = screen
+        .lines()
+        .find(|l| l.contains(":start"))
+        .unwrap_or_else(|| panic!("no :start line: {screen}"));
+    assert!(start.contains('…'), "cut without a mark: {start}");
+}
+
+#[test]
+fn a_small_window_with_a_job_attached_still_lists_a_job() {
+    let mut app = app(&["alpha"], "ada", "admin", (40, 10));
+    add(&mut app, 0, &JobSpec::default());
+    press(&mut app, KeyCode::Enter);
+    assert!(app.attached.is_some());
+    let screen = render(&app).backend().to_string();
+    assert!(screen.lines().any(|l| l.contains("alpha job-1")), "{screen}");
+}

@@ -1245,3 +1245,27 @@ fn typing_into_another_users_job_is_asked_first() {
     command(&mut app, "attach alpha/job-1");
     assert!(matches!(app.mode, Mode::Input), "{:?}", app.mode);
 }
+
+#[test]
+fn the_pane_lets_go_of_a_job_archived_meanwhile() {
+    let mut app = app(&["alpha"], "ada", "admin", (100, 30));
+    let j = add(
+        &mut app,
+        0,
+        &JobSpec {
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    press(&mut app, KeyCode::Enter);
+    let session = app.attached.as_ref().map(|a| a.session).expect("attached");
+    let mut archived = j.clone();
+    archived.archived = true;
+    let fx = update(&mut app, Action::Crew(0, CrewEvent::Archived(Box::new(archived))));
+    assert!(app.attached.is_none());
+    assert!(fx.contains(&Effect::Detach { session }), "{fx:?}");
+    assert_eq!(
+        app.notice.as_ref().unwrap().text,
+        "alpha/job-1 was archived: detached"
+    );
+}

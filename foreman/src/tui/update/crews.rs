@@ -53,7 +53,7 @@ fn drop_jobs_of(app: &mut App, ix: CrewIx) {
     }
 }
 
-pub(super) fn on_crew(app: &mut App, ix: CrewIx, ev: CrewEvent) {
+pub(super) fn on_crew(app: &mut App, ix: CrewIx, ev: CrewEvent, fx: &mut Vec<Effect>) {
     let now = app.now;
     let Some(crew) = app.crews.get_mut(ix) else { return };
     // A late word from the watcher of a crew that is gone.
@@ -103,6 +103,16 @@ pub(super) fn on_crew(app: &mut App, ix: CrewIx, ev: CrewEvent) {
         CrewEvent::Archived(job) => {
             if let Some(k) = app.index.remove(&job.id) {
                 app.jobs.remove(&k);
+            }
+            // The pane lets go of a job archived (here or by anyone).
+            if let Some(label) = app
+                .attached
+                .as_ref()
+                .filter(|a| a.job == job.id)
+                .map(|a| a.label.clone())
+            {
+                super::attach::detach_quietly(app, fx);
+                notify(app, Notice::info(format!("{label} was archived: detached")));
             }
             keep_selection_visible(app);
         }

@@ -61,7 +61,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             }
             batches::on_tick(app, &mut fx);
         }
-        Action::Crew(ix, ev) => on_crew(app, ix, ev),
+        Action::Crew(ix, ev) => on_crew(app, ix, ev, &mut fx),
         Action::CrewFound {
             ix,
             name,

@@ -65,6 +65,9 @@ pub fn draw(frame: &mut Frame, _app: &App, scroll: u16) {
         .borders(Borders::ALL)
         .title(" help: ↑↓ PgUp PgDn scroll, any other key closes ");
     let inner = block.inner(area);
+    // A line too long for the window ends in '…', never silently.
+    let room = usize::from(inner.width);
+    let all: Vec<Line<'static>> = all.into_iter().map(|l| super::fit_line(l, room)).collect();
     let max = (all.len() as u16).saturating_sub(inner.height);
     frame.render_widget(
         Paragraph::new(all).block(block).scroll((scroll.min(max), 0)),

@@ -112,6 +112,10 @@ fn cell(app: &App, key: &JobKey, e: &JobEntry, col: Col) -> String {
             .map_or("?", |c| c.name.as_str())
             .to_owned(),
         Col::Job => j.handle.clone(),
+        // A crew not answering: what its jobs do now is not known.
+        Col::State if j.outcome.is_none() && !app.crews.get(key.crew).is_some_and(|c| c.link.is_up()) => {
+            "unknown".to_owned()
+        }
         Col::State => dashboard_state(j),
         Col::Owner => crate::sanitize::Sanitizer::clean(&j.owner),
         Col::Age => j
@@ -142,6 +146,13 @@ fn cell(app: &App, key: &JobKey, e: &JobEntry, col: Col) -> String {
             }
         }
     }
+}
+
+/// `12:03:07` (UTC) of a time.
+fn clock(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
 }
 
 fn pad(s: &str, w: usize) -> String {
@@ -197,6 +208,23 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
             "batch {}: {}",
             crate::sanitize::Sanitizer::clean(batch),
             parts.join(" · ")
+        ));
+    }
+    if let Some((key, e)) = app.selected_entry()
+        && e.job.outcome.is_none()
+        && let Some(crew) = app.crews.get(key.crew).filter(|c| !c.link.is_up())
+    {
+        let since = match &crew.link {
+            crate::tui::app::Link::Reconnecting { since, .. }
+            | crate::tui::app::Link::Refused { since, .. } => {
+                format!(" since {}", clock(*since))
+            }
+            _ => String::new(),
+        };
+        bottom.push(format!(
+            "{}: state unknown: crew {} not answering{since}",
+            app.label(key),
+            crate::sanitize::Sanitizer::clean(&crew.name)
         ));
     }
     if let Some((key, e)) = app.selected_entry()
@@ -291,10 +319,11 @@ fn job_spans(
                 text = format!("  {text}");
             }
             let text = pad(&text, *w) + " ";
-            let style = if *c == Col::State {
-                base.patch(state_style(&e.job))
-            } else {
-                base
+            let unknown = e.job.outcome.is_none() && !app.crews.get(key.crew).is_some_and(|c| c.link.is_up());
+            let style = match c {
+                Col::State if unknown => base,
+                Col::State => base.patch(state_style(&e.job)),
+                _ => base,
             };
             Span::styled(text, style)
         })

@@ -104,3 +104,27 @@ pub fn fit(s: &str, width: usize) -> String {
     out.push('…');
     out
 }
+
+/// Cuts a styled line to `width` columns, marking the cut with '…' (in the
+/// style of the span it cuts).
+pub fn fit_line(line: ratatui::text::Line<'static>, width: usize) -> ratatui::text::Line<'static> {
+    use unicode_width::UnicodeWidthStr as _;
+    if line.width() <= width {
+        return line;
+    }
+    let mut out = Vec::new();
+    let mut left = width;
+    for span in line.spans {
+        let w = span.content.width();
+        if w < left {
+            left -= w;
+            out.push(span);
+            continue;
+        }
+        // More follows: the cut is marked even where this span just fits.
+        let text = format!("{}{}", span.content, if w == left { " " } else { "" });
+        out.push(ratatui::text::Span::styled(fit(&text, left), span.style));
+        break;
+    }
+    ratatui::text::Line::from(out).style(line.style)
+}
