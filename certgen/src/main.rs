@@ -1,6 +1,6 @@
 //! `certgen`: the command line over the certgen library. Parses arguments,
 //! calls the library, prints what was written; one line on stderr and exit 1
-//! on failure, exit 2 (from clap) on usage errors.
+//! on failure, exit 2 on usage errors (a bad flag, role, name or host).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +32,8 @@ A user's files are given to the Linux user NAME when it exists on this host.
 Existing files are never replaced without --force.
 
   DIR/crl.pem                         revoked certificates (certgen revoke, certgen crl)
-Exit status: 0 success, 1 error (one line on stderr naming the file), 2 usage error.
+Exit status: 0 success, 1 error (one line on stderr naming the file), 2 usage error (a bad
+command, flag, role, name or host).
 
 Examples:
   certgen ca
@@ -164,12 +165,34 @@ impl From<ClientRole> for Role {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line, as every other refusal: clap's first, without its
+            // prefix, and where to read more.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let choices = text
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("[possible values"))
+                .map(|l| format!(" {l}"))
+                .unwrap_or_default();
+            eprintln!("certgen: {first}{choices} (certgen --help explains the commands)");
+            return ExitCode::from(2);
+        }
+    };
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("certgen: {e}");
-            ExitCode::FAILURE
+            // A bad name or host is how it was asked, as a bad role is.
+            match e {
+                certgen::Error::InvalidName(_) | certgen::Error::InvalidHost { .. } => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

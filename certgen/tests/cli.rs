@@ -37,9 +37,15 @@ fn assert_ok(out: &Output) {
 /// Exit 1 with exactly one line on stderr, starting "certgen: ".
 #[track_caller]
 fn assert_fails_with_one_line(out: &Output) -> String {
+    assert_usage_or_error(out, 1)
+}
+
+/// Exit `code` with exactly one line on stderr, starting "certgen: ".
+#[track_caller]
+fn assert_usage_or_error(out: &Output, code: i32) -> String {
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(code),
         "stdout: {}\nstderr: {}",
         stdout(out),
         stderr(out)
@@ -217,9 +223,15 @@ fn bad_names_and_hosts_are_refused_with_a_reason() {
     ] {
         let mut args = args.clone();
         args.extend(["--dir", d]);
-        let err = assert_fails_with_one_line(&certgen(&args));
+        // A usage error, as a bad role is.
+        let err = assert_usage_or_error(&certgen(&args), 2);
         assert!(err.contains(expected), "{args:?}: {err}");
     }
+    let err = assert_usage_or_error(&certgen(&["user", "bob", "--role", "wizard", "--dir", d]), 2);
+    assert!(
+        err.contains("'wizard'") && err.contains("possible values: user, admin, viewer"),
+        "{err}"
+    );
     assert!(
         !tmp.path().join("users").exists() && !tmp.path().join("crews").exists(),
         "nothing written"

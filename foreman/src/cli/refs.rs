@@ -61,7 +61,9 @@ pub async fn resolve<'a>(ctx: &'a Ctx, reference: &str) -> Result<(&'a Crew, pb:
                 .iter()
                 .map(|(c, j)| format!("{}/{}", c.name, j.handle))
                 .collect();
-            Err(Failure::Usage(format!(
+            // As on one crew (the crew answers FAILED_PRECONDITION): not
+            // one job found, exit 1.
+            Err(Failure::Job(format!(
                 "{reference:?} names jobs on several crews: {}; say which with CREW/JOB",
                 names.join(", ")
             )))

@@ -343,7 +343,8 @@ async fn a_reference_on_two_crews_is_refused_with_both_named() {
             .out();
         assert!(out.starts_with(&format!("{crew}/job-1 ")), "{out}");
     }
-    let ran = fleet.run(BOB, &["status", "job-1"]).await.expect(2);
+    // Exit 1, as an ambiguous reference on one crew.
+    let ran = fleet.run(BOB, &["status", "job-1"]).await.expect(1);
     assert!(
         ran.stderr.contains("alpha/job-1") && ran.stderr.contains("beta/job-1"),
         "{}",
