@@ -23,12 +23,13 @@ pub fn phase_name(phase: i32) -> &'static str {
     }
 }
 
-// A job's end is said three ways. `--json` gives scripts SPEC §4's exact
-// words (`oom_killed`, `stopped_by alice`). `foreman ls` has room for
-// SPEC §4's state word and then why, in brackets (`failed (oom)`). The
-// dashboard's STATE column is ten cells wide and its colour already tells
-// ok from failed, so it says only why (`oom-killed`); its `/` filter
-// matches these words too.
+// A job's end is said two ways. `--json` gives scripts SPEC §4's exact
+// words (`phase`: `failed`; `reason`: `oom_killed`, `stopped_by alice`).
+// People, in `foreman ls`, the dashboard and every message, get one
+// vocabulary (`state_word`): what happened, in a word or two (`exit 3`,
+// `oom-killed`, `stopped`), the colour or the summary saying the rest; the
+// crew's summary uses the same words (`stopped by alice (signal 15
+// (SIGTERM))`). The dashboard's `/` filter matches these words too.
 
 /// Why a job ended, in SPEC §4's words, for `--json`.
 pub fn reason_name(o: &pb::Outcome) -> Option<String> {
@@ -43,30 +44,10 @@ pub fn reason_name(o: &pb::Outcome) -> Option<String> {
     })
 }
 
-/// `foreman ls`'s state: "running", "completed", "failed (exit 3)",
-/// "failed (oom)", "stopped (timeout)", "failed (start failed)".
-pub fn cli_state(j: &pb::Job) -> String {
-    use pb::outcome::{Reason, Termination};
-    let phase = phase_name(j.phase);
-    if phase == "completed" {
-        return phase.to_owned();
-    }
-    let Some(o) = &j.outcome else {
-        return phase.to_owned();
-    };
-    match (&o.reason, o.termination) {
-        (Some(Reason::StartFailed(_)), _) => format!("{phase} (start failed)"),
-        (Some(Reason::OomKilled(_)), _) => format!("{phase} (oom)"),
-        (Some(Reason::TimedOut(_)), _) => format!("{phase} (timeout)"),
-        (_, Some(Termination::ExitCode(c))) => format!("{phase} (exit {c})"),
-        (_, Some(Termination::Signal(s))) => format!("{phase} (signal {s})"),
-        _ => phase.to_owned(),
-    }
-}
-
-/// The dashboard's state: "running", "exit 3", "signal 9", "stopped",
+/// A job's state for people, in the CLI and the dashboard alike:
+/// "starting", "running", "exit 0", "exit 3", "signal 9", "stopped",
 /// "oom-killed", "timed out", "no start", "lost".
-pub fn dashboard_state(j: &pb::Job) -> String {
+pub fn state_word(j: &pb::Job) -> String {
     use pb::outcome::{Reason, Termination};
     let Some(o) = &j.outcome else {
         return phase_name(j.phase).to_owned();
@@ -221,7 +202,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cli_and_the_dashboard_say_a_jobs_end_each_their_way() {
+    fn people_read_one_word_for_a_jobs_end_in_the_cli_and_the_dashboard() {
         use pb::outcome::{Finished, Lost, OomKilled, Reason, StartFailed, StoppedBy, Termination, TimedOut};
         let job = |phase: pb::JobPhase, termination, reason| pb::Job {
             phase: phase as i32,
@@ -240,7 +221,6 @@ mod tests {
                     Some(Termination::ExitCode(0)),
                     Some(Reason::Finished(Finished {})),
                 ),
-                "completed",
                 "exit 0",
             ),
             (
@@ -249,21 +229,15 @@ mod tests {
                     Some(Termination::ExitCode(3)),
                     Some(Reason::Finished(Finished {})),
                 ),
-                "failed (exit 3)",
                 "exit 3",
             ),
-            (
-                job(Failed, Some(Termination::Signal(9)), None),
-                "failed (signal 9)",
-                "signal 9",
-            ),
+            (job(Failed, Some(Termination::Signal(9)), None), "signal 9"),
             (
                 job(
                     Failed,
                     Some(Termination::Signal(9)),
                     Some(Reason::OomKilled(OomKilled {})),
                 ),
-                "failed (oom)",
                 "oom-killed",
             ),
             (
@@ -272,7 +246,6 @@ mod tests {
                     Some(Termination::Signal(15)),
                     Some(Reason::TimedOut(TimedOut {})),
                 ),
-                "stopped (timeout)",
                 "timed out",
             ),
             (
@@ -281,7 +254,6 @@ mod tests {
                     Some(Termination::Signal(15)),
                     Some(Reason::StoppedBy(StoppedBy { who: "alice".into() })),
                 ),
-                "stopped (signal 15)",
                 "stopped",
             ),
             (
@@ -292,7 +264,6 @@ mod tests {
                         reason: "no such file".into(),
                     })),
                 ),
-                "failed (start failed)",
                 "no start",
             ),
             (
@@ -303,20 +274,17 @@ mod tests {
                         reason: "gone".into(),
                     })),
                 ),
-                "failed",
                 "lost",
             ),
         ];
-        for (j, cli, dashboard) in &cases {
-            assert_eq!(cli_state(j), *cli);
-            assert_eq!(dashboard_state(j), *dashboard);
+        for (j, word) in &cases {
+            assert_eq!(state_word(j), *word);
         }
         let running = pb::Job {
             phase: pb::JobPhase::Running as i32,
             ..Default::default()
         };
-        assert_eq!(cli_state(&running), "running");
-        assert_eq!(dashboard_state(&running), "running");
+        assert_eq!(state_word(&running), "running");
     }
 }
 
@@ -570,18 +538,13 @@ pub fn exit_code(j: &pb::Job) -> u8 {
     }
 }
 
-/// `alpha/job-3 stopped: stopped_by alice (signal 15 (SIGTERM))`: how a
-/// job ended, in one line, filtered.
+/// `alpha/job-3 ended: stopped by alice (signal 15 (SIGTERM))`,
+/// `alpha/job-1 ended: exit 0`: how a job ended, in one line, filtered.
 pub fn end_line(crew: &str, job: &pb::Job) -> String {
     let summary = job
         .outcome
         .as_ref()
         .map(|o| o.summary.as_str())
         .unwrap_or_default();
-    format!(
-        "{crew}/{} {}: {}",
-        job.handle,
-        phase_name(job.phase),
-        Sanitizer::clean(summary)
-    )
+    format!("{crew}/{} ended: {}", job.handle, Sanitizer::clean(summary))
 }

@@ -446,7 +446,7 @@ mod tests {
         let o = j.outcome.unwrap();
         assert_eq!(o.termination, Some(pb::outcome::Termination::Signal(15)));
         assert!(matches!(o.reason, Some(pb::outcome::Reason::StoppedBy(ref s)) if s.who == "bob"));
-        assert_eq!(o.summary, "stopped_by bob (signal 15 (SIGTERM))");
+        assert_eq!(o.summary, "stopped by bob (signal 15 (SIGTERM))");
         let summary = job_summary(&info);
         assert_eq!(
             (summary.argv, summary.argv_cut),

@@ -117,10 +117,12 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Finished(t) => write!(f, "{t}"),
-            Self::OomKilled(t) => write!(f, "oom_killed ({t})"),
-            Self::TimedOut(t) => write!(f, "timed_out ({t})"),
-            Self::StoppedBy { who, termination } => write!(f, "stopped_by {who} ({termination})"),
-            Self::StartFailed(why) => write!(f, "start_failed: {why}"),
+            // Words for people (the API's summary, the log); the reason's
+            // machine name is the outcome's own field.
+            Self::OomKilled(t) => write!(f, "oom-killed ({t})"),
+            Self::TimedOut(t) => write!(f, "timed out ({t})"),
+            Self::StoppedBy { who, termination } => write!(f, "stopped by {who} ({termination})"),
+            Self::StartFailed(why) => write!(f, "no start: {why}"),
             Self::Lost(why) => write!(f, "lost: {why}"),
         }
     }
@@ -306,7 +308,7 @@ mod tests {
             termination: Termination::Signaled(15),
         };
         assert_eq!(stopped.phase(), Phase::Stopped);
-        assert_eq!(stopped.to_string(), "stopped_by alice (signal 15 (SIGTERM))");
+        assert_eq!(stopped.to_string(), "stopped by alice (signal 15 (SIGTERM))");
         assert_eq!(Outcome::StartFailed("x".into()).phase(), Phase::Failed);
     }
 

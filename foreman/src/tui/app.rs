@@ -599,7 +599,7 @@ impl App {
         match by {
             SortBy::Crew => SortKey::Text(self.crews.get(key.crew).map_or(String::new(), |c| c.name.clone())),
             SortBy::Job => SortKey::Number(key.seq),
-            SortBy::State => SortKey::Text(crate::present::dashboard_state(j)),
+            SortBy::State => SortKey::Text(crate::present::state_word(j)),
             SortBy::Owner => SortKey::Text(j.owner.clone()),
             SortBy::Batch => SortKey::Text(j.batch.clone()),
             // Oldest first (created earliest).
@@ -617,7 +617,7 @@ impl App {
             .iter()
             .any(|f| f.to_lowercase().contains(needle))
             || j.argv.iter().any(|a| a.to_lowercase().contains(needle))
-            || crate::present::dashboard_state(j).contains(needle)
+            || crate::present::state_word(j).contains(needle)
     }
 
     /// `crew/job-N` of a job.

@@ -258,7 +258,12 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
     // wait: every member has ended (stopped: 128 + 15, the worst), and the
     // crew that is down is named (exit 2 would be lower).
     let waited = fleet.run(ALICE, &["wait", "--batch", &batch]).await.expect(143);
-    assert_eq!(waited.out().matches(" stopped: ").count(), 3, "{}", waited.out());
+    assert_eq!(
+        waited.out().matches(" ended: stopped by ").count(),
+        3,
+        "{}",
+        waited.out()
+    );
     assert!(waited.stderr.contains("down"), "{}", waited.stderr);
     // A batch still running is waited for, to its end.
     let ran = fleet
@@ -284,7 +289,7 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
         .expect(0);
     assert!(t0.elapsed() >= Duration::from_millis(200), "{:?}", t0.elapsed());
     assert_eq!(
-        waited.out().matches(" completed: ").count(),
+        waited.out().matches(" ended: exit 0").count(),
         1,
         "{}",
         waited.out()

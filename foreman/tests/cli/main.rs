@@ -204,7 +204,7 @@ async fn a_job_through_its_life_start_ls_status_logs_stop_archive() {
         .await
         .expect(0)
         .out();
-    assert!(stopped.starts_with("alpha/job-1 stopped"), "{stopped}");
+    assert!(stopped.starts_with("alpha/job-1 ended: stopped by"), "{stopped}");
     let status = fleet.run(ALICE, &["status", "job-1", "--json"]).await.json();
     assert_eq!(status["state"], "stopped");
     assert_eq!(status["signal"], 15, "sleep dies of the SIGTERM: {status}");

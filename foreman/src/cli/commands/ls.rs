@@ -7,7 +7,7 @@ use tasker_proto::v1 as pb;
 use crate::cli::Ctx;
 use crate::cli::output::{age, outln, table, view};
 use crate::failure::Failure;
-use crate::present::{cli_state, job_command};
+use crate::present::{job_command, state_word};
 use crate::sanitize::Sanitizer;
 use futures_util::future::join_all;
 
@@ -39,7 +39,7 @@ pub async fn ls(ctx: &Ctx, all: bool, batch: Option<&str>, json: bool) -> Result
                 vec![
                     v.reference.clone(),
                     v.name.as_deref().map(Sanitizer::clean).unwrap_or_default(),
-                    cli_state(j),
+                    state_word(j),
                     Sanitizer::clean(&v.owner),
                     j.created_at.as_ref().map(age).unwrap_or_default(),
                     job_command(j),

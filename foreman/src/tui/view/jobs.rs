@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use tasker_proto::v1 as pb;
 
 use super::{bold, dim, fit};
-use crate::present::{bytes, dashboard_state, job_command, short_duration};
+use crate::present::{bytes, job_command, short_duration, state_word};
 use crate::tui::app::{App, BatchCounts, Focus, JobEntry, JobKey, Row, RowKey};
 use crate::tui::layout::{self, ATTACH, Areas, STOP};
 use crate::tui::update::GatheredLine;
@@ -116,7 +116,7 @@ fn cell(app: &App, key: &JobKey, e: &JobEntry, col: Col) -> String {
         Col::State if j.outcome.is_none() && !app.crews.get(key.crew).is_some_and(|c| c.link.is_up()) => {
             "unknown".to_owned()
         }
-        Col::State => dashboard_state(j),
+        Col::State => state_word(j),
         Col::Owner => crate::sanitize::Sanitizer::clean(&j.owner),
         Col::Age => j
             .created_at
