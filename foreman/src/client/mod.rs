@@ -118,7 +118,8 @@ pub fn crews(config: &Config) -> Result<Vec<Crew>, ConnectError> {
 /// peer certificate: UnknownIssuer"), without the layers' generic words.
 pub fn explain(status: &tonic::Status) -> String {
     use std::error::Error as _;
-    if status.code() != tonic::Code::Unavailable && status.code() != tonic::Code::Unknown {
+    use tonic::Code;
+    if !matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled) {
         return status.message().to_owned();
     }
     const GENERIC: [&str; 6] = [
@@ -152,8 +153,9 @@ pub fn explain(status: &tonic::Status) -> String {
         return status.message().to_owned();
     }
     let text = kept.join(": ");
-    // The crew's TLS alerts about our own certificate, in words.
-    const OURS: [(&str, &str); 2] = [
+    // TLS and HTTP/2 failures, in words that say what is wrong and what to
+    // do; the library's own words stay in brackets for whoever debugs it.
+    const IN_WORDS: [(&str, &str); 10] = [
         (
             "CertificateRevoked",
             "the crew refuses your certificate: it is revoked (ask for a new one)",
@@ -162,8 +164,40 @@ pub fn explain(status: &tonic::Status) -> String {
             "CertificateExpired",
             "the crew refuses your certificate: it has expired (ask for a new one)",
         ),
+        (
+            "fatal alert: UnknownCA",
+            "the crew does not know the CA that signed your certificate: you and the crew use different PKIs (ask its admin for a certificate of its CA)",
+        ),
+        (
+            "fatal alert: BadCertificate",
+            "the crew refuses your certificate (not one of its CA's, or not a client's): ask its admin for one",
+        ),
+        (
+            "fatal alert: DecryptError",
+            "the crew refuses your certificate: its signature does not verify (a certificate of another CA under the same name?)",
+        ),
+        (
+            "UnknownIssuer",
+            "the crew's certificate is not signed by your CA (ca.crt in your certs directory): you and the crew use different PKIs",
+        ),
+        (
+            "BadSignature",
+            "the crew's certificate is not signed by your CA (ca.crt in your certs directory): you and the crew use different PKIs",
+        ),
+        (
+            "Expired",
+            "the crew's certificate has expired (its admin must renew it), or this machine's clock is wrong",
+        ),
+        (
+            "close_notify",
+            "the crew closed the connection during the handshake: it may refuse your certificate (see the crew's log) or be shutting down",
+        ),
+        (
+            "connection closed",
+            "the crew closed the connection: it may refuse your certificate (a TLS 1.3 crew says why only in its log) or be shutting down",
+        ),
     ];
-    match OURS.iter().find(|(alert, _)| text.contains(alert)) {
+    match IN_WORDS.iter().find(|(alert, _)| text.contains(alert)) {
         Some((_, words)) => format!("{words} [{text}]"),
         None => text,
     }
@@ -180,6 +214,26 @@ mod tests {
             explain(&revoked),
             "the crew refuses your certificate: it is revoked (ask for a new one) \
              [received fatal alert: CertificateRevoked]"
+        );
+        let foreign = tonic::Status::unavailable("invalid peer certificate: BadSignature");
+        assert!(
+            explain(&foreign).starts_with("the crew's certificate is not signed by your CA"),
+            "{}",
+            explain(&foreign)
+        );
+        let h2 = tonic::Status::unknown(
+            "h2 protocol error: peer closed connection without sending TLS close_notify",
+        );
+        assert!(
+            explain(&h2).starts_with("the crew closed the connection"),
+            "{}",
+            explain(&h2)
+        );
+        let closed = tonic::Status::cancelled("operation was canceled");
+        assert_eq!(
+            explain(&closed),
+            "operation was canceled",
+            "no cause, nothing to add"
         );
         let other = tonic::Status::unavailable("Connection refused (os error 111)");
         assert_eq!(explain(&other), "Connection refused (os error 111)");

@@ -578,3 +578,50 @@ async fn a_command_without_dashes_and_a_stop_of_an_ended_job_say_what_happened()
     assert_eq!(said, "alpha/job-1 had already ended (exit 0); nothing stopped\n");
     fleet.stop().await;
 }
+
+/// A PKI mix-up, the commonest first-day mistake, said in words: the crew's
+/// certificate from another CA than ours, and ours from another than the
+/// crew's. The TLS library's words stay only in brackets.
+#[tokio::test]
+async fn certificates_of_another_ca_are_explained_in_words() {
+    let fleet = fleet_or_skip!("alpha");
+    let other = certgen::testing::TestPki::new();
+    let _ = other.user(ALICE, certgen::Role::User);
+    // Our CA is another: the crew's certificate does not verify.
+    let mixed = tempfile::tempdir().unwrap();
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
+    };
+    copy(&other.dir().join("ca.crt"), &mixed.path().join("ca.crt"));
+    for ext in ["crt", "key"] {
+        let name = format!("users/{ALICE}.{ext}");
+        copy(&fleet.pki.dir().join(&name), &mixed.path().join(&name));
+    }
+    let certs = mixed.path().to_str().unwrap();
+    let ran = fleet.run(ALICE, &["--certs", certs, "ls"]).await.expect(2);
+    assert!(
+        ran.stderr
+            .contains("the crew's certificate is not signed by your CA"),
+        "{}",
+        ran.stderr
+    );
+    // Our certificate is another CA's: the crew closes the connection.
+    let theirs = tempfile::tempdir().unwrap();
+    copy(&fleet.pki.dir().join("ca.crt"), &theirs.path().join("ca.crt"));
+    for ext in ["crt", "key"] {
+        let name = format!("users/{ALICE}.{ext}");
+        copy(&other.dir().join(&name), &theirs.path().join(&name));
+    }
+    let certs = theirs.path().to_str().unwrap();
+    let ran = fleet.run(ALICE, &["--certs", certs, "ls"]).await.expect(2);
+    assert!(
+        ran.stderr
+            .contains("the crew closed the connection: it may refuse your certificate")
+            || ran.stderr.contains("the crew refuses your certificate"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("operation was canceled"), "{}", ran.stderr);
+    fleet.stop().await;
+}
