@@ -60,7 +60,9 @@ pub struct JobArgs {
     /// Working directory (default: the user's home, or /).
     #[arg(long)]
     pub cwd: Option<String>,
-    /// isolated (its own network, lo only) or host.
+    /// The job's network. Default: isolated, its own network namespace
+    /// with only loopback (no way out: nothing reaches the network). host:
+    /// the host's network, as a process started there would have.
     #[arg(long, value_parser = ["isolated", "host"])]
     pub network: Option<String>,
     /// Stop the job after this long, e.g. 30s, 2h.

@@ -207,7 +207,10 @@ async fn run_tty_is_a_real_terminal_and_ctrl_bracket_detaches() {
         // Ctrl-] detaches; the terminal comes back as it was.
         term.type_keys(b"\x1d");
         assert_eq!(term.exit_code(), 130, "{}", term.text());
-        term.wait_for(at, "detached from alpha/job-1");
+        term.wait_for(
+            at,
+            "detached from alpha/job-1; it goes on running (foreman attach alpha/job-1 returns",
+        );
         term.assert_cooked();
     })
     .await;

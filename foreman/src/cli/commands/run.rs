@@ -59,9 +59,10 @@ pub async fn run(ctx: &Ctx, r: RunArgs) -> Result<(), Failure> {
             }
         }
         End::Detached => {
+            let r = format!("{}/{}", crew.name, job.handle);
             eprintln!(
-                "foreman: detached from {}/{}; it goes on running",
-                crew.name, job.handle
+                "foreman: detached from {r}; it goes on running (foreman attach {r} returns to it, \
+                 foreman stop {r} ends it); exit code 130"
             );
             Err(Failure::Exit(130))
         }
