@@ -11,14 +11,19 @@
 //!   job writing non-trivial bytes (`seq`) from the beginning to its end;
 //!   every byte stream is checked against the same bytes made locally
 //!   (length and XXH3-128), and the crew's RSS is sampled meanwhile.
+//! - `fleet-fill`, `fleet-load`, `fleet-stop`: every crew of the config at
+//!   once, for `bench/fleet` (`fleet.rs`): the same jobs on each, a
+//!   dashboard's updates counted while jobs churn, every running job
+//!   stopped.
 //! - `follow`: one in-process follower of an existing job (a diagnostic:
 //!   the transport without the foreman CLI around it); `times`: how long a
 //!   job ran, to the nanosecond.
 //!
 //! The crew, the user and the certificates come from a foreman config file
-//! (`--config`); the first crew listed is used.
+//! (`--config`); the first crew listed is used (the fleet commands use all).
 
 mod attach;
+mod fleet;
 mod followers;
 mod latency;
 mod rss;
@@ -70,6 +75,38 @@ enum Command {
         /// The crew's pid, for its RSS (VmRSS sampled, VmHWM reset first).
         #[arg(long)]
         crew_pid: Option<u32>,
+    },
+    /// The same jobs on every crew of the config; waits until they are
+    /// ended or running as asked.
+    FleetFill {
+        /// Jobs per crew.
+        #[arg(long, default_value_t = 40)]
+        per_crew: usize,
+        /// Of them, this many `sleep` (left running).
+        #[arg(long, default_value_t = 4)]
+        running: usize,
+        /// Of them, this many `sh -c 'exit 3'`; the rest `true`.
+        #[arg(long, default_value_t = 4)]
+        failed: usize,
+        /// Starts in flight at once, over the whole fleet.
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// Seconds the running jobs sleep.
+        #[arg(long, default_value_t = 86400)]
+        sleep: u64,
+    },
+    /// Watch every crew, count the job updates per second, and churn jobs
+    /// (`true`, archived once ended) until stdin closes.
+    FleetLoad {
+        /// Jobs started a second, round the crews (0: only watch).
+        #[arg(long, default_value_t = 20.0)]
+        churn: f64,
+    },
+    /// Stop every running job on every crew of the config.
+    FleetStop {
+        /// Milliseconds between SIGTERM and SIGKILL.
+        #[arg(long, default_value_t = 1000)]
+        grace_ms: u64,
     },
     /// Follow one existing job from its beginning to its end, in-process.
     Follow {
@@ -125,6 +162,17 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
             bytes,
             crew_pid,
         } => followers::run(&config, followers, bytes, crew_pid).await,
+        Command::FleetFill {
+            per_crew,
+            running,
+            failed,
+            in_flight,
+            sleep,
+        } => fleet::fill(&config, per_crew, running, failed, in_flight, sleep).await,
+        Command::FleetLoad { churn } => fleet::load(&config, churn).await,
+        Command::FleetStop { grace_ms } => {
+            fleet::stop_all(&config, std::time::Duration::from_millis(grace_ms)).await
+        }
         Command::Follow { job } => attach::follow_one(&config, &job).await,
         Command::Times { job } => attach::times(&config, &job).await,
     }
