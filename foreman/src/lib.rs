@@ -50,6 +50,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     let result = match cli.command {
         None => tui::run(over).await,
+        // Made from the command line's own definition: no config, no crew.
+        Some(cli::args::Command::Completions { shell }) => cli::docs::completions(shell),
+        Some(cli::args::Command::Man { dir }) => cli::docs::man_pages(&dir),
         Some(command) => cli::run(over, command).await,
     };
     failure::finish(result)

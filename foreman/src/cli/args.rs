@@ -54,17 +54,21 @@ pub enum Command {
         /// a command on several crews).
         #[arg(long, value_name = "ID")]
         batch: Option<String>,
+        /// JSON for scripts instead of text for people.
         #[arg(long)]
         json: bool,
     },
     /// Show one job.
     Status {
+        /// The job: [CREW/]job-N, its name, or its id (or 6+ hex digits of it).
         job: String,
+        /// JSON for scripts instead of text for people.
         #[arg(long)]
         json: bool,
     },
     /// Print a job's output.
     Logs {
+        /// The job: [CREW/]job-N, its name, or its id (or 6+ hex digits of it).
         #[arg(required_unless_present = "batch", conflicts_with = "batch")]
         job: Option<String>,
         /// Every job of this batch, on every crew: each line prefixed by
@@ -91,6 +95,7 @@ pub enum Command {
     /// Another user's job is attached read-write only with --yes or your
     /// answer at the prompt.
     Attach {
+        /// The job: [CREW/]job-N, its name, or its id (or 6+ hex digits of it).
         job: String,
         /// Act on another user's job without asking (a script must say so;
         /// at a terminal you are asked).
@@ -100,6 +105,7 @@ pub enum Command {
     /// Stop a job (or every running job of a batch): SIGTERM to every
     /// process, SIGKILL after the grace period.
     Stop {
+        /// The job: [CREW/]job-N, its name, or its id (or 6+ hex digits of it).
         #[arg(required_unless_present = "batch", conflicts_with = "batch")]
         job: Option<String>,
         /// Every running job of this batch, on every crew.
@@ -116,6 +122,7 @@ pub enum Command {
     /// Wait until a job (or every job of a batch) has ended; exit with the
     /// code `run` would have (a batch's worst).
     Wait {
+        /// The job: [CREW/]job-N, its name, or its id (or 6+ hex digits of it).
         #[arg(required_unless_present = "batch", conflicts_with = "batch")]
         job: Option<String>,
         /// Every job of this batch, on every crew.
@@ -129,6 +136,7 @@ pub enum Command {
     /// environment names), stops, archives, attaches for writing, input
     /// (byte counts), refusals; oldest first.
     Audit {
+        /// The job: [CREW/]job-N, its name, or its id (or 6+ hex digits of it).
         job: String,
         /// One JSON object per record.
         #[arg(long)]
@@ -136,6 +144,7 @@ pub enum Command {
     },
     /// Hide an ended job from the default list.
     Archive {
+        /// The job: [CREW/]job-N, its name, or its id (or 6+ hex digits of it).
         job: String,
         /// Act on another user's job without asking (a script must say so;
         /// at a terminal you are asked).
@@ -145,8 +154,23 @@ pub enum Command {
     /// Each crew: reachable?, who you are there, its cgroup mode, its
     /// certificate's expiry.
     Crews {
+        /// JSON for scripts instead of text for people.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script, e.g. `foreman completions bash >
+    /// /etc/bash_completion.d/foreman` (needs no config or crew).
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages, foreman.1 and foreman-COMMAND.1 for each command,
+    /// into DIR (needs no config or crew).
+    Man {
+        /// Where to write them.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
     },
 }
 

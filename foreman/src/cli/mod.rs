@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod confirm;
+pub mod docs;
 pub mod output;
 pub mod refs;
 pub mod terminal;
@@ -87,5 +88,7 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
         Command::Audit { job, json } => commands::audit::audit(&ctx, &job, json).await,
         Command::Archive { job, yes } => commands::stop::archive(&ctx, &job, yes).await,
         Command::Crews { json } => commands::crews::crews(&ctx, json).await,
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man_pages(&dir),
     }
 }

@@ -625,3 +625,57 @@ async fn certificates_of_another_ca_are_explained_in_words() {
     assert!(!ran.stderr.contains("operation was canceled"), "{}", ran.stderr);
     fleet.stop().await;
 }
+
+/// Completions and man pages come from the command line's definition and
+/// need no config: bash accepts the script, and completes the commands;
+/// every command gets its page.
+#[tokio::test]
+async fn completions_and_man_pages_need_no_config_and_hold_every_command() {
+    let foreman = env!("CARGO_BIN_EXE_foreman");
+    let out = std::process::Command::new(foreman)
+        .args(["--config", "/nonexistent/foreman.toml", "completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("foreman.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    // Completing `foreman au` in bash itself.
+    let probe = format!(
+        "source {}; COMP_WORDS=(foreman au); COMP_CWORD=1; _foreman foreman au foreman; echo \"${{COMPREPLY[@]}}\"",
+        script.display()
+    );
+    let done = std::process::Command::new("bash")
+        .args(["-c", &probe])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        said.contains("audit"),
+        "{said} {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let out = std::process::Command::new(foreman)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+    let man = dir.path().join("man");
+    let out = std::process::Command::new(foreman)
+        .args(["man", "--dir"])
+        .arg(&man)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for page in ["foreman.1", "foreman-run.1", "foreman-audit.1", "foreman-logs.1"] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: {text:.200}"
+        );
+    }
+    let run = std::fs::read_to_string(man.join("foreman-run.1")).unwrap();
+    assert!(run.contains("no way out"), "the --network help is in the page");
+}
