@@ -44,7 +44,7 @@ mod tests {
     fn every_command_flag_and_argument_has_help() {
         fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
             let here = format!("{path} {}", cmd.get_name());
-            if path != "" && cmd.get_about().is_none() {
+            if !path.is_empty() && cmd.get_about().is_none() {
                 missing.push(format!("{here} (the command)"));
             }
             for arg in cmd.get_arguments() {
