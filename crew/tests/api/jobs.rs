@@ -154,6 +154,45 @@ async fn watch_sends_a_snapshot_then_changes_then_usage() {
     crew.stop().await;
 }
 
+/// Usage figures go out when they change: an idle job is reported once,
+/// not every second, and an empty report is never sent (a dashboard of
+/// hundreds of idle crews would wake for each).
+#[tokio::test]
+async fn watch_reports_usage_only_when_it_changed() {
+    let crew = crew_or_skip!();
+    let mut alice = crew.client(ALICE, Role::User).await;
+    let job = start(&mut alice, &["/bin/sleep", "1000"]).await.unwrap();
+    let mut watch = alice
+        .watch_jobs(pb::WatchJobsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    use pb::watch_jobs_response::Event;
+    let until = tokio::time::Instant::now() + Duration::from_millis(4500);
+    let (mut reports, mut empty, mut of_job) = (0, 0, 0);
+    while let Ok(msg) = tokio::time::timeout_at(until, watch.message()).await {
+        if let Some(Event::Usage(u)) = msg.unwrap().unwrap().event {
+            reports += 1;
+            empty += usize::from(u.jobs.is_empty());
+            of_job += usize::from(u.jobs.iter().any(|u| u.job_id == job.id));
+        }
+    }
+    assert_eq!(empty, 0, "an empty report was sent");
+    assert!(of_job >= 1, "the job's figures were never sent");
+    assert!(
+        of_job <= 2,
+        "an idle job's figures were sent {of_job} times in 4.5 s ({reports} reports)"
+    );
+    alice
+        .stop_job(pb::StopJobRequest {
+            job: job.handle.clone(),
+            grace: None,
+        })
+        .await
+        .unwrap();
+    crew.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_disconnects_never_stops_the_job() {
     let crew = crew_or_skip!();

@@ -1,5 +1,6 @@
 //! WatchJobs: a snapshot of every job not archived, then each change as it
-//! happens, plus usage figures for the running jobs every `usage_every`.
+//! happens, plus every `usage_every` the usage figures of running jobs
+//! that changed since this watcher last heard them.
 //!
 //! The engine's events are a bounded broadcast: a watcher that falls too
 //! far behind (a client not reading) is sent a fresh snapshot instead of
@@ -47,6 +48,7 @@ async fn follow(state: Arc<State>, mut events: broadcast::Receiver<JobEvent>, tx
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.tick().await;
     let mut last_cpu: HashMap<JobId, (u64, Instant)> = HashMap::new();
+    let mut sent: HashMap<JobId, Sent> = HashMap::new();
     if !send_snapshot(&state, &tx).await {
         return;
     }
@@ -67,7 +69,12 @@ async fn follow(state: Arc<State>, mut events: broadcast::Receiver<JobEvent>, tx
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = tick.tick() => usage(&state, &mut last_cpu),
+            _ = tick.tick() => match usage(&state, &mut last_cpu, &mut sent) {
+                Some(report) => report,
+                // Nothing changed: nothing to say (a dashboard of 250 idle
+                // crews must not wake 250 times a second).
+                None => continue,
+            },
         };
         if !send(&state, &tx, event).await {
             return;
@@ -100,10 +107,22 @@ async fn send_snapshot(state: &State, tx: &Tx) -> bool {
     }
 }
 
-fn usage(state: &State, last: &mut HashMap<JobId, (u64, Instant)>) -> Event {
+/// A job's figures as last sent to this watcher: cores in thousandths,
+/// memory in bytes.
+type Sent = (u64, u64);
+
+/// The running jobs' figures that changed since this watcher last heard
+/// them (a job that stopped using cpu is sent once more, with 0); None
+/// when none did.
+fn usage(
+    state: &State,
+    last: &mut HashMap<JobId, (u64, Instant)>,
+    sent: &mut HashMap<JobId, Sent>,
+) -> Option<Event> {
     let now = Instant::now();
     let mut jobs = Vec::new();
     let mut seen = HashMap::new();
+    let mut still = HashMap::new();
     for job in state.engine.running_jobs() {
         if !matches!(job.state, JobState::Running { .. }) {
             continue;
@@ -117,11 +136,16 @@ fn usage(state: &State, last: &mut HashMap<JobId, (u64, Instant)>) -> Event {
             }
             _ => 0.0,
         };
-        jobs.push(convert::usage(job.id.as_str(), u, cores));
-        seen.insert(job.id, (u.cpu_usec, now));
+        seen.insert(job.id.clone(), (u.cpu_usec, now));
+        let figures = ((cores * 1000.0).round() as u64, u.memory_bytes);
+        if sent.get(&job.id) != Some(&figures) {
+            jobs.push(convert::usage(job.id.as_str(), u, cores));
+        }
+        still.insert(job.id, figures);
     }
     *last = seen;
-    Event::Usage(UsageReport { jobs })
+    *sent = still;
+    (!jobs.is_empty()).then_some(Event::Usage(UsageReport { jobs }))
 }
 
 /// Sends one event; `false` when the watcher is gone or the crew stops.
