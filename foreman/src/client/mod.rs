@@ -58,15 +58,19 @@ pub fn split_addr(addr: &str) -> Option<(String, u16)> {
 /// A lazy channel to one crew: the TCP + TLS connection is made on first
 /// use and re-made after a failure (tonic's channel reconnects).
 pub fn crew(config: &Config, entry: &CrewEntry) -> Result<Crew, ConnectError> {
+    crew_as(&identity(config)?, entry)
+}
+
+/// Our CA, certificate and key, as the config names them.
+pub fn identity(config: &Config) -> Result<tls::Identity, ConnectError> {
+    Ok(tls::Identity::load(&config.ca(), &config.cert(), &config.key())?)
+}
+
+/// A client of one crew, as `who`.
+pub fn crew_as(who: &tls::Identity, entry: &CrewEntry) -> Result<Crew, ConnectError> {
     let seen = Arc::new(Mutex::new(SeenCert::default()));
     let crew_named = entry.source.discovered().then(|| entry.name.clone());
-    let tls = tls::client_config(
-        &config.ca(),
-        &config.cert(),
-        &config.key(),
-        Arc::clone(&seen),
-        crew_named,
-    )?;
+    let tls = who.client_config(Arc::clone(&seen), crew_named)?;
     let unreachable = |why: String| ConnectError::Unreachable {
         name: entry.name.clone(),
         addr: entry.addr.clone(),
@@ -110,7 +114,11 @@ pub fn crew(config: &Config, entry: &CrewEntry) -> Result<Crew, ConnectError> {
 
 /// Every configured crew.
 pub fn crews(config: &Config) -> Result<Vec<Crew>, ConnectError> {
-    config.crews.iter().map(|e| crew(config, e)).collect()
+    if config.crews.is_empty() {
+        return Ok(Vec::new());
+    }
+    let who = identity(config)?;
+    config.crews.iter().map(|e| crew_as(&who, e)).collect()
 }
 
 /// Words for a failed call: the crew's own message, or for a transport
@@ -155,7 +163,7 @@ pub fn explain(status: &tonic::Status) -> String {
     let text = kept.join(": ");
     // TLS and HTTP/2 failures, in words that say what is wrong and what to
     // do; the library's own words stay in brackets for whoever debugs it.
-    const IN_WORDS: [(&str, &str); 10] = [
+    const IN_WORDS: [(&str, &str); 12] = [
         (
             "CertificateRevoked",
             "the crew refuses your certificate: it is revoked (ask for a new one)",
@@ -194,6 +202,14 @@ pub fn explain(status: &tonic::Status) -> String {
         ),
         (
             "connection closed",
+            "the crew closed the connection: it may refuse your certificate (a TLS 1.3 crew says why only in its log) or be shutting down",
+        ),
+        (
+            "broken pipe",
+            "the crew closed the connection: it may refuse your certificate (a TLS 1.3 crew says why only in its log) or be shutting down",
+        ),
+        (
+            "Connection reset",
             "the crew closed the connection: it may refuse your certificate (a TLS 1.3 crew says why only in its log) or be shutting down",
         ),
     ];

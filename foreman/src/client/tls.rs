@@ -38,26 +38,59 @@ pub fn client_config(
     seen: Arc<Mutex<SeenCert>>,
     crew_named: Option<String>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let roots = pem::load_roots(ca)?;
-    let chain = pem::load_certs(cert)?;
-    let key_der = pem::load_key(key)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .build()
-        .map_err(|e| TlsError::Setup(e.to_string()))?;
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsError::Setup(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(CrewOnly {
+    Identity::load(ca, cert, key)?.client_config(seen, crew_named)
+}
+
+/// Our CA, certificate and key, read and checked once: a config per crew
+/// is then made from them without reading a file (250 crews, one read).
+#[derive(Clone, Debug)]
+pub struct Identity {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    webpki: Arc<WebPkiServerVerifier>,
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<rustls::pki_types::PrivateKeyDer<'static>>,
+    cert_path: std::path::PathBuf,
+}
+
+impl Identity {
+    pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let roots = pem::load_roots(ca)?;
+        let chain = pem::load_certs(cert)?;
+        let key_der = pem::load_key(key)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .build()
+            .map_err(|e| TlsError::Setup(e.to_string()))?;
+        Ok(Self {
+            provider,
             webpki,
-            seen,
-            crew_named,
-        }))
-        .with_client_auth_cert(chain, key_der)
-        .map_err(|e| TlsError::Setup(format!("{}: {e}", cert.display())))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+            chain,
+            key: Arc::new(key_der),
+            cert_path: cert.to_owned(),
+        })
+    }
+
+    /// A config for one crew: what it shows is kept in `seen`; a crew found
+    /// by discovery must be named `crew_named` in its certificate.
+    pub fn client_config(
+        &self,
+        seen: Arc<Mutex<SeenCert>>,
+        crew_named: Option<String>,
+    ) -> Result<Arc<ClientConfig>, TlsError> {
+        let mut config = ClientConfig::builder_with_provider(Arc::clone(&self.provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Setup(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(CrewOnly {
+                webpki: Arc::clone(&self.webpki),
+                seen,
+                crew_named,
+            }))
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| TlsError::Setup(format!("{}: {e}", self.cert_path.display())))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
+    }
 }
 
 /// webpki (chain to our CA, validity, SAN = the dialed name, serverAuth)

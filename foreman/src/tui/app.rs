@@ -46,6 +46,16 @@ pub struct App {
     pub next_session: SessionId,
     pub quitting: bool,
     pub order: Order,
+    /// Jobs came, went or changed since the selection was last checked
+    /// (`update::settle`: once per frame in the loop, at once otherwise).
+    pub unsettled: bool,
+    /// The event loop takes a burst of events before it settles and draws.
+    pub batching: bool,
+    /// The last action changed nothing on screen: no frame for it.
+    pub quiet: bool,
+    /// The ids of the jobs the last frame drew (a batch line's members
+    /// too), written by the view.
+    pub on_screen: std::cell::RefCell<HashSet<String>>,
 }
 
 /// A batch's members by how they stand (`App::batch_counts`).
@@ -485,6 +495,10 @@ impl App {
             next_session: 1,
             quitting: false,
             order: Order::default(),
+            unsettled: false,
+            batching: false,
+            quiet: false,
+            on_screen: std::cell::RefCell::default(),
         }
     }
 
@@ -523,7 +537,11 @@ impl App {
     /// are visible, and listed there only while the batch is open (or a
     /// filter is typed: what it matches is never hidden).
     pub fn rows(&self) -> Vec<Row<'_>> {
-        let visible = self.visible();
+        self.rows_from(self.visible())
+    }
+
+    /// `rows` of jobs already made visible (`visible`).
+    pub fn rows_from<'a>(&'a self, visible: Vec<(&'a JobKey, &'a JobEntry)>) -> Vec<Row<'a>> {
         let mut batches: HashMap<&str, Vec<(&JobKey, &JobEntry)>> = HashMap::new();
         for (k, e) in &visible {
             if !e.job.batch.is_empty() {

@@ -249,8 +249,10 @@ async fn event_loop(
     // A person did something: the frame that shows it goes out now.
     let mut urgent = false;
     let mut pacer = Pacer::new(Instant::now());
+    app.batching = true;
     loop {
         if dirty && pacer.take(Instant::now(), urgent) {
+            update::settle(app);
             screen
                 .terminal
                 .draw(|f| view::draw(f, app))
@@ -269,6 +271,8 @@ async fn event_loop(
                 let Some(ev) = ev else { break };
                 dirty = true;
                 urgent |= event::is_a_persons(&ev.action);
+                // A key acts on the list as it stands now.
+                update::settle(app);
                 let mut quit = handle(app, ev, &fleet, &tx, &mut sessions);
                 while !quit && let Ok(ev) = keys.try_recv() {
                     urgent |= event::is_a_persons(&ev.action);
@@ -280,14 +284,17 @@ async fn event_loop(
             }
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                dirty = true;
                 let mut quit = handle(app, ev, &fleet, &tx, &mut sessions);
+                dirty |= !app.quiet;
                 // Take what else is ready, for at most a few ms, so that a
                 // flood still leaves room for frames; a key goes first.
                 let t0 = Instant::now();
                 while !quit && keys.is_empty() && t0.elapsed() < Duration::from_millis(8) {
                     match rx.try_recv() {
-                        Ok(ev) => quit = handle(app, ev, &fleet, &tx, &mut sessions),
+                        Ok(ev) => {
+                            quit = handle(app, ev, &fleet, &tx, &mut sessions);
+                            dirty |= !app.quiet;
+                        }
                         Err(_) => break,
                     }
                 }

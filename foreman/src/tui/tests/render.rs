@@ -414,3 +414,42 @@ fn a_small_window_with_a_job_attached_still_lists_a_job() {
     let screen = render(&app).backend().to_string();
     assert!(screen.lines().any(|l| l.contains("alpha job-1")), "{screen}");
 }
+
+/// A fleet's usage figures draw a frame only when a job on screen changed:
+/// 250 crews' reports must not redraw the dashboard 250 times a second.
+#[test]
+fn usage_of_jobs_off_screen_draws_nothing() {
+    let mut app = app(&["alpha"], "ada", "admin", (100, 12));
+    let ids: Vec<String> = (1..=40)
+        .map(|n| {
+            add(
+                &mut app,
+                0,
+                &JobSpec {
+                    handle: &format!("job-{n}"),
+                    ..Default::default()
+                },
+            )
+            .id
+        })
+        .collect();
+    render(&app);
+    let usage = |id: &str| {
+        Action::Crew(
+            0,
+            CrewEvent::Usage(vec![pb::Usage {
+                job_id: id.to_owned(),
+                cpu_usec: 1,
+                memory_bytes: 1 << 20,
+                cpu_cores: 0.5,
+            }]),
+        )
+    };
+    update(&mut app, usage(&ids[39]));
+    assert!(app.quiet, "job-40 is not on a 12-line screen");
+    update(&mut app, usage(&ids[0]));
+    assert!(!app.quiet, "job-1 is");
+    // Any other news draws.
+    update(&mut app, Action::Tick(now()));
+    assert!(!app.quiet);
+}

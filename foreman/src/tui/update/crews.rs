@@ -5,7 +5,7 @@ use super::jobs::{keep_selection_visible, upsert};
 use super::notify;
 use crate::sanitize::Sanitizer;
 use crate::tui::action::{CrewEvent, CrewIx, Effect, Notice};
-use crate::tui::app::{App, CrewState, JobKey, Link};
+use crate::tui::app::{App, CrewState, JobKey, Link, Overlay};
 
 /// A crew discovery found: in a new slot, or in its old one again.
 pub(super) fn on_found(app: &mut App, ix: CrewIx, name: String, addr: String, groups: Vec<String>) {
@@ -91,14 +91,14 @@ pub(super) fn on_crew(app: &mut App, ix: CrewIx, ev: CrewEvent, fx: &mut Vec<Eff
             for j in jobs {
                 upsert(app, ix, j);
             }
-            keep_selection_visible(app);
+            app.unsettled = true;
         }
         CrewEvent::Job(job) => {
             if !job.batch.is_empty() {
                 super::batches::member_changed(app, &job.batch);
             }
             upsert(app, ix, *job);
-            keep_selection_visible(app);
+            app.unsettled = true;
         }
         CrewEvent::Archived(job) => {
             if let Some(k) = app.index.remove(&job.id) {
@@ -114,16 +114,23 @@ pub(super) fn on_crew(app: &mut App, ix: CrewIx, ev: CrewEvent, fx: &mut Vec<Eff
                 super::attach::detach_quietly(app, fx);
                 notify(app, Notice::info(format!("{label} was archived: detached")));
             }
-            keep_selection_visible(app);
+            app.unsettled = true;
         }
         CrewEvent::Usage(list) => {
+            // Figures of jobs off screen change nothing drawn: no frame for
+            // them (a list sorted by cpu or memory is sorted again at the
+            // next tick).
+            let mut seen = false;
             for u in list {
                 if let Some(k) = app.index.get(&u.job_id)
                     && let Some(e) = app.jobs.get_mut(k)
                 {
+                    seen |= app.on_screen.borrow().contains(&u.job_id)
+                        || matches!(&app.overlay, Some(Overlay::Detail(d)) if d.id == u.job_id);
                     e.usage = Some(u);
                 }
             }
+            app.quiet = !seen;
         }
     }
 }

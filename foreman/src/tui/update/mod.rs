@@ -36,6 +36,7 @@ const NOTICE_SECS: u64 = 6;
 
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     let mut fx = Vec::new();
+    app.quiet = false;
     match action {
         Action::Key(key) => {
             // Key releases and repeats of the kitty protocol are not keys.
@@ -51,6 +52,8 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         }
         Action::Tick(now) => {
             app.now = now;
+            // Figures sort again (`:sort cpu|mem`) once a second.
+            app.unsettled = true;
             if let Some(n) = &app.notice
                 && !n.error
                 && app
@@ -109,10 +112,23 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             }
         }
     }
+    if !app.batching {
+        settle(app);
+    }
     // Every change may have moved the terminal pane: keep the job's pty
     // the pane's size.
     fit_terminal(app, &mut fx);
     fx
+}
+
+/// Keeps a line selected and on screen after jobs came, went or changed:
+/// after each action, or once for a burst of them (the loop's
+/// `App::batching`), so that a busy fleet's events cost the list once a
+/// frame rather than once each.
+pub fn settle(app: &mut App) {
+    if std::mem::take(&mut app.unsettled) {
+        keep_selection_visible(app);
+    }
 }
 
 fn notify(app: &mut App, n: Notice) {

@@ -165,8 +165,9 @@ fn pad(s: &str, w: usize) -> String {
 pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
     let visible = app.visible();
     let running = visible.iter().filter(|(_, e)| e.job.outcome.is_none()).count();
+    let total = visible.len();
     let focused = app.focus == Focus::Jobs;
-    let mut title = format!(" jobs {running} running / {} ", visible.len());
+    let mut title = format!(" jobs {running} running / {total} ");
     if !app.filter.is_empty() {
         title.push_str(&format!("· filter /{} ", fit(&app.filter, 20)));
     }
@@ -241,12 +242,12 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
     }
     frame.render_widget(block, areas.jobs);
 
-    let list = app.rows();
+    let list = app.rows_from(visible);
     let cols = columns(app, &list, areas.job_rows.width);
     let header: String = cols.iter().map(|(c, w)| pad(c.title(), *w) + " ").collect();
     frame.render_widget(Paragraph::new(Line::styled(header, bold())), areas.jobs_header);
 
-    if visible.is_empty() {
+    if total == 0 {
         let up = app.crews.iter().find(|c| c.link.is_up());
         let text = if !app.filter.is_empty() {
             "no job matches the filter (Esc in / clears it)".to_owned()
@@ -264,9 +265,22 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
             "waiting for crews…".to_owned()
         };
         frame.render_widget(Paragraph::new(Line::styled(text, dim())), areas.job_rows);
+        app.on_screen.borrow_mut().clear();
         return;
     }
     let rows = usize::from(areas.job_rows.height);
+    // What this frame shows, so that news of other jobs draws nothing.
+    let mut shown = app.on_screen.borrow_mut();
+    shown.clear();
+    for r in list.iter().skip(app.offset).take(rows) {
+        match r {
+            Row::Job { key, .. } => {
+                shown.insert(key.id.clone());
+            }
+            Row::Batch { members, .. } => shown.extend(members.iter().map(|(k, _)| k.id.clone())),
+        }
+    }
+    drop(shown);
     for (i, r) in list.iter().enumerate().skip(app.offset).take(rows) {
         let y = areas.job_rows.y + (i - app.offset) as u16;
         let line = Rect::new(areas.job_rows.x, y, areas.job_rows.width, 1);
