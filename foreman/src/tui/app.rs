@@ -56,6 +56,24 @@ pub struct App {
     /// The ids of the jobs the last frame drew (a batch line's members
     /// too), written by the view.
     pub on_screen: std::cell::RefCell<HashSet<String>>,
+    /// The list's lines as last made (`App::list`); dropped by `update`
+    /// whenever what it is made of may have changed.
+    pub list_cache: std::cell::RefCell<Option<std::rc::Rc<ListCache>>>,
+}
+
+/// The job list's lines and counts, made once and kept until jobs, the
+/// filter, the order or an open batch change: a frame then draws only the
+/// lines on screen, and a key costs no walk over 10,000 jobs.
+#[derive(Debug, Default)]
+pub struct ListCache {
+    pub rows: Vec<RowKey>,
+    /// Each batch line's members, in the list's order.
+    pub members: HashMap<String, Vec<JobKey>>,
+    /// Visible jobs, and of them running.
+    pub total: usize,
+    pub running: usize,
+    /// The most members of a batch line.
+    pub widest_batch: usize,
 }
 
 /// A batch's members by how they stand (`App::batch_counts`).
@@ -499,6 +517,7 @@ impl App {
             batching: false,
             quiet: false,
             on_screen: std::cell::RefCell::default(),
+            list_cache: std::cell::RefCell::default(),
         }
     }
 
@@ -581,6 +600,63 @@ impl App {
             }
         }
         rows
+    }
+
+    /// The list as it stands (made now if it changed since last asked).
+    pub fn list(&self) -> std::rc::Rc<ListCache> {
+        if let Some(c) = self.list_cache.borrow().as_ref() {
+            return std::rc::Rc::clone(c);
+        }
+        let visible = self.visible();
+        let total = visible.len();
+        let running = visible.iter().filter(|(_, e)| e.job.outcome.is_none()).count();
+        let mut cache = ListCache {
+            total,
+            running,
+            ..ListCache::default()
+        };
+        for r in self.rows_from(visible) {
+            if let Row::Batch { id, members, .. } = &r {
+                cache.widest_batch = cache.widest_batch.max(members.len());
+                cache.members.insert(
+                    (*id).to_owned(),
+                    members.iter().map(|(k, _)| (*k).clone()).collect(),
+                );
+            }
+            cache.rows.push(r.key());
+        }
+        let cache = std::rc::Rc::new(cache);
+        *self.list_cache.borrow_mut() = Some(std::rc::Rc::clone(&cache));
+        cache
+    }
+
+    /// What the list is made of may have changed: made again when next asked.
+    pub fn list_changed(&self) {
+        self.list_cache.borrow_mut().take();
+    }
+
+    /// One line of the list, from its key.
+    pub fn row(&self, key: &RowKey) -> Option<Row<'_>> {
+        match key {
+            RowKey::Job(k) => {
+                let (key, entry) = self.jobs.get_key_value(k)?;
+                let member =
+                    !entry.job.batch.is_empty() && self.list().members.contains_key(&entry.job.batch);
+                Some(Row::Job { key, entry, member })
+            }
+            RowKey::Batch(b) => {
+                let list = self.list();
+                let keys = list.members.get(b)?;
+                let members: Vec<(&JobKey, &JobEntry)> =
+                    keys.iter().filter_map(|k| self.jobs.get_key_value(k)).collect();
+                let id = members.first().map(|(_, e)| e.job.batch.as_str())?;
+                Some(Row::Batch {
+                    id,
+                    members,
+                    open: self.batch_open(b),
+                })
+            }
+        }
     }
 
     pub fn batch_open(&self, batch: &str) -> bool {

@@ -447,9 +447,19 @@ fn usage_of_jobs_off_screen_draws_nothing() {
     };
     update(&mut app, usage(&ids[39]));
     assert!(app.quiet, "job-40 is not on a 12-line screen");
+    assert!(app.list_cache.borrow().is_some(), "figures leave the list as it was made");
     update(&mut app, usage(&ids[0]));
     assert!(!app.quiet, "job-1 is");
-    // Any other news draws.
+    // Any other news draws; a job's news makes the list again.
     update(&mut app, Action::Tick(now()));
     assert!(!app.quiet);
+    add(
+        &mut app,
+        0,
+        &JobSpec {
+            handle: "job-41",
+            ..Default::default()
+        },
+    );
+    assert_eq!(app.list().total, 41);
 }

@@ -22,6 +22,7 @@ fn members(app: &App, batch: &str) -> Vec<JobKey> {
 /// Opens (true), closes (false) or toggles (None) a batch's line.
 pub(super) fn fold(app: &mut App, batch: &str, open: Option<bool>) {
     let open = open.unwrap_or(!app.open_batches.contains(batch));
+    app.list_changed();
     if open {
         app.open_batches.insert(batch.to_owned());
     } else {
@@ -206,6 +207,7 @@ pub(super) fn on_view_key(app: &mut App, code: crossterm::event::KeyCode, scroll
             app.overlay = None;
             if let Some((batch, first)) = pick {
                 app.open_batches.insert(batch);
+                app.list_changed();
                 app.selected = Some(RowKey::Job(first));
                 keep_selection_visible(app);
                 notify(

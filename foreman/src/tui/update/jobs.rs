@@ -6,7 +6,7 @@ use tasker_proto::v1 as pb;
 
 use super::notify;
 use crate::tui::action::{CrewIx, Effect, Notice};
-use crate::tui::app::{App, Asked, JobEntry, JobKey, Mode, Pending, Row, RowKey};
+use crate::tui::app::{App, Asked, JobEntry, JobKey, Mode, Pending, RowKey};
 use crate::tui::layout;
 
 pub(super) fn upsert(app: &mut App, ix: CrewIx, job: pb::Job) -> JobKey {
@@ -49,7 +49,8 @@ fn progress(j: &pb::Job) -> u8 {
 }
 
 pub(super) fn move_selection(app: &mut App, delta: isize) {
-    let rows: Vec<RowKey> = app.rows().iter().map(Row::key).collect();
+    let list = app.list();
+    let rows = &list.rows;
     if rows.is_empty() {
         app.selected = None;
         return;
@@ -71,19 +72,20 @@ pub(super) fn move_selection(app: &mut App, delta: isize) {
 /// batch line, if its batch is closed) and on screen.
 pub(super) fn keep_selection_visible(app: &mut App) {
     let page = layout::page(app);
-    let rows = app.rows();
+    let list = app.list();
+    let rows = &list.rows;
     if rows.is_empty() {
         app.selected = None;
         app.offset = 0;
         return;
     }
     let at = match &app.selected {
-        Some(s) => match rows.iter().position(|r| r.is(s)) {
+        Some(s) => match rows.iter().position(|r| r == s) {
             Some(i) => Some(i),
             // A member of a closed batch: the batch's line.
             None => s.job().and_then(|k| app.jobs.get(k)).and_then(|e| {
-                rows.iter()
-                    .position(|r| matches!(r, Row::Batch { id, .. } if *id == e.job.batch))
+                let line = RowKey::Batch(e.job.batch.clone());
+                rows.iter().position(|r| *r == line)
             }),
         },
         None => Some(0),
@@ -93,27 +95,24 @@ pub(super) fn keep_selection_visible(app: &mut App) {
         // after it); in another order, where the view was.
         Some(gone) if app.order == crate::tui::app::Order::default() => rows
             .iter()
-            .position(|r| first_job(r).is_some_and(|k| k > gone))
+            .position(|r| first_job(&list, r).is_some_and(|k| k > gone))
             .unwrap_or(rows.len() - 1),
         _ => app.offset.min(rows.len() - 1),
     });
-    let key = rows[at].key();
-    let len = rows.len();
-    drop(rows);
-    app.selected = Some(key);
+    app.selected = Some(rows[at].clone());
     if at < app.offset {
         app.offset = at;
     } else if at >= app.offset + page {
         app.offset = at + 1 - page;
     }
-    app.offset = app.offset.min(len.saturating_sub(page));
+    app.offset = app.offset.min(rows.len().saturating_sub(page));
 }
 
 /// The job a line stands for first: its own, or its batch's first member.
-fn first_job<'a>(row: &Row<'a>) -> Option<&'a JobKey> {
+fn first_job<'a>(list: &'a crate::tui::app::ListCache, row: &'a RowKey) -> Option<&'a JobKey> {
     match row {
-        Row::Job { key, .. } => Some(key),
-        Row::Batch { members, .. } => members.iter().map(|(k, _)| *k).min(),
+        RowKey::Job(k) => Some(k),
+        RowKey::Batch(b) => list.members.get(b).and_then(|m| m.iter().min()),
     }
 }
 

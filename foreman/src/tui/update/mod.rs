@@ -37,6 +37,9 @@ const NOTICE_SECS: u64 = 6;
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     let mut fx = Vec::new();
     app.quiet = false;
+    if changes_the_list(app, &action) {
+        app.list_changed();
+    }
     match action {
         Action::Key(key) => {
             // Key releases and repeats of the kitty protocol are not keys.
@@ -119,6 +122,24 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     // the pane's size.
     fit_terminal(app, &mut fx);
     fx
+}
+
+/// Whether an action may change the list's lines or counts: anything but
+/// a job's output, usage figures (unless the list is sorted by them: then
+/// once a second, at the tick), the tick, and answers that only say
+/// something.
+fn changes_the_list(app: &App, action: &Action) -> bool {
+    use super::app::SortBy;
+    let by_figures = matches!(app.order.by, SortBy::Cpu | SortBy::Mem);
+    match action {
+        Action::Attach(..)
+        | Action::Resize(..)
+        | Action::Done(_)
+        | Action::Gathered { .. }
+        | Action::Trail { .. } => false,
+        Action::Crew(_, super::action::CrewEvent::Usage(_)) | Action::Tick(_) => by_figures,
+        _ => true,
+    }
 }
 
 /// Keeps a line selected and on screen after jobs came, went or changed:

@@ -9,7 +9,7 @@ use super::batches;
 use super::jobs::{ask_stop, move_selection};
 use super::keys::scroll;
 use crate::tui::action::{Effect, Input};
-use crate::tui::app::{App, Focus, Mode, Overlay, Row, RowKey};
+use crate::tui::app::{App, Focus, Mode, Overlay, RowKey};
 use crate::tui::layout;
 use crate::tui::term;
 
@@ -84,7 +84,7 @@ fn forward_mouse(app: &App, m: &MouseEvent, screen: ratatui::layout::Rect, fx: &
 
 fn click_job(app: &mut App, areas: layout::Areas, col: u16, row: u16, fx: &mut Vec<Effect>) {
     let i = app.offset + usize::from(row - areas.job_rows.y);
-    let Some(key) = app.rows().get(i).map(Row::key) else {
+    let Some(key) = app.list().rows.get(i).cloned() else {
         return;
     };
     leave_input(app);

@@ -60,16 +60,13 @@ impl Col {
 
 /// Columns and widths for `width` cells: optional columns go, least
 /// useful first, until the command has room.
-fn columns(app: &App, rows: &[Row], width: u16) -> Vec<(Col, usize)> {
+fn columns(app: &App, widest_batch: usize, width: u16) -> Vec<(Col, usize)> {
     // A batch's line says "▸ N crews" there.
-    let batch_w = rows
-        .iter()
-        .filter_map(|r| match r {
-            Row::Batch { members, .. } => Some(format!("▸ {} crews", members.len()).chars().count()),
-            Row::Job { .. } => None,
-        })
-        .max()
-        .unwrap_or(0);
+    let batch_w = if widest_batch > 0 {
+        format!("▸ {widest_batch} crews").chars().count()
+    } else {
+        0
+    };
     let crew_w = app
         .crews
         .iter()
@@ -163,9 +160,8 @@ fn pad(s: &str, w: usize) -> String {
 }
 
 pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
-    let visible = app.visible();
-    let running = visible.iter().filter(|(_, e)| e.job.outcome.is_none()).count();
-    let total = visible.len();
+    let list = app.list();
+    let (running, total) = (list.running, list.total);
     let focused = app.focus == Focus::Jobs;
     let mut title = format!(" jobs {running} running / {total} ");
     if !app.filter.is_empty() {
@@ -242,8 +238,7 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
     }
     frame.render_widget(block, areas.jobs);
 
-    let list = app.rows_from(visible);
-    let cols = columns(app, &list, areas.job_rows.width);
+    let cols = columns(app, list.widest_batch, areas.job_rows.width);
     let header: String = cols.iter().map(|(c, w)| pad(c.title(), *w) + " ").collect();
     frame.render_widget(Paragraph::new(Line::styled(header, bold())), areas.jobs_header);
 
@@ -269,10 +264,18 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
         return;
     }
     let rows = usize::from(areas.job_rows.height);
+    // Only the lines on screen are made.
+    let window: Vec<Row> = list
+        .rows
+        .iter()
+        .skip(app.offset)
+        .take(rows)
+        .filter_map(|k| app.row(k))
+        .collect();
     // What this frame shows, so that news of other jobs draws nothing.
     let mut shown = app.on_screen.borrow_mut();
     shown.clear();
-    for r in list.iter().skip(app.offset).take(rows) {
+    for r in &window {
         match r {
             Row::Job { key, .. } => {
                 shown.insert(key.id.clone());
@@ -281,8 +284,8 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
         }
     }
     drop(shown);
-    for (i, r) in list.iter().enumerate().skip(app.offset).take(rows) {
-        let y = areas.job_rows.y + (i - app.offset) as u16;
+    for (i, r) in window.iter().enumerate() {
+        let y = areas.job_rows.y + i as u16;
         let line = Rect::new(areas.job_rows.x, y, areas.job_rows.width, 1);
         let selected = app.selected.as_ref().is_some_and(|s| r.is(s));
         let (spans, running) = match r {
