@@ -66,6 +66,11 @@ fn argv_of(i: usize, per: usize, running: usize, failed: usize, sleep: u64) -> (
     let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
     let every = (per / running.max(1)).max(1);
     if running > 0 && i.is_multiple_of(every) && i / every < running {
+        // 0: a `sleep 1` every second, so that the job's figures change
+        // (and the crews report them) every second.
+        if sleep == 0 {
+            return (s(&["sh", "-c", "while :; do sleep 1; done"]), true);
+        }
         return (s(&["sleep", &sleep.to_string()]), true);
     }
     let half = (per / failed.max(1) / 2).max(1);

@@ -23,6 +23,7 @@
 //! (`--config`); the first crew listed is used (the fleet commands use all).
 
 mod attach;
+mod firehose;
 mod fleet;
 mod followers;
 mod latency;
@@ -91,7 +92,8 @@ enum Command {
         /// Starts in flight at once, over the whole fleet.
         #[arg(long, default_value_t = 16)]
         in_flight: usize,
-        /// Seconds the running jobs sleep.
+        /// Seconds the running jobs sleep; 0: they run `sleep 1` in a loop,
+        /// so that their usage figures change every second.
         #[arg(long, default_value_t = 86400)]
         sleep: u64,
     },
@@ -107,6 +109,21 @@ enum Command {
         /// Milliseconds between SIGTERM and SIGKILL.
         #[arg(long, default_value_t = 1000)]
         grace_ms: u64,
+    },
+    /// A synthetic crew named NAME (its certificate from the config's
+    /// certs) that streams `rate` usage figures a second to each watcher,
+    /// until stdin closes.
+    Firehose {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Running jobs it lists.
+        #[arg(long, default_value_t = 200)]
+        jobs: usize,
+        /// Usage figures a second to each watcher.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
     },
     /// Follow one existing job from its beginning to its end, in-process.
     Follow {
@@ -173,6 +190,12 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
         Command::FleetStop { grace_ms } => {
             fleet::stop_all(&config, std::time::Duration::from_millis(grace_ms)).await
         }
+        Command::Firehose {
+            name,
+            listen,
+            jobs,
+            rate,
+        } => firehose::run(&config, &name, listen, jobs, rate).await,
         Command::Follow { job } => attach::follow_one(&config, &job).await,
         Command::Times { job } => attach::times(&config, &job).await,
     }
