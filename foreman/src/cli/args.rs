@@ -45,15 +45,34 @@ pub enum Command {
     /// several crews (--crew a,b / 'web*' / @group / all): each line
     /// prefixed by its crew, then a summary; the exit code is the worst.
     Run(RunArgs),
-    /// List jobs on every crew.
+    /// List jobs on every crew (or those --crew selects), filtered.
     Ls {
         /// Include archived jobs.
-        #[arg(long)]
+        #[arg(short = 'a', long)]
         all: bool,
         /// Only the jobs of this batch (the id `run` and `start` print for
         /// a command on several crews).
         #[arg(long, value_name = "ID")]
         batch: Option<String>,
+        /// Only jobs in this state (repeat for any of several): running,
+        /// starting, ended, or a word of the STATE column (exit 0, exit 3,
+        /// stopped, oom-killed, timed out, no start, lost), or completed,
+        /// failed (SPEC's phases).
+        #[arg(long, value_name = "STATE")]
+        state: Vec<String>,
+        /// Only jobs of this owner (certificate name; repeat for several).
+        #[arg(long, value_name = "NAME")]
+        owner: Vec<String>,
+        /// Only these crews: a name, a comma list, a glob, @GROUP or all.
+        #[arg(long, value_name = "CREWS")]
+        crew: Option<String>,
+        /// Only jobs whose name matches this glob (`build-*`).
+        #[arg(long, value_name = "GLOB")]
+        name: Option<String>,
+        /// Only the jobs' references (CREW/job-N), one a line: for scripts
+        /// (`foreman ls -q --state exit\ 3 | xargs -n1 foreman logs`).
+        #[arg(short = 'q', long, conflicts_with = "json")]
+        quiet: bool,
         /// JSON for scripts instead of text for people.
         #[arg(long)]
         json: bool,

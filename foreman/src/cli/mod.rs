@@ -56,7 +56,32 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
     match command {
         Command::Start(a) => commands::start::start(&ctx, a).await,
         Command::Run(a) => commands::run::run(&ctx, a).await,
-        Command::Ls { all, batch, json } => commands::ls::ls(&ctx, all, batch.as_deref(), json).await,
+        Command::Ls {
+            all,
+            batch,
+            state,
+            owner,
+            crew,
+            name,
+            quiet,
+            json,
+        } => {
+            let filter = commands::ls::Filter {
+                batch,
+                states: state,
+                owners: owner,
+                crews: crew,
+                name,
+            };
+            let how = if json {
+                commands::ls::Print::Json
+            } else if quiet {
+                commands::ls::Print::References
+            } else {
+                commands::ls::Print::Table
+            };
+            commands::ls::ls(&ctx, all, &filter, how).await
+        }
         Command::Status { job, json } => commands::status::status(&ctx, &job, json).await,
         Command::Logs {
             batch: Some(batch),

@@ -679,3 +679,81 @@ async fn completions_and_man_pages_need_no_config_and_hold_every_command() {
     let run = std::fs::read_to_string(man.join("foreman-run.1")).unwrap();
     assert!(run.contains("no way out"), "the --network help is in the page");
 }
+
+/// `ls` filters, as a pueue or docker user reaches for them, and `-q` for
+/// scripts: references only.
+#[tokio::test]
+async fn ls_filters_by_state_owner_crew_and_name_and_prints_references() {
+    let fleet = fleet_or_skip!("alpha", "beta");
+    let f = &fleet;
+    f.run(
+        ALICE,
+        &["run", "--crew", "alpha", "--name", "build-1", "--", "true"],
+    )
+    .await
+    .expect(0);
+    f.run(
+        ALICE,
+        &[
+            "run", "--crew", "alpha", "--name", "build-2", "--", "sh", "-c", "exit 3",
+        ],
+    )
+    .await
+    .expect(3);
+    f.run(
+        ALICE,
+        &["start", "--crew", "alpha", "--name", "web", "--", "sleep", "100"],
+    )
+    .await
+    .expect(0);
+    f.run(
+        ALICE,
+        &[
+            "start", "--crew", "beta", "--name", "build-3", "--", "sleep", "100",
+        ],
+    )
+    .await
+    .expect(0);
+    f.run(BOB, &["run", "--crew", "beta", "--", "true"])
+        .await
+        .expect(0);
+    assert_eq!(references(f, &[]).await.len(), 5);
+    assert_eq!(
+        references(f, &["--state", "running"]).await,
+        ["alpha/job-3", "beta/job-1"]
+    );
+    assert_eq!(references(f, &["--state", "exit 3"]).await, ["alpha/job-2"]);
+    assert_eq!(
+        references(f, &["--state", "failed", "--state", "completed"]).await,
+        ["alpha/job-1", "alpha/job-2", "beta/job-2"]
+    );
+    assert_eq!(
+        references(f, &["--state", "ended", "--owner", BOB]).await,
+        ["beta/job-2"]
+    );
+    assert_eq!(
+        references(f, &["--crew", "beta"]).await,
+        ["beta/job-1", "beta/job-2"]
+    );
+    assert_eq!(
+        references(f, &["--name", "build-*"]).await,
+        ["alpha/job-1", "alpha/job-2", "beta/job-1"]
+    );
+    let bad = fleet.run(ALICE, &["ls", "--crew", "gamma"]).await.expect(2);
+    assert!(bad.stderr.contains("no crew matches \"gamma\""), "{}", bad.stderr);
+    fleet.run(ALICE, &["archive", "alpha/job-1"]).await.expect(0);
+    assert_eq!(
+        references(f, &["--crew", "alpha"]).await,
+        ["alpha/job-2", "alpha/job-3"]
+    );
+    assert_eq!(references(f, &["-a", "--crew", "alpha"]).await.len(), 3);
+    fleet.stop().await;
+}
+
+/// `foreman ls -q ARGS` as Alice: the references, a line each.
+async fn references(fleet: &support::Fleet, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["ls", "-q"];
+    all.extend_from_slice(args);
+    let out = fleet.run(ALICE, &all).await.expect(0).out();
+    out.lines().map(str::to_owned).collect()
+}

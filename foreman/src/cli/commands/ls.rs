@@ -1,20 +1,70 @@
-//! `foreman ls [--all] [--batch ID] [--json]`: every crew at once. A crew that does not
-//! answer is reported on stderr, and the exit code says so (2), after the
-//! others' jobs are shown.
+//! `foreman ls [-a] [--batch ID] [--state S] [--owner O] [--crew CREWS]
+//! [--name GLOB] [-q | --json]`: every crew (or those --crew selects) at
+//! once. A crew that does not answer is reported on stderr, and the exit
+//! code says so (2), after the others' jobs are shown.
 
 use tasker_proto::v1 as pb;
 
 use crate::cli::Ctx;
 use crate::cli::output::{age, outln, table, view};
 use crate::failure::Failure;
-use crate::present::{job_command, state_word};
+use crate::present::{job_command, phase_name, state_word};
 use crate::sanitize::Sanitizer;
 use futures_util::future::join_all;
 
-pub async fn ls(ctx: &Ctx, all: bool, batch: Option<&str>, json: bool) -> Result<(), Failure> {
-    let asks = ctx
-        .crews
+/// Which jobs `ls` shows (every given filter must hold; repeated values of
+/// one are alternatives).
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub batch: Option<String>,
+    pub states: Vec<String>,
+    pub owners: Vec<String>,
+    pub crews: Option<String>,
+    pub name: Option<String>,
+}
+
+/// How `ls` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Print {
+    Table,
+    Json,
+    /// `CREW/job-N`, one a line.
+    References,
+}
+
+impl Filter {
+    fn keeps(&self, j: &pb::Job, name: Option<&glob::Pattern>) -> bool {
+        self.batch.as_ref().is_none_or(|b| j.batch == *b)
+            && (self.owners.is_empty() || self.owners.contains(&j.owner))
+            && name.is_none_or(|p| p.matches(&j.name))
+            && (self.states.is_empty() || self.states.iter().any(|s| in_state(j, s)))
+    }
+}
+
+/// A job is in `state` when it names its STATE word, its phase, or one
+/// of running / ended.
+fn in_state(j: &pb::Job, state: &str) -> bool {
+    let state = state.trim().to_lowercase();
+    let ended = j.outcome.is_some();
+    state == state_word(j)
+        || state == phase_name(j.phase)
+        || (state == "ended" && ended)
+        || (state == "running" && !ended)
+}
+
+pub async fn ls(ctx: &Ctx, all: bool, filter: &Filter, how: Print) -> Result<(), Failure> {
+    let chosen: Vec<usize> = match &filter.crews {
+        Some(spec) => crate::select::select(&ctx.config.crews, spec).map_err(Failure::Usage)?,
+        None => (0..ctx.crews.len()).collect(),
+    };
+    let name = filter
+        .name
+        .as_deref()
+        .map(|g| glob::Pattern::new(g).map_err(|e| Failure::Usage(format!("--name {g:?}: {e}"))))
+        .transpose()?;
+    let asks = chosen
         .iter()
+        .filter_map(|i| ctx.crews.get(*i))
         .map(|crew| async move { (crew, list_all(crew, all).await) });
     let mut jobs = Vec::new();
     let mut failures = Vec::new();
@@ -22,34 +72,42 @@ pub async fn ls(ctx: &Ctx, all: bool, batch: Option<&str>, json: bool) -> Result
         match answer {
             Ok(list) => jobs.extend(
                 list.into_iter()
-                    .filter(|j| batch.is_none_or(|b| j.batch == b))
+                    .filter(|j| filter.keeps(j, name.as_ref()))
                     .map(|j| (crew.name.clone(), j)),
             ),
             Err(s) => failures.push(Failure::from_status(&crew.name, &s)),
         }
     }
-    if json {
-        let views: Vec<_> = jobs.iter().map(|(c, j)| view(c, j)).collect();
-        outln!("{}", serde_json::to_string_pretty(&views).unwrap_or_default());
-    } else {
-        let rows: Vec<Vec<String>> = jobs
-            .iter()
-            .map(|(crew, j)| {
-                let v = view(crew, j);
-                vec![
-                    v.reference.clone(),
-                    v.name.as_deref().map(Sanitizer::clean).unwrap_or_default(),
-                    state_word(j),
-                    Sanitizer::clean(&v.owner),
-                    j.created_at.as_ref().map(age).unwrap_or_default(),
-                    job_command(j),
-                ]
-            })
-            .collect();
-        outln!(
-            "{}",
-            table(&["JOB", "NAME", "STATE", "OWNER", "AGE", "COMMAND"], &rows)
-        );
+    match how {
+        Print::Json => {
+            let views: Vec<_> = jobs.iter().map(|(c, j)| view(c, j)).collect();
+            outln!("{}", serde_json::to_string_pretty(&views).unwrap_or_default());
+        }
+        Print::References => {
+            for (crew, j) in &jobs {
+                outln!("{crew}/{}", j.handle);
+            }
+        }
+        Print::Table => {
+            let rows: Vec<Vec<String>> = jobs
+                .iter()
+                .map(|(crew, j)| {
+                    let v = view(crew, j);
+                    vec![
+                        v.reference.clone(),
+                        v.name.as_deref().map(Sanitizer::clean).unwrap_or_default(),
+                        state_word(j),
+                        Sanitizer::clean(&v.owner),
+                        j.created_at.as_ref().map(age).unwrap_or_default(),
+                        job_command(j),
+                    ]
+                })
+                .collect();
+            outln!(
+                "{}",
+                table(&["JOB", "NAME", "STATE", "OWNER", "AGE", "COMMAND"], &rows)
+            );
+        }
     }
     for f in &failures {
         eprintln!("foreman: {}", Sanitizer::clean(&f.to_string()));

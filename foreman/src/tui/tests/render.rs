@@ -447,7 +447,10 @@ fn usage_of_jobs_off_screen_draws_nothing() {
     };
     update(&mut app, usage(&ids[39]));
     assert!(app.quiet, "job-40 is not on a 12-line screen");
-    assert!(app.list_cache.borrow().is_some(), "figures leave the list as it was made");
+    assert!(
+        app.list_cache.borrow().is_some(),
+        "figures leave the list as it was made"
+    );
     update(&mut app, usage(&ids[0]));
     assert!(!app.quiet, "job-1 is");
     // Any other news draws; a job's news makes the list again.
