@@ -161,6 +161,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a job again with the same command, limits, tty, network,
+    /// cwd and timeout, on the same crew, as yourself. It takes the old
+    /// job's name: an ended job holding it is archived first (a running
+    /// one must be stopped, or the new run given another --name). The
+    /// environment is not kept with a job (its values may be secrets):
+    /// give it again with --env.
+    Rerun {
+        /// The job: [CREW/]job-N, its name, or its id (or 6+ hex digits of it).
+        job: String,
+        /// The new run's name instead of the old one's.
+        #[arg(long)]
+        name: Option<String>,
+        /// Environment variable for the new run (repeat for more).
+        #[arg(long = "env", value_name = "K=V", value_parser = crate::job::parse_env)]
+        env: Vec<(String, String)>,
+    },
     /// Hide an ended job from the default list.
     Archive {
         /// The job: [CREW/]job-N, its name, or its id (or 6+ hex digits of it).

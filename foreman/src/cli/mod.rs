@@ -110,6 +110,7 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
         Command::Wait { job, batch, timeout } => {
             commands::wait::wait(&ctx, job.as_deref(), batch.as_deref(), timeout).await
         }
+        Command::Rerun { job, name, env } => commands::rerun::rerun(&ctx, &job, name, env).await,
         Command::Audit { job, json } => commands::audit::audit(&ctx, &job, json).await,
         Command::Archive { job, yes } => commands::stop::archive(&ctx, &job, yes).await,
         Command::Crews { json } => commands::crews::crews(&ctx, json).await,

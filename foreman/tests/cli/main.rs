@@ -757,3 +757,56 @@ async fn references(fleet: &support::Fleet, args: &[&str]) -> Vec<String> {
     let out = fleet.run(ALICE, &all).await.expect(0).out();
     out.lines().map(str::to_owned).collect()
 }
+
+/// `rerun`: the same command again, on the same crew, taking the old
+/// job's name (an ended holder is archived; a running one is refused).
+#[tokio::test]
+async fn rerun_starts_the_same_job_again_under_its_name() {
+    let fleet = fleet_or_skip!("alpha");
+    fleet
+        .run(
+            ALICE,
+            &[
+                "run",
+                "--name",
+                "hello",
+                "--memory",
+                "64M",
+                "--",
+                "sh",
+                "-c",
+                "echo hi $WHO",
+            ],
+        )
+        .await
+        .expect(0);
+    let again = fleet
+        .run(ALICE, &["rerun", "hello", "--env", "WHO=again"])
+        .await
+        .expect(0);
+    assert!(again.out().starts_with("alpha/job-2 "), "{}", again.out());
+    assert!(again.stderr.contains("archived alpha/job-1"), "{}", again.stderr);
+    let waited = fleet.run(ALICE, &["wait", "hello"]).await.expect(0);
+    assert!(waited.out().contains("alpha/job-2"), "{}", waited.out());
+    let logs = fleet.run(ALICE, &["logs", "hello"]).await.expect(0).out();
+    assert_eq!(logs, "hi again\n");
+    let status = fleet
+        .run(ALICE, &["status", "hello", "--json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(status["limits"]["memory_bytes"], 64 << 20, "{status}");
+    // A running holder of the name is not archived under it.
+    fleet
+        .run(ALICE, &["start", "--name", "sleeper", "--", "sleep", "100"])
+        .await
+        .expect(0);
+    let refused = fleet.run(ALICE, &["rerun", "sleeper"]).await.expect(1);
+    assert!(refused.stderr.contains("still running"), "{}", refused.stderr);
+    let other = fleet
+        .run(ALICE, &["rerun", "sleeper", "--name", "sleeper-2"])
+        .await
+        .expect(0);
+    assert!(other.out().starts_with("alpha/job-4 "), "{}", other.out());
+    fleet.stop().await;
+}

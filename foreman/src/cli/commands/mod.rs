@@ -6,6 +6,7 @@ pub mod batch;
 pub mod crews;
 pub mod logs;
 pub mod ls;
+pub mod rerun;
 pub mod run;
 pub mod start;
 pub mod status;
