@@ -177,6 +177,30 @@ pub enum Command {
         #[arg(long = "env", value_name = "K=V", value_parser = crate::job::parse_env)]
         env: Vec<(String, String)>,
     },
+    /// Archive every ended job that matches (yours, unless --owner says
+    /// whose): the list's spring cleaning. Filters as `ls`.
+    Clean {
+        /// Only jobs in this state (repeat for several): ended (the
+        /// default), exit 0, exit 3, stopped, failed, completed, ...
+        #[arg(long, value_name = "STATE")]
+        state: Vec<String>,
+        /// Whose jobs (repeat for several; another user's needs admin).
+        /// Default: yours.
+        #[arg(long, value_name = "NAME")]
+        owner: Vec<String>,
+        /// Only these crews: a name, a comma list, a glob, @GROUP or all.
+        #[arg(long, value_name = "CREWS")]
+        crew: Option<String>,
+        /// Only jobs whose name matches this glob.
+        #[arg(long, value_name = "GLOB")]
+        name: Option<String>,
+        /// Only the jobs of this batch.
+        #[arg(long, value_name = "ID")]
+        batch: Option<String>,
+        /// Say what would be archived, and archive nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
     /// Hide an ended job from the default list.
     Archive {
         /// The job: [CREW/]job-N, its name, or its id (or 6+ hex digits of it).

@@ -110,6 +110,28 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
         Command::Wait { job, batch, timeout } => {
             commands::wait::wait(&ctx, job.as_deref(), batch.as_deref(), timeout).await
         }
+        Command::Clean {
+            state,
+            owner,
+            crew,
+            name,
+            batch,
+            dry_run,
+        } => {
+            let owners = if owner.is_empty() {
+                vec![ctx.config.user.clone()]
+            } else {
+                owner
+            };
+            let filter = commands::ls::Filter {
+                batch,
+                states: state,
+                owners,
+                crews: crew,
+                name,
+            };
+            commands::ls::clean(&ctx, &filter, dry_run).await
+        }
         Command::Rerun { job, name, env } => commands::rerun::rerun(&ctx, &job, name, env).await,
         Command::Audit { job, json } => commands::audit::audit(&ctx, &job, json).await,
         Command::Archive { job, yes } => commands::stop::archive(&ctx, &job, yes).await,

@@ -810,3 +810,43 @@ async fn rerun_starts_the_same_job_again_under_its_name() {
     assert!(other.out().starts_with("alpha/job-4 "), "{}", other.out());
     fleet.stop().await;
 }
+
+/// `clean`: every ended job of yours archived at once (filters as `ls`),
+/// others' left alone, `-n` says what it would do.
+#[tokio::test]
+async fn clean_archives_your_ended_jobs() {
+    let fleet = fleet_or_skip!("alpha", "beta");
+    let f = &fleet;
+    f.run(ALICE, &["run", "--crew", "alpha", "--", "true"])
+        .await
+        .expect(0);
+    f.run(ALICE, &["run", "--crew", "beta", "--", "sh", "-c", "exit 3"])
+        .await
+        .expect(3);
+    f.run(ALICE, &["start", "--crew", "alpha", "--", "sleep", "100"])
+        .await
+        .expect(0);
+    f.run(BOB, &["run", "--crew", "beta", "--", "true"])
+        .await
+        .expect(0);
+    let dry = f.run(ALICE, &["clean", "-n"]).await.expect(0);
+    assert_eq!(dry.out(), "alpha/job-1\nbeta/job-1\n", "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains("would archive 2 ended jobs"),
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(references(f, &[]).await.len(), 4, "a dry run archives nothing");
+    let only = f.run(ALICE, &["clean", "--state", "exit 3"]).await.expect(0);
+    assert_eq!(only.out(), "beta/job-1\n");
+    f.run(ALICE, &["clean"]).await.expect(0);
+    assert_eq!(
+        references(f, &[]).await,
+        ["alpha/job-2", "beta/job-2"],
+        "the running job and Bob's stay"
+    );
+    // Bob's, asked for by a user who may not: refused, said, exit 1.
+    let denied = f.run(ALICE, &["clean", "--owner", BOB]).await.expect(1);
+    assert!(denied.stderr.contains("beta/job-2"), "{}", denied.stderr);
+    fleet.stop().await;
+}

@@ -118,6 +118,71 @@ pub async fn ls(ctx: &Ctx, all: bool, filter: &Filter, how: Print) -> Result<(),
     }
 }
 
+/// `foreman clean`: archives every ended job the filter keeps, on every
+/// crew at once; says what it archived, and what it could not.
+pub async fn clean(ctx: &Ctx, filter: &Filter, dry_run: bool) -> Result<(), Failure> {
+    let chosen: Vec<usize> = match &filter.crews {
+        Some(spec) => crate::select::select(&ctx.config.crews, spec).map_err(Failure::Usage)?,
+        None => (0..ctx.crews.len()).collect(),
+    };
+    let name = filter
+        .name
+        .as_deref()
+        .map(|g| glob::Pattern::new(g).map_err(|e| Failure::Usage(format!("--name {g:?}: {e}"))))
+        .transpose()?;
+    let asks = chosen.iter().filter_map(|i| ctx.crews.get(*i)).map(|crew| {
+        let name = name.as_ref();
+        async move {
+            let jobs = match list_all(crew, false).await {
+                Ok(jobs) => jobs,
+                Err(s) => return (crew, Err(Failure::from_status(&crew.name, &s)), Vec::new()),
+            };
+            let ended: Vec<pb::Job> = jobs
+                .into_iter()
+                .filter(|j| j.outcome.is_some() && filter.keeps(j, name))
+                .collect();
+            let mut done = Vec::new();
+            for j in ended {
+                let label = format!("{}/{}", crew.name, j.handle);
+                let result = if dry_run {
+                    Ok(())
+                } else {
+                    let mut c = crew.client.clone();
+                    c.archive_job(pb::ArchiveJobRequest { job: j.id.clone() })
+                        .await
+                        .map(|_| ())
+                        .map_err(|s| Failure::from_status(&crew.name, &s))
+                };
+                done.push((label, result));
+            }
+            (crew, Ok(()), done)
+        }
+    });
+    let mut worst = 0;
+    let mut archived = 0;
+    for (_, listed, done) in join_all(asks).await {
+        if let Err(f) = listed {
+            eprintln!("foreman: {}", Sanitizer::clean(&f.to_string()));
+            worst = worst.max(f.code());
+        }
+        for (label, result) in done {
+            match result {
+                Ok(()) => {
+                    archived += 1;
+                    outln!("{label}");
+                }
+                Err(f) => {
+                    eprintln!("foreman: {label}: {}", Sanitizer::clean(&f.to_string()));
+                    worst = worst.max(f.code());
+                }
+            }
+        }
+    }
+    let verb = if dry_run { "would archive" } else { "archived" };
+    eprintln!("foreman: {verb} {archived} ended jobs");
+    Failure::exit_with(worst)
+}
+
 /// Every page of a crew's jobs.
 pub async fn list_all(crew: &crate::client::Crew, all: bool) -> Result<Vec<pb::Job>, tonic::Status> {
     let mut client = crew.client.clone();
