@@ -31,6 +31,8 @@ pub enum ConfigError {
     NoUser,
     #[error("two crews are called {0:?}")]
     Duplicate(String),
+    #[error("{0}")]
+    Preset(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +43,35 @@ struct File {
     #[serde(default)]
     crew: Vec<CrewEntry>,
     discovery: Option<Discovery>,
+    #[serde(default)]
+    preset: std::collections::BTreeMap<String, Preset>,
+}
+
+/// A named job (`[preset.NAME]`): its command and options, for `foreman
+/// start --preset NAME` (and `run`, `:start`). Flags given with it win;
+/// arguments after `--` are added to its command.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Preset {
+    /// The command and its arguments.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// Where it runs (as `--crew`: a name, a list, a glob, @GROUP, all).
+    pub crew: Option<String>,
+    pub cpu: Option<f64>,
+    /// A size: 512M, 2G.
+    pub memory: Option<String>,
+    pub pids: Option<u64>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    /// isolated or host.
+    pub network: Option<String>,
+    /// A duration: 30s, 2h.
+    pub timeout: Option<String>,
+    pub name: Option<String>,
 }
 
 /// Where else crews come from (see `crate::discovery`): found again every
@@ -131,8 +162,10 @@ pub struct Overrides {
     pub certs: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// Named jobs (`[preset.NAME]`), checked when the file is read.
+    pub presets: std::collections::BTreeMap<String, Preset>,
     pub user: String,
     pub certs: PathBuf,
     pub crews: Vec<CrewEntry>,
@@ -209,7 +242,23 @@ pub fn load(over: &Overrides) -> Result<Config, ConfigError> {
         .or_else(|| std::env::var("USER").ok())
         .filter(|u| !u.is_empty())
         .ok_or(ConfigError::NoUser)?;
+    for (name, p) in &file.preset {
+        let bad = |what: &str, e: String| ConfigError::Preset(format!("preset {name:?}: {what}: {e}"));
+        if let Some(m) = &p.memory {
+            tasker_common::parse_size(m).map_err(|e| bad("memory", e.to_string()))?;
+        }
+        if let Some(t) = &p.timeout {
+            tasker_common::parse_duration(t).map_err(|e| bad("timeout", e.to_string()))?;
+        }
+        if p.network
+            .as_deref()
+            .is_some_and(|n| n != "isolated" && n != "host")
+        {
+            return Err(bad("network", "isolated or host".into()));
+        }
+    }
     Ok(Config {
+        presets: file.preset,
         user,
         certs: over
             .certs

@@ -71,9 +71,64 @@ pub struct JobArgs {
     /// A name to find the job by.
     #[arg(long)]
     pub name: Option<String>,
+    /// A named job of the config (`[preset.NAME]`): its command and
+    /// options; flags given here win, and arguments after -- are added.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
     /// The program and its arguments (after --); never run through a shell.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(last = true, required_unless_present = "preset", value_name = "CMD")]
     pub argv: Vec<String>,
+}
+
+impl JobArgs {
+    /// These options over the preset they name (none: as they are).
+    pub fn with_preset(
+        &self,
+        presets: &std::collections::BTreeMap<String, crate::config::Preset>,
+    ) -> Result<JobArgs, String> {
+        let Some(name) = &self.preset else {
+            return Ok(self.clone());
+        };
+        let Some(p) = presets.get(name) else {
+            let known: Vec<&str> = presets.keys().map(String::as_str).collect();
+            return Err(if known.is_empty() {
+                format!("no preset {name:?}: the config has none ([preset.NAME] tables)")
+            } else {
+                format!("no preset {name:?} (presets: {})", known.join(", "))
+            });
+        };
+        let mut a = self.clone();
+        a.crew = a.crew.or_else(|| p.crew.clone());
+        a.cpu = a.cpu.or(p.cpu);
+        if a.memory.is_none()
+            && let Some(m) = &p.memory
+        {
+            a.memory = Some(parse_size(m).map_err(|e| format!("preset {name:?}: memory: {e}"))?);
+        }
+        a.pids = a.pids.or(p.pids);
+        a.tty |= p.tty;
+        let mut env: Vec<(String, String)> = p
+            .env
+            .iter()
+            .filter(|(k, _)| !self.env.iter().any(|(mine, _)| mine == *k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.extend(self.env.iter().cloned());
+        a.env = env;
+        a.cwd = a.cwd.or_else(|| p.cwd.clone());
+        a.network = a.network.or_else(|| p.network.clone());
+        if a.timeout.is_none()
+            && let Some(t) = &p.timeout
+        {
+            a.timeout = Some(parse_duration(t).map_err(|e| format!("preset {name:?}: timeout: {e}"))?);
+        }
+        a.name = a.name.or_else(|| p.name.clone());
+        a.argv = p.argv.iter().cloned().chain(self.argv.iter().cloned()).collect();
+        if a.argv.is_empty() {
+            return Err(format!("preset {name:?} has no argv: give the command after --"));
+        }
+        Ok(a)
+    }
 }
 
 pub fn parse_env(s: &str) -> Result<(String, String), String> {

@@ -56,6 +56,8 @@ pub struct App {
     /// The ids of the jobs the last frame drew (a batch line's members
     /// too), written by the view.
     pub on_screen: std::cell::RefCell<HashSet<String>>,
+    /// The config's named jobs, for `:start --preset NAME`.
+    pub presets: std::collections::BTreeMap<String, crate::config::Preset>,
     /// The list's lines as last made (`App::list`); dropped by `update`
     /// whenever what it is made of may have changed.
     pub list_cache: std::cell::RefCell<Option<std::rc::Rc<ListCache>>>,
@@ -518,6 +520,7 @@ impl App {
             quiet: false,
             on_screen: std::cell::RefCell::default(),
             list_cache: std::cell::RefCell::default(),
+            presets: std::collections::BTreeMap::new(),
         }
     }
 

@@ -73,6 +73,7 @@ pub async fn run(over: Overrides) -> Result<(), Failure> {
         (size.width, size.height),
         SystemTime::now(),
     );
+    app.presets.clone_from(&config.presets);
     for (state, entry) in app.crews.iter_mut().zip(&config.crews) {
         state.groups.clone_from(&entry.groups);
     }

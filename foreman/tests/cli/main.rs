@@ -850,3 +850,66 @@ async fn clean_archives_your_ended_jobs() {
     assert!(denied.stderr.contains("beta/job-2"), "{}", denied.stderr);
     fleet.stop().await;
 }
+
+/// Presets: a named job in the config, its options under the flags given
+/// with it, its command with the arguments after `--` added.
+#[tokio::test]
+async fn a_preset_is_a_named_job_of_the_config() {
+    let fleet = fleet_or_skip!("alpha");
+    let mut config = std::fs::read_to_string(fleet.config()).unwrap();
+    config.push_str(
+        r#"
+[preset.greet]
+argv = ["sh", "-c", "echo $GREETING \"$@\"", "sh"]
+env = { GREETING = "hello" }
+memory = "64M"
+name = "greeter"
+"#,
+    );
+    std::fs::write(fleet.config(), &config).unwrap();
+    let said = fleet
+        .run(ALICE, &["run", "--preset", "greet", "--", "world"])
+        .await
+        .expect(0);
+    assert_eq!(said.out(), "hello world\n");
+    let status = fleet
+        .run(ALICE, &["status", "greeter", "--json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(status["limits"]["memory_bytes"], 64 << 20, "{status}");
+    // A flag wins over the preset.
+    let said = fleet
+        .run(
+            ALICE,
+            &[
+                "run",
+                "--preset",
+                "greet",
+                "--name",
+                "g2",
+                "--env",
+                "GREETING=hi",
+                "--",
+                "you",
+            ],
+        )
+        .await
+        .expect(0);
+    assert_eq!(said.out(), "hi you\n");
+    let none = fleet.run(ALICE, &["start", "--preset", "nope"]).await.expect(2);
+    assert!(
+        none.stderr.contains("no preset \"nope\" (presets: greet)"),
+        "{}",
+        none.stderr
+    );
+    // A preset the file gets wrong is named when the file is read.
+    std::fs::write(
+        fleet.config(),
+        format!("{config}\n[preset.bad]\nmemory = \"lots\"\n"),
+    )
+    .unwrap();
+    let bad = fleet.run(ALICE, &["ls"]).await.expect(2);
+    assert!(bad.stderr.contains("preset \"bad\": memory"), "{}", bad.stderr);
+    fleet.stop().await;
+}

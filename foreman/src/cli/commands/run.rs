@@ -19,7 +19,7 @@ use crate::sanitize::Sanitizer;
 use crate::terminal;
 
 pub async fn run(ctx: &Ctx, r: RunArgs) -> Result<(), Failure> {
-    let a = r.job;
+    let a = r.job.with_preset(&ctx.config.presets).map_err(Failure::Usage)?;
     if let Some(crews) = pick_batch(ctx, a.crew.as_deref())? {
         if a.tty {
             return Err(Failure::Usage(

@@ -63,6 +63,7 @@ pub async fn launch<'a>(ctx: &'a Ctx, a: &JobArgs) -> Result<(&'a Crew, pb::Job)
 }
 
 pub async fn start(ctx: &Ctx, a: JobArgs) -> Result<(), Failure> {
+    let a = a.with_preset(&ctx.config.presets).map_err(Failure::Usage)?;
     if let Some(crews) = pick_batch(ctx, a.crew.as_deref())? {
         return super::batch::start(&crews, &a).await;
     }

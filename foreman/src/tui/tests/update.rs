@@ -1269,3 +1269,28 @@ fn the_pane_lets_go_of_a_job_archived_meanwhile() {
         "alpha/job-1 was archived: detached"
     );
 }
+
+#[test]
+fn start_takes_a_preset_of_the_config() {
+    let mut app = app(&["alpha"], "ada", "admin", (100, 30));
+    app.presets.insert(
+        "build".into(),
+        crate::config::Preset {
+            argv: vec!["make".into(), "-j4".into()],
+            memory: Some("1G".into()),
+            ..Default::default()
+        },
+    );
+    let fx = command(&mut app, "start --preset build -- test");
+    let [Effect::Start { crew: 0, spec }] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    assert_eq!(spec.argv, ["make", "-j4", "test"]);
+    assert_eq!(spec.limits.as_ref().and_then(|l| l.memory_bytes), Some(1 << 30));
+    command(&mut app, "start --preset nope");
+    let n = app.notice.as_ref().unwrap();
+    assert!(
+        n.error && n.text.contains("no preset \"nope\" (presets: build)"),
+        "{n:?}"
+    );
+}

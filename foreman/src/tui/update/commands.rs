@@ -164,9 +164,13 @@ fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
             return notify(app, Notice::error(format!(":start: {first}")));
         }
     };
-    let named = parsed.crew_name.as_deref().or(parsed.job.crew.as_deref());
+    let job = match parsed.job.with_preset(&app.presets) {
+        Ok(job) => job,
+        Err(e) => return notify(app, Notice::error(format!(":start: {e}"))),
+    };
+    let named = parsed.crew_name.as_deref().or(job.crew.as_deref());
     if let Some(selection) = named.filter(|n| !crate::select::is_single(n)) {
-        return start_batch(app, selection, &parsed.job, fx);
+        return start_batch(app, selection, &job, fx);
     }
     let crew = match named {
         Some(n) => match app.crew_named(n) {
@@ -182,7 +186,7 @@ fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
             );
         }
     };
-    let mut spec = crate::job::job_spec(&parsed.job);
+    let mut spec = crate::job::job_spec(&job);
     if spec.tty.is_some() {
         // The job's pty starts at the pane's size.
         let screen = layout_with_attachment(app).screen;
