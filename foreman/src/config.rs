@@ -33,6 +33,8 @@ pub enum ConfigError {
     Duplicate(String),
     #[error("{0}")]
     Preset(String),
+    #[error("{0}")]
+    Context(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +45,26 @@ struct File {
     #[serde(default)]
     crew: Vec<CrewEntry>,
     discovery: Option<Discovery>,
+    #[serde(default)]
+    preset: std::collections::BTreeMap<String, Preset>,
+    /// The context used when `--context` is not given.
+    context: Option<String>,
+    /// Other fleets (`[contexts.NAME]`), as kubectl's contexts.
+    #[serde(default)]
+    contexts: std::collections::BTreeMap<String, ContextFile>,
+}
+
+/// One fleet of several in one file: its user, certificates, crews,
+/// discovery and presets, in place of the top level's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextFile {
+    user: Option<String>,
+    certs: Option<PathBuf>,
+    #[serde(default)]
+    crew: Vec<CrewEntry>,
+    discovery: Option<Discovery>,
+    /// Added to (and over) the top level's presets.
     #[serde(default)]
     preset: std::collections::BTreeMap<String, Preset>,
 }
@@ -157,6 +179,8 @@ pub struct CrewEntry {
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
+    /// `--context NAME`: one fleet of the file's `[contexts.NAME]`.
+    pub context: Option<String>,
     pub crews: Vec<String>,
     pub user: Option<String>,
     pub certs: Option<PathBuf>,
@@ -164,6 +188,8 @@ pub struct Overrides {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// The context in use, if the file has contexts and one was chosen.
+    pub context: Option<String>,
     /// Named jobs (`[preset.NAME]`), checked when the file is read.
     pub presets: std::collections::BTreeMap<String, Preset>,
     pub user: String,
@@ -215,6 +241,43 @@ pub fn load(over: &Overrides) -> Result<Config, ConfigError> {
             });
         }
     };
+    // A context (`--context`, $TASKER_CONTEXT, or the file's `context`)
+    // puts its fleet in place of the top level's.
+    let mut file = file;
+    let chosen = over
+        .context
+        .clone()
+        .or_else(|| std::env::var("TASKER_CONTEXT").ok().filter(|c| !c.is_empty()))
+        .or(file.context.take());
+    let context = match chosen {
+        Some(name) => match file.contexts.remove(&name) {
+            Some(c) => Some((name, c)),
+            None => {
+                let known: Vec<&str> = file.contexts.keys().map(String::as_str).collect();
+                return Err(ConfigError::Context(if known.is_empty() {
+                    format!(
+                        "no context {name:?} in {}: it has no [contexts.NAME]",
+                        path.display()
+                    )
+                } else {
+                    format!(
+                        "no context {name:?} in {} (contexts: {})",
+                        path.display(),
+                        known.join(", ")
+                    )
+                }));
+            }
+        },
+        None => None,
+    };
+    let context_name = context.as_ref().map(|(n, _)| n.clone());
+    if let Some((_, c)) = context {
+        file.user = c.user.or(file.user);
+        file.certs = c.certs.or(file.certs);
+        file.crew = c.crew;
+        file.discovery = c.discovery;
+        file.preset.extend(c.preset);
+    }
     let (crews, discovery) = if over.crews.is_empty() {
         (file.crew, file.discovery.unwrap_or_default())
     } else {
@@ -226,7 +289,11 @@ pub fn load(over: &Overrides) -> Result<Config, ConfigError> {
         (crews, Discovery::default())
     };
     if crews.is_empty() && discovery.is_empty() {
-        return Err(ConfigError::NoCrews(path.display().to_string()));
+        let place = match &context_name {
+            Some(c) => format!("{} (context {c})", path.display()),
+            None => path.display().to_string(),
+        };
+        return Err(ConfigError::NoCrews(place));
     }
     if let Some(r) = &discovery.refresh {
         tasker_common::parse_duration(r).map_err(|e| ConfigError::File {
@@ -258,6 +325,7 @@ pub fn load(over: &Overrides) -> Result<Config, ConfigError> {
         }
     }
     Ok(Config {
+        context: context_name,
         presets: file.preset,
         user,
         certs: over

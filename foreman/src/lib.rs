@@ -44,6 +44,7 @@ use crate::config::Overrides;
 pub async fn run(cli: Cli) -> ExitCode {
     let over = Overrides {
         config: cli.config,
+        context: cli.context,
         crews: cli.crews,
         user: cli.user,
         certs: cli.certs,

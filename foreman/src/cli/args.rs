@@ -33,6 +33,10 @@ pub struct Cli {
     /// Config file (default ~/.config/tasker/foreman.toml).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Which fleet of the config's [contexts.NAME] (default: its
+    /// `context`, or $TASKER_CONTEXT).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -913,3 +913,57 @@ name = "greeter"
     assert!(bad.stderr.contains("preset \"bad\": memory"), "{}", bad.stderr);
     fleet.stop().await;
 }
+
+/// Contexts: several fleets in one config, as kubectl's. `--context`,
+/// `$TASKER_CONTEXT` or the file's `context` picks one; its crews replace
+/// the top level's.
+#[tokio::test]
+async fn a_context_picks_one_fleet_of_the_config() {
+    let fleet = fleet_or_skip!("alpha", "beta");
+    let (alpha, beta) = (&fleet.crews[0], &fleet.crews[1]);
+    let base = format!(
+        "certs = {:?}\n\n[[crew]]\nname = \"alpha\"\naddr = \"{}\"\n\n[[contexts.lab.crew]]\nname = \"beta\"\naddr = \"{}\"\n",
+        fleet.pki.dir().display().to_string(),
+        alpha.addr,
+        beta.addr
+    );
+    std::fs::write(fleet.config(), &base).unwrap();
+    let crews = |out: &str| -> Vec<String> {
+        out.lines()
+            .skip_while(|l| !l.starts_with("CREW"))
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    };
+    let top = fleet.run(ALICE, &["crews"]).await.expect(0).out();
+    assert_eq!(crews(&top), ["alpha"], "{top}");
+    let lab = fleet
+        .run(ALICE, &["--context", "lab", "crews"])
+        .await
+        .expect(0)
+        .out();
+    assert!(lab.starts_with("context lab\n"), "{lab}");
+    assert_eq!(crews(&lab), ["beta"], "{lab}");
+    let env = support::Ran::from(
+        fleet
+            .foreman(ALICE, &["crews"])
+            .env("TASKER_CONTEXT", "lab")
+            .output()
+            .await
+            .unwrap(),
+    )
+    .expect(0)
+    .out();
+    assert_eq!(crews(&env), ["beta"], "{env}");
+    let nope = fleet.run(ALICE, &["--context", "prod", "crews"]).await.expect(2);
+    assert!(
+        nope.stderr.contains("no context \"prod\"") && nope.stderr.contains("(contexts: lab)"),
+        "{}",
+        nope.stderr
+    );
+    // The file's own default.
+    std::fs::write(fleet.config(), format!("context = \"lab\"\n{base}")).unwrap();
+    let default = fleet.run(ALICE, &["crews"]).await.expect(0).out();
+    assert_eq!(crews(&default), ["beta"], "{default}");
+    fleet.stop().await;
+}

@@ -147,6 +147,9 @@ pub async fn crews(ctx: &Ctx, json: bool) -> Result<(), Failure> {
                 ]
             })
             .collect();
+        if let Some(c) = &ctx.config.context {
+            outln!("context {}", Sanitizer::clean(c));
+        }
         outln!(
             "{}",
             table(
