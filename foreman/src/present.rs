@@ -64,6 +64,16 @@ pub fn state_word(j: &pb::Job) -> String {
     }
 }
 
+/// Cpu time in a few characters: `0.42s`, `12s`, `3m`, `2h`.
+pub fn cpu_time(usec: u64) -> String {
+    let secs = usec as f64 / 1e6;
+    if secs < 10.0 {
+        format!("{secs:.2}s")
+    } else {
+        short_duration(Duration::from_secs_f64(secs))
+    }
+}
+
 /// `4s`, `3m`, `2h`, `5d`.
 pub fn short_duration(d: Duration) -> String {
     let s = d.as_secs();
@@ -318,6 +328,9 @@ pub struct JobView {
     pub reason: Option<String>,
     pub outcome: Option<String>,
     pub peak_memory_bytes: Option<u64>,
+    /// A running job's memory now.
+    pub memory_bytes: Option<u64>,
+    /// Its cpu time: so far while it runs, in all once it has ended.
     pub cpu_usec: Option<u64>,
     pub limits: LimitsView,
     pub output_error: Option<String>,
@@ -381,7 +394,12 @@ pub fn view(crew: &str, j: &pb::Job) -> JobView {
         reason: j.outcome.as_ref().and_then(reason_name),
         outcome: j.outcome.as_ref().map(|o| o.summary.clone()),
         peak_memory_bytes: j.totals.as_ref().and_then(|t| t.peak_memory_bytes),
-        cpu_usec: j.totals.as_ref().and_then(|t| t.cpu_usec),
+        memory_bytes: j.usage.as_ref().map(|u| u.memory_bytes),
+        cpu_usec: j
+            .totals
+            .as_ref()
+            .and_then(|t| t.cpu_usec)
+            .or_else(|| j.usage.as_ref().map(|u| u.cpu_usec)),
         limits: LimitsView {
             cpu: limits.cpu,
             memory_bytes: limits.memory_bytes,
@@ -473,6 +491,9 @@ pub fn details(v: &JobView) -> Vec<(&'static str, String)> {
     }
     if let Some(o) = &v.outcome {
         lines.push(("outcome", clean(o)));
+    }
+    if let Some(m) = v.memory_bytes {
+        lines.push(("memory now", bytes(m)));
     }
     if let Some(m) = v.peak_memory_bytes {
         lines.push(("peak memory", bytes(m)));

@@ -196,6 +196,18 @@ async fn a_job_through_its_life_start_ls_status_logs_stop_archive() {
     assert_eq!(status["limits"]["cpu"], 0.5);
     assert_eq!(status["limits"]["pids"], 20);
     assert!(status["pid"].as_u64().is_some_and(|p| p > 1), "{status}");
+    // What it uses now, in status and ls.
+    assert!(status["memory_bytes"].as_u64().is_some_and(|m| m > 0), "{status}");
+    assert!(status["cpu_usec"].as_u64().is_some(), "{status}");
+    let human = fleet.run(ALICE, &["status", "sleeper"]).await.expect(0).out();
+    assert!(human.contains("memory now"), "{human}");
+    let ls = fleet.run(ALICE, &["ls"]).await.expect(0).out();
+    let header: Vec<&str> = ls.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["JOB", "NAME", "STATE", "OWNER", "AGE", "CPU", "MEM", "COMMAND"],
+        "{ls}"
+    );
 
     wait_for_output(&fleet, "job-1", "ready\n").await;
 

@@ -34,7 +34,10 @@ pub fn handle(
     };
     // One more than the page holds: whether there is more to come.
     let jobs = state.engine.page(r.include_archived, after, size + 1);
-    let (page, more) = page(&mut jobs.iter().peekable(), size);
+    let (mut page, more) = page(&mut jobs.iter().peekable(), size);
+    for (answer, job) in page.iter_mut().zip(&jobs) {
+        answer.usage = super::get::using_now(state, job);
+    }
     let next_page_token = match (more, page.last()) {
         (true, Some(last)) => last.handle.trim_start_matches("job-").to_owned(),
         _ => String::new(),

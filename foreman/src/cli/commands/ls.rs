@@ -8,7 +8,7 @@ use tasker_proto::v1 as pb;
 use crate::cli::Ctx;
 use crate::cli::output::{age, outln, table, view};
 use crate::failure::Failure;
-use crate::present::{job_command, phase_name, state_word};
+use crate::present::{bytes, cpu_time, job_command, phase_name, state_word};
 use crate::sanitize::Sanitizer;
 use futures_util::future::join_all;
 
@@ -99,13 +99,22 @@ pub async fn ls(ctx: &Ctx, all: bool, filter: &Filter, how: Print) -> Result<(),
                         state_word(j),
                         Sanitizer::clean(&v.owner),
                         j.created_at.as_ref().map(age).unwrap_or_default(),
+                        v.cpu_usec.map(cpu_time).unwrap_or_default(),
+                        // Now while it runs, its peak once it has ended.
+                        v.memory_bytes
+                            .or(v.peak_memory_bytes)
+                            .map(bytes)
+                            .unwrap_or_default(),
                         job_command(j),
                     ]
                 })
                 .collect();
             outln!(
                 "{}",
-                table(&["JOB", "NAME", "STATE", "OWNER", "AGE", "COMMAND"], &rows)
+                table(
+                    &["JOB", "NAME", "STATE", "OWNER", "AGE", "CPU", "MEM", "COMMAND"],
+                    &rows
+                )
             );
         }
     }
