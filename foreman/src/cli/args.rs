@@ -54,27 +54,10 @@ pub enum Command {
         /// Include archived jobs.
         #[arg(short = 'a', long)]
         all: bool,
-        /// Only the jobs of this batch (the id `run` and `start` print for
-        /// a command on several crews).
-        #[arg(long, value_name = "ID")]
-        batch: Option<String>,
-        /// Only jobs in this state (repeat for any of several): running,
-        /// starting, ended, or a word of the STATE column (exit 0, exit 3,
-        /// stopped, oom-killed, timed out, no start, lost), or completed,
-        /// failed (SPEC's phases).
-        #[arg(long, value_name = "STATE")]
-        state: Vec<String>,
-        /// Only jobs of this owner (certificate name; repeat for several).
-        #[arg(long, value_name = "NAME")]
-        owner: Vec<String>,
-        /// Only these crews: a name, a comma list, a glob, @GROUP or all.
-        #[arg(long, value_name = "CREWS")]
-        crew: Option<String>,
-        /// Only jobs whose name matches this glob (`build-*`).
-        #[arg(long, value_name = "GLOB")]
-        name: Option<String>,
+        #[command(flatten)]
+        filter: JobFilter,
         /// Only the jobs' references (CREW/job-N), one a line: for scripts
-        /// (`foreman ls -q --state exit\ 3 | xargs -n1 foreman logs`).
+        /// (`foreman ls -q --state 'exit 3' | xargs -n1 foreman logs`).
         #[arg(short = 'q', long, conflicts_with = "json")]
         quiet: bool,
         /// JSON for scripts instead of text for people.
@@ -181,26 +164,11 @@ pub enum Command {
         #[arg(long = "env", value_name = "K=V", value_parser = crate::job::parse_env)]
         env: Vec<(String, String)>,
     },
-    /// Archive every ended job that matches (yours, unless --owner says
-    /// whose): the list's spring cleaning. Filters as `ls`.
+    /// Archive every ended job that matches: yours unless --owner says
+    /// whose (another user's needs admin). Filters as `ls`.
     Clean {
-        /// Only jobs in this state (repeat for several): ended (the
-        /// default), exit 0, exit 3, stopped, failed, completed, ...
-        #[arg(long, value_name = "STATE")]
-        state: Vec<String>,
-        /// Whose jobs (repeat for several; another user's needs admin).
-        /// Default: yours.
-        #[arg(long, value_name = "NAME")]
-        owner: Vec<String>,
-        /// Only these crews: a name, a comma list, a glob, @GROUP or all.
-        #[arg(long, value_name = "CREWS")]
-        crew: Option<String>,
-        /// Only jobs whose name matches this glob.
-        #[arg(long, value_name = "GLOB")]
-        name: Option<String>,
-        /// Only the jobs of this batch.
-        #[arg(long, value_name = "ID")]
-        batch: Option<String>,
+        #[command(flatten)]
+        filter: JobFilter,
         /// Say what would be archived, and archive nothing.
         #[arg(short = 'n', long)]
         dry_run: bool,
@@ -235,6 +203,31 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
     },
+}
+
+/// Which jobs `ls` and `clean` take: every filter given must hold; the
+/// values of a repeated one are alternatives.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct JobFilter {
+    /// Only the jobs of this batch (the id `run` and `start` print for a
+    /// command on several crews).
+    #[arg(long, value_name = "ID")]
+    pub batch: Option<String>,
+    /// Only jobs in this state (repeat for any of several): running,
+    /// starting, ended, a word of the STATE column (exit 0, exit 3,
+    /// stopped, oom-killed, timed out, no start, lost), or completed,
+    /// failed (SPEC's phases).
+    #[arg(long, value_name = "STATE")]
+    pub state: Vec<String>,
+    /// Only jobs of this owner (certificate name; repeat for several).
+    #[arg(long, value_name = "NAME")]
+    pub owner: Vec<String>,
+    /// Only these crews: a name, a comma list, a glob, @GROUP or all.
+    #[arg(long, value_name = "CREWS")]
+    pub crew: Option<String>,
+    /// Only jobs whose name matches this glob (`build-*`).
+    #[arg(long, value_name = "GLOB")]
+    pub name: Option<String>,
 }
 
 /// `run`'s options: a job's, and how a batch is shown.

@@ -58,21 +58,10 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
         Command::Run(a) => commands::run::run(&ctx, a).await,
         Command::Ls {
             all,
-            batch,
-            state,
-            owner,
-            crew,
-            name,
+            filter,
             quiet,
             json,
         } => {
-            let filter = commands::ls::Filter {
-                batch,
-                states: state,
-                owners: owner,
-                crews: crew,
-                name,
-            };
             let how = if json {
                 commands::ls::Print::Json
             } else if quiet {
@@ -110,26 +99,10 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
         Command::Wait { job, batch, timeout } => {
             commands::wait::wait(&ctx, job.as_deref(), batch.as_deref(), timeout).await
         }
-        Command::Clean {
-            state,
-            owner,
-            crew,
-            name,
-            batch,
-            dry_run,
-        } => {
-            let owners = if owner.is_empty() {
-                vec![ctx.config.user.clone()]
-            } else {
-                owner
-            };
-            let filter = commands::ls::Filter {
-                batch,
-                states: state,
-                owners,
-                crews: crew,
-                name,
-            };
+        Command::Clean { mut filter, dry_run } => {
+            if filter.owner.is_empty() {
+                filter.owner.push(ctx.config.user.clone());
+            }
             commands::ls::clean(&ctx, &filter, dry_run).await
         }
         Command::Rerun { job, name, env } => commands::rerun::rerun(&ctx, &job, name, env).await,

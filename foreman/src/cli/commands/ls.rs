@@ -6,22 +6,12 @@
 use tasker_proto::v1 as pb;
 
 use crate::cli::Ctx;
+use crate::cli::args::JobFilter;
 use crate::cli::output::{age, outln, table, view};
 use crate::failure::Failure;
 use crate::present::{bytes, cpu_time, job_command, phase_name, state_word};
 use crate::sanitize::Sanitizer;
 use futures_util::future::join_all;
-
-/// Which jobs `ls` shows (every given filter must hold; repeated values of
-/// one are alternatives).
-#[derive(Debug, Default)]
-pub struct Filter {
-    pub batch: Option<String>,
-    pub states: Vec<String>,
-    pub owners: Vec<String>,
-    pub crews: Option<String>,
-    pub name: Option<String>,
-}
 
 /// How `ls` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,12 +22,37 @@ pub enum Print {
     References,
 }
 
-impl Filter {
-    fn keeps(&self, j: &pb::Job, name: Option<&glob::Pattern>) -> bool {
-        self.batch.as_ref().is_none_or(|b| j.batch == *b)
-            && (self.owners.is_empty() || self.owners.contains(&j.owner))
-            && name.is_none_or(|p| p.matches(&j.name))
-            && (self.states.is_empty() || self.states.iter().any(|s| in_state(j, s)))
+/// A filter made ready: the crews to ask, and the name's glob.
+struct Ready<'a> {
+    filter: &'a JobFilter,
+    crews: Vec<&'a crate::client::Crew>,
+    name: Option<glob::Pattern>,
+}
+
+impl<'a> Ready<'a> {
+    fn new(ctx: &'a Ctx, filter: &'a JobFilter) -> Result<Self, Failure> {
+        let crews = match &filter.crew {
+            Some(spec) => crate::select::select(&ctx.config.crews, spec).map_err(Failure::Usage)?,
+            None => (0..ctx.crews.len()).collect(),
+        };
+        let name = filter
+            .name
+            .as_deref()
+            .map(|g| glob::Pattern::new(g).map_err(|e| Failure::Usage(format!("--name {g:?}: {e}"))))
+            .transpose()?;
+        Ok(Self {
+            filter,
+            crews: crews.iter().filter_map(|i| ctx.crews.get(*i)).collect(),
+            name,
+        })
+    }
+
+    fn keeps(&self, j: &pb::Job) -> bool {
+        let f = self.filter;
+        f.batch.as_ref().is_none_or(|b| j.batch == *b)
+            && (f.owner.is_empty() || f.owner.contains(&j.owner))
+            && self.name.as_ref().is_none_or(|p| p.matches(&j.name))
+            && (f.state.is_empty() || f.state.iter().any(|s| in_state(j, s)))
     }
 }
 
@@ -52,27 +67,19 @@ fn in_state(j: &pb::Job, state: &str) -> bool {
         || (state == "running" && !ended)
 }
 
-pub async fn ls(ctx: &Ctx, all: bool, filter: &Filter, how: Print) -> Result<(), Failure> {
-    let chosen: Vec<usize> = match &filter.crews {
-        Some(spec) => crate::select::select(&ctx.config.crews, spec).map_err(Failure::Usage)?,
-        None => (0..ctx.crews.len()).collect(),
-    };
-    let name = filter
-        .name
-        .as_deref()
-        .map(|g| glob::Pattern::new(g).map_err(|e| Failure::Usage(format!("--name {g:?}: {e}"))))
-        .transpose()?;
-    let asks = chosen
+pub async fn ls(ctx: &Ctx, all: bool, filter: &JobFilter, how: Print) -> Result<(), Failure> {
+    let ready = Ready::new(ctx, filter)?;
+    let asks = ready
+        .crews
         .iter()
-        .filter_map(|i| ctx.crews.get(*i))
-        .map(|crew| async move { (crew, list_all(crew, all).await) });
+        .map(|crew| async move { (*crew, list_all(crew, all).await) });
     let mut jobs = Vec::new();
     let mut failures = Vec::new();
     for (crew, answer) in join_all(asks).await {
         match answer {
             Ok(list) => jobs.extend(
                 list.into_iter()
-                    .filter(|j| filter.keeps(j, name.as_ref()))
+                    .filter(|j| ready.keeps(j))
                     .map(|j| (crew.name.clone(), j)),
             ),
             Err(s) => failures.push(Failure::from_status(&crew.name, &s)),
@@ -129,18 +136,10 @@ pub async fn ls(ctx: &Ctx, all: bool, filter: &Filter, how: Print) -> Result<(),
 
 /// `foreman clean`: archives every ended job the filter keeps, on every
 /// crew at once; says what it archived, and what it could not.
-pub async fn clean(ctx: &Ctx, filter: &Filter, dry_run: bool) -> Result<(), Failure> {
-    let chosen: Vec<usize> = match &filter.crews {
-        Some(spec) => crate::select::select(&ctx.config.crews, spec).map_err(Failure::Usage)?,
-        None => (0..ctx.crews.len()).collect(),
-    };
-    let name = filter
-        .name
-        .as_deref()
-        .map(|g| glob::Pattern::new(g).map_err(|e| Failure::Usage(format!("--name {g:?}: {e}"))))
-        .transpose()?;
-    let asks = chosen.iter().filter_map(|i| ctx.crews.get(*i)).map(|crew| {
-        let name = name.as_ref();
+pub async fn clean(ctx: &Ctx, filter: &JobFilter, dry_run: bool) -> Result<(), Failure> {
+    let ready = Ready::new(ctx, filter)?;
+    let asks = ready.crews.iter().map(|crew| {
+        let ready = &ready;
         async move {
             let jobs = match list_all(crew, false).await {
                 Ok(jobs) => jobs,
@@ -148,7 +147,7 @@ pub async fn clean(ctx: &Ctx, filter: &Filter, dry_run: bool) -> Result<(), Fail
             };
             let ended: Vec<pb::Job> = jobs
                 .into_iter()
-                .filter(|j| j.outcome.is_some() && filter.keeps(j, name))
+                .filter(|j| j.outcome.is_some() && ready.keeps(j))
                 .collect();
             let mut done = Vec::new();
             for j in ended {
