@@ -57,4 +57,4 @@ pub use layout::{
 pub use leaf::{Issued, crew_hosts};
 pub use params::{CA_COMMON_NAME, CLOCK_SKEW, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, ORGANIZATION, Validity};
 pub use pem::{CERT_MODE, DIR_MODE, KEY_MODE, Ownership, WrittenUser, write_ca, write_crew, write_user};
-pub use tasker_common::{MAX_NAME_LEN, Role, validate_name};
+pub use tasker_common::{MAX_NAME_LEN, Role, usage_line, validate_name};

@@ -169,18 +169,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
-            // One line, as every other refusal: clap's first, without its
-            // prefix, and where to read more.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            let choices = text
-                .lines()
-                .map(str::trim)
-                .find(|l| l.starts_with("[possible values"))
-                .map(|l| format!(" {l}"))
-                .unwrap_or_default();
-            eprintln!("certgen: {first}{choices} (certgen --help explains the commands)");
+            // One line, as every other refusal, and where to read more.
+            let line = certgen::usage_line(&e.to_string());
+            eprintln!("certgen: {line} (certgen --help explains the commands)");
             return ExitCode::from(2);
         }
     };

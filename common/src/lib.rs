@@ -17,6 +17,7 @@
 //!   regular files only: what the PEM loader and the crew's configuration
 //!   file read with.
 //! - `random.rs`: [`random_hex`], job and batch ids.
+//! - `usage.rs`: [`usage_line`], a command-line usage error in one line.
 //! - `pem.rs`: certificates, keys and CA roots from PEM files, read with a
 //!   bound so that a wrong path (a FIFO, `/dev/zero`) cannot hang or flood.
 //!
@@ -31,6 +32,7 @@ pub mod pem;
 mod quantity;
 mod random;
 mod role;
+mod usage;
 
 pub use job_ref::{BadJobName, BadRef, ID_LEN, JobRef, MIN_ID_PREFIX, pick, validate_job_name};
 pub use lock::{lock, read, write};
@@ -38,3 +40,4 @@ pub use name::{InvalidName, MAX_NAME_LEN, validate_name};
 pub use quantity::{QuantityError, parse_duration, parse_size};
 pub use random::random_hex;
 pub use role::{Role, UnknownRole};
+pub use usage::usage_line;

@@ -304,13 +304,10 @@ async fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
-            // One line, as every bad start: clap's first, without its prefix.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            // One line, as every bad start.
             say(&format!(
                 "crew: {} (crew --help explains the flags)",
-                escape_controls(first)
+                escape_controls(&tasker_common::usage_line(&e.to_string()))
             ));
             return ExitCode::from(2);
         }

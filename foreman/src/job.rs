@@ -131,6 +131,15 @@ impl JobArgs {
     }
 }
 
+/// A new tty job's size: this terminal's (80x24 when there is none).
+pub fn tty_here() -> pb::TtySize {
+    let (rows, cols) = crate::terminal::size().unwrap_or((24, 80));
+    pb::TtySize {
+        rows: u32::from(rows),
+        cols: u32::from(cols),
+    }
+}
+
 pub fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -172,13 +181,7 @@ pub fn job_spec(a: &JobArgs) -> pb::JobSpec {
             memory_high_bytes: a.memory_high,
             cpu_weight: a.cpu_weight,
         }),
-        tty: a.tty.then(|| {
-            let (rows, cols) = crate::terminal::size().unwrap_or((24, 80));
-            pb::TtySize {
-                rows: u32::from(rows),
-                cols: u32::from(cols),
-            }
-        }),
+        tty: a.tty.then(tty_here),
         network: match a.network.as_deref() {
             Some("host") => pb::Network::Host,
             _ => pb::Network::Isolated,

@@ -163,6 +163,8 @@ pub fn explain(status: &tonic::Status) -> String {
     let text = kept.join(": ");
     // TLS and HTTP/2 failures, in words that say what is wrong and what to
     // do; the library's own words stay in brackets for whoever debugs it.
+    // A connection the crew closed, however the library says it.
+    const CLOSED: &str = "the crew closed the connection: it may refuse your certificate (a TLS 1.3 crew says why only in its log) or be shutting down";
     const IN_WORDS: [(&str, &str); 12] = [
         (
             "CertificateRevoked",
@@ -200,18 +202,9 @@ pub fn explain(status: &tonic::Status) -> String {
             "close_notify",
             "the crew closed the connection during the handshake: it may refuse your certificate (see the crew's log) or be shutting down",
         ),
-        (
-            "connection closed",
-            "the crew closed the connection: it may refuse your certificate (a TLS 1.3 crew says why only in its log) or be shutting down",
-        ),
-        (
-            "broken pipe",
-            "the crew closed the connection: it may refuse your certificate (a TLS 1.3 crew says why only in its log) or be shutting down",
-        ),
-        (
-            "Connection reset",
-            "the crew closed the connection: it may refuse your certificate (a TLS 1.3 crew says why only in its log) or be shutting down",
-        ),
+        ("connection closed", CLOSED),
+        ("broken pipe", CLOSED),
+        ("Connection reset", CLOSED),
     ];
     match IN_WORDS.iter().find(|(alert, _)| text.contains(alert)) {
         Some((_, words)) => format!("{words} [{text}]"),

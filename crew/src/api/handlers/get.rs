@@ -15,15 +15,6 @@ pub fn handle(
     reader(state, &req, "get")?;
     let job = resolve(&state.engine, &state.crew_name, &req.get_ref().job)?;
     let mut answer = convert::job(&job);
-    answer.usage = using_now(state, &job);
+    answer.usage = super::using_now(state, &job);
     Ok(Response::new(pb::GetJobResponse { job: Some(answer) }))
-}
-
-/// A running job's figures now (None once it has ended).
-pub fn using_now(state: &State, job: &crate::engine::JobInfo) -> Option<pb::Usage> {
-    if !matches!(job.state, crate::engine::JobState::Running { .. }) {
-        return None;
-    }
-    let u = state.engine.usage(&job.id)?;
-    Some(convert::usage(job.id.as_str(), u, 0.0))
 }

@@ -36,7 +36,7 @@ pub fn handle(
     let jobs = state.engine.page(r.include_archived, after, size + 1);
     let (mut page, more) = page(&mut jobs.iter().peekable(), size);
     for (answer, job) in page.iter_mut().zip(&jobs) {
-        answer.usage = super::get::using_now(state, job);
+        answer.usage = super::using_now(state, job);
     }
     let next_page_token = match (more, page.last()) {
         (true, Some(last)) => last.handle.trim_start_matches("job-").to_owned(),

@@ -130,3 +130,12 @@ impl<'a> Audited<'a> {
         result
     }
 }
+
+/// A running job's figures now (None once it has ended).
+pub fn using_now(state: &State, job: &crate::engine::JobInfo) -> Option<tasker_proto::v1::Usage> {
+    if !matches!(job.state, crate::engine::JobState::Running { .. }) {
+        return None;
+    }
+    let u = state.engine.usage(&job.id)?;
+    Some(super::convert::usage(job.id.as_str(), u, 0.0))
+}

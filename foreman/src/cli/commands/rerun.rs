@@ -52,13 +52,7 @@ pub async fn rerun(
             .collect(),
         cwd: old.cwd.clone(),
         limits: old.limits.clone(),
-        tty: old.tty.as_ref().map(|_| {
-            let (rows, cols) = crate::terminal::size().unwrap_or((24, 80));
-            pb::TtySize {
-                rows: u32::from(rows),
-                cols: u32::from(cols),
-            }
-        }),
+        tty: old.tty.as_ref().map(|_| crate::job::tty_here()),
         network: old.network,
         timeout: old.timeout,
         name,

@@ -153,15 +153,8 @@ fn start(app: &mut App, args: &[String], fx: &mut Vec<Effect>) {
     let parsed = match StartLine::try_parse_from(args) {
         Ok(p) => p,
         Err(e) => {
-            // clap's first line, without its "error: " and usage block.
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("bad :start")
-                .trim_start_matches("error: ")
-                .to_owned();
-            return notify(app, Notice::error(format!(":start: {first}")));
+            let line = tasker_common::usage_line(&e.to_string());
+            return notify(app, Notice::error(format!(":start: {line}")));
         }
     };
     let job = match parsed.job.with_preset(&app.presets) {
