@@ -52,7 +52,12 @@ pub struct JobSpec<'a> {
     /// None: running; Some(code): exited with it.
     pub exit: Option<i32>,
     pub age_secs: i64,
+    /// The batch it is one of ("": none).
+    pub batch: &'a str,
 }
+
+/// The batch id the tests' batches carry.
+pub const BATCH: &str = "b-0123456789ab";
 
 impl Default for JobSpec<'_> {
     fn default() -> Self {
@@ -63,6 +68,7 @@ impl Default for JobSpec<'_> {
             tty: false,
             exit: None,
             age_secs: 65,
+            batch: "",
         }
     }
 }
@@ -77,6 +83,7 @@ pub fn job(crew: usize, s: &JobSpec<'_>) -> pb::Job {
         owner: s.owner.into(),
         user: s.owner.into(),
         argv: s.argv.iter().map(|a| (*a).to_owned()).collect(),
+        batch: s.batch.into(),
         tty: s.tty.then_some(pb::TtySize { rows: 24, cols: 80 }),
         created_at: Some(prost_types::Timestamp {
             seconds: created,

@@ -318,17 +318,13 @@ fn a_batch_line_and_its_gathered_view_at_100x24() {
     let mut app = app(&["web01", "web02", "web03"], "ada", "admin", (100, 24));
     let mut ids = Vec::new();
     for (crew, exit) in [(0, None), (1, Some(0)), (2, Some(3))] {
-        let mut j = job(
-            crew,
-            &JobSpec {
-                argv: &["uptime"],
-                exit,
-                ..Default::default()
-            },
-        );
-        j.batch = "b-0123456789ab".into();
-        ids.push(j.id.clone());
-        update(&mut app, Action::Crew(crew, CrewEvent::Job(Box::new(j))));
+        let member = JobSpec {
+            argv: &["uptime"],
+            exit,
+            batch: BATCH,
+            ..Default::default()
+        };
+        ids.push(add(&mut app, crew, &member).id);
     }
     insta::assert_snapshot!("batch_line", render(&app).backend());
     press(&mut app, KeyCode::Enter);
@@ -349,7 +345,7 @@ fn a_batch_line_and_its_gathered_view_at_100x24() {
     update(
         &mut app,
         Action::Gathered {
-            batch: "b-0123456789ab".into(),
+            batch: BATCH.into(),
             outputs,
         },
     );

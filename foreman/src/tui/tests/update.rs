@@ -574,22 +574,13 @@ fn the_list_sorts_by_any_column_and_groups_by_crew_owner_or_batch() {
 #[test]
 fn a_batchs_members_are_counted_live_across_crews() {
     let mut app = app(&["web01", "web02", "web03", "web04"], "ada", "admin", (100, 30));
-    let member = |crew: usize, exit: Option<i32>| {
-        let mut j = job(
-            crew,
-            &JobSpec {
-                exit,
-                ..Default::default()
-            },
-        );
-        j.batch = "b-0123456789ab".into();
-        j
+    let member = |exit: Option<i32>| JobSpec {
+        exit,
+        batch: BATCH,
+        ..Default::default()
     };
     for (crew, exit) in [(0, None), (1, Some(0)), (2, Some(3)), (3, None)] {
-        update(
-            &mut app,
-            Action::Crew(crew, CrewEvent::Job(Box::new(member(crew, exit)))),
-        );
+        add(&mut app, crew, &member(exit));
     }
     let down = CrewEvent::Down {
         why: "unreachable".into(),
@@ -597,14 +588,11 @@ fn a_batchs_members_are_counted_live_across_crews() {
         retry_in: Duration::from_secs(1),
     };
     update(&mut app, Action::Crew(3, down));
-    let c = app.batch_counts("b-0123456789ab");
+    let c = app.batch_counts(BATCH);
     assert_eq!((c.running, c.ok, c.failed, c.unknown), (1, 1, 1, 1), "{c:?}");
     // web01's member ends: counted at once.
-    update(
-        &mut app,
-        Action::Crew(0, CrewEvent::Job(Box::new(member(0, Some(0))))),
-    );
-    let c = app.batch_counts("b-0123456789ab");
+    add(&mut app, 0, &member(Some(0)));
+    let c = app.batch_counts(BATCH);
     assert_eq!((c.running, c.ok), (0, 2), "{c:?}");
 }
 
@@ -614,22 +602,17 @@ fn a_batch() -> App {
     let mut app = app(&["web01", "web02", "web03"], "ada", "admin", (100, 30));
     add(&mut app, 0, &JobSpec::default());
     for (crew, exit) in [(0, None), (1, Some(0)), (2, Some(3))] {
-        let mut j = job(
-            crew,
-            &JobSpec {
-                handle: "job-2",
-                argv: &["uptime"],
-                exit,
-                ..Default::default()
-            },
-        );
-        j.batch = BATCH.into();
-        update(&mut app, Action::Crew(crew, CrewEvent::Job(Box::new(j))));
+        let member = JobSpec {
+            handle: "job-2",
+            argv: &["uptime"],
+            exit,
+            batch: BATCH,
+            ..Default::default()
+        };
+        add(&mut app, crew, &member);
     }
     app
 }
-
-const BATCH: &str = "b-0123456789ab";
 
 fn row_keys(app: &App) -> Vec<String> {
     app.rows()
