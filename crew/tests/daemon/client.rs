@@ -55,8 +55,13 @@ pub fn open_msg(job: &str, write: bool) -> pb::AttachJobRequest {
 }
 
 /// Every byte of a job's output through `AttachJob`, up to its end (the
-/// job must end), and its final record.
+/// job must end, within 30 s), and its final record.
 pub async fn output_of(client: &mut Client, job: &str) -> (Vec<u8>, pb::Job) {
+    output_within(client, job, Duration::from_secs(30)).await
+}
+
+/// [`output_of`], the job ending within `bound`.
+pub async fn output_within(client: &mut Client, job: &str, bound: Duration) -> (Vec<u8>, pb::Job) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tx.send(open_msg(job, false)).await.unwrap();
     let mut stream = client
@@ -65,7 +70,7 @@ pub async fn output_of(client: &mut Client, job: &str) -> (Vec<u8>, pb::Job) {
         .expect("attach")
         .into_inner();
     let mut out = Vec::new();
-    bounded("the whole output", Duration::from_secs(30), async {
+    bounded("the whole output", bound, async {
         while let Some(msg) = stream.next().await {
             match msg.expect("attach stream").msg {
                 Some(pb::attach_job_response::Msg::Output(o)) => {

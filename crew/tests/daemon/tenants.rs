@@ -29,11 +29,17 @@ async fn two_fork_bombs_leave_the_crew_and_other_users_responsive() {
         ada.info(pb::InfoRequest {}).await.expect("Info");
         t0.elapsed()
     };
+    // Well under a second on real hardware; the emulated VM of ci/test-v2
+    // runs 20-50x slower, and says so by scaling the heavy tests down
+    // (TASKER_TEST_SCALE=0.1: ten times the bound there).
+    let emulated = |d: Duration| d * 1000 / scaled(1000) as u32;
+    // How long her echo may take under the bombs (see the assertion).
+    let echo_bound = emulated(Duration::from_secs(120));
     // A start and its end, from the call to the job's final record.
     let echo = async |ada: &mut Client| {
         let t0 = Instant::now();
         let job = start(ada, &["/bin/echo", "hi"]).await.expect("ada's echo");
-        let (out, end) = output_of(ada, &job.id).await;
+        let (out, end) = output_within(ada, &job.id, echo_bound).await;
         assert_eq!(out, b"hi\n");
         let ended = end.outcome.clone().and_then(|o| o.termination);
         assert_eq!(ended, Some(pb::outcome::Termination::ExitCode(0)), "{end:?}");
@@ -97,10 +103,7 @@ async fn two_fork_bombs_leave_the_crew_and_other_users_responsive() {
          echo: {quiet_echo:?} quiet, {bombed_echo:?} under the bombs",
         began.elapsed()
     );
-    // Well under a second on real hardware; the emulated VM of ci/test-v2
-    // runs 20-50x slower, and says so by scaling the heavy tests down
-    // (TASKER_TEST_SCALE=0.1: ten times the bound there).
-    let emulated = |d: Duration| d * 1000 / scaled(1000) as u32;
+    // Well under a second on real hardware (ten times that in the VM).
     assert!(
         slowest < emulated(Duration::from_secs(1)),
         "Info took {slowest:?} under the bombs"
@@ -110,9 +113,13 @@ async fn two_fork_bombs_leave_the_crew_and_other_users_responsive() {
     // to every process of the host that forks, execs or exits. A shell's
     // fork refused at the pids cap has already copied its address space,
     // and tears it down again; thousands a second serialize on the lock of
-    // each mapped file (libc's, which her echo maps too).
+    // each mapped file (libc's, which her echo maps too). Her echo's own
+    // exit waits on that lock as the bombs' do: 12-200 ms as a rule, but a
+    // CI run saw it take over 30 s, and a bomb's SIGKILLed tasks took up to
+    // 84 s to exit (docs/architecture.md). The crew's own answers are what
+    // `Info` above bounds; this bounds the kernel, loosely.
     assert!(
-        bombed_echo < emulated(Duration::from_secs(30)),
+        bombed_echo < echo_bound,
         "ada's echo took {bombed_echo:?} under the bombs"
     );
 
