@@ -50,6 +50,7 @@ pub async fn follow(crew: &Crew, id: &str, hash: bool) -> anyhow::Result<Followe
             job: id.to_owned(),
             from: Some(From::Beginning(Beginning {})),
             write: false,
+            ..Default::default()
         })),
     })
     .await
@@ -86,6 +87,7 @@ pub async fn follow(crew: &Crew, id: &str, hash: bool) -> anyhow::Result<Followe
             Some(Out::Dropped(d)) => {
                 bail!("{} bytes were dropped at offset {}", d.len, d.offset)
             }
+            Some(Out::Until(_)) => bail!("the attach reached an until it never asked for"),
             Some(Out::Ended(job)) => {
                 // The stream's job to close; we only keep our side open
                 // until now, as foreman does.

@@ -13,6 +13,8 @@
 //! - [`output`]: the output file's format (header page, kept offset, drop
 //!   units), shared by its writer and its readers.
 //! - `sink.rs`: the output file's one writer, in the shim.
+//! - [`timeindex`]: when and from which stream each part of the output
+//!   came (`<id>.idx`), shared like [`output`].
 //! - [`shim`]: the shim's life: prepare init, wait for a job, then move
 //!   output, stdin and the crew's requests until the job ends.
 //! - `crew_link.rs`: the link to the crew, which outlives any one crew (the
@@ -34,4 +36,5 @@ pub mod output;
 pub mod shim;
 mod sink;
 pub mod sys;
+pub mod timeindex;
 pub mod wire;

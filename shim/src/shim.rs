@@ -41,6 +41,7 @@ use crate::init;
 use crate::output::KeptFrom;
 use crate::sink::{Flow, Sink};
 use crate::sys::{recv_with_fds, rewrite_cmdline, set_nonblocking, set_winsize};
+use crate::timeindex::{self, IndexWriter, Stream};
 use crate::wire::{self, ExitRecord, FromShim, Serve, ToShim};
 
 /// How long a connected crew has to say it has the job's end on record
@@ -149,6 +150,7 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
     let output = File::from(next()?);
     let eventfd = next()?;
     let kept = KeptFrom::map(&output, true).map_err(|e| format!("map the output's header: {e}"))?;
+    let index = time_index(&dir, &id, serve.output_limit);
 
     let stdio = if serve.tty {
         let master = next()?;
@@ -171,7 +173,7 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
         dir,
         record: serve.record,
         ended_at: None,
-        sink: Sink::new(output, eventfd, kept, serve.output_limit, serve.drop_unit),
+        sink: Sink::new(output, eventfd, kept, serve.output_limit, serve.drop_unit, index),
         stdio,
         stdin_buf: Vec::new(),
         stdin_close_pending: false,
@@ -189,6 +191,28 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
     }
     job.event_loop(&mut crew);
     Ok(())
+}
+
+/// The job's time index, made in the jobs directory at its first mark.
+fn time_index(dir: &OwnedFd, id: &str, output_limit: u64) -> IndexWriter {
+    let dir = dir.try_clone();
+    let name = timeindex::file_name(id);
+    let create = Box::new(move || {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = dir?;
+        // Through /proc/self/fd: the directory fd, not a path the shim
+        // would have to be told.
+        let path = crate::sys::path_in(dir.as_fd(), &name);
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path)
+    });
+    IndexWriter::new(create, timeindex::index_limit(output_limit))
 }
 
 /// Waits, as long as it takes (the crew keeps a few shims ready), for the
@@ -390,6 +414,9 @@ impl Job {
             self.pump_output();
             self.close_output();
         }
+        if let Some(failed) = self.sink.take_index_failure() {
+            crew.log(failed);
+        }
     }
 
     fn read_crew(&mut self, crew: &mut CrewLink) {
@@ -497,7 +524,7 @@ impl Job {
     fn pump_output(&mut self) {
         for _ in 0..64 {
             let flow = match &self.stdio {
-                Stdio::Pipes { out: Some(fd), .. } => self.sink.drain_pipe(fd.as_fd()),
+                Stdio::Pipes { out: Some(fd), .. } => self.sink.drain_pipe(fd.as_fd(), Stream::Out),
                 Stdio::Tty {
                     master,
                     out_open: true,

@@ -19,6 +19,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt as _;
 
 use crate::output::{HEADER, KeptFrom};
+use crate::timeindex::{IndexWriter, Stream};
 
 /// What one read from the job brought.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,10 +55,21 @@ pub(crate) struct Sink {
     devnull: Option<File>,
     /// For tty jobs, whose output cannot be spliced; allocated on first use.
     buf: Vec<u8>,
+    /// When, and from which stream, the bytes came.
+    index: IndexWriter,
+    /// Whether the index's failure was told.
+    index_failure_told: bool,
 }
 
 impl Sink {
-    pub(crate) fn new(file: File, notify: OwnedFd, kept: KeptFrom, limit: u64, unit: u64) -> Self {
+    pub(crate) fn new(
+        file: File,
+        notify: OwnedFd,
+        kept: KeptFrom,
+        limit: u64,
+        unit: u64,
+        index: IndexWriter,
+    ) -> Self {
         Self {
             file,
             end: 0,
@@ -70,7 +82,19 @@ impl Sink {
             lost: 0,
             devnull: None,
             buf: Vec::new(),
+            index,
+            index_failure_told: false,
         }
+    }
+
+    /// Why the time index stopped being kept, once.
+    pub(crate) fn take_index_failure(&mut self) -> Option<String> {
+        if self.index_failure_told {
+            return None;
+        }
+        let failed = self.index.failed()?.to_owned();
+        self.index_failure_told = true;
+        Some(failed)
     }
 
     /// The eventfd rung after every write (handed to a crew that comes).
@@ -90,8 +114,10 @@ impl Sink {
     }
 
     /// Moves what the pipe holds into the file with splice(2): no copy
-    /// through the shim's memory.
-    pub(crate) fn drain_pipe(&mut self, pipe: BorrowedFd<'_>) -> Flow {
+    /// through the shim's memory. The bytes' mark goes first (see
+    /// `timeindex.rs`).
+    pub(crate) fn drain_pipe(&mut self, pipe: BorrowedFd<'_>, stream: Stream) -> Flow {
+        self.index.note(self.end, stream);
         let mut off = (HEADER + self.end) as libc::loff_t;
         // SAFETY: splice(2) between two fds we own, with a pointer to a
         // local offset.
@@ -169,6 +195,7 @@ impl Sink {
             };
         }
         let n = n as usize;
+        self.index.note(self.end, Stream::Out);
         match self.file.write_all_at(&self.buf[..n], HEADER + self.end) {
             Ok(()) => self.committed(n as u64),
             Err(e) => {
@@ -218,6 +245,7 @@ impl Sink {
         // Dropped either way: if the punch failed the bytes stay on disk
         // until the file goes, but the stream has moved on.
         self.start = target;
+        self.index.dropped_below(target);
         if r != 0 {
             let err = io::Error::last_os_error();
             self.note_error(&err);
@@ -262,12 +290,13 @@ mod tests {
         let file = crate::output::create_output(&path).unwrap();
         let reader = KeptFrom::map(&file, false).unwrap();
         let kept = KeptFrom::map(&file, true).unwrap();
-        let mut sink = Sink::new(file, eventfd(), kept, 16 << 10, 4 << 10);
+        let index = crate::timeindex::IndexWriter::new(Box::new(tempfile::tempfile), 1 << 20);
+        let mut sink = Sink::new(file, eventfd(), kept, 16 << 10, 4 << 10, index);
         for round in 0..10u8 {
             let (r, w) = pipe_with(&[round; 5000]);
             drop(w);
-            assert_eq!(sink.drain_pipe(r.as_fd()), Flow::Moved);
-            assert_eq!(sink.drain_pipe(r.as_fd()), Flow::Eof);
+            assert_eq!(sink.drain_pipe(r.as_fd(), Stream::Out), Flow::Moved);
+            assert_eq!(sink.drain_pipe(r.as_fd(), Stream::Out), Flow::Eof);
         }
         assert_eq!(sink.end(), 50_000);
         assert!(sink.end() - sink.start <= 16 << 10);

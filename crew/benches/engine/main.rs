@@ -170,7 +170,7 @@ async fn read_all(h: &EngineHandle, id: &JobId) -> (u64, u64) {
         match reader.next().await.unwrap() {
             Some(OutputEvent::Data { bytes, .. }) => got += bytes.len() as u64,
             Some(OutputEvent::Dropped { len, .. }) => dropped += len,
-            Some(OutputEvent::End(_)) | None => return (got, dropped),
+            Some(OutputEvent::End(_) | OutputEvent::Until) | None => return (got, dropped),
         }
     }
 }

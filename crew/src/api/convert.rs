@@ -37,6 +37,23 @@ pub const ARGV_SUMMARY: usize = 4 << 10;
 /// A job as lists and watches send it: its argv cut to [`ARGV_SUMMARY`]
 /// bytes (`argv_cut` says so), so that what a watcher or a list page costs
 /// does not grow with what one job's owner chose to pass.
+/// A mark of the time index, as sent.
+pub fn mark(m: &tasker_shim::timeindex::Mark) -> pb::Mark {
+    use tasker_shim::timeindex::Stream;
+    let stream = match m.stream {
+        Stream::Out => pb::Stream::Stdout,
+        Stream::Err => pb::Stream::Stderr,
+    };
+    pb::Mark {
+        offset: m.offset,
+        time: Some(prost_types::Timestamp {
+            seconds: m.wall_ns.div_euclid(1_000_000_000),
+            nanos: m.wall_ns.rem_euclid(1_000_000_000) as i32,
+        }),
+        stream: stream.into(),
+    }
+}
+
 pub fn job_summary(info: &JobInfo) -> pb::Job {
     let (argv, cut) = info.argv_summary(ARGV_SUMMARY);
     pb::Job {

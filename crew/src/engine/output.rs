@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tasker_shim::output::{HEADER, KeptFrom};
+use tasker_shim::timeindex::{Mark, TimeIndex, clock_ns};
 use tokio::sync::watch;
 
 use super::error::{EngineError, IoContext};
@@ -51,6 +52,8 @@ pub enum OutputEvent {
     },
     /// The job ended and every byte was read; nothing follows.
     End(Box<JobInfo>),
+    /// The output reached the reader's `until` time; nothing follows.
+    Until,
 }
 
 /// The default size of one read.
@@ -74,6 +77,8 @@ pub struct OutputReader {
     /// Whether to try a read that fails rather than waits for the disk.
     nowait: bool,
     done: bool,
+    /// The job's time index, for a reader that asked for times.
+    times: Option<Times>,
 }
 
 impl OutputReader {
@@ -113,7 +118,51 @@ impl OutputReader {
             ahead: Bytes::new(),
             nowait: true,
             done: false,
+            times: None,
         })
+    }
+
+    /// Reads with the job's time index: [`take_marks`](Self::take_marks)
+    /// then gives each chunk's marks; `since` (a `CLOCK_BOOTTIME` time)
+    /// moves the start to the first byte stored at or after it, and
+    /// `until` ends the output (with [`OutputEvent::Until`]) at the first
+    /// byte stored after it.
+    pub fn with_times(mut self, since: Option<u64>, until: Option<u64>) -> Result<Self, EngineError> {
+        let path = self.job.output_path().with_extension("idx");
+        let mut times = Times {
+            path,
+            index: None,
+            next: None,
+            last: None,
+            marks: Vec::new(),
+            until,
+            reached: false,
+        };
+        if let Some(since) = since {
+            let path = times.path.clone();
+            let found = match times.index().ctx("read the time index", &path)? {
+                Some(index) => index
+                    .first_where(|m| m.boot_ns >= since)
+                    .ctx("read the time index", &path)?
+                    .map(|(_, m)| m.offset),
+                None => None,
+            };
+            // Nothing stored since then: only what comes next.
+            let start = found.unwrap_or_else(|| self.stored_end());
+            self.offset = self.offset.max(start);
+        }
+        self.times = Some(times);
+        Ok(self)
+    }
+
+    /// The marks of the chunk last handed out: the one covering its first
+    /// byte, then any within it. Empty without [`with_times`](Self::with_times),
+    /// or for output the index does not cover.
+    pub fn take_marks(&mut self) -> Vec<Mark> {
+        self.times
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.marks))
+            .unwrap_or_default()
     }
 
     /// Sets the largest chunk one [`next`](Self::next) returns.
@@ -132,12 +181,39 @@ impl OutputReader {
         self.file.metadata().map_or(0, |m| m.len().saturating_sub(HEADER))
     }
 
-    /// The next chunk of the bytes read ahead (there are some).
-    fn hand_out(&mut self) -> OutputEvent {
+    /// The next chunk of the bytes read ahead (there are some), with its
+    /// marks if the reader asked for times; cut where `until` is passed.
+    fn hand_out(&mut self) -> Result<OutputEvent, EngineError> {
         let offset = self.offset;
-        let bytes = self.ahead.split_to(self.ahead.len().min(self.chunk));
+        let mut len = self.ahead.len().min(self.chunk);
+        if let Some(t) = &mut self.times {
+            let mut marks = t
+                .marks_in(offset, offset + len as u64)
+                .ctx("read the time index", &t.path)?;
+            if let Some(until) = t.until
+                && let Some(cut) = marks.iter().position(|m| m.boot_ns > until)
+            {
+                t.reached = true;
+                len = (marks[cut].offset.max(offset) - offset) as usize;
+                marks.truncate(cut);
+            }
+            t.marks = marks;
+            if len == 0 {
+                self.done = true;
+                self.ahead = Bytes::new();
+                return Ok(OutputEvent::Until);
+            }
+        }
+        let bytes = self.ahead.split_to(len);
         self.offset += bytes.len() as u64;
-        OutputEvent::Data { offset, bytes }
+        Ok(OutputEvent::Data { offset, bytes })
+    }
+
+    /// Whether the reader has passed its `until`, or the time has.
+    fn past_until(&self) -> bool {
+        self.times
+            .as_ref()
+            .is_some_and(|t| t.reached || t.until.is_some_and(|u| clock_ns(libc::CLOCK_BOOTTIME) > u))
     }
 
     /// The next event; waits for output while the job runs. `None` after
@@ -146,8 +222,12 @@ impl OutputReader {
         if self.done {
             return Ok(None);
         }
+        if self.times.as_ref().is_some_and(|t| t.reached) {
+            self.done = true;
+            return Ok(Some(OutputEvent::Until));
+        }
         if !self.ahead.is_empty() {
-            return Ok(Some(self.hand_out()));
+            return self.hand_out().map(Some);
         }
         loop {
             // Mark the counter seen, then look at the state, then read: a
@@ -193,7 +273,7 @@ impl OutputReader {
                 }
                 Chunk::Data(bytes) => {
                     self.ahead = bytes;
-                    return Ok(Some(self.hand_out()));
+                    return self.hand_out().map(Some);
                 }
                 Chunk::Nothing => {}
             }
@@ -201,12 +281,106 @@ impl OutputReader {
                 self.done = true;
                 return Ok(Some(OutputEvent::End(Box::new(info))));
             }
-            if self.changes.changed().await.is_err() {
-                // The job's entry is gone, which only happens once it ended;
-                // the loop sees that on its next turn.
-                self.changes = self.job.subscribe_changes();
+            // Everything stored was read: past `until`, nothing more can
+            // belong.
+            if self.past_until() {
+                self.done = true;
+                return Ok(Some(OutputEvent::Until));
+            }
+            let until = self.times.as_ref().and_then(|t| t.until);
+            let wait_until = async {
+                match until {
+                    Some(u) => {
+                        let left = u.saturating_sub(clock_ns(libc::CLOCK_BOOTTIME)) + 1;
+                        tokio::time::sleep(std::time::Duration::from_nanos(left)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = self.changes.changed() => if changed.is_err() {
+                    // The job's entry is gone, which only happens once it
+                    // ended; the loop sees that on its next turn.
+                    self.changes = self.job.subscribe_changes();
+                },
+                () = wait_until => {}
             }
         }
+    }
+}
+
+/// A reader's place in the job's time index.
+#[derive(Debug)]
+struct Times {
+    path: std::path::PathBuf,
+    /// Opened when first there: the shim makes it at the job's first write.
+    index: Option<TimeIndex>,
+    /// The next mark to look at, once found.
+    next: Option<u64>,
+    /// The last mark handed out: it covers the bytes up to the next one.
+    last: Option<Mark>,
+    /// The marks of the chunk last handed out.
+    marks: Vec<Mark>,
+    /// `CLOCK_BOOTTIME` past which output is not wanted.
+    until: Option<u64>,
+    /// A mark past `until` was met.
+    reached: bool,
+}
+
+impl Times {
+    fn index(&mut self) -> io::Result<Option<&TimeIndex>> {
+        if self.index.is_none() {
+            self.index = TimeIndex::open(&self.path)?;
+        }
+        Ok(self.index.as_ref())
+    }
+
+    /// The marks for stream bytes `from..end`: the one covering `from`
+    /// first, then those within. Reads on from the last call's place when
+    /// the reader went on from there; searches otherwise.
+    fn marks_in(&mut self, from: u64, end: u64) -> io::Result<Vec<Mark>> {
+        let last = self.last;
+        let next = self.next;
+        let Some(index) = self.index()? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut i = match (next, last) {
+            (Some(i), Some(m)) if m.offset <= from => {
+                out.push(m);
+                i
+            }
+            _ => match index.covering(from)? {
+                Some((i, m)) => {
+                    out.push(m);
+                    i + 1
+                }
+                None => index.kept()?.start,
+            },
+        };
+        'read: loop {
+            let batch = index.get_many(i, 128)?;
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                // A punched mark: the index moved on under us; what was
+                // found stands.
+                let Some(m) = m else { break 'read };
+                if m.offset >= end {
+                    break 'read;
+                }
+                if m.offset <= from {
+                    // A later mark at or before `from` covers it instead.
+                    out.clear();
+                }
+                out.push(m);
+                i += 1;
+            }
+        }
+        self.next = Some(i);
+        self.last = out.last().copied();
+        Ok(out)
     }
 }
 

@@ -137,6 +137,7 @@ pub fn open_msg(job: &str, from: pb::attach_job_request::open::From, write: bool
             job: job.to_owned(),
             from: Some(from),
             write,
+            ..Default::default()
         })),
     }
 }
@@ -174,6 +175,7 @@ pub async fn collect(
                 out.dropped += d.len;
             }
             Some(Msg::Ended(j)) => out.end = Some(j),
+            Some(Msg::Until(_)) => panic!("no until was asked for"),
             None => {}
         }
     }

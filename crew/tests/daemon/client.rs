@@ -50,6 +50,7 @@ pub fn open_msg(job: &str, write: bool) -> pb::AttachJobRequest {
             job: job.to_owned(),
             from: Some(open::From::Beginning(open::Beginning {})),
             write,
+            ..Default::default()
         })),
     }
 }

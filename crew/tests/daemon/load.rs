@@ -24,6 +24,7 @@ async fn follow(client: &mut Client, job: &str, offset: u64) -> (Vec<u8>, bool) 
             job: job.to_owned(),
             from: Some(open::From::Offset(offset)),
             write: false,
+            ..Default::default()
         })),
     })
     .await

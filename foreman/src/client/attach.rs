@@ -41,14 +41,33 @@ pub enum OpenError {
     NotStarted,
 }
 
+/// What to ask of the job's time index.
+#[derive(Clone, Debug, Default)]
+pub struct Times {
+    /// Marks with each output chunk: when, and from which stream.
+    pub marks: bool,
+    /// Begin at the first byte stored at or after this.
+    pub since: Option<pb::TimePoint>,
+    /// End (with `Until`) at the first byte stored after this.
+    pub until: Option<pb::TimePoint>,
+}
+
 /// Opens the attach and waits for the crew's first answer, `Attached`.
 pub async fn open(crew: &Crew, request: Request<'_>) -> Result<Opened, OpenError> {
+    open_timed(crew, request, Times::default()).await
+}
+
+/// [`open`], asking for times too.
+pub async fn open_timed(crew: &Crew, request: Request<'_>, times: Times) -> Result<Opened, OpenError> {
     let (tx, rx) = mpsc::channel(request.queue);
     let open = pb::AttachJobRequest {
         msg: Some(In::Open(pb::attach_job_request::Open {
             job: request.job.to_owned(),
             from: Some(request.from),
             write: request.write,
+            timestamps: times.marks,
+            since: times.since,
+            until: times.until,
         })),
     };
     // The channel is new and empty: the open cannot wait.

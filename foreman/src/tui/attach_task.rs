@@ -150,6 +150,8 @@ async fn follow(
                         send(tx, ev(AttachEvent::Dropped(d.len))).await
                     }
                     Out::Ended(j) => send(tx, ev(AttachEvent::Ended(Box::new(j)))).await,
+                    // The pane never asks for an until.
+                    Out::Until(_) => true,
                 };
                 if !ok {
                     return Over::Done;

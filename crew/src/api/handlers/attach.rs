@@ -15,7 +15,7 @@ use std::time::Duration;
 use tasker_proto::v1 as pb;
 use tasker_proto::v1::attach_job_request::{Msg as In, open::From};
 
-use tasker_proto::v1::attach_job_response::{Attached, Dropped, Msg as Out, Output};
+use tasker_proto::v1::attach_job_response::{Attached, Dropped, Msg as Out, Output, Until};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
@@ -74,7 +74,13 @@ pub async fn handle(
         Some(From::TailLines(n)) => ReadFrom::TailLines(n),
         Some(From::Now(_)) => ReadFrom::TailBytes(0),
     };
-    let reader = state.engine.reader(&job.id, from)?.with_chunk_size(CHUNK);
+    let mut reader = state.engine.reader(&job.id, from)?.with_chunk_size(CHUNK);
+    let since = open.since.as_ref().map(boot_time).transpose()?;
+    let until = open.until.as_ref().map(boot_time).transpose()?;
+    let timestamps = open.timestamps;
+    if timestamps || since.is_some() || until.is_some() {
+        reader = reader.with_times(since, until)?;
+    }
     let done = state.shutdown.child_token();
     let attached = pb::AttachJobResponse {
         msg: Some(Out::Attached(Attached {
@@ -88,7 +94,7 @@ pub async fn handle(
 
     // What the input task says (an error for the client), one at a time.
     let (tx, rx) = mpsc::channel(1);
-    let output = output(reader, done.clone(), state.shutdown.clone());
+    let output = output(reader, timestamps, done.clone(), state.shutdown.clone());
     let input = Input {
         state: Arc::clone(state),
         who,
@@ -107,6 +113,26 @@ pub async fn handle(
     )))
 }
 
+/// A time point as `CLOCK_BOOTTIME`, the clock the time index searches
+/// by: measured back from this crew's now, on its own clocks.
+fn boot_time(at: &pb::TimePoint) -> Result<u64, ApiError> {
+    use tasker_proto::v1::time_point::At;
+    use tasker_shim::timeindex::clock_ns;
+    let boot_now = clock_ns(libc::CLOCK_BOOTTIME) as i128;
+    let ago_ns: i128 = match &at.at {
+        Some(At::Time(t)) => {
+            let wall_now = clock_ns(libc::CLOCK_REALTIME) as i128;
+            wall_now - (i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos))
+        }
+        Some(At::Ago(d)) if d.seconds >= 0 && d.nanos >= 0 => {
+            i128::from(d.seconds) * 1_000_000_000 + i128::from(d.nanos)
+        }
+        Some(At::Ago(_)) => return Err(ApiError::invalid("a time point's \"ago\" is negative")),
+        None => return Err(ApiError::invalid("a time point with neither a time nor an ago")),
+    };
+    Ok((boot_now - ago_ns).clamp(0, i128::from(u64::MAX)) as u64)
+}
+
 async fn send(tx: &Tx, done: &CancellationToken, msg: Status) -> bool {
     tokio::select! {
         () = done.cancelled() => false,
@@ -120,6 +146,7 @@ async fn send(tx: &Tx, done: &CancellationToken, msg: Status) -> bool {
 /// is dropped.
 fn output(
     reader: crate::engine::OutputReader,
+    timestamps: bool,
     done: CancellationToken,
     shutdown: CancellationToken,
 ) -> impl tokio_stream::Stream<Item = Result<pb::AttachJobResponse, Status>> + Send + 'static {
@@ -135,7 +162,7 @@ fn output(
         done,
         shutdown,
     };
-    futures_util::stream::unfold(Some(pump), |pump| async move {
+    futures_util::stream::unfold(Some(pump), move |pump| async move {
         let mut pump = pump?;
         let event = tokio::select! {
             () = pump.done.cancelled() => {
@@ -154,8 +181,20 @@ fn output(
         };
         let (msg, more) = match event {
             Ok(Some(OutputEvent::Data { offset, bytes })) => {
-                (Ok(Out::Output(Output { offset, data: bytes })), true)
+                let marks = pump.reader.take_marks();
+                let marks = if timestamps {
+                    marks.iter().map(convert::mark).collect()
+                } else {
+                    Vec::new()
+                };
+                let output = Output {
+                    offset,
+                    data: bytes,
+                    marks,
+                };
+                (Ok(Out::Output(output)), true)
             }
+            Ok(Some(OutputEvent::Until)) => (Ok(Out::Until(Until {})), false),
             Ok(Some(OutputEvent::Dropped { offset, len })) => {
                 (Ok(Out::Dropped(Dropped { offset, len })), true)
             }

@@ -368,6 +368,7 @@ pub async fn read_all(handle: &EngineHandle, id: &JobId, from: ReadFrom) -> (Vec
                 dropped += len;
             }
             Some(OutputEvent::End(info)) => return (out, dropped, *info),
+            Some(OutputEvent::Until) => panic!("no until was asked for"),
             None => panic!("reader ended without End"),
         }
     }

@@ -165,7 +165,8 @@ pub async fn session(
     let end = loop {
         tokio::select! {
             next = step(&crew.name, &mut opened, &mut sink, &mut offset) => match next? {
-                Next::Data => {}
+                // No until is asked for here.
+                Next::Data | Next::Until => {}
                 Next::Ended(j) => break End::Job(j),
             },
             Some(input) = keys.recv() => match input {

@@ -22,7 +22,7 @@ pub async fn logs(ctx: &Ctx, job: &str, follow: bool, tail: Option<u64>, raw: bo
         }
         match step(&crew.name, &mut opened, &mut sink, &mut offset).await? {
             Next::Data => {}
-            Next::Ended(_) => return Ok(()),
+            Next::Ended(_) | Next::Until => return Ok(()),
         }
     }
 }

@@ -88,6 +88,8 @@ fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
 pub enum Next {
     Data,
     Ended(Box<pb::Job>),
+    /// The output reached the asked `until`.
+    Until,
 }
 
 /// Reads one message: writes output to `sink`, reports drops on stderr.
@@ -114,6 +116,7 @@ pub async fn step(
                 Ok(Next::Data)
             }
             Out::Ended(j) => Ok(Next::Ended(Box::new(j))),
+            Out::Until(_) => Ok(Next::Until),
             Out::Attached(_) => Ok(Next::Data),
         },
         Ok(Some(_)) => Ok(Next::Data),

@@ -55,6 +55,7 @@ async fn read_hashed(
             Some(OutputEvent::End(_)) => {
                 return (start, (expected - start) as usize, hash.finalize().to_vec());
             }
+            Some(OutputEvent::Until) => panic!("no until was asked for"),
             None => panic!("reader ended without End"),
         }
     }
