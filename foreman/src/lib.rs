@@ -6,6 +6,7 @@
 //! - `client/`: one connection per crew (TLS that insists on a crew
 //!   certificate naming the dialed host), and opening an attach stream;
 //!   shared by the CLI and dashboard.
+//! - `asciicast.rs`: a job's output as an asciicast v2 recording.
 //! - `cli/`: clap args → `commands/*.rs` → human or `--json` output.
 //! - `tui/`: the dashboard.
 //! - Shared by the two, so that neither imports the other:
@@ -18,8 +19,10 @@
 //!   - `sanitize.rs`: job output and fields filtered before a terminal
 //!     sees them.
 //!   - `panic_restore.rs`: terminal restores run on a panic.
+//!   - `times.rs`: output times: `--since`/`--until` read, lines stamped.
 //! - here: `run`, which opens the dashboard or runs the command.
 
+pub mod asciicast;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -32,6 +35,7 @@ pub mod present;
 pub mod sanitize;
 pub mod select;
 pub mod terminal;
+pub mod times;
 pub mod tui;
 
 use std::process::ExitCode;

@@ -9,6 +9,10 @@ pub fn stdout_is_tty() -> bool {
     nix::unistd::isatty(std::io::stdout()).unwrap_or(false)
 }
 
+pub fn stderr_is_tty() -> bool {
+    nix::unistd::isatty(std::io::stderr()).unwrap_or(false)
+}
+
 /// The terminal's size as (rows, cols), if stdout is one.
 pub fn size() -> Option<(u16, u16)> {
     let mut ws = libc::winsize {

@@ -84,8 +84,9 @@ pub(crate) struct ChildPlan {
     /// not be cloned straight into its cgroup): the process writes itself in.
     pub join_procs: Vec<RawFd>,
     pub stdin: RawFd,
-    /// stdout and stderr: the same pipe, so the streams stay in order.
     pub stdout: RawFd,
+    /// A pipe of its own: the shim marks which bytes came from which.
+    pub stderr: RawFd,
     /// The pty slave for tty jobs (then also stdin and stdout).
     pub tty: Option<RawFd>,
     pub uid: u32,
@@ -211,22 +212,22 @@ fn reset_signals() {
 }
 
 /// A new session; then the pty as controlling terminal and stdio (a tty
-/// job), or the pipes (stdout and stderr share one, so they stay in order).
+/// job), or the pipes.
 fn take_session_and_stdio(plan: &ChildPlan) {
     let ep = plan.errpipe;
     // SAFETY: setsid(2) takes no arguments.
     let r = unsafe { libc::setsid() };
     check(ep, Stage::Session, r.into());
-    let (stdin, stdout) = match plan.tty {
+    let (stdin, stdout, stderr) = match plan.tty {
         Some(slave) => {
             // SAFETY: ioctl(2) TIOCSCTTY on the pty slave the plan owns.
             let r = unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) };
             check(ep, Stage::Terminal, r.into());
-            (slave, slave)
+            (slave, slave, slave)
         }
-        None => (plan.stdin, plan.stdout),
+        None => (plan.stdin, plan.stdout, plan.stderr),
     };
-    for (from, to) in [(stdin, 0), (stdout, 1), (stdout, 2)] {
+    for (from, to) in [(stdin, 0), (stdout, 1), (stderr, 2)] {
         // SAFETY: dup2(2) of an fd the plan owns onto 0, 1 or 2.
         let r = unsafe { libc::dup2(from, to) };
         check(ep, Stage::Stdio, r.into());

@@ -134,10 +134,11 @@ pub(crate) fn run(args: InitArgs, shim_only: &[RawFd]) -> ! {
         unsafe { libc::close(host_net) };
     }
 
-    let (tty, stdin, stdout): (Option<OwnedFd>, Option<OwnedFd>, Option<OwnedFd>) = if launch.tty {
-        (fds.next(), None, None)
+    type Fd = Option<OwnedFd>;
+    let (tty, stdin, stdout, stderr): (Fd, Fd, Fd, Fd) = if launch.tty {
+        (fds.next(), None, None, None)
     } else {
-        (None, fds.next(), fds.next())
+        (None, fds.next(), fds.next(), fds.next())
     };
     let cgroup_dir = fds.next().expect("fd count checked");
     let cgroup_procs = fds.next().expect("fd count checked");
@@ -148,6 +149,7 @@ pub(crate) fn run(args: InitArgs, shim_only: &[RawFd]) -> ! {
     };
     plan.stdin = stdin.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     plan.stdout = stdout.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+    plan.stderr = stderr.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     plan.tty = tty.as_ref().map(AsRawFd::as_raw_fd);
     plan.join_procs = v1_procs.iter().map(AsRawFd::as_raw_fd).collect();
     let into = launch.clone_into_cgroup.then(|| cgroup_dir.as_raw_fd());
@@ -177,7 +179,16 @@ pub(crate) fn run(args: InitArgs, shim_only: &[RawFd]) -> ! {
     };
     // These belong to the command now; keeping the output pipe's write end
     // would delay EOF, keeping the error pipe would hide the exec.
-    drop((tty, stdin, stdout, cgroup_dir, cgroup_procs, v1_procs, errpipe));
+    drop((
+        tty,
+        stdin,
+        stdout,
+        stderr,
+        cgroup_dir,
+        cgroup_procs,
+        v1_procs,
+        errpipe,
+    ));
     supervise(Pid::from_raw(command), &sigfd, args.status_w, args.ctl_r)
 }
 
@@ -216,6 +227,7 @@ fn child_plan(launch: &Launch, errpipe: RawFd) -> Result<ChildPlan, i32> {
         join_procs: Vec::new(),
         stdin: -1,
         stdout: -1,
+        stderr: -1,
         tty: None,
         uid: launch.uid,
         gid: launch.gid,

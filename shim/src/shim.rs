@@ -160,11 +160,13 @@ fn run(ctl: OwnedFd, init_sock: OwnedFd) -> Result<(), String> {
             out_open: true,
         }
     } else {
-        let (out, stdin) = (next()?, next()?);
-        set_nonblocking(out.as_fd()).map_err(|e| sys("fcntl", e))?;
-        set_nonblocking(stdin.as_fd()).map_err(|e| sys("fcntl", e))?;
+        let (out, stdin, err) = (next()?, next()?, next()?);
+        for fd in [&out, &stdin, &err] {
+            set_nonblocking(fd.as_fd()).map_err(|e| sys("fcntl", e))?;
+        }
         Stdio::Pipes {
             out: Some(out),
+            err: Some(err),
             stdin: Some(stdin),
         }
     };
@@ -275,8 +277,10 @@ fn set_title(title: &[u8]) {
 /// How the job's stdio is wired on the shim's side.
 enum Stdio {
     Pipes {
-        /// Output pipe, read end.
+        /// stdout's pipe, read end.
         out: Option<OwnedFd>,
+        /// stderr's pipe, read end.
+        err: Option<OwnedFd>,
         /// Stdin pipe, write end.
         stdin: Option<OwnedFd>,
     },
@@ -321,7 +325,7 @@ impl Job {
 
     fn out_open(&self) -> bool {
         match &self.stdio {
-            Stdio::Pipes { out, .. } => out.is_some(),
+            Stdio::Pipes { out, err, .. } => out.is_some() || err.is_some(),
             Stdio::Tty { out_open, .. } => *out_open,
         }
     }
@@ -339,9 +343,12 @@ impl Job {
             slots.push((Slot::Rendezvous, fd, PollFlags::POLLIN));
         }
         match &self.stdio {
-            Stdio::Pipes { out, stdin } => {
+            Stdio::Pipes { out, err, stdin } => {
                 if let Some(fd) = out {
-                    slots.push((Slot::Output, fd.as_raw_fd(), PollFlags::POLLIN));
+                    slots.push((Slot::Output(Stream::Out), fd.as_raw_fd(), PollFlags::POLLIN));
+                }
+                if let Some(fd) = err {
+                    slots.push((Slot::Output(Stream::Err), fd.as_raw_fd(), PollFlags::POLLIN));
                 }
                 if let (Some(fd), true) = (stdin, want_stdin) {
                     slots.push((Slot::Stdin, fd.as_raw_fd(), PollFlags::POLLOUT));
@@ -393,11 +400,11 @@ impl Job {
         for (slot, revents) in ready {
             match slot {
                 Slot::Crew => self.read_crew(crew),
-                Slot::Output => self.pump_output(),
+                Slot::Output(stream) => self.pump_output(stream),
                 Slot::Stdin => self.write_stdin(crew),
                 Slot::Tty => {
                     if revents.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
-                        self.pump_output();
+                        self.pump_output(Stream::Out);
                     }
                     if revents.contains(PollFlags::POLLOUT) {
                         self.write_stdin(crew);
@@ -410,9 +417,11 @@ impl Job {
         }
         if self.init_exited && self.out_open() {
             // Every process of the job is gone (init's exit killed the
-            // namespace), so what is in the pipe is all there will be.
-            self.pump_output();
-            self.close_output();
+            // namespace), so what is in the pipes is all there will be.
+            self.pump_output(Stream::Out);
+            self.close_output(Stream::Out);
+            self.pump_output(Stream::Err);
+            self.close_output(Stream::Err);
         }
         if let Some(failed) = self.sink.take_index_failure() {
             crew.log(failed);
@@ -519,33 +528,40 @@ impl Job {
         }
     }
 
-    /// Moves output until the source is empty, within a budget so the other
-    /// fds get their turn.
-    fn pump_output(&mut self) {
+    /// Moves a stream's output until its source is empty, within a budget
+    /// so the other fds get their turn. (A tty job has one stream.)
+    fn pump_output(&mut self, stream: Stream) {
         for _ in 0..64 {
-            let flow = match &self.stdio {
-                Stdio::Pipes { out: Some(fd), .. } => self.sink.drain_pipe(fd.as_fd(), Stream::Out),
-                Stdio::Tty {
-                    master,
-                    out_open: true,
-                } => self.sink.drain_tty(master.as_fd()),
+            let flow = match (&self.stdio, stream) {
+                (Stdio::Pipes { out: Some(fd), .. }, Stream::Out)
+                | (Stdio::Pipes { err: Some(fd), .. }, Stream::Err) => {
+                    self.sink.drain_pipe(fd.as_fd(), stream)
+                }
+                (
+                    Stdio::Tty {
+                        master,
+                        out_open: true,
+                    },
+                    Stream::Out,
+                ) => self.sink.drain_tty(master.as_fd()),
                 _ => return,
             };
             match flow {
                 Flow::Moved => {}
                 Flow::Again => return,
                 Flow::Eof => {
-                    self.close_output();
+                    self.close_output(stream);
                     return;
                 }
             }
         }
     }
 
-    fn close_output(&mut self) {
-        match &mut self.stdio {
-            Stdio::Pipes { out, .. } => *out = None,
-            Stdio::Tty { out_open, .. } => *out_open = false,
+    fn close_output(&mut self, stream: Stream) {
+        match (&mut self.stdio, stream) {
+            (Stdio::Pipes { out, .. }, Stream::Out) => *out = None,
+            (Stdio::Pipes { err, .. }, Stream::Err) => *err = None,
+            (Stdio::Tty { out_open, .. }, _) => *out_open = false,
         }
     }
 
@@ -606,7 +622,7 @@ impl Job {
 enum Slot {
     Crew,
     Rendezvous,
-    Output,
+    Output(Stream),
     Stdin,
     Tty,
     Signal,

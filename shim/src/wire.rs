@@ -38,7 +38,7 @@ pub struct Launch {
 impl Launch {
     /// The number of fds that travel with this message.
     pub fn fd_count(&self) -> usize {
-        let stdio = if self.tty { 1 } else { 2 };
+        let stdio = if self.tty { 1 } else { 3 };
         1 + stdio + 2 + self.v1_procs as usize
     }
 }
@@ -73,7 +73,7 @@ pub struct Serve {
 
 impl Serve {
     pub fn fd_count(&self) -> usize {
-        if self.tty { 4 } else { 5 }
+        if self.tty { 4 } else { 6 }
     }
 }
 

@@ -528,7 +528,7 @@ fn upkeep(inner: &Inner) {
             if !(expired || count > r.max_jobs || bytes > r.output_budget) {
                 return;
             }
-            for ext in ["out", "exit"] {
+            for ext in ["out", "idx", "exit"] {
                 let path = inner.jobs_dir.join(format!("{}.{ext}", row.id));
                 if let Err(e) = std::fs::remove_file(&path)
                     && e.kind() != std::io::ErrorKind::NotFound
@@ -569,7 +569,7 @@ fn sweep_files(inner: &Inner, keep: &HashSet<String>) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let stale = if let Some(id) = name.strip_suffix(".out") {
+        let stale = if let Some(id) = name.strip_suffix(".out").or_else(|| name.strip_suffix(".idx")) {
             !known.contains(id)
         } else if let Some(id) = name.strip_suffix(".sock") {
             !keep.contains(id)

@@ -273,8 +273,8 @@ struct JobStdio {
     shim: Vec<OwnedFd>,
 }
 
-/// Pipes for a pipe job (stdout and stderr share one, so they stay in
-/// order), or a pty whose slave belongs to the job's user, as login(1)
+/// Pipes for a pipe job (stdout and stderr apart: the shim marks which
+/// bytes came from which), or a pty whose slave belongs to the job's user, as login(1)
 /// leaves it.
 fn job_stdio(tty: Option<WinSize>, uid: u32) -> Result<JobStdio, EngineError> {
     use nix::fcntl::OFlag;
@@ -306,11 +306,13 @@ fn job_stdio(tty: Option<WinSize>, uid: u32) -> Result<JobStdio, EngineError> {
         None => {
             let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err("pipe", e))?;
             let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err("pipe", e))?;
-            // Larger pipes mean fewer wakeups per byte; best effort.
+            let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err("pipe", e))?;
+            // Larger pipes mean fewer wakeups per byte; best effort. stderr
+            // keeps the default: it is rarely the firehose.
             let _ = nix::fcntl::fcntl(&out_w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(OUTPUT_PIPE_SIZE));
             Ok(JobStdio {
-                init: vec![in_r, out_w],
-                shim: vec![out_r, in_w],
+                init: vec![in_r, out_w, err_w],
+                shim: vec![out_r, in_w, err_r],
             })
         }
     }

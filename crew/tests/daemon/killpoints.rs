@@ -187,6 +187,7 @@ async fn kill_at(point: &str) {
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|f| {
                 !f.strip_suffix(".out")
+                    .or_else(|| f.strip_suffix(".idx"))
                     .is_some_and(|id| known.iter().any(|k| k == id))
             })
             .collect()

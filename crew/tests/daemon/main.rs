@@ -22,6 +22,8 @@
 //!   from one address costs the log a line per 10 s, not one per connection.
 //! - `tenants`: quotas from the configuration file and flags; two users'
 //!   fork bombs leave the crew answering a third user.
+//! - `times`: each line's time and stream from the time index; since and
+//!   until by the boot clock across a clock set back and a `kill -9`.
 //! - `watchers`: 256 idle watchers of jobs with the longest argv cost the
 //!   crew bounded memory, returned when they close.
 
@@ -37,5 +39,6 @@ mod shutdown;
 mod start;
 mod support;
 mod tenants;
+mod times;
 mod transport;
 mod watchers;

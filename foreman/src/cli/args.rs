@@ -95,6 +95,8 @@ pub enum Command {
         /// writing to a terminal).
         #[arg(long)]
         raw: bool,
+        #[command(flatten)]
+        which: WhichOutput,
     },
     /// Attach this terminal to a job: its output, and your keys as its input.
     /// Ctrl-] detaches (never sent to the job); the job keeps running.
@@ -203,6 +205,49 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
     },
+}
+
+/// Which of a job's output to show, and with what: its streams, the times
+/// of its lines.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct WhichOutput {
+    /// Only this stream (a pipe job's; a tty job's output is all stdout).
+    #[arg(long, value_enum, value_name = "STREAM")]
+    pub stream: Option<StreamArg>,
+    /// Write an asciicast v2 recording, with the output's times, for
+    /// `asciinema play` (`> job.cast`).
+    #[arg(long, conflicts_with_all = ["timestamps", "stream", "raw"])]
+    pub asciicast: bool,
+    /// Put each line after the time it was stored (UTC, to the
+    /// millisecond).
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Only output stored since then: a duration before now (10m, 2h, 7d),
+    /// a time of day in UTC (13:05), or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", value_parser = crate::times::parse_point)]
+    pub since: Option<tasker_proto::v1::TimePoint>,
+    /// Only output stored until then, that millisecond included (as
+    /// --since); with -f, follow until then.
+    #[arg(long, value_name = "WHEN", value_parser = crate::times::parse_until)]
+    pub until: Option<tasker_proto::v1::TimePoint>,
+}
+
+impl WhichOutput {
+    /// Whether any of these was given.
+    #[must_use]
+    pub fn picks_any(&self) -> bool {
+        self.stream.is_some()
+            || self.asciicast
+            || self.timestamps
+            || self.since.is_some()
+            || self.until.is_some()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamArg {
+    Stdout,
+    Stderr,
 }
 
 /// Which jobs `ls` and `clean` take: every filter given must hold; the

@@ -73,6 +73,14 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
         }
         Command::Status { job, json } => commands::status::status(&ctx, &job, json).await,
         Command::Logs {
+            batch: Some(_),
+            which,
+            ..
+        } if which.picks_any() => Err(Failure::Usage(
+            "--timestamps, --since, --until, --stream and --asciicast read one job's output, not a --batch's"
+                .into(),
+        )),
+        Command::Logs {
             batch: Some(batch),
             gather,
             follow,
@@ -84,8 +92,19 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
             follow,
             tail,
             raw,
+            which,
             ..
-        } => commands::logs::logs(&ctx, job.as_deref().unwrap_or_default(), follow, tail, raw).await,
+        } => {
+            commands::logs::logs(
+                &ctx,
+                job.as_deref().unwrap_or_default(),
+                follow,
+                tail,
+                raw,
+                &which,
+            )
+            .await
+        }
         Command::Attach { job, yes } => commands::attach::attach(&ctx, &job, yes).await,
         Command::Stop {
             job,

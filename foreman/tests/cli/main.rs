@@ -5,6 +5,7 @@ mod batch;
 mod dashboard;
 mod discovery;
 mod support;
+mod times;
 mod tty;
 
 use std::process::Stdio;
@@ -97,7 +98,12 @@ async fn run_streams_the_output_and_exits_with_the_jobs_code() {
         )
         .await
         .expect(3);
-    assert_eq!(ran.out(), "out\nerr\n");
+    assert_eq!(ran.out(), "out\n");
+    assert!(
+        ran.stderr.starts_with("err\n"),
+        "the job's stderr on ours: {}",
+        ran.stderr
+    );
     assert!(
         ran.stderr.contains("exit") && ran.stderr.contains('3'),
         "{}",

@@ -8,9 +8,15 @@ use crew::engine::{EngineError, JobEvent, JobState, Outcome, Phase, ReadFrom, Te
 use crate::support::*;
 
 #[tokio::test]
-async fn output_is_one_ordered_stream_and_the_exit_code_is_kept() {
+async fn output_keeps_both_streams_in_the_order_written_and_the_exit_code_is_kept() {
     let t = engine_or_skip!();
-    let (out, info) = run(&t.handle, sh("echo out; echo err >&2; echo out2; exit 3")).await;
+    // Writes apart in time keep their order across the two pipes (a burst
+    // into both before the shim wakes would not: docs/architecture.md).
+    let (out, info) = run(
+        &t.handle,
+        sh("echo out; sleep 0.1; echo err >&2; sleep 0.1; echo out2; exit 3"),
+    )
+    .await;
     assert_eq!(out, "out\nerr\nout2\n");
     let e = ended(&info);
     assert_eq!(e.outcome, Outcome::Finished(Termination::Exited(3)));

@@ -159,7 +159,7 @@ pub async fn session(
         send(&opened.tx, In::Eof(pb::attach_job_request::Eof {})).await;
     }
     let mut sigs = Signals::new()?;
-    let mut sink = Sink::stdout(if tty { Mode::Terminal } else { Mode::Plain }, false);
+    let mut sink = Sink::stdout(if tty { Mode::Terminal } else { Mode::Plain }, false).split();
     let mut offset = opened.attached.offset;
     let mut stopping = false;
     let end = loop {
