@@ -134,10 +134,10 @@ pub fn file_name(id: &str) -> String {
 }
 
 /// How the shim makes the index file, on the first mark.
-pub(crate) type Create = Box<dyn FnOnce() -> io::Result<File> + Send>;
+pub type Create = Box<dyn FnOnce() -> io::Result<File> + Send>;
 
 /// The shim's side: appends marks, punches the ones no longer needed.
-pub(crate) struct IndexWriter {
+pub struct IndexWriter {
     /// How to make the file, on the first mark.
     create: Option<Create>,
     file: Option<File>,
@@ -165,7 +165,7 @@ impl std::fmt::Debug for IndexWriter {
 }
 
 impl IndexWriter {
-    pub(crate) fn new(create: Create, limit: u64) -> Self {
+    pub fn new(create: Create, limit: u64) -> Self {
         Self {
             create: Some(create),
             file: None,
@@ -179,13 +179,13 @@ impl IndexWriter {
     }
 
     /// Why the index stopped being kept, if it did.
-    pub(crate) fn failed(&self) -> Option<&str> {
+    pub fn failed(&self) -> Option<&str> {
         self.failed.as_deref()
     }
 
     /// Marks bytes about to be stored at `offset` from `stream`, unless the
     /// last mark covers them (same stream, within a grain).
-    pub(crate) fn note(&mut self, offset: u64, stream: Stream) {
+    pub fn note(&mut self, offset: u64, stream: Stream) {
         if self.failed.is_some() {
             return;
         }
@@ -225,7 +225,7 @@ impl IndexWriter {
 
     /// The output below `kept` was dropped: punches the pages of marks that
     /// only covered it (the mark covering `kept` itself stays).
-    pub(crate) fn dropped_below(&mut self, kept: u64) {
+    pub fn dropped_below(&mut self, kept: u64) {
         // Page i can go when page i+1 starts at or below `kept`: the mark
         // covering `kept` is then on page i+1 or later.
         let mut n = 0;

@@ -3,7 +3,7 @@
 //!
 //!     sudo cargo bench -p crew --bench engine            # all
 //!     sudo cargo bench -p crew --bench engine -- start   # one or more of:
-//!                          start | output | memory | store | list | restart | outage
+//!                          start | output | memory | store | list | restart | outage | times
 //!
 //! Prints a Markdown report; docs/benchmarks.md holds the latest one.
 //!
@@ -18,11 +18,14 @@
 //!   set size).
 //! - store, list, restart, outage: what keeping jobs across restarts costs
 //!   (see `durability.rs`).
+//! - times: the time index: what a mark costs a writing job, and `since`
+//!   on 10 GiB of output (see `times.rs`; needs 10 GiB of disk).
 
 mod durability;
 mod memory;
 mod output;
 mod start;
+mod times;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,6 +72,15 @@ fn main() {
             let wide = Engine::new(wide_config).await.expect("engine");
             output::output_throughput(&wide.handle(), &h).await;
             wide.shutdown(Duration::from_secs(1)).await;
+        }
+        if wants("times") {
+            let (mut big, big_state) = bench_config("times");
+            big.output_limit = 11 << 30;
+            big.retention.output_budget = 12 << 30;
+            let e = Engine::new(big).await.expect("engine");
+            times::mark_cost(&e.handle(), big_state.path()).await;
+            times::since_latency(&e.handle(), big_state.path(), 10).await;
+            e.shutdown(Duration::from_secs(1)).await;
         }
         if wants("memory") {
             memory::memory_per_job(&h).await;
