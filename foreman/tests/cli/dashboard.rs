@@ -277,6 +277,9 @@ async fn the_dashboard_in_a_real_terminal() {
             s.lines().any(|l| l.contains("mute") && l.contains("you are -"))
         });
         t.keys(&["Escape"]);
+        // Seen closed before the next key: an Escape and a `q` read
+        // together are Alt-q, which quits nothing.
+        t.wait("the overlay closed", |s| !s.contains("you are -"));
         // Quit: the dashboard leaves, the terminal is the shell's again.
         t.keys(&["q"]);
         t.wait_for("FOREMAN-EXIT=0");
