@@ -94,6 +94,12 @@ impl pb::crew_server::Crew for Firehose {
     ) -> Result<Response<pb::ArchiveJobResponse>, Status> {
         no()
     }
+    async fn unarchive_job(
+        &self,
+        _: Request<pb::UnarchiveJobRequest>,
+    ) -> Result<Response<pb::UnarchiveJobResponse>, Status> {
+        no()
+    }
     async fn get_job(&self, _: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
         no()
     }

@@ -338,6 +338,18 @@ pub fn load(over: &Overrides) -> Result<Config, ConfigError> {
     })
 }
 
+/// The names of the config file's contexts (`[contexts.NAME]`), for
+/// completion: none when the file is missing or unreadable.
+#[must_use]
+pub fn context_names(over: &Overrides) -> Vec<String> {
+    let path = over.config.clone().unwrap_or_else(default_path);
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| toml::from_str::<File>(&text).ok())
+        .map(|f| f.contexts.into_keys().collect())
+        .unwrap_or_default()
+}
+
 /// Every address is HOST:PORT and no two crews share a name.
 pub fn check_crews(crews: &[CrewEntry]) -> Result<(), ConfigError> {
     for (i, c) in crews.iter().enumerate() {

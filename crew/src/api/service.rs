@@ -80,6 +80,15 @@ impl pb::crew_server::Crew for CrewService {
             .await
     }
 
+    async fn unarchive_job(
+        &self,
+        req: Request<pb::UnarchiveJobRequest>,
+    ) -> Result<Response<pb::UnarchiveJobResponse>, Status> {
+        self.state
+            .on_main(|s| async move { handlers::unarchive::handle(&s, req).map_err(Into::into) })
+            .await
+    }
+
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
         self.state
             .on_main(|s| async move { handlers::get::handle(&s, req).map_err(Into::into) })

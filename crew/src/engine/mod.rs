@@ -417,6 +417,12 @@ impl EngineHandle {
         self.inner.registry.archive(id)
     }
 
+    /// Lists an archived job again, unless another job took its name
+    /// meanwhile; a job not archived is returned as it is.
+    pub fn unarchive(&self, id: &JobId) -> Result<JobInfo, EngineError> {
+        self.inner.registry.unarchive(id)
+    }
+
     /// Writes bytes to the job's stdin (a pipe job's pipe, or a tty job's
     /// terminal). Returns once the job's shim has them; waits while the job
     /// is not reading and the buffers are full.

@@ -169,8 +169,8 @@ impl JobEntry {
         self.output_grew();
     }
 
-    pub(crate) fn set_archived(&self) {
-        lock(&self.info).archived = true;
+    pub(crate) fn set_archived(&self, archived: bool) {
+        lock(&self.info).archived = archived;
     }
 
     pub(crate) fn cgroup(&self) -> Option<Arc<JobCgroup>> {
@@ -421,9 +421,28 @@ impl Registry {
         info.archived = true;
         self.store.update(&info, None)?;
         if let Some(e) = self.live(id) {
-            e.set_archived();
+            e.set_archived(true);
         }
         let _ = self.events.send(JobEvent::Archived(Arc::new(info.clone())));
+        Ok(info)
+    }
+
+    /// Lists an archived job again, unless another job took its name
+    /// meanwhile. Watchers hear of it as created: to them it is a job that
+    /// enters the list. A job not archived is returned as it is.
+    pub(crate) fn unarchive(&self, id: &JobId) -> Result<JobInfo, EngineError> {
+        let mut info = self
+            .get(id)
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        if !info.archived {
+            return Ok(info);
+        }
+        info.archived = false;
+        self.store.unarchive(&info)?;
+        if let Some(e) = self.live(id) {
+            e.set_archived(false);
+        }
+        let _ = self.events.send(JobEvent::Created(Arc::new(info.clone())));
         Ok(info)
     }
 }

@@ -99,6 +99,25 @@ fn insert_row(c: &Connection, info: &JobInfo) -> Result<(), EngineError> {
     Ok(())
 }
 
+fn update_row(c: &Connection, info: &JobInfo, output_bytes: Option<u64>) -> Result<(), EngineError> {
+    let json = serde_json::to_string(info).map_err(|e| EngineError::Store(format!("encode: {e}")))?;
+    c.execute(
+        "UPDATE jobs SET ended = ?2, archived = ?3, ended_ns = ?4, info = ?5,
+             output_bytes = COALESCE(?6, output_bytes)
+         WHERE id = ?1",
+        params![
+            info.id.as_str(),
+            info.state.is_ended(),
+            info.archived,
+            ended_ns(info),
+            json,
+            output_bytes.map(|b| b as i64)
+        ],
+    )
+    .map_err(|e| sql_err("record the job's state", &e))?;
+    Ok(())
+}
+
 fn name_holder(c: &Connection, name: &str) -> Result<Option<String>, EngineError> {
     let number: Option<i64> = c
         .prepare_cached("SELECT number FROM jobs WHERE name = ?1 AND archived = 0 LIMIT 1")
@@ -296,23 +315,26 @@ impl Store {
     /// Records a job's new state (ended, archived); `output_bytes` is what
     /// its output takes on disk, for the crew's output budget.
     pub(crate) fn update(&self, info: &JobInfo, output_bytes: Option<u64>) -> Result<(), EngineError> {
-        let json = serde_json::to_string(info).map_err(|e| EngineError::Store(format!("encode: {e}")))?;
+        update_row(&lock(&self.write), info, output_bytes)
+    }
+
+    /// Records an archived job as listed again, unless another job that is
+    /// not archived holds its name: the check and the write are one step,
+    /// as a start's are, so a start and an un-archive cannot both take it.
+    pub(crate) fn unarchive(&self, info: &JobInfo) -> Result<(), EngineError> {
         let c = lock(&self.write);
-        c.execute(
-            "UPDATE jobs SET ended = ?2, archived = ?3, ended_ns = ?4, info = ?5,
-                 output_bytes = COALESCE(?6, output_bytes)
-             WHERE id = ?1",
-            params![
-                info.id.as_str(),
-                info.state.is_ended(),
-                info.archived,
-                ended_ns(info),
-                json,
-                output_bytes.map(|b| b as i64)
-            ],
-        )
-        .map_err(|e| sql_err("record the job's state", &e))?;
-        Ok(())
+        if let Some(name) = &info.name
+            && let Some(holder) = name_holder(&c, name)?
+            && holder != info.handle
+        {
+            // EngineError::NameTaken's words, turned to this case: a job
+            // cannot be renamed, so the holder has to go.
+            return Err(EngineError::Taken(format!(
+                "the name {name:?} is taken by {holder}, which is not archived: archive {holder} first, then un-archive {}",
+                info.handle
+            )));
+        }
+        update_row(&c, info, None)
     }
 
     pub(crate) fn get(&self, id: &JobId) -> Result<Option<JobInfo>, EngineError> {
@@ -593,6 +615,38 @@ mod tests {
         let found = store.find(&JobRef::Name("build")).unwrap();
         let handles: Vec<&str> = found.iter().map(|j| j.handle.as_str()).collect();
         assert_eq!(handles, ["job-2", "job-1"]);
+    }
+
+    #[test]
+    fn an_archived_job_is_listed_again_only_while_its_name_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().store;
+        let named = |n| JobInfo {
+            name: Some("build".into()),
+            ..job(n)
+        };
+        let mut first = JobInfo {
+            archived: true,
+            ..named(1)
+        };
+        store.insert(&first).unwrap();
+        let mut second = named(2);
+        store.insert_new(&second).unwrap();
+        first.archived = false;
+        let err = store.unarchive(&first).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the name \"build\" is taken by job-2, which is not archived: archive job-2 first, then un-archive job-1"
+        );
+        assert!(
+            store.get(&first.id).unwrap().unwrap().archived,
+            "refused, yet written"
+        );
+        second.archived = true;
+        store.update(&second, None).unwrap();
+        store.unarchive(&first).unwrap();
+        assert!(!store.get(&first.id).unwrap().unwrap().archived);
+        assert_eq!(store.name_holder("build").unwrap().as_deref(), Some("job-1"));
     }
 
     #[test]

@@ -8,3 +8,4 @@ mod jobs;
 mod requests;
 mod support;
 mod tls;
+mod unarchive;

@@ -184,6 +184,18 @@ pub enum Command {
         #[arg(short = 'y', long)]
         yes: bool,
     },
+    /// List archived jobs again (`ls` shows them): the owner's or, for an
+    /// admin, anyone's. Refused while another job holds the name.
+    Unarchive {
+        /// The jobs: [CREW/]job-N, the name, or the id (or 6+ hex digits
+        /// of it); a name finds an archived job when no listed job holds it.
+        #[arg(required = true, value_name = "JOB")]
+        jobs: Vec<String>,
+        /// Act on another user's job without asking (a script must say so;
+        /// at a terminal you are asked).
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
     /// Each crew: reachable?, who you are there, its cgroup mode, its
     /// certificate's expiry.
     Crews {
@@ -192,11 +204,22 @@ pub enum Command {
         json: bool,
     },
     /// Print a shell completion script, e.g. `foreman completions bash >
-    /// /etc/bash_completion.d/foreman` (needs no config or crew).
+    /// /etc/bash_completion.d/foreman` (needs no config or crew). In bash,
+    /// zsh and fish it also completes job references (asked of the
+    /// config's crews at each Tab, for at most a second) and --preset and
+    /// --context names.
     Completions {
         /// The shell the script is for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+    /// For the completion scripts: the job references, preset or context
+    /// names that complete the last of WORDS (see `foreman completions`).
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// The command line so far, the word being completed last.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "WORDS")]
+        words: Vec<String>,
     },
     /// Write man pages, foreman.1 and foreman-COMMAND.1 for each command,
     /// into DIR (needs no config or crew).

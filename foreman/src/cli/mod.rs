@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod complete;
 pub mod confirm;
 pub mod docs;
 pub mod output;
@@ -47,6 +48,11 @@ pub async fn discover(config: &mut config::Config) -> Result<(), Failure> {
 
 /// Runs one command against the configured crews.
 pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
+    // Completion reads the config itself, quietly: no discovery, no error
+    // printed into the user's shell.
+    if let Command::Complete { words } = &command {
+        return complete::complete(words).await;
+    }
     let mut config = config::load(&over)?;
     discover(&mut config).await?;
     let ctx = Ctx {
@@ -127,8 +133,10 @@ pub async fn run(over: Overrides, command: Command) -> Result<(), Failure> {
         Command::Rerun { job, name, env } => commands::rerun::rerun(&ctx, &job, name, env).await,
         Command::Audit { job, json } => commands::audit::audit(&ctx, &job, json).await,
         Command::Archive { job, yes } => commands::stop::archive(&ctx, &job, yes).await,
+        Command::Unarchive { jobs, yes } => commands::stop::unarchive(&ctx, &jobs, yes).await,
         Command::Crews { json } => commands::crews::crews(&ctx, json).await,
         Command::Completions { shell } => docs::completions(shell),
+        Command::Complete { words } => complete::complete(&words).await,
         Command::Man { dir } => docs::man_pages(&dir),
     }
 }

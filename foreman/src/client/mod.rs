@@ -127,6 +127,12 @@ pub fn crews(config: &Config) -> Result<Vec<Crew>, ConnectError> {
 pub fn explain(status: &tonic::Status) -> String {
     use std::error::Error as _;
     use tonic::Code;
+    if status.code() == Code::Unimplemented {
+        // An older crew, which does not have this call yet.
+        return "this crew does not know that call: it runs an older release than this foreman; \
+                upgrade the crew"
+            .to_owned();
+    }
     if !matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled) {
         return status.message().to_owned();
     }
@@ -246,6 +252,9 @@ mod tests {
         );
         let other = tonic::Status::unavailable("Connection refused (os error 111)");
         assert_eq!(explain(&other), "Connection refused (os error 111)");
+        // What an older crew answers for a call it does not have: no text.
+        let older = tonic::Status::unimplemented("");
+        assert!(explain(&older).contains("older release"), "{}", explain(&older));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! mutual TLS, real jobs. What a script sees: stdout, stderr, exit codes.
 
 mod batch;
+mod completion;
 mod dashboard;
 mod discovery;
 mod support;
@@ -983,5 +984,67 @@ async fn a_context_picks_one_fleet_of_the_config() {
     std::fs::write(fleet.config(), format!("context = \"lab\"\n{base}")).unwrap();
     let default = fleet.run(ALICE, &["crews"]).await.expect(0).out();
     assert_eq!(crews(&default), ["beta"], "{default}");
+    fleet.stop().await;
+}
+
+/// `unarchive`: an archived job comes back to `ls`; one not archived is
+/// left as it is, and said so; one whose name was taken meanwhile stays
+/// archived, with the way forward.
+#[tokio::test]
+async fn unarchive_brings_an_archived_job_back_to_ls() {
+    let fleet = fleet_or_skip!("alpha");
+    fleet
+        .run(ALICE, &["run", "--name", "nightly", "--", "/bin/true"])
+        .await
+        .expect(0);
+    assert_eq!(references(&fleet, &[]).await, ["alpha/job-1"]);
+    fleet.run(ALICE, &["archive", "nightly"]).await.expect(0);
+    assert!(references(&fleet, &[]).await.is_empty(), "archived: not listed");
+    let again = fleet.run(ALICE, &["archive", "job-1"]).await.expect(0).out();
+    assert_eq!(again, "alpha/job-1 was already archived; nothing to do\n");
+
+    // Another user may not; the job stays archived.
+    let refused = fleet.run(BOB, &["unarchive", "job-1"]).await.expect(1);
+    assert!(
+        refused.stderr.contains("users manage only their own jobs"),
+        "{}",
+        refused.stderr
+    );
+    assert!(references(&fleet, &[]).await.is_empty());
+
+    let back = fleet.run(ALICE, &["unarchive", "nightly"]).await.expect(0).out();
+    assert_eq!(back, "alpha/job-1 unarchived\n");
+    assert_eq!(references(&fleet, &[]).await, ["alpha/job-1"], "back in the list");
+    let again = fleet.run(ALICE, &["unarchive", "job-1"]).await.expect(0).out();
+    assert_eq!(again, "alpha/job-1 is not archived; nothing to do\n");
+
+    // The name taken meanwhile: refused, said why, the rest done.
+    fleet.run(ALICE, &["archive", "job-1"]).await.expect(0);
+    fleet
+        .run(ALICE, &["start", "--name", "nightly", "--", "/bin/sleep", "1000"])
+        .await
+        .expect(0);
+    fleet
+        .run(ALICE, &["run", "--name", "other", "--", "/bin/true"])
+        .await
+        .expect(0);
+    fleet.run(ALICE, &["archive", "other"]).await.expect(0);
+    let taken = fleet
+        .run(ALICE, &["unarchive", "alpha/job-1", "other"])
+        .await
+        .expect(1);
+    assert_eq!(taken.out(), "alpha/job-3 unarchived\n");
+    assert!(
+        taken.stderr.contains(
+            "the name \"nightly\" is taken by job-2, which is not archived: archive job-2 first, then un-archive job-1"
+        ),
+        "{}",
+        taken.stderr
+    );
+    assert_eq!(references(&fleet, &[]).await, ["alpha/job-2", "alpha/job-3"]);
+    fleet
+        .run(ALICE, &["stop", "job-2", "--grace", "1s"])
+        .await
+        .expect(0);
     fleet.stop().await;
 }

@@ -9,6 +9,7 @@ pub mod info;
 pub mod list;
 pub mod start;
 pub mod stop;
+pub mod unarchive;
 pub mod watch;
 
 use tonic::Request;

@@ -1,4 +1,4 @@
-//! `foreman stop` and `foreman archive`.
+//! `foreman stop`, `foreman archive` and `foreman unarchive`.
 
 use std::time::Duration;
 
@@ -106,6 +106,11 @@ pub async fn stop_batch(ctx: &Ctx, batch: &str, grace: Option<Duration>, yes: bo
 
 pub async fn archive(ctx: &Ctx, job: &str, yes: bool) -> Result<(), Failure> {
     let (crew, job) = resolve(ctx, job).await?;
+    if job.archived {
+        // Nothing to do: say so, rather than claim an act.
+        outln!("{}/{} was already archived; nothing to do", crew.name, job.handle);
+        return Ok(());
+    }
     others_job(crew, &job, "archive", yes).await?;
     let mut client = crew.client.clone();
     client
@@ -113,5 +118,41 @@ pub async fn archive(ctx: &Ctx, job: &str, yes: bool) -> Result<(), Failure> {
         .await
         .map_err(|s| Failure::from_status(&crew.name, &s))?;
     outln!("{}/{} archived", crew.name, job.handle);
+    Ok(())
+}
+
+/// Each job in turn; one that fails is said on stderr and the others go
+/// on; the exit code is the worst.
+pub async fn unarchive(ctx: &Ctx, jobs: &[String], yes: bool) -> Result<(), Failure> {
+    if let [one] = jobs {
+        return unarchive_one(ctx, one, yes).await;
+    }
+    let mut worst = 0;
+    for reference in jobs {
+        match unarchive_one(ctx, reference, yes).await {
+            Ok(()) => {}
+            Err(Failure::Exit(c)) => worst = worst.max(c),
+            Err(f) => {
+                eprintln!("foreman: {}", Sanitizer::clean(&f.to_string()));
+                worst = worst.max(f.code());
+            }
+        }
+    }
+    Failure::exit_with(worst)
+}
+
+async fn unarchive_one(ctx: &Ctx, job: &str, yes: bool) -> Result<(), Failure> {
+    let (crew, job) = resolve(ctx, job).await?;
+    if !job.archived {
+        outln!("{}/{} is not archived; nothing to do", crew.name, job.handle);
+        return Ok(());
+    }
+    others_job(crew, &job, "unarchive", yes).await?;
+    let mut client = crew.client.clone();
+    client
+        .unarchive_job(pb::UnarchiveJobRequest { job: job.id.clone() })
+        .await
+        .map_err(|s| Failure::from_status(&crew.name, &s))?;
+    outln!("{}/{} unarchived", crew.name, job.handle);
     Ok(())
 }
