@@ -21,6 +21,9 @@ pub struct Recorder {
     last: f64,
     /// The start of a character cut at the end of the last part.
     carry: Vec<u8>,
+    /// Newlines as `\r\n`: a pipe job's output, which no terminal's
+    /// `onlcr` translated.
+    onlcr: bool,
 }
 
 /// The header line: the terminal's size and the recording's start.
@@ -47,6 +50,15 @@ pub fn mark_ns(m: &pb::Mark) -> Option<i128> {
 }
 
 impl Recorder {
+    /// `onlcr`: the output did not come through a terminal (a pipe job's).
+    #[must_use]
+    pub fn new(onlcr: bool) -> Self {
+        Self {
+            onlcr,
+            ..Self::default()
+        }
+    }
+
     /// The event line for one part stored at `at_ns` (its mark's time;
     /// `None` for output stored without one, which takes the last time),
     /// or nothing if the part holds no whole character yet.
@@ -55,7 +67,10 @@ impl Recorder {
         let t = at_ns.map_or(self.last, |ns| ((ns - start) as f64 / 1e9).max(self.last));
         self.last = t;
         self.carry.extend_from_slice(data);
-        let text = self.take_text();
+        let mut text = self.take_text();
+        if self.onlcr {
+            text = text.replace("\r\n", "\n").replace('\n', "\r\n");
+        }
         if text.is_empty() {
             return None;
         }
@@ -131,6 +146,12 @@ mod tests {
         );
         assert_eq!(r.event(None, b"\xe2\x82"), None);
         assert_eq!(r.finish(), Some("[1.0,\"o\",\"\u{FFFD}\"]".into()));
+        // A pipe job's lines, as a terminal shows them.
+        let mut pipe = Recorder::new(true);
+        assert_eq!(
+            pipe.event(Some(0), b"a\nb\r\n"),
+            Some(r#"[0.0,"o","a\r\nb\r\n"]"#.into())
+        );
         let h: serde_json::Value =
             serde_json::from_str(&header(80, 24, Some(100 * s + 7), "a/job-1")).unwrap();
         assert_eq!(

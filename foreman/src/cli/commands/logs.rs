@@ -66,7 +66,8 @@ async fn record(crew: &str, job: &pb::Job, opened: &mut Opened, follow: bool) ->
     let title = format!("{crew}/{}", job.handle);
     let end = opened.attached.end;
     let mut offset = opened.attached.offset;
-    let mut recorder = Recorder::default();
+    // A pipe job's newlines as a terminal would show them (onlcr).
+    let mut recorder = Recorder::new(job.tty.is_none());
     let mut lines = Vec::new();
     let mut headed = false;
     loop {
