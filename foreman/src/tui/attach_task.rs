@@ -59,7 +59,12 @@ pub async fn run(
             write,
             queue: 64,
         };
-        let opened = match attach::open(&crew, request).await {
+        // Marks, so that a pipe job's stderr can be told apart.
+        let marks = attach::Times {
+            marks: true,
+            ..attach::Times::default()
+        };
+        let opened = match attach::open_timed(&crew, request, marks).await {
             Ok(o) => o,
             Err(OpenError::Status(s)) if next.is_some() && transient(&s) => {
                 // Still away: try again, unless we were detached meanwhile.
@@ -142,7 +147,8 @@ async fn follow(
                         let skip = next.map_or(0, |n| n.saturating_sub(o.offset));
                         let end = o.offset + o.data.len() as u64;
                         *next = Some(next.map_or(end, |n| n.max(end)));
-                        let data = o.data.slice(usize::try_from(skip).unwrap_or(usize::MAX).min(o.data.len())..);
+                        let from = usize::try_from(skip).unwrap_or(usize::MAX).min(o.data.len());
+                        let data = stderr_apart(o.offset + from as u64, o.data.slice(from..), &o.marks);
                         forward(tx, credit, session, data).await
                     }
                     Out::Dropped(d) => {
@@ -213,6 +219,25 @@ async fn wait(input: &mut mpsc::Receiver<Input>, attempt: &mut u32) -> bool {
     }
 }
 
+/// A pipe job's stderr in red (SGR 31, then the default colour back), so
+/// that the pane tells it from stdout; anything else as it came.
+fn stderr_apart(offset: u64, data: Bytes, marks: &[pb::Mark]) -> Bytes {
+    if !marks.iter().any(|m| m.stream() == pb::Stream::Stderr) {
+        return data;
+    }
+    let mut out = Vec::with_capacity(data.len() + 16);
+    for (_, part, mark) in crate::times::segments(offset, &data, marks) {
+        if mark.is_some_and(|m| m.stream() == pb::Stream::Stderr) {
+            out.extend_from_slice(b"\x1b[31m");
+            out.extend_from_slice(part);
+            out.extend_from_slice(b"\x1b[39m");
+        } else {
+            out.extend_from_slice(part);
+        }
+    }
+    Bytes::from(out)
+}
+
 /// Sends output in chunks, each holding credit until drawn.
 async fn forward(tx: &Tx, credit: &Arc<Semaphore>, session: SessionId, data: Bytes) -> bool {
     let mut rest = data;
@@ -231,4 +256,34 @@ async fn forward(tx: &Tx, credit: &Arc<Semaphore>, session: SessionId, data: Byt
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(offset: u64, stream: pb::Stream) -> pb::Mark {
+        pb::Mark {
+            offset,
+            time: None,
+            stream: stream.into(),
+        }
+    }
+
+    #[test]
+    fn a_pipe_jobs_stderr_is_red_in_the_pane() {
+        let marks = [
+            mark(0, pb::Stream::Stdout),
+            mark(4, pb::Stream::Stderr),
+            mark(8, pb::Stream::Stdout),
+        ];
+        let shown = stderr_apart(0, Bytes::from_static(b"out\nerr\nout\n"), &marks);
+        assert_eq!(&shown[..], b"out\n\x1b[31merr\n\x1b[39mout\n");
+        // A chunk that starts inside the stderr part.
+        let shown = stderr_apart(6, Bytes::from_static(b"r\nou"), &marks);
+        assert_eq!(&shown[..], b"\x1b[31mr\n\x1b[39mou");
+        // Only stdout (or a tty): untouched.
+        let plain = Bytes::from_static(b"x\n");
+        assert_eq!(stderr_apart(0, plain.clone(), &marks[..1]), plain);
+    }
 }
