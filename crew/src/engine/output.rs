@@ -134,6 +134,7 @@ impl OutputReader {
             index: None,
             next: None,
             last: None,
+            done_to: None,
             marks: Vec::new(),
             until,
             reached: false,
@@ -317,6 +318,10 @@ struct Times {
     index: Option<TimeIndex>,
     /// The next mark to look at, once found.
     next: Option<u64>,
+    /// Where the last chunk whose marks were found ended: a chunk that
+    /// starts there reads on from `next`; any other (after a drop, a new
+    /// start) searches.
+    done_to: Option<u64>,
     /// The last mark handed out: it covers the bytes up to the next one.
     last: Option<Mark>,
     /// The marks of the chunk last handed out.
@@ -341,12 +346,13 @@ impl Times {
     fn marks_in(&mut self, from: u64, end: u64) -> io::Result<Vec<Mark>> {
         let last = self.last;
         let next = self.next;
+        let goes_on = self.done_to == Some(from);
         let Some(index) = self.index()? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
         let mut i = match (next, last) {
-            (Some(i), Some(m)) if m.offset <= from => {
+            (Some(i), Some(m)) if m.offset <= from && goes_on => {
                 out.push(m);
                 i
             }
@@ -380,6 +386,7 @@ impl Times {
         }
         self.next = Some(i);
         self.last = out.last().copied();
+        self.done_to = Some(end);
         Ok(out)
     }
 }

@@ -176,5 +176,33 @@ async fn past_the_bound_the_oldest_bytes_go_and_readers_are_told() {
     let (tail, d, _) = read_all(&t.handle, &id, ReadFrom::TailLines(5)).await;
     assert_eq!(d, 0);
     assert_eq!(tail.len(), out.len());
+    // With times: the drop, then chunks whose first mark covers their first
+    // byte: the index kept the mark of the oldest byte kept.
+    let mut r = t
+        .handle
+        .reader(&id, ReadFrom::Start)
+        .unwrap()
+        .with_times(None, None)
+        .unwrap();
+    assert!(matches!(
+        r.next().await.unwrap(),
+        Some(OutputEvent::Dropped { offset: 0, .. })
+    ));
+    let mut chunks = 0;
+    loop {
+        match r.next().await.unwrap() {
+            Some(OutputEvent::Data { offset, .. }) => {
+                let marks = r.take_marks();
+                assert!(
+                    marks.first().is_some_and(|m| m.offset <= offset),
+                    "no mark covers {offset}: {marks:?}"
+                );
+                chunks += 1;
+            }
+            Some(OutputEvent::End(_)) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(chunks > 0);
     t.shutdown().await;
 }
