@@ -43,6 +43,11 @@ pub enum Action {
         job: String,
         trail: Result<Vec<String>, String>,
     },
+    /// A job's stored output for the log view, or why it could not be read.
+    Log {
+        job: String,
+        read: Result<super::logview::LogRead, String>,
+    },
     /// The outputs of a batch's members, as far as they had written.
     Gathered {
         batch: String,
@@ -163,6 +168,16 @@ pub enum Effect {
     Trail {
         crew: CrewIx,
         job: String,
+    },
+    /// Read a job's stored output (its last `LOG_LIMIT` bytes) with marks.
+    ReadLog {
+        crew: CrewIx,
+        job: String,
+    },
+    /// Write these bytes to a new file (0600, never over one).
+    SaveLog {
+        path: String,
+        bytes: Vec<u8>,
     },
     /// Read these jobs' outputs (a batch's members) up to where each is now.
     Gather {

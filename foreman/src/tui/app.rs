@@ -23,6 +23,8 @@ pub struct App {
     pub open_batches: HashSet<String>,
     /// A batch's outputs, gathered for its overlay.
     pub gathered: Option<Gathered>,
+    /// The log view's state, while it is open.
+    pub log: Option<super::logview::LogView>,
     /// The audit trail of the job in the detail overlay.
     pub trail: Option<Trail>,
     /// First row of the (filtered) job list on screen.
@@ -366,6 +368,8 @@ pub enum Overlay {
     Detail(JobKey),
     /// A batch's outputs gathered (`App::gathered`), scrolled this many lines.
     Gathered(u16),
+    /// A job's stored output, read-only (`App::log`).
+    Log,
 }
 
 /// The job shown in the terminal pane.
@@ -497,6 +501,7 @@ impl App {
             selected: None,
             open_batches: HashSet::new(),
             gathered: None,
+            log: None,
             trail: None,
             offset: 0,
             filter: String::new(),

@@ -256,6 +256,88 @@ pub async fn trail(crew: Crew, job: String, tx: Tx) {
     send(&tx, Action::Trail { job, trail }).await;
 }
 
+/// A job's stored output for the log view: its last `LOG_LIMIT` bytes,
+/// with marks, up to where it is now, within 10 s.
+pub async fn read_log(crew: Crew, job: String, tx: Tx) {
+    use pb::attach_job_request::open::From;
+    use pb::attach_job_response::Msg as Out;
+    let read = async {
+        let request = client::attach::Request {
+            job: &job,
+            from: From::TailBytes(crate::tui::logview::LOG_LIMIT),
+            write: false,
+            queue: 4,
+        };
+        let marks = client::attach::Times {
+            marks: true,
+            ..client::attach::Times::default()
+        };
+        let mut opened = client::attach::open_timed(&crew, request, marks)
+            .await
+            .map_err(|e| match e {
+                client::attach::OpenError::Status(s) => client::explain(&s),
+                e => e.to_string(),
+            })?;
+        let end = opened.attached.end;
+        let mut read = crate::tui::logview::LogRead {
+            offset: opened.attached.offset,
+            before: opened.attached.offset,
+            ..Default::default()
+        };
+        let mut offset = read.offset;
+        while offset < end {
+            match opened.stream.message().await {
+                Ok(Some(pb::AttachJobResponse {
+                    msg: Some(Out::Output(o)),
+                })) => {
+                    if read.bytes.is_empty() {
+                        read.offset = o.offset;
+                        read.before = o.offset;
+                    }
+                    offset = o.offset + o.data.len() as u64;
+                    read.bytes.extend_from_slice(&o.data);
+                    read.marks.extend(o.marks);
+                }
+                Ok(Some(pb::AttachJobResponse {
+                    msg: Some(Out::Dropped(d)),
+                })) => offset = d.offset + d.len,
+                Ok(Some(pb::AttachJobResponse {
+                    msg: Some(Out::Ended(_) | Out::Until(_)),
+                }))
+                | Ok(None) => break,
+                Ok(Some(_)) => {}
+                Err(s) => return Err(client::explain(&s)),
+            }
+        }
+        Ok(read)
+    };
+    let read = match tokio::time::timeout(Duration::from_secs(10), read).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("{}: no answer in 10 s", crew.name)),
+    };
+    send(&tx, Action::Log { job, read }).await;
+}
+
+/// Writes a log to a new file, 0600, never over an existing one; what
+/// happened, in words.
+pub fn save_log(path: &str, bytes: &[u8]) -> Notice {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes));
+    match written {
+        Ok(()) => Notice::info(format!("saved {} bytes to {path}", bytes.len())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Notice::error(format!("{path} exists: not overwritten (w, then another name)"))
+        }
+        Err(e) => Notice::error(format!("{path}: {e}: nothing saved")),
+    }
+}
+
 /// Output kept per member for the gathered view; past it, counted.
 pub const GATHER_LIMIT: usize = 256 << 10;
 

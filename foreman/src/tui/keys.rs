@@ -21,6 +21,7 @@ pub enum Cmd {
     Help,
     Crews,
     Details,
+    Logs,
     Unfold,
     Fold,
     Quit,
@@ -115,6 +116,7 @@ pub const JOBS: &[Binding] = &[
     b(&[code(KeyCode::Tab)], "Tab", "focus the terminal pane", Cmd::Focus, ""),
     b(&[k('c')], "c", "crews and their connections", Cmd::Crews, ""),
     b(&[k('v')], "v", "the job's details: spec, limits, outcome, totals", Cmd::Details, ""),
+    b(&[k('L')], "L", "the job's whole output: search, times, jump to a time, save", Cmd::Logs, ""),
     b(&[code(KeyCode::Right), k('l')], "→/l", "a batch's line: list its members under it", Cmd::Unfold, ""),
     b(&[code(KeyCode::Left), k('h')], "←/h", "close the batch (its line alone again)", Cmd::Fold, ""),
 ];

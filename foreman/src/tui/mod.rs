@@ -20,6 +20,7 @@ pub mod attach_task;
 pub mod event;
 pub mod keys;
 pub mod layout;
+pub mod logview;
 pub mod pace;
 pub mod term;
 pub mod update;
@@ -386,6 +387,17 @@ fn handle(
             Effect::Trail { crew, job } => {
                 if let Some(c) = crews.get(crew) {
                     tokio::spawn(event::trail(c.clone(), job, tx.clone()));
+                }
+            }
+            Effect::ReadLog { crew, job } => {
+                if let Some(c) = crews.get(crew) {
+                    tokio::spawn(event::read_log(c.clone(), job, tx.clone()));
+                }
+            }
+            Effect::SaveLog { path, bytes } => {
+                app.notice = Some(event::save_log(&path, &bytes));
+                if let Some(v) = app.log.as_mut() {
+                    v.said = app.notice.take();
                 }
             }
             Effect::Gather { batch, members } => {

@@ -475,3 +475,85 @@ async fn a_batch_is_one_line_whose_outputs_gather_and_whose_members_open() {
     drop(term);
     fleet.stop().await;
 }
+
+/// The log view (`L`): a job's whole output, searched, with its times and
+/// stderr, saved to a file byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_view_searches_shows_times_and_saves_the_output() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED dashboard: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let fleet = fleet_or_skip!("alpha");
+    let script = "for i in $(seq 1 200); do echo line-$i; done; echo needle-here >&2; echo last; printf '\\033]0;pwned\\007'";
+    fleet
+        .run(ALICE, &["start", "--name", "many", "--", "sh", "-c", script])
+        .await
+        .expect(0);
+    fleet.run(ALICE, &["wait", "many"]).await.expect(0);
+    let raw = fleet
+        .run(ALICE, &["logs", "--raw", "many"])
+        .await
+        .expect(0)
+        .stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved.log");
+    let term = Arc::new(Tmux::start(&fleet, 100, 30));
+    let t = Arc::clone(&term);
+    let file = saved.clone();
+    let len = raw.len();
+    tokio::task::spawn_blocking(move || {
+        t.wait("the job listed", |s| {
+            s.lines().any(|l| l.contains("many") && l.contains("exit 0"))
+        });
+        t.keys(&["L"]);
+        // It opens at the end, the title escape filtered out.
+        let s = t.wait("the log view", |s| {
+            s.contains("alpha/job-1 · log · 202 lines") && s.contains("last")
+        });
+        assert!(!s.contains("pwned") && s.contains("needle-here"), "{s}");
+        t.keys(&["g"]);
+        t.wait("the top", |s| {
+            s.contains("line-1 ") || s.lines().any(|l| l.trim_matches('│').trim() == "line-1")
+        });
+        // Search: smart case, counted.
+        t.type_text("/NEEDLE");
+        t.keys(&["Enter"]);
+        t.wait_for("/NEEDLE: no match");
+        t.type_text("/needle");
+        t.keys(&["Enter"]);
+        t.wait_for("/needle: 1 of 1");
+        // Times: each line after its time, UTC to the millisecond.
+        t.keys(&["t"]);
+        t.wait("times shown", |s| s.lines().any(|l| l.contains("Z needle-here")));
+        // Save: the bytes as stored, to a new file.
+        t.keys(&["w"]);
+        t.wait_for("save to: ./alpha-job-1.log");
+        for _ in 0.."./alpha-job-1.log".len() {
+            t.keys(&["BSpace"]);
+        }
+        t.type_text(&file.display().to_string());
+        t.keys(&["Enter"]);
+        t.wait_for(&format!("saved {len} bytes to {}", file.display()));
+        // Never over a file that exists.
+        t.keys(&["w"]);
+        for _ in 0.."./alpha-job-1.log".len() {
+            t.keys(&["BSpace"]);
+        }
+        t.type_text(&file.display().to_string());
+        t.keys(&["Enter"]);
+        t.wait_for("exists: not overwritten");
+        t.keys(&["q"]);
+        t.wait("the list again", |s| s.contains("jobs 0 running / 1"));
+    })
+    .await
+    .expect("the log view");
+    assert_eq!(std::fs::read(&saved).unwrap(), raw);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    drop(term);
+    fleet.stop().await;
+}

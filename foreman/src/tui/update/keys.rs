@@ -19,6 +19,15 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
         batches::on_view_key(app, key.code, scroll);
         return;
     }
+    if matches!(app.overlay, Some(Overlay::Log)) {
+        if let Some(v) = app.log.as_mut()
+            && v.on_key(key.code, fx) == crate::tui::logview::Closed::Yes
+        {
+            app.overlay = None;
+            app.log = None;
+        }
+        return;
+    }
     if app.overlay.is_some() {
         on_overlay_key(app, key);
         return;
@@ -197,6 +206,22 @@ pub(super) fn run_cmd(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
         Cmd::Help => app.overlay = Some(Overlay::Help(0)),
         Cmd::Crews => app.overlay = Some(Overlay::Crews),
+        Cmd::Logs => match app.selected.clone() {
+            Some(RowKey::Job(k)) if app.jobs.contains_key(&k) => {
+                let label = app.label(&k);
+                app.log = Some(crate::tui::logview::LogView::new(k.crew, k.id.clone(), label));
+                app.overlay = Some(Overlay::Log);
+                fx.push(Effect::ReadLog {
+                    crew: k.crew,
+                    job: k.id,
+                });
+            }
+            Some(RowKey::Batch(_)) => notify(
+                app,
+                Notice::error("a batch's line: ⏎ gathers its outputs; L reads one job's"),
+            ),
+            _ => notify(app, Notice::error("no job selected")),
+        },
         Cmd::Details => match app.selected.clone() {
             Some(RowKey::Job(k)) if app.jobs.contains_key(&k) => super::jobs::show_detail(app, k, fx),
             Some(RowKey::Batch(b)) => batches::show(app, &b, fx),

@@ -77,6 +77,11 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::CrewGone(ix) => crews::on_gone(app, ix, &mut fx),
         Action::Attach(session, ev) => on_attach(app, session, ev),
         Action::Gathered { batch, outputs } => batches::on_gathered(app, &batch, outputs),
+        Action::Log { job, read } => {
+            if let Some(v) = app.log.as_mut().filter(|v| v.job == job) {
+                v.on_read(read);
+            }
+        }
         Action::Trail { job, trail } => {
             if let Some(t) = app.trail.as_mut().filter(|t| t.job == job) {
                 t.lines = Some(trail);

@@ -32,6 +32,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Overlay::Crews) => crews::overlay(frame, app),
         Some(Overlay::Detail(ref key)) => jobs::detail(frame, app, key),
         Some(Overlay::Gathered(scroll)) => jobs::gathered(frame, app, scroll),
+        Some(Overlay::Log) => {
+            if let Some(v) = &app.log {
+                crate::tui::logview::draw(frame, v, frame.area());
+            }
+        }
         None => {}
     }
 }
