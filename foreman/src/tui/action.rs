@@ -43,6 +43,8 @@ pub enum Action {
         job: String,
         trail: Result<Vec<String>, String>,
     },
+    /// A crew's archived jobs (for `A`), or why they could not be listed.
+    ArchivedJobs(CrewIx, Result<Vec<pb::Job>, String>),
     /// A job's stored output for the log view, or why it could not be read.
     Log {
         job: String,
@@ -168,6 +170,15 @@ pub enum Effect {
     Trail {
         crew: CrewIx,
         job: String,
+    },
+    /// List a crew's archived jobs.
+    ListArchived {
+        crew: CrewIx,
+    },
+    Unarchive {
+        crew: CrewIx,
+        job: String,
+        label: String,
     },
     /// Read a job's stored output (its last `LOG_LIMIT` bytes) with marks.
     ReadLog {

@@ -23,6 +23,8 @@ pub struct App {
     pub open_batches: HashSet<String>,
     /// A batch's outputs, gathered for its overlay.
     pub gathered: Option<Gathered>,
+    /// Archived jobs are listed too (`A`).
+    pub show_archived: bool,
     /// The log view's state, while it is open.
     pub log: Option<super::logview::LogView>,
     /// The audit trail of the job in the detail overlay.
@@ -502,6 +504,7 @@ impl App {
             open_batches: HashSet::new(),
             gathered: None,
             log: None,
+            show_archived: false,
             trail: None,
             offset: 0,
             filter: String::new(),
@@ -529,7 +532,7 @@ impl App {
         }
     }
 
-    /// The jobs the list shows: not archived, matching the filter, in the
+    /// The jobs the list shows: not archived (unless `A` shows them), matching the filter, in the
     /// order asked for (`:group`, then `:sort`; ties in crew and creation
     /// order).
     pub fn visible(&self) -> Vec<(&JobKey, &JobEntry)> {
@@ -537,7 +540,7 @@ impl App {
         let mut rows: Vec<(&JobKey, &JobEntry)> = self
             .jobs
             .iter()
-            .filter(|(_, e)| !e.job.archived)
+            .filter(|(_, e)| self.show_archived || !e.job.archived)
             .filter(|(k, e)| needle.is_empty() || self.matches(k, e, &needle))
             .collect();
         if self.order.group.is_some() || self.order.by != SortBy::Crew {

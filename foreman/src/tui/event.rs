@@ -416,6 +416,44 @@ pub async fn archive(crew: Crew, job: String, label: String, tx: Tx) {
     send(&tx, action).await;
 }
 
+pub async fn unarchive(crew: Crew, job: String, label: String, tx: Tx) {
+    let mut c = crew.client.clone();
+    let action = match c.unarchive_job(pb::UnarchiveJobRequest { job }).await {
+        Ok(_) => Action::Done(Notice::info(format!("{label} un-archived"))),
+        Err(s) => Action::Done(Notice::error(format!("{label}: {}", client::explain(&s)))),
+    };
+    send(&tx, action).await;
+}
+
+/// A crew's archived jobs, every page, within 10 s.
+pub async fn list_archived(ix: CrewIx, crew: Crew, tx: Tx) {
+    let list = async {
+        let mut c = crew.client.clone();
+        let (mut jobs, mut token) = (Vec::new(), String::new());
+        loop {
+            let page = c
+                .list_jobs(pb::ListJobsRequest {
+                    include_archived: true,
+                    page_size: 0,
+                    page_token: token,
+                })
+                .await
+                .map_err(|s| client::explain(&s))?
+                .into_inner();
+            jobs.extend(page.jobs.into_iter().filter(|j| j.archived));
+            if page.next_page_token.is_empty() {
+                return Ok(jobs);
+            }
+            token = page.next_page_token;
+        }
+    };
+    let listed = match tokio::time::timeout(Duration::from_secs(10), list).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("{}: no answer in 10 s", crew.name)),
+    };
+    send(&tx, Action::ArchivedJobs(ix, listed)).await;
+}
+
 /// Discovery asked again: every `refresh`, and within a second of a change
 /// to a discovery file; each answer goes to the dashboard.
 pub async fn rediscover(

@@ -389,6 +389,16 @@ fn handle(
                     tokio::spawn(event::trail(c.clone(), job, tx.clone()));
                 }
             }
+            Effect::ListArchived { crew } => {
+                if let Some(c) = crews.get(crew) {
+                    tokio::spawn(event::list_archived(crew, c.clone(), tx.clone()));
+                }
+            }
+            Effect::Unarchive { crew, job, label } => {
+                if let Some(c) = crews.get(crew) {
+                    tokio::spawn(event::unarchive(c.clone(), job, label, tx.clone()));
+                }
+            }
             Effect::ReadLog { crew, job } => {
                 if let Some(c) = crews.get(crew) {
                     tokio::spawn(event::read_log(c.clone(), job, tx.clone()));

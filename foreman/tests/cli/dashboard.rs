@@ -477,9 +477,10 @@ async fn a_batch_is_one_line_whose_outputs_gather_and_whose_members_open() {
 }
 
 /// The log view (`L`): a job's whole output, searched, with its times and
-/// stderr, saved to a file byte for byte.
+/// stderr, saved to a file byte for byte; then the job archived, shown
+/// again with `A` and un-archived with `u`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_log_view_searches_shows_times_and_saves_the_output() {
+async fn the_log_view_searches_shows_times_and_saves_and_archived_jobs_come_back() {
     if !Tmux::available() {
         eprintln!("SKIPPED dashboard: tmux is not installed (apt-get install tmux)");
         return;
@@ -545,6 +546,19 @@ async fn the_log_view_searches_shows_times_and_saves_the_output() {
         t.wait_for("exists: not overwritten");
         t.keys(&["q"]);
         t.wait("the list again", |s| s.contains("jobs 0 running / 1"));
+        // Archived, it leaves the list; A shows it again, u brings it back.
+        t.keys(&["x"]);
+        t.wait("archived", |s| s.contains("jobs 0 running / 0"));
+        t.keys(&["A"]);
+        t.wait("shown as archived", |s| {
+            s.lines().any(|l| l.contains("job-1") && l.contains("archived"))
+        });
+        t.keys(&["g", "u"]);
+        t.wait_for("alpha/job-1 un-archived");
+        t.keys(&["A"]);
+        t.wait("listed again", |s| {
+            s.lines().any(|l| l.contains("job-1") && l.contains("exit 0"))
+        });
     })
     .await
     .expect("the log view");

@@ -366,6 +366,68 @@ fn archive_takes_ended_jobs_only() {
 }
 
 #[test]
+fn archived_jobs_show_on_a_and_u_unarchives_one() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    add(&mut app, 0, &JobSpec::default());
+    let fx = press(&mut app, KeyCode::Char('A'));
+    assert_eq!(
+        fx,
+        [Effect::ListArchived { crew: 0 }, Effect::ListArchived { crew: 1 }],
+        "every crew asked"
+    );
+    let mut old = job(
+        0,
+        &JobSpec {
+            handle: "job-7",
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    old.archived = true;
+    update(&mut app, Action::ArchivedJobs(0, Ok(vec![old.clone()])));
+    update(&mut app, Action::ArchivedJobs(1, Err("no answer in 10 s".into())));
+    assert!(error(&app).contains("beta: archived jobs not listed"));
+    assert_eq!(app.visible().len(), 2);
+    // Select the archived one: x says it is archived, u un-archives it.
+    press(&mut app, KeyCode::Down);
+    assert!(press(&mut app, KeyCode::Char('x')).is_empty());
+    assert!(error(&app).contains("archived already"));
+    let fx = press(&mut app, KeyCode::Char('u'));
+    assert!(
+        matches!(fx.as_slice(), [Effect::Unarchive { label, .. }] if label == "alpha/job-7"),
+        "{fx:?}"
+    );
+    // Archived meanwhile by someone: kept, now archived.
+    let mut first = job(
+        0,
+        &JobSpec {
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    first.archived = true;
+    update(&mut app, Action::Crew(0, CrewEvent::Archived(Box::new(first))));
+    assert_eq!(app.visible().len(), 2);
+    // A again: the archived go.
+    press(&mut app, KeyCode::Char('A'));
+    assert_eq!(app.visible().len(), 0);
+    // And a late answer is not taken.
+    update(&mut app, Action::ArchivedJobs(0, Ok(vec![old])));
+    assert_eq!(app.visible().len(), 0);
+    // u on a job that is not archived says so.
+    add(
+        &mut app,
+        0,
+        &JobSpec {
+            handle: "job-9",
+            ..Default::default()
+        },
+    );
+    assert!(press(&mut app, KeyCode::Char('u')).is_empty());
+    assert!(error(&app).contains("not archived") || error(&app).contains("no archived job"));
+}
+
+#[test]
 fn the_command_line_runs_every_command() {
     let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
     three_jobs(&mut app);

@@ -91,6 +91,10 @@ pub(super) fn on_crew(app: &mut App, ix: CrewIx, ev: CrewEvent, fx: &mut Vec<Eff
             for j in jobs {
                 upsert(app, ix, j);
             }
+            // A snapshot holds no archived jobs: ask again for them.
+            if app.show_archived {
+                fx.push(Effect::ListArchived { crew: ix });
+            }
             app.unsettled = true;
         }
         CrewEvent::Job(job) => {
@@ -101,7 +105,10 @@ pub(super) fn on_crew(app: &mut App, ix: CrewIx, ev: CrewEvent, fx: &mut Vec<Eff
             app.unsettled = true;
         }
         CrewEvent::Archived(job) => {
-            if let Some(k) = app.index.remove(&job.id) {
+            if app.show_archived {
+                // Still listed, now as archived.
+                super::jobs::upsert(app, ix, *job.clone());
+            } else if let Some(k) = app.index.remove(&job.id) {
                 app.jobs.remove(&k);
             }
             // The pane lets go of a job archived (here or by anyone).

@@ -175,9 +175,59 @@ pub(super) fn ask(app: &mut App, key: &JobKey, action: Asked, question: String) 
     app.notice_at = Some(app.now);
 }
 
+/// `A`: archived jobs listed too (asked of every crew), or hidden again.
+pub(super) fn toggle_archived(app: &mut App, fx: &mut Vec<Effect>) {
+    app.show_archived = !app.show_archived;
+    if app.show_archived {
+        for crew in 0..app.crews.len() {
+            fx.push(Effect::ListArchived { crew });
+        }
+        notify(app, Notice::info("archived jobs shown (u un-archives one; A hides them)"));
+    } else {
+        let archived: Vec<JobKey> = app
+            .jobs
+            .iter()
+            .filter(|(_, e)| e.job.archived)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in archived {
+            app.index.remove(&k.id);
+            app.jobs.remove(&k);
+        }
+        notify(app, Notice::info("archived jobs hidden"));
+    }
+    app.unsettled = true;
+    app.list_changed();
+}
+
+/// A crew's archived jobs arrived: listed, if they are still wanted.
+pub(super) fn on_archived_jobs(app: &mut App, ix: CrewIx, listed: Result<Vec<pb::Job>, String>) {
+    if !app.show_archived {
+        return;
+    }
+    match listed {
+        Ok(jobs) => {
+            for j in jobs {
+                upsert(app, ix, j);
+            }
+            app.unsettled = true;
+            app.list_changed();
+        }
+        Err(why) => {
+            let crew = app.crews.get(ix).map_or("?", |c| c.name.as_str()).to_owned();
+            let why = crate::sanitize::Sanitizer::clean(&why);
+            notify(app, Notice::error(format!("{crew}: archived jobs not listed: {why}")));
+        }
+    }
+}
+
 pub(super) fn archive(app: &mut App, key: &JobKey, fx: &mut Vec<Effect>) {
     let Some(e) = app.jobs.get(key) else { return };
     let label = app.label(key);
+    if e.job.archived {
+        notify(app, Notice::error(format!("{label} is archived already (u un-archives it)")));
+        return;
+    }
     if is_running(e) {
         notify(app, Notice::error(format!("{label} is running: stop it first")));
         return;

@@ -206,6 +206,21 @@ pub(super) fn run_cmd(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
         Cmd::Help => app.overlay = Some(Overlay::Help(0)),
         Cmd::Crews => app.overlay = Some(Overlay::Crews),
+        Cmd::ShowArchived => super::jobs::toggle_archived(app, fx),
+        Cmd::Unarchive => match app.selected.clone() {
+            Some(RowKey::Job(k)) if app.jobs.get(&k).is_some_and(|e| e.job.archived) => {
+                fx.push(Effect::Unarchive {
+                    crew: k.crew,
+                    job: k.id.clone(),
+                    label: app.label(&k),
+                });
+            }
+            Some(RowKey::Job(k)) if app.jobs.contains_key(&k) => {
+                let label = app.label(&k);
+                notify(app, Notice::error(format!("{label} is not archived")));
+            }
+            _ => notify(app, Notice::error("no archived job selected (A shows them)")),
+        },
         Cmd::Logs => match app.selected.clone() {
             Some(RowKey::Job(k)) if app.jobs.contains_key(&k) => {
                 let label = app.label(&k);

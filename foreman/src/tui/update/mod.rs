@@ -77,6 +77,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::CrewGone(ix) => crews::on_gone(app, ix, &mut fx),
         Action::Attach(session, ev) => on_attach(app, session, ev),
         Action::Gathered { batch, outputs } => batches::on_gathered(app, &batch, outputs),
+        Action::ArchivedJobs(ix, listed) => jobs::on_archived_jobs(app, ix, listed),
         Action::Log { job, read } => {
             if let Some(v) = app.log.as_mut().filter(|v| v.job == job) {
                 v.on_read(read);

@@ -113,6 +113,7 @@ fn cell(app: &App, key: &JobKey, e: &JobEntry, col: Col) -> String {
         Col::State if j.outcome.is_none() && !app.crews.get(key.crew).is_some_and(|c| c.link.is_up()) => {
             "unknown".to_owned()
         }
+        Col::State if j.archived => "archived".to_owned(),
         Col::State => state_word(j),
         Col::Owner => crate::sanitize::Sanitizer::clean(&j.owner),
         Col::Age => j
@@ -291,7 +292,11 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
         let (spans, running) = match r {
             Row::Job { key, entry, member } => {
                 let crew_up = app.crews.get(key.crew).is_some_and(|c| c.link.is_up());
-                let base = if crew_up { Style::default() } else { dim() };
+                let base = if crew_up && !entry.job.archived {
+                    Style::default()
+                } else {
+                    dim()
+                };
                 let spans = job_spans(app, key, entry, *member, &cols, base, selected);
                 (spans, entry.job.outcome.is_none())
             }

@@ -51,14 +51,17 @@ pub fn draw(frame: &mut Frame, app: &App, areas: &Areas) {
 }
 
 /// A binding's hint where the list's selection changes what it does: on
-/// an ended job `x archive` takes the place of `s stop`; on a batch's line
+/// an ended job `x archive` takes the place of `s stop` (`u un-archive` on
+/// an archived one); on a batch's line
 /// ⏎ gathers its outputs; in the filter ⏎ keeps it.
 fn hint_for(app: &App, b: &Binding) -> Option<(&'static str, &'static str)> {
     use crate::tui::app::RowKey;
     let list = app.mode == Mode::Normal && app.focus == Focus::Jobs;
     let ended = app.selected_entry().is_some_and(|(_, e)| e.job.outcome.is_some());
     let batch = matches!(app.selected, Some(RowKey::Batch(_)));
+    let archived = app.selected_entry().is_some_and(|(_, e)| e.job.archived);
     match b.cmd {
+        keys::Cmd::Stop if list && archived => Some(("u", "un-archive")),
         keys::Cmd::Stop if list && ended => Some(("x", "archive")),
         keys::Cmd::Attach if list && batch => Some((b.label, "outputs")),
         keys::Cmd::LeaveInput if app.mode == Mode::Filter && b.hint == "run" => Some((b.label, "keep")),
