@@ -182,7 +182,10 @@ pub(super) fn toggle_archived(app: &mut App, fx: &mut Vec<Effect>) {
         for crew in 0..app.crews.len() {
             fx.push(Effect::ListArchived { crew });
         }
-        notify(app, Notice::info("archived jobs shown (u un-archives one; A hides them)"));
+        notify(
+            app,
+            Notice::info("archived jobs shown (u un-archives one; A hides them)"),
+        );
     } else {
         let archived: Vec<JobKey> = app
             .jobs
@@ -216,7 +219,10 @@ pub(super) fn on_archived_jobs(app: &mut App, ix: CrewIx, listed: Result<Vec<pb:
         Err(why) => {
             let crew = app.crews.get(ix).map_or("?", |c| c.name.as_str()).to_owned();
             let why = crate::sanitize::Sanitizer::clean(&why);
-            notify(app, Notice::error(format!("{crew}: archived jobs not listed: {why}")));
+            notify(
+                app,
+                Notice::error(format!("{crew}: archived jobs not listed: {why}")),
+            );
         }
     }
 }
@@ -225,7 +231,10 @@ pub(super) fn archive(app: &mut App, key: &JobKey, fx: &mut Vec<Effect>) {
     let Some(e) = app.jobs.get(key) else { return };
     let label = app.label(key);
     if e.job.archived {
-        notify(app, Notice::error(format!("{label} is archived already (u un-archives it)")));
+        notify(
+            app,
+            Notice::error(format!("{label} is archived already (u un-archives it)")),
+        );
         return;
     }
     if is_running(e) {
