@@ -28,14 +28,26 @@ fn ago(d: Duration) -> pb::TimePoint {
 /// The output stored between `since` and now, with its marks: the
 /// stream ends at the until (now), even though the job runs on.
 async fn stored(client: &mut Client, job: &str, since: Option<pb::TimePoint>) -> (Vec<u8>, Vec<pb::Mark>) {
+    between(client, job, since, ago(Duration::ZERO), true).await
+}
+
+/// The output stored between `since` and `until`; marks if `timestamps`
+/// (and none otherwise).
+async fn between(
+    client: &mut Client,
+    job: &str,
+    since: Option<pb::TimePoint>,
+    until: pb::TimePoint,
+    timestamps: bool,
+) -> (Vec<u8>, Vec<pb::Mark>) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tx.send(pb::AttachJobRequest {
         msg: Some(Msg::Open(Open {
             job: job.to_owned(),
             from: Some(open::From::Beginning(open::Beginning {})),
-            timestamps: true,
+            timestamps,
             since,
-            until: Some(ago(Duration::ZERO)),
+            until: Some(until),
             ..Default::default()
         })),
     })
@@ -52,6 +64,10 @@ async fn stored(client: &mut Client, job: &str, since: Option<pb::TimePoint>) ->
             .await
             .expect("attach stream");
         match msg.and_then(|m| m.msg) {
+            Some(Out::Output(o)) if !timestamps => {
+                assert!(o.marks.is_empty(), "marks only when asked");
+                out.extend_from_slice(&o.data);
+            }
             Some(Out::Output(o)) => {
                 assert!(!o.marks.is_empty(), "a chunk without marks at {}", o.offset);
                 assert!(
@@ -162,7 +178,7 @@ async fn times_follow_the_boot_clock_across_a_clock_set_back_and_a_crew_kill() {
     .expect("the start");
     type_and_wait(&mut alice, &job.id, "a", "one").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let between = Instant::now();
+    let between_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _restore = jump.then(|| {
         shift_clock(-120);
@@ -215,43 +231,10 @@ async fn times_follow_the_boot_clock_across_a_clock_set_back_and_a_crew_kill() {
 
     // Since the moment between "one" and "two": "two" on, though its wall
     // time reads earlier than "one"'s when the clock was set back.
-    let (since, _) = stored(&mut alice, &job.id, Some(ago(between.elapsed()))).await;
+    let (since, _) = stored(&mut alice, &job.id, Some(ago(between_at.elapsed()))).await;
     assert_eq!(String::from_utf8_lossy(&since), "two\nthree\n");
     // Until that moment: "one" only, the stream ended while the job runs.
-    let until = {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tx.send(pb::AttachJobRequest {
-            msg: Some(Msg::Open(Open {
-                job: job.id.clone(),
-                from: Some(open::From::Beginning(open::Beginning {})),
-                until: Some(ago(between.elapsed())),
-                ..Default::default()
-            })),
-        })
-        .await
-        .unwrap();
-        let mut stream = alice
-            .attach_job(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .expect("attach")
-            .into_inner();
-        let mut out = Vec::new();
-        loop {
-            match crew::testing::bounded("until", Duration::from_secs(30), stream.message())
-                .await
-                .expect("attach stream")
-                .and_then(|m| m.msg)
-            {
-                Some(Out::Output(o)) => {
-                    assert!(o.marks.is_empty(), "marks only when asked");
-                    out.extend_from_slice(&o.data);
-                }
-                Some(Out::Attached(_)) => {}
-                Some(Out::Until(_)) => break out,
-                other => panic!("{other:?}"),
-            }
-        }
-    };
+    let (until, _) = between(&mut alice, &job.id, None, ago(between_at.elapsed()), false).await;
     assert_eq!(String::from_utf8_lossy(&until), "one\n");
     // A since after everything: nothing yet, the stream ends at the until.
     let (none, _) = stored(&mut alice, &job.id, Some(ago(Duration::ZERO))).await;
