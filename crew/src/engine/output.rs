@@ -148,8 +148,17 @@ impl OutputReader {
                     .map(|(_, m)| m.offset),
                 None => None,
             };
+            let end = self.stored_end();
+            if times.index.is_none() && end > 0 {
+                // Output, but no index: a shim of an older release wrote it.
+                return Err(EngineError::OutOfRange(format!(
+                    "{}'s output has no times (its helper predates the time index): read it \
+                     without --since",
+                    self.job.info().handle
+                )));
+            }
             // Nothing stored since then: only what comes next.
-            let start = found.unwrap_or_else(|| self.stored_end());
+            let start = found.unwrap_or(end);
             self.offset = self.offset.max(start);
         }
         self.times = Some(times);

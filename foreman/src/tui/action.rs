@@ -48,7 +48,15 @@ pub enum Action {
     /// A job's stored output for the log view, or why it could not be read.
     Log {
         job: String,
+        /// The follow it begins, if it does: a read's answer is taken only
+        /// by a view still reading it.
+        follow: Option<SessionId>,
         read: Result<super::logview::LogRead, String>,
+    },
+    /// More output for the followed log view; `Ok(None)`: the job ended.
+    LogMore {
+        session: SessionId,
+        more: Result<Option<super::logview::LogRead>, String>,
     },
     /// The outputs of a batch's members, as far as they had written.
     Gathered {
@@ -180,15 +188,20 @@ pub enum Effect {
         job: String,
         label: String,
     },
-    /// Read a job's stored output (its last `LOG_LIMIT` bytes) with marks.
+    /// Read a job's stored output (its last `LOG_LIMIT` bytes) with marks;
+    /// with `follow`, keep the attach open (ended by `Detach`) and send
+    /// what comes next.
     ReadLog {
         crew: CrewIx,
         job: String,
+        follow: Option<SessionId>,
     },
-    /// Write these bytes to a new file (0600, never over one).
+    /// Write these bytes to a file, 0600; over an existing one only when
+    /// `overwrite`.
     SaveLog {
         path: String,
         bytes: Vec<u8>,
+        overwrite: bool,
     },
     /// Read these jobs' outputs (a batch's members) up to where each is now.
     Gather {

@@ -10,7 +10,8 @@ use tasker_proto::v1 as pb;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::action::{Action, CrewEvent, CrewIx, MemberOutput, Notice};
+use super::action::{Action, CrewEvent, CrewIx, Input, MemberOutput, Notice, SessionId};
+use super::logview::LogRead;
 use crate::client::{self, Crew};
 
 /// What travels on the channel: an action, and for job output the credit
@@ -257,10 +258,13 @@ pub async fn trail(crew: Crew, job: String, tx: Tx) {
 }
 
 /// A job's stored output for the log view: its last `LOG_LIMIT` bytes,
-/// with marks, up to where it is now, within 10 s.
-pub async fn read_log(crew: Crew, job: String, tx: Tx) {
+/// with marks, up to where it is now, within 10 s. With `follow`, the
+/// attach stays open and each later chunk is sent as it comes, until the
+/// job ends or the session's sender is dropped (`Effect::Detach`).
+pub async fn read_log(crew: Crew, job: String, follow: Option<(SessionId, mpsc::Receiver<Input>)>, tx: Tx) {
     use pb::attach_job_request::open::From;
     use pb::attach_job_response::Msg as Out;
+    let session = follow.as_ref().map(|(s, _)| *s);
     let read = async {
         let request = client::attach::Request {
             job: &job,
@@ -279,62 +283,100 @@ pub async fn read_log(crew: Crew, job: String, tx: Tx) {
                 e => e.to_string(),
             })?;
         let end = opened.attached.end;
-        let mut read = crate::tui::logview::LogRead {
-            offset: opened.attached.offset,
-            before: opened.attached.offset,
-            ..Default::default()
-        };
-        let mut offset = read.offset;
-        while offset < end {
+        let mut read = LogRead::at(opened.attached.offset);
+        let mut ended = false;
+        while read.end < end {
             match opened.stream.message().await {
                 Ok(Some(pb::AttachJobResponse {
                     msg: Some(Out::Output(o)),
-                })) => {
-                    if read.bytes.is_empty() {
-                        read.offset = o.offset;
-                        read.before = o.offset;
-                    }
-                    offset = o.offset + o.data.len() as u64;
-                    read.bytes.extend_from_slice(&o.data);
-                    read.marks.extend(o.marks);
-                }
+                })) => read.output(o.offset, &o.data, o.marks),
                 Ok(Some(pb::AttachJobResponse {
                     msg: Some(Out::Dropped(d)),
-                })) => offset = d.offset + d.len,
+                })) => read.dropped(d.offset, d.len),
                 Ok(Some(pb::AttachJobResponse {
                     msg: Some(Out::Ended(_) | Out::Until(_)),
                 }))
-                | Ok(None) => break,
+                | Ok(None) => {
+                    ended = true;
+                    break;
+                }
                 Ok(Some(_)) => {}
                 Err(s) => return Err(client::explain(&s)),
             }
         }
-        Ok(read)
+        Ok((read, opened, ended))
     };
     let read = match tokio::time::timeout(Duration::from_secs(10), read).await {
         Ok(r) => r,
         Err(_) => Err(format!("{}: no answer in 10 s", crew.name)),
     };
-    send(&tx, Action::Log { job, read }).await;
-}
-
-/// Writes a log to a new file, 0600, never over an existing one; what
-/// happened, in words.
-pub fn save_log(path: &str, bytes: &[u8]) -> Notice {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes));
-    match written {
-        Ok(()) => Notice::info(format!("saved {} bytes to {path}", bytes.len())),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Notice::error(format!("{path} exists: not overwritten (w, then another name)"))
+    let (read, follow) = match read {
+        Ok((read, opened, ended)) => {
+            let follow = follow.map(|(s, input)| (s, input, opened, ended));
+            (Ok(read), follow)
         }
-        Err(e) => Notice::error(format!("{path}: {e}: nothing saved")),
+        Err(e) => (Err(e), None),
+    };
+    if !send(
+        &tx,
+        Action::Log {
+            job,
+            follow: session,
+            read,
+        },
+    )
+    .await
+    {
+        return;
+    }
+    let Some((session, mut input, mut opened, ended)) = follow else {
+        return;
+    };
+    if ended {
+        send(
+            &tx,
+            Action::LogMore {
+                session,
+                more: Ok(None),
+            },
+        )
+        .await;
+        return;
+    }
+    let mut end = opened.attached.end;
+    loop {
+        let more = tokio::select! {
+            // The view let go (closed, read again, F again).
+            None = input.recv() => return,
+            m = opened.stream.message() => m,
+        };
+        let mut chunk = LogRead::at(end);
+        let (more, last) = match more {
+            Ok(Some(pb::AttachJobResponse {
+                msg: Some(Out::Output(o)),
+            })) => {
+                chunk.output(o.offset, &o.data, o.marks);
+                (Ok(Some(chunk)), false)
+            }
+            Ok(Some(pb::AttachJobResponse {
+                msg: Some(Out::Dropped(d)),
+            })) => {
+                chunk.dropped(d.offset, d.len);
+                (Ok(Some(chunk)), false)
+            }
+            Ok(Some(pb::AttachJobResponse {
+                msg: Some(Out::Ended(_) | Out::Until(_)),
+            }))
+            | Ok(None) => (Ok(None), true),
+            Ok(Some(_)) => continue,
+            Err(s) => (Err(client::explain(&s)), true),
+        };
+        if let Ok(Some(c)) = &more {
+            end = c.end;
+        }
+        if !send(&tx, Action::LogMore { session, more }).await || last {
+            return;
+        }
     }
 }
 

@@ -227,6 +227,12 @@ pub const COMMANDS: &[Command] = &[
         completes: Completes::Job,
     },
     Command {
+        name: "logs",
+        args: "JOB",
+        what: "JOB's whole output, read-only: search, follow, save",
+        completes: Completes::Job,
+    },
+    Command {
         name: "detach",
         args: "",
         what: "stop showing the attached job (it goes on)",

@@ -399,15 +399,26 @@ fn handle(
                     tokio::spawn(event::unarchive(c.clone(), job, label, tx.clone()));
                 }
             }
-            Effect::ReadLog { crew, job } => {
+            Effect::ReadLog { crew, job, follow } => {
                 if let Some(c) = crews.get(crew) {
-                    tokio::spawn(event::read_log(c.clone(), job, tx.clone()));
+                    // A follow is a session: its `Detach` drops this
+                    // sender, and the reader stops.
+                    let follow = follow.map(|session| {
+                        let (input_tx, input_rx) = mpsc::channel(1);
+                        sessions.insert(session, input_tx);
+                        (session, input_rx)
+                    });
+                    tokio::spawn(event::read_log(c.clone(), job, follow, tx.clone()));
                 }
             }
-            Effect::SaveLog { path, bytes } => {
-                app.notice = Some(event::save_log(&path, &bytes));
+            Effect::SaveLog {
+                path,
+                bytes,
+                overwrite,
+            } => {
+                let saved = logview::save(&path, &bytes, overwrite);
                 if let Some(v) = app.log.as_mut() {
-                    v.said = app.notice.take();
+                    v.on_saved(saved);
                 }
             }
             Effect::Gather { batch, members } => {

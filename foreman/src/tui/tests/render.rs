@@ -462,3 +462,99 @@ fn usage_of_jobs_off_screen_draws_nothing() {
     );
     assert_eq!(app.list().total, 41);
 }
+
+/// The log view of a job with a search, a stderr line and a drop.
+fn log_app() -> App {
+    use crate::tui::logview::LogRead;
+    let mut app = app(&["alpha"], "ada", "admin", (80, 16));
+    let j = add(&mut app, 0, &JobSpec::default());
+    press(&mut app, KeyCode::Char('L'));
+    let mut read = LogRead::at(4096);
+    read.output(
+        4096,
+        b"building\n\x1b[32mok\x1b[0m step 1\n\x1b]0;pwned\x07warning: step 2 slow\n",
+        vec![],
+    );
+    read.dropped(read.end, 65536);
+    let at = read.end;
+    read.output(at, b"step 3\nStep 4 done\nerror: none\n", vec![]);
+    update(
+        &mut app,
+        Action::Log {
+            job: j.id,
+            follow: None,
+            read: Ok(read),
+        },
+    );
+    app
+}
+
+#[test]
+fn the_log_view_with_a_search_and_a_drop_at_80x16() {
+    let mut app = log_app();
+    press(&mut app, KeyCode::Char('g'));
+    type_text(&mut app, "/step");
+    press(&mut app, KeyCode::Enter);
+    let t = render(&app);
+    insta::assert_snapshot!("log_view", t.backend());
+    // The hits are highlighted, and nothing else is.
+    let buf = t.backend().buffer();
+    let lit: String = buf
+        .content()
+        .iter()
+        .filter(|c| c.bg == ratatui::style::Color::Yellow)
+        .map(ratatui::buffer::Cell::symbol)
+        .collect();
+    assert_eq!(lit, "stepstepstepStep", "smart case: every step, Step too");
+    let screen = format!("{:?}", t.backend());
+    assert!(screen.contains("/step: 1 of 4"), "{screen}");
+    assert!(screen.contains("65536 bytes dropped here"), "{screen}");
+    assert!(!screen.contains("pwned") && !screen.contains("[32m"), "{screen}");
+}
+
+#[test]
+fn the_log_views_save_prompts_at_80x16() {
+    let mut app = log_app();
+    press(&mut app, KeyCode::Char('w'));
+    insta::assert_snapshot!("log_save", render(&app).backend());
+    if let Some(v) = app.log.as_mut() {
+        v.on_saved(crate::tui::logview::Saved::Exists("./alpha-job-1.log".into()));
+    }
+    insta::assert_snapshot!("log_overwrite", render(&app).backend());
+}
+
+#[test]
+fn archived_rows_are_dim_and_said_at_100x12() {
+    let mut app = app(&["alpha"], "ada", "admin", (100, 12));
+    add(&mut app, 0, &JobSpec::default());
+    press(&mut app, KeyCode::Char('A'));
+    let mut old = job(
+        0,
+        &JobSpec {
+            handle: "job-7",
+            argv: &["make", "release"],
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    old.archived = true;
+    update(&mut app, Action::ArchivedJobs(0, Ok(vec![old])));
+    let t = render(&app);
+    insta::assert_snapshot!("archived_rows", t.backend());
+    let buf = t.backend().buffer();
+    let row = (0..buf.area.height)
+        .find(|&y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol().to_owned())
+                .collect::<String>()
+                .contains("make release")
+        })
+        .expect("the archived row is listed");
+    let x = (0..buf.area.width)
+        .find(|&x| buf[(x, row)].symbol() == "m")
+        .unwrap();
+    assert!(
+        buf[(x, row)].modifier.contains(ratatui::style::Modifier::DIM),
+        "dim"
+    );
+}

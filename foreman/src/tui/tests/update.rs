@@ -1339,3 +1339,202 @@ fn start_takes_a_preset_of_the_config() {
         "{n:?}"
     );
 }
+
+fn wheel(app: &mut App, up: bool) -> Vec<Effect> {
+    update(
+        app,
+        Action::Mouse(MouseEvent {
+            kind: if up {
+                MouseEventKind::ScrollUp
+            } else {
+                MouseEventKind::ScrollDown
+            },
+            column: 10,
+            row: 10,
+            modifiers: KeyModifiers::NONE,
+        }),
+    )
+}
+
+/// Lines `line-1` … `line-N`, as one read from offset 0.
+fn numbered(n: usize) -> crate::tui::logview::LogRead {
+    let mut read = crate::tui::logview::LogRead::at(0);
+    let text: String = (1..=n).map(|i| format!("line-{i}\n")).collect();
+    read.output(0, text.as_bytes(), vec![]);
+    read
+}
+
+#[test]
+fn l_v_then_l_and_logs_open_the_log_view_which_q_closes_on_the_same_job() {
+    let mut app = app(&["alpha", "beta"], "ada", "admin", (80, 24));
+    three_jobs(&mut app);
+    press(&mut app, KeyCode::Down);
+    let selected = app.selected.clone();
+    let Some(RowKey::Job(k)) = selected.clone() else {
+        panic!()
+    };
+    let fx = press(&mut app, KeyCode::Char('L'));
+    assert_eq!(
+        fx,
+        [Effect::ReadLog {
+            crew: k.crew,
+            job: k.id.clone(),
+            follow: None
+        }]
+    );
+    assert_eq!(app.overlay, Some(Overlay::Log));
+    // Its answer is taken; a stale one for another job is not.
+    update(
+        &mut app,
+        Action::Log {
+            job: "other".into(),
+            follow: None,
+            read: Ok(numbered(3)),
+        },
+    );
+    assert!(app.log.as_ref().unwrap().read.is_none());
+    update(
+        &mut app,
+        Action::Log {
+            job: k.id.clone(),
+            follow: None,
+            read: Ok(numbered(100)),
+        },
+    );
+    let v = app.log.as_ref().unwrap();
+    assert_eq!(v.lines.len(), 100);
+    // Keys go to the view, not the list under it.
+    let top = v.top;
+    press(&mut app, KeyCode::Char('k'));
+    assert_eq!(app.log.as_ref().unwrap().top, top - 1);
+    assert_eq!(app.selected, selected, "the list did not move");
+    press(&mut app, KeyCode::Char('g'));
+    assert_eq!(app.log.as_ref().unwrap().top, 0);
+    // The wheel scrolls it.
+    wheel(&mut app, false);
+    assert_eq!(app.log.as_ref().unwrap().top, 3);
+    wheel(&mut app, true);
+    assert_eq!(app.log.as_ref().unwrap().top, 0);
+    assert!(press(&mut app, KeyCode::Char('q')).is_empty());
+    assert!(app.overlay.is_none() && app.log.is_none());
+    assert_eq!(app.selected, selected, "back on the same job");
+
+    // From the detail view.
+    press(&mut app, KeyCode::Char('v'));
+    let fx = press(&mut app, KeyCode::Char('L'));
+    assert!(
+        matches!(&fx[..], [Effect::ReadLog { job, .. }] if *job == k.id),
+        "{fx:?}"
+    );
+    assert_eq!(app.overlay, Some(Overlay::Log));
+    press(&mut app, KeyCode::Esc);
+    assert!(app.overlay.is_none());
+
+    // From the command line, by reference.
+    let fx = command(&mut app, "logs beta/job-1");
+    assert!(matches!(&fx[..], [Effect::ReadLog { crew: 1, .. }]), "{fx:?}");
+    assert_eq!(app.log.as_ref().unwrap().label, "beta/job-1");
+    press(&mut app, KeyCode::Esc);
+    command(&mut app, "logs nope/job-1");
+    assert!(app.log.is_none());
+    assert!(error(&app).contains("nope"), "{}", error(&app));
+}
+
+#[test]
+fn f_follows_a_running_job_and_closing_lets_go_of_the_attach() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    let j = add(&mut app, 0, &JobSpec::default());
+    press(&mut app, KeyCode::Char('L'));
+    update(
+        &mut app,
+        Action::Log {
+            job: j.id.clone(),
+            follow: None,
+            read: Ok(numbered(30)),
+        },
+    );
+    let fx = press(&mut app, KeyCode::Char('F'));
+    let [
+        Effect::ReadLog {
+            follow: Some(session),
+            ..
+        },
+    ] = fx[..]
+    else {
+        panic!("{fx:?}")
+    };
+    // The follow's first read, then more as it comes.
+    update(
+        &mut app,
+        Action::Log {
+            job: j.id.clone(),
+            follow: Some(session),
+            read: Ok(numbered(30)),
+        },
+    );
+    let mut more = crate::tui::logview::LogRead::at(numbered(30).end);
+    more.output(more.end, b"line-31\n", vec![]);
+    update(
+        &mut app,
+        Action::LogMore {
+            session,
+            more: Ok(Some(more)),
+        },
+    );
+    let v = app.log.as_ref().unwrap();
+    assert_eq!(v.lines.last().unwrap().text, "line-31");
+    // A follow no view wants is let go.
+    let fx = update(
+        &mut app,
+        Action::LogMore {
+            session: 999,
+            more: Ok(None),
+        },
+    );
+    assert_eq!(fx, [Effect::Detach { session: 999 }]);
+    // F again stops following; so does q.
+    assert_eq!(press(&mut app, KeyCode::Char('F')), [Effect::Detach { session }]);
+    let fx = press(&mut app, KeyCode::Char('F'));
+    let [
+        Effect::ReadLog {
+            follow: Some(again), ..
+        },
+    ] = fx[..]
+    else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(
+        press(&mut app, KeyCode::Char('q')),
+        [Effect::Detach { session: again }]
+    );
+}
+
+#[test]
+fn archived_jobs_open_in_the_log_and_detail_views() {
+    let mut app = app(&["alpha"], "ada", "admin", (80, 24));
+    press(&mut app, KeyCode::Char('A'));
+    let mut old = job(
+        0,
+        &JobSpec {
+            handle: "job-7",
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    old.archived = true;
+    update(&mut app, Action::ArchivedJobs(0, Ok(vec![old.clone()])));
+    let fx = press(&mut app, KeyCode::Char('L'));
+    assert!(
+        matches!(&fx[..], [Effect::ReadLog { job, follow: None, .. }] if *job == old.id),
+        "{fx:?}"
+    );
+    // An ended job has nothing to follow.
+    assert!(press(&mut app, KeyCode::Char('F')).is_empty());
+    assert!(app.log.as_ref().unwrap().said.as_ref().unwrap().error);
+    press(&mut app, KeyCode::Char('q'));
+    let fx = press(&mut app, KeyCode::Char('v'));
+    assert!(
+        matches!(&fx[..], [Effect::Trail { job, .. }] if *job == old.id),
+        "{fx:?}"
+    );
+}

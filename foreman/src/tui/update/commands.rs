@@ -103,6 +103,13 @@ pub(super) fn run_line(app: &mut App, line: &str, fx: &mut Vec<Effect>) {
                 super::jobs::show_detail(app, k, fx);
             }
         }
+        "logs" => {
+            if let Some(k) = one_job(app) {
+                app.selected = Some(RowKey::Job(k.clone()));
+                keep_selection_visible(app);
+                super::jobs::open_log(app, k, fx);
+            }
+        }
         "help" => app.overlay = Some(Overlay::Help(0)),
         "quit" => run_cmd(app, Cmd::Quit, fx),
         "start" => start(app, args, fx),

@@ -249,6 +249,17 @@ pub(super) fn archive(app: &mut App, key: &JobKey, fx: &mut Vec<Effect>) {
 }
 
 /// The detail overlay of a job, and its audit trail asked for.
+/// Opens the log view on a job (archived or not) and reads its output.
+pub(super) fn open_log(app: &mut App, key: JobKey, fx: &mut Vec<Effect>) {
+    let Some(e) = app.jobs.get(&key) else { return };
+    let running = is_running(e);
+    let view = crate::tui::logview::LogView::new(key.crew, key.id.clone(), app.label(&key), running);
+    fx.push(view.read_effect());
+    app.log = Some(view);
+    app.trail = None;
+    app.overlay = Some(crate::tui::app::Overlay::Log);
+}
+
 pub(super) fn show_detail(app: &mut App, key: JobKey, fx: &mut Vec<Effect>) {
     app.trail = Some(crate::tui::app::Trail {
         job: key.id.clone(),

@@ -21,11 +21,17 @@ pub(super) fn on_key(app: &mut App, key: KeyEvent, fx: &mut Vec<Effect>) {
     }
     if matches!(app.overlay, Some(Overlay::Log)) {
         if let Some(v) = app.log.as_mut()
-            && v.on_key(key.code, fx) == crate::tui::logview::Closed::Yes
+            && v.on_key(key.code, fx, &mut app.next_session) == crate::tui::logview::Closed::Yes
         {
             app.overlay = None;
             app.log = None;
         }
+        return;
+    }
+    // The detail view's L: that job's output.
+    if let (Some(Overlay::Detail(k)), KeyCode::Char('L')) = (&app.overlay, key.code) {
+        let k = k.clone();
+        super::jobs::open_log(app, k, fx);
         return;
     }
     if app.overlay.is_some() {
@@ -222,15 +228,7 @@ pub(super) fn run_cmd(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             _ => notify(app, Notice::error("no archived job selected (A shows them)")),
         },
         Cmd::Logs => match app.selected.clone() {
-            Some(RowKey::Job(k)) if app.jobs.contains_key(&k) => {
-                let label = app.label(&k);
-                app.log = Some(crate::tui::logview::LogView::new(k.crew, k.id.clone(), label));
-                app.overlay = Some(Overlay::Log);
-                fx.push(Effect::ReadLog {
-                    crew: k.crew,
-                    job: k.id,
-                });
-            }
+            Some(RowKey::Job(k)) if app.jobs.contains_key(&k) => super::jobs::open_log(app, k, fx),
             Some(RowKey::Batch(_)) => notify(
                 app,
                 Notice::error("a batch's line: ⏎ gathers its outputs; L reads one job's"),

@@ -78,11 +78,20 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Attach(session, ev) => on_attach(app, session, ev),
         Action::Gathered { batch, outputs } => batches::on_gathered(app, &batch, outputs),
         Action::ArchivedJobs(ix, listed) => jobs::on_archived_jobs(app, ix, listed),
-        Action::Log { job, read } => {
-            if let Some(v) = app.log.as_mut().filter(|v| v.job == job) {
+        Action::Log { job, follow, read } => {
+            if let Some(v) = app
+                .log
+                .as_mut()
+                .filter(|v| v.job == job && v.follow == follow && v.read.is_none())
+            {
                 v.on_read(read);
             }
         }
+        Action::LogMore { session, more } => match app.log.as_mut() {
+            Some(v) if v.follow == Some(session) => v.on_more(more),
+            // A follow of a view since closed or read again: let it go.
+            _ => fx.push(Effect::Detach { session }),
+        },
         Action::Trail { job, trail } => {
             if let Some(t) = app.trail.as_mut().filter(|t| t.job == job) {
                 t.lines = Some(trail);

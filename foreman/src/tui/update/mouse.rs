@@ -18,6 +18,17 @@ pub(super) fn on_mouse(app: &mut App, m: MouseEvent, fx: &mut Vec<Effect>) {
     if areas.too_small {
         return;
     }
+    // The log view covers the window: the wheel scrolls it, nothing else.
+    if matches!(app.overlay, Some(Overlay::Log)) {
+        if let Some(v) = app.log.as_mut() {
+            match m.kind {
+                MouseEventKind::ScrollUp => v.scroll(-3),
+                MouseEventKind::ScrollDown => v.scroll(3),
+                _ => {}
+            }
+        }
+        return;
+    }
     if forward_mouse(app, &m, areas.screen, fx) {
         return;
     }

@@ -85,12 +85,20 @@ fn hints(app: &App, width: usize) -> Line<'static> {
         // What update's overlay keys do (update::keys::on_overlay_key).
         let text = match app.overlay {
             Some(crate::tui::app::Overlay::Help(_)) => " ↑↓ PgUp PgDn scroll  any other key closes",
+            Some(crate::tui::app::Overlay::Detail(_)) => " L its whole output  any other key closes",
             _ => " any key closes",
         };
         return Line::styled(fit(text, width), dim());
     }
     let mut spans = Vec::new();
     let mut used = 0;
+    // The archived toggle is state the list does not show by itself.
+    if app.show_archived && app.mode == Mode::Normal {
+        let (on, off) = (" archived shown", " (A hides) ");
+        used += on.chars().count() + off.chars().count();
+        spans.push(Span::styled(on, Style::default().fg(Color::Yellow)));
+        spans.push(Span::styled(off, dim()));
+    }
     let typing_pipe = app.mode == Mode::Input && app.attached.as_ref().is_some_and(|a| !a.tty);
     for b in hint_table(app).iter().filter(|b| !b.hint.is_empty()) {
         // Ctrl-D is EOF for pipe jobs only; a tty job's own terminal has it.

@@ -206,3 +206,32 @@ async fn past_the_bound_the_oldest_bytes_go_and_readers_are_told() {
     assert!(chunks > 0);
     t.shutdown().await;
 }
+
+#[tokio::test]
+async fn since_on_output_stored_without_times_is_refused_in_words() {
+    let t = engine_or_skip!();
+    let info = t.handle.start(sh("echo stored")).await.unwrap();
+    let (out, _, _) = read_all(&t.handle, &info.id, ReadFrom::Start).await;
+    assert_eq!(out, b"stored\n");
+    let index = t.state.path().join("jobs").join(format!("{}.idx", info.id));
+    assert!(index.exists(), "the shim made the index at the first output");
+    // As a shim of an older release leaves it: output, no index.
+    std::fs::remove_file(&index).unwrap();
+    let refused = t
+        .handle
+        .reader(&info.id, ReadFrom::Start)
+        .unwrap()
+        .with_times(Some(0), None)
+        .unwrap_err();
+    assert!(refused.to_string().contains("has no times"), "{refused}");
+    // Without since it reads as ever, with no marks.
+    let mut r = t
+        .handle
+        .reader(&info.id, ReadFrom::Start)
+        .unwrap()
+        .with_times(None, None)
+        .unwrap();
+    assert!(matches!(r.next().await.unwrap(), Some(OutputEvent::Data { .. })));
+    assert!(r.take_marks().is_empty());
+    t.shutdown().await;
+}
