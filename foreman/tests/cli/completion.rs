@@ -75,6 +75,51 @@ fn bash_offers(dir: &Path, words: &[&str]) -> Vec<String> {
     got
 }
 
+/// What fish offers for `foreman WORDS...` with the script `foreman
+/// completions fish` prints sourced (`complete -C`); `None` without fish.
+fn fish_offers(dir: &Path, words: &[&str]) -> Option<Vec<String>> {
+    if std::process::Command::new("fish")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED (fish's completion): fish is not installed (.ci/run installs it)");
+        return None;
+    }
+    let script = dir.join("foreman.fish");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_foreman"))
+        .args(["completions", "fish"])
+        .output()
+        .expect("foreman runs");
+    assert!(made.status.success());
+    std::fs::write(&script, &made.stdout).unwrap();
+    // The words as typed (none has a space): an empty last one is the
+    // space after the previous.
+    let line = format!("source {script:?}; complete -C \"foreman {}\"", words.join(" "));
+    let bin = Path::new(env!("CARGO_BIN_EXE_foreman")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::process::Command::new("fish")
+        .args(["--no-config", "-c", &line])
+        .env("PATH", path)
+        .env_remove("TASKER_CONTEXT")
+        .output()
+        .expect("fish runs");
+    assert!(
+        out.status.success(),
+        "fish: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // A candidate, then a tab and its description.
+        .filter_map(|l| l.split('\t').next())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    got.sort();
+    Some(got)
+}
+
 /// Presets (the top level's, and a context's added) and contexts, from
 /// the config alone: no crew is asked (its address answers nothing).
 #[test]
@@ -230,6 +275,14 @@ async fn job_references_come_from_the_crews() {
     );
     assert_eq!(bash_offers(dir, &["--config", cfg, "stop", "w"]), ["web"]);
     assert_eq!(bash_offers(dir, &["--config", cfg, "unarchive", ""]), ["old"]);
+    // The same through fish.
+    if let Some(offers) = fish_offers(dir, &["--config", cfg, "logs", "-f", ""]) {
+        assert_eq!(offers, ["alpha/job-2", "alpha/ticker", "beta/ticker", "web"]);
+        assert_eq!(
+            fish_offers(dir, &["--config", cfg, "stop", "w"]).unwrap(),
+            ["web"]
+        );
+    }
     drop(silent);
     for job in ["alpha/ticker", "beta/ticker", "beta/web"] {
         fleet.run(ALICE, &["stop", job, "--grace", "1s"]).await.expect(0);
