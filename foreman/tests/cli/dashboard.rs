@@ -510,7 +510,7 @@ async fn the_log_view_searches_shows_times_and_saves_and_archived_jobs_come_back
         t.keys(&["L"]);
         // It opens at the end, the title escape filtered out.
         let s = t.wait("the log view", |s| {
-            s.contains("alpha/job-1 · log · 202 lines") && s.contains("last")
+            s.contains("log alpha/job-1 · lines 176–202 of 202") && s.contains("last")
         });
         assert!(!s.contains("pwned") && s.contains("needle-here"), "{s}");
         t.keys(&["g"]);
@@ -521,6 +521,31 @@ async fn the_log_view_searches_shows_times_and_saves_and_archived_jobs_come_back
         t.type_text("/NEEDLE");
         t.keys(&["Enter"]);
         t.wait_for("/NEEDLE: no match");
+        t.type_text("/needle");
+        t.keys(&["Enter"]);
+        t.wait_for("/needle: 1 of 1");
+        // Smart case: upper case matches case.
+        t.type_text("/LINE-1");
+        t.keys(&["Enter"]);
+        t.wait_for("/LINE-1: no match");
+        // From the last line it goes round; the match is the top line,
+        // highlighted.
+        t.type_text("/line-19");
+        t.keys(&["Enter"]);
+        let s = t.wait_for("/line-19: 1 of 11");
+        assert!(s.contains("lines 19–45 of 202"), "{s}");
+        let top = s.lines().nth(1).unwrap_or_default();
+        assert_eq!(top.trim_matches('│').trim(), "line-19", "{s}");
+        let styled = t.tmux(&["capture-pane", "-p", "-e", "-t", "e2e"]);
+        let top = styled.lines().nth(1).unwrap_or_default();
+        // A colour sequence right before it, none before the next line's.
+        assert!(top.contains("mline-19"), "the match is styled: {top:?}");
+        let next = styled.lines().nth(2).unwrap_or_default();
+        assert!(next.contains("line-20") && !next.contains("mline-20"), "{next:?}");
+        t.keys(&["n"]);
+        t.wait_for("/line-19: 2 of 11");
+        t.keys(&["N", "N"]);
+        t.wait_for("/line-19: 11 of 11");
         t.type_text("/needle");
         t.keys(&["Enter"]);
         t.wait_for("/needle: 1 of 1");
@@ -543,7 +568,18 @@ async fn the_log_view_searches_shows_times_and_saves_and_archived_jobs_come_back
         }
         t.type_text(&file.display().to_string());
         t.keys(&["Enter"]);
-        t.wait_for("exists: not overwritten");
+        t.wait_for("exists: write over it? (y: yes");
+        t.keys(&["n"]);
+        t.wait_for("kept: nothing saved");
+        t.keys(&["w"]);
+        for _ in 0.."./alpha-job-1.log".len() {
+            t.keys(&["BSpace"]);
+        }
+        t.type_text(&file.display().to_string());
+        t.keys(&["Enter"]);
+        t.wait_for("exists: write over it? (y: yes");
+        t.keys(&["y"]);
+        t.wait_for(&format!("saved {len} bytes to {}", file.display()));
         t.keys(&["q"]);
         t.wait("the list again", |s| s.contains("jobs 0 running / 1"));
         // Archived, it leaves the list; A shows it again, u brings it back.
@@ -552,7 +588,21 @@ async fn the_log_view_searches_shows_times_and_saves_and_archived_jobs_come_back
         t.keys(&["A"]);
         t.wait("shown as archived", |s| {
             s.lines().any(|l| l.contains("job-1") && l.contains("archived"))
+                && s.contains("archived shown (A hides)")
         });
+        // Its output and details are still there.
+        t.keys(&["g", "L"]);
+        t.wait("the archived job's log", |s| {
+            s.contains("log alpha/job-1 · lines") && s.contains("last")
+        });
+        t.keys(&["q"]);
+        t.wait("the list again", |s| s.contains("archived shown (A hides)"));
+        t.keys(&["v"]);
+        t.wait_for("L its whole output");
+        t.keys(&["L"]);
+        t.wait_for("log alpha/job-1 · lines");
+        t.keys(&["Escape"]);
+        t.wait("the list again", |s| s.contains("archived shown (A hides)"));
         t.keys(&["g", "u"]);
         t.wait_for("alpha/job-1 un-archived");
         t.keys(&["A"]);
@@ -568,6 +618,53 @@ async fn the_log_view_searches_shows_times_and_saves_and_archived_jobs_come_back
         std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    drop(term);
+    fleet.stop().await;
+}
+
+/// `F` in the log view: a running job's new output appears as it comes,
+/// and following stops when the job ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_view_follows_a_running_job_to_its_end() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED dashboard: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let fleet = fleet_or_skip!("alpha");
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    // It prints a line, then one more each time the test lets it.
+    let script = format!(
+        "echo first; while [ ! -e {go} ]; do sleep 0.05; done; echo second; sleep 0.5; echo third",
+        go = go.display()
+    );
+    fleet
+        .run(ALICE, &["start", "--name", "ticker", "--", "sh", "-c", &script])
+        .await
+        .expect(0);
+    let term = Arc::new(Tmux::start(&fleet, 100, 30));
+    let t = Arc::clone(&term);
+    tokio::task::spawn_blocking(move || {
+        t.wait("the job listed", |s| {
+            s.lines().any(|l| l.contains("ticker") && l.contains("running"))
+        });
+        t.keys(&["L"]);
+        t.wait("the log view", |s| s.contains("log alpha/job-1 · lines 1–1 of 1"));
+        t.keys(&["F"]);
+        t.wait_for("· following");
+        std::fs::write(&go, b"").unwrap();
+        t.wait("new output", |s| {
+            s.contains("second") && s.contains("lines 1–2 of 2")
+        });
+        t.wait("the end", |s| {
+            s.contains("third") && s.contains("the job ended: following stopped")
+        });
+        assert!(!t.screen().contains("· following"));
+        t.keys(&["q"]);
+        t.wait("the list again", |s| s.contains("jobs 0 running / 1"));
+    })
+    .await
+    .expect("following");
     drop(term);
     fleet.stop().await;
 }
