@@ -28,17 +28,51 @@ fn complete(config: &Path, args: &[&str]) -> (i32, Vec<String>, String) {
     )
 }
 
-/// What bash's completion offers for `foreman WORDS...` (the last word the
-/// one being completed), with the script `foreman completions bash` prints
-/// sourced, as a user's shell would.
-fn bash_offers(dir: &Path, words: &[&str]) -> Vec<String> {
-    let script = dir.join("foreman.bash");
+/// The script `foreman completions SHELL` prints, written into `dir`.
+fn completion_script(dir: &Path, shell: &str) -> std::path::PathBuf {
+    let script = dir.join(format!("foreman.{shell}"));
     let made = std::process::Command::new(env!("CARGO_BIN_EXE_foreman"))
-        .args(["completions", "bash"])
+        .args(["completions", shell])
         .output()
         .expect("foreman runs");
     assert!(made.status.success());
     std::fs::write(&script, &made.stdout).unwrap();
+    script
+}
+
+/// Runs `shell ARGS... -c LINE` with foreman on its PATH; the candidates
+/// it printed, one a line (a tab ends a candidate: fish's descriptions
+/// follow it), sorted.
+fn offers_of(shell: &str, args: &[&str], line: &str) -> Vec<String> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_foreman")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::process::Command::new(shell)
+        .args(args)
+        .args(["-c", line])
+        .env("PATH", path)
+        .env_remove("TASKER_CONTEXT")
+        .output()
+        .unwrap_or_else(|e| panic!("{shell} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{shell}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    got.sort();
+    got
+}
+
+/// What bash's completion offers for `foreman WORDS...` (the last word the
+/// one being completed), with the script `foreman completions bash` prints
+/// sourced, as a user's shell would.
+fn bash_offers(dir: &Path, words: &[&str]) -> Vec<String> {
+    let script = completion_script(dir, "bash");
     let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
     let line = format!(
         "source {script:?}
@@ -53,26 +87,7 @@ fn bash_offers(dir: &Path, words: &[&str]) -> Vec<String> {
         words = quoted.join(" "),
         cword = words.len(),
     );
-    let bin = Path::new(env!("CARGO_BIN_EXE_foreman")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let out = std::process::Command::new("bash")
-        .args(["--norc", "--noprofile", "-c", &line])
-        .env("PATH", path)
-        .env_remove("TASKER_CONTEXT")
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "bash: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    got.sort();
-    got
+    offers_of("bash", &["--norc", "--noprofile"], &line)
 }
 
 /// What fish offers for `foreman WORDS...` with the script `foreman
@@ -86,38 +101,11 @@ fn fish_offers(dir: &Path, words: &[&str]) -> Option<Vec<String>> {
         println!("SKIPPED (fish's completion): fish is not installed (.ci/run installs it)");
         return None;
     }
-    let script = dir.join("foreman.fish");
-    let made = std::process::Command::new(env!("CARGO_BIN_EXE_foreman"))
-        .args(["completions", "fish"])
-        .output()
-        .expect("foreman runs");
-    assert!(made.status.success());
-    std::fs::write(&script, &made.stdout).unwrap();
+    let script = completion_script(dir, "fish");
     // The words as typed (none has a space): an empty last one is the
     // space after the previous.
     let line = format!("source {script:?}; complete -C \"foreman {}\"", words.join(" "));
-    let bin = Path::new(env!("CARGO_BIN_EXE_foreman")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let out = std::process::Command::new("fish")
-        .args(["--no-config", "-c", &line])
-        .env("PATH", path)
-        .env_remove("TASKER_CONTEXT")
-        .output()
-        .expect("fish runs");
-    assert!(
-        out.status.success(),
-        "fish: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        // A candidate, then a tab and its description.
-        .filter_map(|l| l.split('\t').next())
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    got.sort();
-    Some(got)
+    Some(offers_of("fish", &["--no-config"], &line))
 }
 
 /// Presets (the top level's, and a context's added) and contexts, from
