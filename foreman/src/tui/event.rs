@@ -451,20 +451,22 @@ async fn read_output(crew: &Crew, job: &str) -> Result<(Vec<u8>, u64), String> {
 
 pub async fn archive(crew: Crew, job: String, label: String, tx: Tx) {
     let mut c = crew.client.clone();
-    let action = match c.archive_job(pb::ArchiveJobRequest { job }).await {
-        Ok(_) => Action::Done(Notice::info(format!("{label} archived"))),
-        Err(s) => Action::Done(Notice::error(format!("{label}: {}", client::explain(&s)))),
-    };
-    send(&tx, action).await;
+    let answer = c.archive_job(pb::ArchiveJobRequest { job }).await;
+    send(&tx, done(&label, "archived", answer)).await;
 }
 
 pub async fn unarchive(crew: Crew, job: String, label: String, tx: Tx) {
     let mut c = crew.client.clone();
-    let action = match c.unarchive_job(pb::UnarchiveJobRequest { job }).await {
-        Ok(_) => Action::Done(Notice::info(format!("{label} un-archived"))),
-        Err(s) => Action::Done(Notice::error(format!("{label}: {}", client::explain(&s)))),
-    };
-    send(&tx, action).await;
+    let answer = c.unarchive_job(pb::UnarchiveJobRequest { job }).await;
+    send(&tx, done(&label, "un-archived", answer)).await;
+}
+
+/// A call on a job, for the status bar: "LABEL DID", or why it failed.
+fn done<T>(label: &str, did: &str, answer: Result<T, tonic::Status>) -> Action {
+    Action::Done(match answer {
+        Ok(_) => Notice::info(format!("{label} {did}")),
+        Err(s) => Notice::error(format!("{label}: {}", client::explain(&s))),
+    })
 }
 
 /// A crew's archived jobs, every page, within 10 s.
