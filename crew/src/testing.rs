@@ -221,20 +221,33 @@ impl Drop for LocalCrew {
     }
 }
 
-/// Polls `cond` every few milliseconds until it holds or `timeout` passes;
-/// panics with `what` on timeout. Tests wait for conditions, never for
+/// `TASKER_TEST_SCALE`: 1 on real hardware; the emulated VM of
+/// `ci/test-v2` sets 0.1, as it runs 20-50x slower.
+fn test_scale() -> f64 {
+    std::env::var("TASKER_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &f64| *s > 0.0 && *s <= 1.0)
+        .unwrap_or(1.0)
+}
+
 /// Sizes and counts for heavy tests, scaled by `TASKER_TEST_SCALE` (the
 /// emulated VM of `ci/test-v2` runs them at a tenth).
 pub fn scaled(n: u64) -> u64 {
-    let scale: f64 = std::env::var("TASKER_TEST_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64 * scale) as u64).max(1)
+    ((n as f64 * test_scale()) as u64).max(1)
 }
 
-/// fixed times.
+/// A bound on time that holds on real hardware, stretched where the tests
+/// run scaled down (ten times as long in the emulated VM).
+pub fn emulated(d: Duration) -> Duration {
+    d.div_f64(test_scale())
+}
+
+/// Polls `cond` every few milliseconds until it holds or `timeout`
+/// (stretched in the emulated VM, see [`emulated`]) passes; panics with
+/// `what` on timeout. Tests wait for conditions, never for fixed times.
 pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let timeout = emulated(timeout);
     let deadline = std::time::Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     while !cond() {

@@ -6,13 +6,19 @@
 use std::time::{Duration, Instant};
 
 use certgen::Role;
-use crew::testing::{ADA, BOB, scaled};
+use crew::testing::{ADA, BOB, emulated};
 use tasker_proto::v1 as pb;
 
 use crate::client::*;
 use crate::support::*;
 
-const BOMB: &str = "bomb() { bomb | bomb & }; bomb; sleep 1000";
+/// A fork bomb that waits a second first: both bombs are started (two
+/// users new to the crew, so no ready shim: on a hybrid host each start
+/// migrates its init into v1 cgroups) before either forks. A start that
+/// migrates while a bomb forks waits on the kernel's cgroup lock for as
+/// long as the bomb lets it (docs/architecture.md); that is not what this
+/// test measures, and a clean-clone CI run once failed on it after 60 s.
+const BOMB: &str = "sleep 1; bomb() { bomb | bomb & }; bomb; sleep 1000";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_fork_bombs_leave_the_crew_and_other_users_responsive() {
@@ -29,10 +35,8 @@ async fn two_fork_bombs_leave_the_crew_and_other_users_responsive() {
         ada.info(pb::InfoRequest {}).await.expect("Info");
         t0.elapsed()
     };
-    // Well under a second on real hardware; the emulated VM of ci/test-v2
-    // runs 20-50x slower, and says so by scaling the heavy tests down
-    // (TASKER_TEST_SCALE=0.1: ten times the bound there).
-    let emulated = |d: Duration| d * 1000 / scaled(1000) as u32;
+    // Bounds below hold on real hardware; `emulated` stretches them in the
+    // emulated VM of ci/test-v2 (TASKER_TEST_SCALE=0.1: ten times there).
     // How long her echo may take under the bombs (see the assertion).
     let echo_bound = emulated(Duration::from_secs(120));
     // A start and its end, from the call to the job's final record.
@@ -63,27 +67,30 @@ async fn two_fork_bombs_leave_the_crew_and_other_users_responsive() {
             .expect("bob's bomb"),
     ];
     // Until each bomb has a thousand tasks (in the emulated VM of ci/test-v2
-    // the cap's worth would take minutes and most of its memory).
-    let tasks = |who: &'static str| {
-        let crew = &crew;
-        async move {
-            let mut c = crew.client(who, Role::User).await;
-            quota(&mut c).await.tasks.unwrap_or(0)
-        }
-    };
+    // the cap's worth would take minutes and most of its memory). Each
+    // owner asks on the connection they have: a new TLS handshake per
+    // sample is itself slow while the host forks this hard.
     // A bomb at its cap sheds tasks and grows back (a shell whose forks
-    // keep failing gives up), so each one's peak is what counts.
+    // keep failing gives up), so each one's peak is what counts. Growth is
+    // the kernel's pace, not the crew's: a clean-clone CI run once saw the
+    // two take over 60 s to pass a thousand each, so the bound is loose.
     let began = Instant::now();
-    let deadline = began + Duration::from_secs(60);
+    let deadline = began + emulated(Duration::from_secs(180));
     let mut peaks = (0, 0);
     while peaks.0 < 1000 || peaks.1 < 1000 {
-        peaks = (peaks.0.max(tasks(ALICE).await), peaks.1.max(tasks(BOB).await));
+        let now = (
+            quota(&mut alice).await.tasks.unwrap_or(0),
+            quota(&mut bob).await.tasks.unwrap_or(0),
+        );
+        peaks = (peaks.0.max(now.0), peaks.1.max(now.1));
         assert!(
             Instant::now() < deadline,
-            "the bombs did not grow: {peaks:?} tasks at most"
+            "the bombs did not grow: {peaks:?} tasks at most in {:?}",
+            began.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    eprintln!("both bombs passed 1000 tasks in {:?}", began.elapsed());
 
     // Another user's calls, over a few seconds of both bombs.
     let mut slowest = Duration::ZERO;

@@ -303,6 +303,22 @@ pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
+/// Open fds of this process and what each one is, so that a leak says
+/// what leaked.
+pub fn open_fds() -> std::collections::BTreeMap<u32, String> {
+    let mut fds = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir("/proc/self/fd").into_iter().flatten().flatten() {
+        let Ok(fd) = e.file_name().to_string_lossy().parse() else {
+            continue;
+        };
+        // The directory's own fd is gone by the time it is read.
+        if let Ok(what) = std::fs::read_link(e.path()) {
+            fds.insert(fd, what.to_string_lossy().into_owned());
+        }
+    }
+    fds
+}
+
 /// A user that need not exist: the engine takes numeric ids.
 pub fn test_user() -> RunAs {
     RunAs {

@@ -23,7 +23,7 @@ async fn a_thousand_start_stop_cycles_leave_no_fd_zombie_or_cgroup() {
     }
     t.assert_clean().await;
     t.pool_full().await;
-    let (fds, rss) = (fd_count(), rss_kib());
+    let (fds, rss) = (open_fds(), rss_kib());
     let started = Instant::now();
     for i in 0..cycles {
         let info = t.handle.start(spec(&["/bin/sleep", "1000"])).await.unwrap();
@@ -42,15 +42,27 @@ async fn a_thousand_start_stop_cycles_leave_no_fd_zombie_or_cgroup() {
     let per_cycle = started.elapsed() / cycles as u32;
     t.assert_clean().await;
     t.pool_full().await;
-    let (fds_after, rss_after) = (fd_count(), rss_kib());
-    eprintln!("{cycles} cycles, {per_cycle:?} each; fds {fds} -> {fds_after}; rss {rss} -> {rss_after} KiB");
-    assert_eq!(fds_after, fds, "fds leaked");
-    assert!(zombie_children().is_empty());
+    let (fds_after, rss_after) = (open_fds(), rss_kib());
+    eprintln!(
+        "{cycles} cycles, {per_cycle:?} each; fds {} -> {}; rss {rss} -> {rss_after} KiB",
+        fds.len(),
+        fds_after.len()
+    );
+    // As many as before (a ready shim's fds may come back under other
+    // numbers); both lists are shown if not.
+    assert_eq!(
+        fds_after.len(),
+        fds.len(),
+        "fds leaked: before {fds:?}, after {fds_after:?}"
+    );
+    let zombies = zombie_children();
+    assert!(zombies.is_empty(), "zombies left: {zombies:?}");
     // Each ended job keeps its record (a few hundred bytes); nothing more.
-    // 1 MiB of slack for the allocator's own growth (a blocking thread more
-    // than in the warm-up, and its arena), which a short run (the
-    // scaled-down VM run) would otherwise charge to few jobs.
-    let per_job = (rss_after.saturating_sub(rss + 1024) * 1024) / cycles;
+    // 2 MiB of slack for the allocator's own growth (a blocking thread more
+    // than in the warm-up, and its arena: 1.5-2.4 MiB over 1,000 cycles in
+    // the emulated VM, in steps), which a short run (the scaled-down VM
+    // run) would otherwise charge to few jobs.
+    let per_job = (rss_after.saturating_sub(rss + 2048) * 1024) / cycles;
     assert!(
         per_job < 4096,
         "crew memory grows by {per_job} bytes per ended job"
