@@ -1,7 +1,8 @@
 //! Completion of what a script cannot know when it is made: job references
 //! from real crews, preset and context names from the config; asked of
-//! `foreman __complete` and through the bash script `foreman completions
-//! bash` prints, run by a real bash.
+//! `foreman __complete` and through the scripts `foreman completions
+//! bash|zsh|fish` prints, run by a real bash, zsh (Tab pressed in a
+//! pseudo-terminal) and fish.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -108,6 +109,72 @@ fn fish_offers(dir: &Path, words: &[&str]) -> Option<Vec<String>> {
     Some(offers_of("fish", &["--no-config"], &line))
 }
 
+/// Drives an interactive zsh in a pseudo-terminal (`zsh/zpty`): compinit,
+/// the script sourced, the line typed and Tab pressed, as a user would.
+/// Each match the completion system adds is printed after `<M>` (its
+/// functions add through `compadd`), and `<END>` when it is done. The
+/// markers are quoted apart so that the echo of these lines holds none.
+/// `$1`: the script; `$2`: the line typed before Tab.
+const ZSH_DRIVER: &str = r#"
+zmodload zsh/zpty
+zpty comp zsh -f -i
+zpty -w comp "PS1='' RPS1=''; autoload -Uz compinit; compinit -u -D; source ${(q)1}"
+zpty -w comp 'compadd() { if (( ! ${@[(I)-[OAD]*]} )); then local -a m; builtin compadd -O m "$@"; print -rl -- "" "<""M>"${^m}; fi; builtin compadd "$@"; }'
+zpty -w comp 'comppostfuncs=(__said_end); __said_end() { print -r -- "" "<""END>"; comppostfuncs=(__said_end) }'
+zpty -w comp 'print -r -- "<""READY>"'
+read_until() {
+  out=
+  until [[ $out == *$1* ]]; do zpty -r -t comp line && out+=$line || sleep 0.02; done
+}
+read_until '<READY>'
+zpty -w -n comp "$2"$'\t'
+read_until '<END>'
+print -r -- $out
+zpty -d comp
+"#;
+
+/// What zsh's completion system offers for `foreman WORDS...` (none has a
+/// space; an empty last one is the space after the previous) with the
+/// script `foreman completions zsh` prints; `None` without zsh.
+fn zsh_offers(dir: &Path, words: &[&str]) -> Option<Vec<String>> {
+    if std::process::Command::new("zsh")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED (zsh's completion): zsh is not installed (.ci/run installs it)");
+        return None;
+    }
+    let script = completion_script(dir, "zsh");
+    let driver = dir.join("drive.zsh");
+    std::fs::write(&driver, ZSH_DRIVER).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_foreman")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let line = format!("foreman {}", words.join(" "));
+    let out = std::process::Command::new("timeout")
+        .args(["20", "zsh", "-f"])
+        .arg(&driver)
+        .arg(&script)
+        .arg(&line)
+        .env("PATH", path)
+        .env_remove("TASKER_CONTEXT")
+        .output()
+        .expect("zsh runs");
+    assert!(
+        out.status.success(),
+        "zsh on {line:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').split_once("<M>"))
+        .map(|(_, m)| m.to_owned())
+        .collect();
+    got.sort();
+    got.dedup();
+    Some(got)
+}
+
 /// Presets (the top level's, and a context's added) and contexts, from
 /// the config alone: no crew is asked (its address answers nothing).
 #[test]
@@ -175,6 +242,15 @@ crew = [{ name = "s1", addr = "127.0.0.1:1" }]
     );
     // The hidden command is not offered.
     assert!(!bash_offers(dir.path(), &["--config", cfg, "__"]).contains(&"__complete".to_owned()));
+    // The same through zsh's completion system (`--preset=d` is one word
+    // there).
+    if let Some(presets) = zsh_offers(dir.path(), &["--config", cfg, "start", "--preset", ""]) {
+        assert_eq!(presets, ["build", "deploy"]);
+        let zsh = |words: &[&str]| zsh_offers(dir.path(), words).unwrap();
+        assert_eq!(zsh(&["--config", cfg, "start", "--preset=d"]), ["deploy"]);
+        assert_eq!(zsh(&["--config", cfg, "--context", "s"]), ["staging"]);
+        assert_eq!(zsh(&["--config", cfg, "unarc"]), ["unarchive"]);
+    }
 }
 
 /// Job references from real crews: each job once, by the shortest
@@ -269,6 +345,15 @@ async fn job_references_come_from_the_crews() {
         assert_eq!(
             fish_offers(dir, &["--config", cfg, "stop", "w"]).unwrap(),
             ["web"]
+        );
+    }
+    // And through zsh.
+    if let Some(offers) = zsh_offers(dir, &["--config", cfg, "logs", "-f", ""]) {
+        assert_eq!(offers, ["alpha/job-2", "alpha/ticker", "beta/ticker", "web"]);
+        assert_eq!(zsh_offers(dir, &["--config", cfg, "stop", "w"]).unwrap(), ["web"]);
+        assert_eq!(
+            zsh_offers(dir, &["--config", cfg, "unarchive", ""]).unwrap(),
+            ["old"]
         );
     }
     drop(silent);
