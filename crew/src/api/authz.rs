@@ -48,7 +48,7 @@ fn verb(action: Action) -> &'static str {
     match action {
         Action::Read => "read jobs",
         Action::Start => "start jobs",
-        Action::Manage => "stop or archive this job",
+        Action::Manage => "stop, archive or un-archive this job",
         Action::Write => "write to this job",
     }
 }
@@ -101,7 +101,7 @@ mod tests {
         let err = authorize(&id("alice", Role::User), Action::Manage, Some("bob")).unwrap_err();
         assert_eq!(
             err.0,
-            "alice (user) may not stop or archive this job: users manage only their own jobs, and this one is bob's"
+            "alice (user) may not stop, archive or un-archive this job: users manage only their own jobs, and this one is bob's"
         );
         let err = authorize(&id("vic", Role::Viewer), Action::Start, None).unwrap_err();
         assert!(err.0.contains("viewers are read-only"));
