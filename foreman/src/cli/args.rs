@@ -302,13 +302,15 @@ pub struct JobFilter {
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
     /// Gather a batch's output: identical outputs once, under the crews
-    /// that printed them, with their exit codes (as `clush -b`).
+    /// that printed them, with their exit codes (as `clush -b`); a job's
+    /// stderr still goes to yours as it comes, prefixed by its crew.
     #[arg(short = 'b', long)]
     pub gather: bool,
     /// Stop a batch's other jobs at the first failure.
     #[arg(long)]
     pub fail_fast: bool,
-    /// A batch's result as one JSON object per crew (output included).
+    /// A batch's result as one JSON object per crew (output included,
+    /// stdout and stderr together in the order stored).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

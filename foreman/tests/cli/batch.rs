@@ -136,6 +136,33 @@ async fn a_batch_gathers_identical_outputs_and_sums_up_with_the_worst_code() {
     }
     assert_eq!(out.lines().count(), 8, "{out}");
 
+    // A job's stderr goes to ours, prefixed too, streamed or gathered (as
+    // `run` keeps a job's stderr apart, and as clush -b gathers stdout).
+    let both = "echo out; echo err >&2; echo out2";
+    for gather in [false, true] {
+        let mut args = vec!["run", "--crew", "web0[4-5]"];
+        if gather {
+            args.push("-b");
+        }
+        args.extend(["--", "/bin/sh", "-c", both]);
+        let ran = fleet.run(ALICE, &args).await.expect(0);
+        let (out, err) = (ran.out(), &ran.stderr);
+        assert!(!out.contains("err"), "stdout: {out}");
+        if gather {
+            assert!(out.contains("web[04-05] (2) exit 0\n"), "{out}");
+            assert_eq!(out.matches("\nout\nout2\n").count(), 1, "{out}");
+        } else {
+            for crew in ["web04", "web05"] {
+                assert_eq!(out.matches(&format!("{crew}: out\n")).count(), 1, "{out}");
+                assert_eq!(out.matches(&format!("{crew}: out2\n")).count(), 1, "{out}");
+            }
+            assert_eq!(out.lines().count(), 4, "{out}");
+        }
+        for crew in ["web04", "web05"] {
+            assert_eq!(err.matches(&format!("{crew}: err\n")).count(), 1, "stderr: {err}");
+        }
+    }
+
     // A group with a crew that is down: unreachable, kept apart, exit 2.
     let ran = fleet
         .run(

@@ -254,13 +254,21 @@ async fn read_member(
             msg = opened.stream.message() => match msg {
                 Ok(Some(pb::AttachJobResponse { msg: Some(Out::Output(o)) })) => {
                     offset = o.offset + o.data.len() as u64;
-                    if how.gather || how.json {
-                        let room = GATHER_LIMIT.saturating_sub(m.output.len());
-                        let keep = o.data.len().min(room);
-                        m.output.extend_from_slice(&o.data[..keep]);
-                        m.cut += (o.data.len() - keep) as u64;
+                    if how.json {
+                        // The record of a member: everything, in order.
+                        m.keep(&o.data);
                     } else {
-                        printer.output(&crew.name, &o.data);
+                        // A pipe job's stderr goes to ours as it comes, as
+                        // `run`'s does; what is gathered is stdout (as
+                        // clush -b).
+                        for (_, data, mark) in crate::times::segments(o.offset, &o.data, &o.marks) {
+                            let stream = mark.map_or(pb::Stream::Stdout, pb::Mark::stream);
+                            if how.gather && stream == pb::Stream::Stdout {
+                                m.keep(data);
+                            } else {
+                                printer.output(&crew.name, stream, data);
+                            }
+                        }
                     }
                 }
                 Ok(Some(pb::AttachJobResponse { msg: Some(Out::Dropped(d)) })) => {
@@ -284,6 +292,16 @@ async fn read_member(
         }
     }
     printer.flush(&crew.name);
+}
+
+impl Member {
+    /// Keeps output to gather, up to [`GATHER_LIMIT`]; the rest is counted.
+    fn keep(&mut self, data: &[u8]) {
+        let room = GATHER_LIMIT.saturating_sub(self.output.len());
+        let keep = data.len().min(room);
+        self.output.extend_from_slice(&data[..keep]);
+        self.cut += (data.len() - keep) as u64;
+    }
 }
 
 /// How a job that has ended went, as a member's status.
@@ -392,66 +410,79 @@ pub async fn members_of<'a>(
     (members, unreachable)
 }
 
-/// Streamed output: whole lines, each prefixed by its crew, filtered
-/// (as `logs` filters) when stdout is a terminal; a crew's unfinished line
-/// waits for its end.
+/// Streamed output: whole lines, each prefixed by its crew, a pipe job's
+/// stderr on stderr; each filtered (as `logs` filters) when it goes to a
+/// terminal; a crew's unfinished line (per stream) waits for its end.
 struct Printer {
-    tty: bool,
-    partial: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// Whether stdout, stderr are terminals.
+    tty: [bool; 2],
+    partial: Mutex<std::collections::HashMap<(String, bool), Vec<u8>>>,
 }
 
 impl Printer {
     fn new(how: Presentation) -> Self {
         Self {
-            tty: terminal::stdout_is_tty() && !how.json,
+            tty: [terminal::stdout_is_tty() && !how.json, terminal::stderr_is_tty()],
             partial: Mutex::default(),
         }
     }
 
-    fn output(&self, crew: &str, data: &[u8]) {
+    fn output(&self, crew: &str, stream: pb::Stream, data: &[u8]) {
+        let stderr = stream == pb::Stream::Stderr;
         let mut partial = tasker_common::lock(&self.partial);
-        let buf = partial.entry(crew.to_owned()).or_default();
+        let buf = partial.entry((crew.to_owned(), stderr)).or_default();
         buf.extend_from_slice(data);
         let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
             return;
         };
         let lines: Vec<u8> = buf.drain(..=end).collect();
-        self.emit(crew, &lines);
+        self.emit(crew, stderr, &lines);
     }
 
     fn flush(&self, crew: &str) {
-        let rest = tasker_common::lock(&self.partial)
-            .remove(crew)
-            .unwrap_or_default();
-        if !rest.is_empty() {
-            let mut line = rest;
-            line.push(b'\n');
-            self.emit(crew, &line);
+        for stderr in [false, true] {
+            let rest = tasker_common::lock(&self.partial)
+                .remove(&(crew.to_owned(), stderr))
+                .unwrap_or_default();
+            if !rest.is_empty() {
+                let mut line = rest;
+                line.push(b'\n');
+                self.emit(crew, stderr, &line);
+            }
         }
     }
 
     fn flush_all(&self) {
-        let crews: Vec<String> = tasker_common::lock(&self.partial).keys().cloned().collect();
+        let crews: std::collections::BTreeSet<String> = tasker_common::lock(&self.partial)
+            .keys()
+            .map(|(c, _)| c.clone())
+            .collect();
         for c in crews {
             self.flush(&c);
         }
     }
 
     /// `lines` ends with a newline.
-    fn emit(&self, crew: &str, lines: &[u8]) {
+    fn emit(&self, crew: &str, stderr: bool, lines: &[u8]) {
         let mut out = Vec::with_capacity(lines.len() + 16);
         for line in lines.split_inclusive(|b| *b == b'\n') {
             out.extend_from_slice(crew.as_bytes());
             out.extend_from_slice(b": ");
-            if self.tty {
+            if self.tty[usize::from(stderr)] {
                 Sanitizer::new(Mode::Plain).feed(line, &mut out);
             } else {
                 out.extend_from_slice(line);
             }
         }
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(&out);
-        let _ = stdout.flush();
+        if stderr {
+            let mut w = std::io::stderr().lock();
+            let _ = w.write_all(&out);
+            let _ = w.flush();
+        } else {
+            let mut w = std::io::stdout().lock();
+            let _ = w.write_all(&out);
+            let _ = w.flush();
+        }
     }
 }
 
