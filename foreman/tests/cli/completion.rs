@@ -41,15 +41,16 @@ fn completion_script(dir: &Path, shell: &str) -> std::path::PathBuf {
     script
 }
 
-/// Runs `shell ARGS... -c LINE` with foreman on its PATH; the candidates
+/// Runs `shell ARGS... -c LINE POSITIONAL...` with foreman on its PATH; the candidates
 /// it printed, one a line (a tab ends a candidate: fish's descriptions
 /// follow it), sorted.
-fn offers_of(shell: &str, args: &[&str], line: &str) -> Vec<String> {
+fn offers_of(shell: &str, args: &[&str], line: &str, positional: &[&str]) -> Vec<String> {
     let bin = Path::new(env!("CARGO_BIN_EXE_foreman")).parent().unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let out = std::process::Command::new(shell)
         .args(args)
         .args(["-c", line])
+        .args(positional)
         .env("PATH", path)
         .env_remove("TASKER_CONTEXT")
         .output()
@@ -88,32 +89,39 @@ fn bash_offers(dir: &Path, words: &[&str]) -> Vec<String> {
         words = quoted.join(" "),
         cword = words.len(),
     );
-    offers_of("bash", &["--norc", "--noprofile"], &line)
+    offers_of("bash", &["--norc", "--noprofile"], &line, &[])
+}
+
+/// The script `foreman completions SHELL` prints, written into `dir`, if
+/// that shell is installed (`.ci/run` installs fish and zsh).
+fn script_for_installed(dir: &Path, shell: &str) -> Option<std::path::PathBuf> {
+    if std::process::Command::new(shell)
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED ({shell}'s completion): {shell} is not installed (.ci/run installs it)");
+        return None;
+    }
+    Some(completion_script(dir, shell))
 }
 
 /// What fish offers for `foreman WORDS...` with the script `foreman
 /// completions fish` prints sourced (`complete -C`); `None` without fish.
 fn fish_offers(dir: &Path, words: &[&str]) -> Option<Vec<String>> {
-    if std::process::Command::new("fish")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!("SKIPPED (fish's completion): fish is not installed (.ci/run installs it)");
-        return None;
-    }
-    let script = completion_script(dir, "fish");
+    let script = script_for_installed(dir, "fish")?;
     // The words as typed (none has a space): an empty last one is the
     // space after the previous.
     let line = format!("source {script:?}; complete -C \"foreman {}\"", words.join(" "));
-    Some(offers_of("fish", &["--no-config"], &line))
+    Some(offers_of("fish", &["--no-config"], &line, &[]))
 }
 
 /// Drives an interactive zsh in a pseudo-terminal (`zsh/zpty`): compinit,
 /// the script sourced, the line typed and Tab pressed, as a user would.
 /// Each match the completion system adds is printed after `<M>` (its
-/// functions add through `compadd`), and `<END>` when it is done. The
-/// markers are quoted apart so that the echo of these lines holds none.
+/// functions add through `compadd`), and `<END>` when it is done; the
+/// matches alone are printed at the end, one a line. The markers are
+/// quoted apart so that the echo of these lines holds none.
 /// `$1`: the script; `$2`: the line typed before Tab.
 const ZSH_DRIVER: &str = r#"
 zmodload zsh/zpty
@@ -124,55 +132,27 @@ zpty -w comp 'comppostfuncs=(__said_end); __said_end() { print -r -- "" "<""END>
 zpty -w comp 'print -r -- "<""READY>"'
 read_until() {
   out=
-  until [[ $out == *$1* ]]; do zpty -r -t comp line && out+=$line || sleep 0.02; done
+  until [[ $out == *$1* ]]; do
+    (( SECONDS < 20 )) || { print -u2 -r -- "no $1 from zsh in 20 s: $out"; exit 1 }
+    zpty -r -t comp line && out+=$line || sleep 0.02
+  done
 }
 read_until '<READY>'
 zpty -w -n comp "$2"$'\t'
 read_until '<END>'
-print -r -- $out
 zpty -d comp
+for l in ${(f)out}; do [[ $l == *'<M>'* ]] && print -r -- ${${l##*<M>}%$'\r'}; done
+true
 "#;
 
 /// What zsh's completion system offers for `foreman WORDS...` (none has a
 /// space; an empty last one is the space after the previous) with the
 /// script `foreman completions zsh` prints; `None` without zsh.
 fn zsh_offers(dir: &Path, words: &[&str]) -> Option<Vec<String>> {
-    if std::process::Command::new("zsh")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!("SKIPPED (zsh's completion): zsh is not installed (.ci/run installs it)");
-        return None;
-    }
-    let script = completion_script(dir, "zsh");
-    let driver = dir.join("drive.zsh");
-    std::fs::write(&driver, ZSH_DRIVER).unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_foreman")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let line = format!("foreman {}", words.join(" "));
-    let out = std::process::Command::new("timeout")
-        .args(["20", "zsh", "-f"])
-        .arg(&driver)
-        .arg(&script)
-        .arg(&line)
-        .env("PATH", path)
-        .env_remove("TASKER_CONTEXT")
-        .output()
-        .expect("zsh runs");
-    assert!(
-        out.status.success(),
-        "zsh on {line:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').split_once("<M>"))
-        .map(|(_, m)| m.to_owned())
-        .collect();
-    got.sort();
-    got.dedup();
-    Some(got)
+    let script = script_for_installed(dir, "zsh")?;
+    let typed = format!("foreman {}", words.join(" "));
+    let script = script.to_str().unwrap();
+    Some(offers_of("zsh", &["-f"], ZSH_DRIVER, &["zsh", script, &typed]))
 }
 
 /// Presets (the top level's, and a context's added) and contexts, from
