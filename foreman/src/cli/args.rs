@@ -206,8 +206,8 @@ pub enum Command {
     /// Print a shell completion script, e.g. `foreman completions bash >
     /// /etc/bash_completion.d/foreman` (needs no config or crew). In bash,
     /// zsh and fish it also completes job references (asked of the
-    /// config's crews at each Tab, for at most a second) and --preset and
-    /// --context names.
+    /// config's crews and those discovery finds at each Tab, for at most a
+    /// second in all) and --preset and --context names.
     Completions {
         /// The shell the script is for.
         #[arg(value_enum)]

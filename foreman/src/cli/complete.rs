@@ -237,16 +237,26 @@ fn presets(over: &Overrides) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The references of the jobs `which` asks for, on every configured crew
-/// that answers within [`BUDGET`].
+/// The references of the jobs `which` asks for, on every crew (the
+/// configuration's and those discovery finds, as every command asks) that
+/// answers within [`BUDGET`], discovery included.
 async fn jobs(over: &Overrides, which: Which, prefix: &str) -> Vec<String> {
-    let Ok(config) = config::load(over) else {
-        return Vec::new();
-    };
-    let Ok(crews) = crate::client::crews(&config) else {
+    let Ok(mut config) = config::load(over) else {
         return Vec::new();
     };
     let deadline = tokio::time::Instant::now() + BUDGET;
+    // Discovery that takes longer than the budget leaves the
+    // configuration's own crews.
+    let statics = config.crews.clone();
+    if tokio::time::timeout_at(deadline, crate::discovery::add_to(&mut config))
+        .await
+        .is_err()
+    {
+        config.crews = statics;
+    }
+    let Ok(crews) = crate::client::crews(&config) else {
+        return Vec::new();
+    };
     let archived = which == Which::Archived;
     let asks = crews.iter().map(|c| async move {
         let jobs = list_until(c, archived, deadline).await;

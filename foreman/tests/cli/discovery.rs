@@ -144,6 +144,30 @@ async fn crews_come_from_a_file_dns_srv_and_a_command() {
         "{}",
         ran.out()
     );
+    // Tab completes the jobs of discovered crews too.
+    let config = fleet.config().display().to_string();
+    let words = [
+        "__complete",
+        "--",
+        "foreman",
+        "--config",
+        &config,
+        "--user",
+        ALICE,
+        "logs",
+        "",
+    ];
+    let offered = fleet.run(ALICE, &words).await.expect(0);
+    assert_eq!(
+        offered.out().lines().collect::<Vec<_>>(),
+        [
+            "web01/job-1",
+            "web02/job-1",
+            "web02/job-2",
+            "web03/job-1",
+            "web03/job-2"
+        ]
+    );
 
     // The file changes: web01 goes, and an entry that claims to be web09
     // at web01's address comes, whose certificate names web01: refused.
