@@ -553,30 +553,24 @@ async fn the_log_view_searches_shows_times_and_saves_and_archived_jobs_come_back
         t.keys(&["t"]);
         t.wait("times shown", |s| s.lines().any(|l| l.contains("Z needle-here")));
         // Save: the bytes as stored, to a new file.
-        t.keys(&["w"]);
-        t.wait_for("save to: ./alpha-job-1.log");
-        for _ in 0.."./alpha-job-1.log".len() {
-            t.keys(&["BSpace"]);
-        }
-        t.type_text(&file.display().to_string());
-        t.keys(&["Enter"]);
+        // `w`, then the offered name replaced by `file`'s.
+        let save_to_file = || {
+            t.keys(&["w"]);
+            t.wait_for("save to: ./alpha-job-1.log");
+            for _ in 0.."./alpha-job-1.log".len() {
+                t.keys(&["BSpace"]);
+            }
+            t.type_text(&file.display().to_string());
+            t.keys(&["Enter"]);
+        };
+        save_to_file();
         t.wait_for(&format!("saved {len} bytes to {}", file.display()));
         // Never over a file that exists.
-        t.keys(&["w"]);
-        for _ in 0.."./alpha-job-1.log".len() {
-            t.keys(&["BSpace"]);
-        }
-        t.type_text(&file.display().to_string());
-        t.keys(&["Enter"]);
+        save_to_file();
         t.wait_for("exists: write over it? (y: yes");
         t.keys(&["n"]);
         t.wait_for("kept: nothing saved");
-        t.keys(&["w"]);
-        for _ in 0.."./alpha-job-1.log".len() {
-            t.keys(&["BSpace"]);
-        }
-        t.type_text(&file.display().to_string());
-        t.keys(&["Enter"]);
+        save_to_file();
         t.wait_for("exists: write over it? (y: yes");
         t.keys(&["y"]);
         t.wait_for(&format!("saved {len} bytes to {}", file.display()));

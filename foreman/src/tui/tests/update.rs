@@ -375,15 +375,7 @@ fn archived_jobs_show_on_a_and_u_unarchives_one() {
         [Effect::ListArchived { crew: 0 }, Effect::ListArchived { crew: 1 }],
         "every crew asked"
     );
-    let mut old = job(
-        0,
-        &JobSpec {
-            handle: "job-7",
-            exit: Some(0),
-            ..Default::default()
-        },
-    );
-    old.archived = true;
+    let old = archived_job_7();
     update(&mut app, Action::ArchivedJobs(0, Ok(vec![old.clone()])));
     update(&mut app, Action::ArchivedJobs(1, Err("no answer in 10 s".into())));
     assert!(error(&app).contains("beta: archived jobs not listed"));
@@ -1513,15 +1505,7 @@ fn f_follows_a_running_job_and_closing_lets_go_of_the_attach() {
 fn archived_jobs_open_in_the_log_and_detail_views() {
     let mut app = app(&["alpha"], "ada", "admin", (80, 24));
     press(&mut app, KeyCode::Char('A'));
-    let mut old = job(
-        0,
-        &JobSpec {
-            handle: "job-7",
-            exit: Some(0),
-            ..Default::default()
-        },
-    );
-    old.archived = true;
+    let old = archived_job_7();
     update(&mut app, Action::ArchivedJobs(0, Ok(vec![old.clone()])));
     let fx = press(&mut app, KeyCode::Char('L'));
     assert!(
@@ -1537,4 +1521,18 @@ fn archived_jobs_open_in_the_log_and_detail_views() {
         matches!(&fx[..], [Effect::Trail { job, .. }] if *job == old.id),
         "{fx:?}"
     );
+}
+
+/// alpha's job-7: ended (exit 0) and archived.
+fn archived_job_7() -> pb::Job {
+    let mut old = job(
+        0,
+        &JobSpec {
+            handle: "job-7",
+            exit: Some(0),
+            ..Default::default()
+        },
+    );
+    old.archived = true;
+    old
 }
